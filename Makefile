@@ -1,0 +1,42 @@
+# IoTLock: `make run` serves everything on embedded defaults; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: run test setup db-upgrade emulator worker bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps-run: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.deps-test: requirements.txt requirements-test.txt | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	touch $@ $(VENV)/.deps-run
+
+setup: $(VENV)/.deps-run
+
+db-upgrade: $(VENV)/.deps-run
+	$(BIN)/flask --app wsgi db upgrade
+
+run: db-upgrade
+	PORT=$(PORT) $(BIN)/flask --app wsgi serve
+
+worker: db-upgrade
+	$(BIN)/flask --app wsgi worker
+
+emulator: $(VENV)/.deps-run
+	$(BIN)/flask --app wsgi streamiot-emulator --host 127.0.0.1 --port 8181
+
+test: $(VENV)/.deps-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.deps-test
+	$(BIN)/python -m pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/artifacts

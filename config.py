@@ -1,0 +1,146 @@
+"""Settings for the IoTLock portal: every value comes from the environment, with
+embedded defaults that let `make run` work on a fresh machine."""
+import os
+from datetime import timedelta
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("IOTLOCK_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "on", "true", "yes"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+class Config:
+    ENV_NAME = "development"
+    INSTANCE_DIR = INSTANCE_DIR
+
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    IOTLOCK_DATA_KEY = os.environ.get("IOTLOCK_DATA_KEY")
+
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'iotlock.sqlite3'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+    # StreamIoT. "embedded" runs the emulator in process, behind a requests adapter.
+    STREAMIOT_URL = os.environ.get("STREAMIOT_URL", "embedded")
+    STREAMIOT_READER_URL = os.environ.get("STREAMIOT_READER_URL", "")
+    STREAMIOT_USER_DOMAIN = os.environ.get("STREAMIOT_USER_DOMAIN", "iotlock.invalid")
+    STREAMIOT_ADMIN_EMAIL = os.environ.get("STREAMIOT_ADMIN_EMAIL", "")
+    STREAMIOT_ADMIN_PASSWORD = os.environ.get("STREAMIOT_ADMIN_PASSWORD", "")
+    STREAMIOT_CONNECT_TIMEOUT = _float("STREAMIOT_CONNECT_TIMEOUT", 3.05)
+    STREAMIOT_READ_TIMEOUT = _float("STREAMIOT_READ_TIMEOUT", 10.0)
+    STREAMIOT_EMULATOR_DB = os.environ.get(
+        "STREAMIOT_EMULATOR_DB", str(INSTANCE_DIR / "streamiot-emulator.sqlite3")
+    )
+    STREAMIOT_EMULATOR_TOKEN_TTL = _int("STREAMIOT_EMULATOR_TOKEN_TTL", 10 * 3600)
+
+    VIRTUAL_GATEWAYS = _flag("VIRTUAL_GATEWAYS", True)
+    VIRTUAL_GATEWAY_DIR = os.environ.get(
+        "VIRTUAL_GATEWAY_DIR", str(INSTANCE_DIR / "virtual-gateways")
+    )
+    # The worker (job runner and reply reader) runs as a thread inside `flask serve`.
+    EMBEDDED_WORKER = _flag("IOTLOCK_EMBEDDED_WORKER", True)
+
+    JOB_MAX_ATTEMPTS = _int("JOB_MAX_ATTEMPTS", 12)
+    JOB_BACKOFF_BASE = _float("JOB_BACKOFF_BASE", 1.0)
+    JOB_BACKOFF_CAP = _float("JOB_BACKOFF_CAP", 300.0)
+    JOB_LEASE_SECONDS = _int("JOB_LEASE_SECONDS", 60)
+    UNLOCK_TTL_SECONDS = _int("UNLOCK_TTL_SECONDS", 60)
+    HEARTBEAT_WINDOW_SECONDS = _int("HEARTBEAT_WINDOW_SECONDS", 120)
+    REPLY_POLL_SECONDS = _float("REPLY_POLL_SECONDS", 1.5)
+    IDLE_POLL_SECONDS = _float("IDLE_POLL_SECONDS", 30.0)
+
+    HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", False)
+    HTMX_VERSION = "2.0.11"
+    # Subresource Integrity of static/vendor/htmx-2.0.11.min.js (a test keeps them equal).
+    HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
+
+    # Sessions: signed cookie carrying a server-side session id (see portal/auth.py).
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", False)
+    SESSION_IDLE_TIMEOUT = timedelta(minutes=_int("SESSION_IDLE_MINUTES", 120))
+    SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=_int("SESSION_ABSOLUTE_HOURS", 12))
+    STAFF_IDLE_TIMEOUT = timedelta(minutes=15)
+    REAUTH_WINDOW = timedelta(minutes=5)
+    REMEMBER_COOKIE_DURATION = timedelta(seconds=0)
+
+    WTF_CSRF_TIME_LIMIT = None  # bound to the session instead, which has its own timeouts
+    WTF_CSRF_HEADERS = ["X-CSRFToken"]
+
+    # argon2id cost (RFC 9106 second recommended option by default).
+    ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_COST = _int("ARGON2_MEMORY_COST", 65536)
+    ARGON2_PARALLELISM = _int("ARGON2_PARALLELISM", 4)
+
+    LOGIN_MAX_FAILURES_PER_ACCOUNT = _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
+    LOGIN_MAX_FAILURES_PER_ADDRESS = _int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+    LOGIN_THROTTLE_WINDOW = timedelta(minutes=_int("LOGIN_THROTTLE_MINUTES", 15))
+
+    INVITE_TTL = timedelta(hours=72)
+
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
+    MAIL_PORT = _int("MAIL_PORT", 587)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
+    MAIL_USE_TLS = _flag("MAIL_USE_TLS", True)
+    MAIL_SENDER = os.environ.get("MAIL_SENDER", "IoTLock <no-reply@iotlock.invalid>")
+
+    PUBLIC_URL = os.environ.get("PUBLIC_URL", "")  # used in emailed links when set
+    HSTS = False
+    # Tests set this to raise on lazy loads, so pages prove a fixed query count.
+    RAISE_ON_LAZY_LOAD = False
+
+
+class DevelopmentConfig(Config):
+    pass
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    HSTS = True
+    HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", True)
+    VIRTUAL_GATEWAYS = _flag("VIRTUAL_GATEWAYS", False)
+    EMBEDDED_WORKER = _flag("IOTLOCK_EMBEDDED_WORKER", False)
+    REQUIRED_SECRETS = ("SECRET_KEY", "IOTLOCK_DATA_KEY")
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    # Cheap argon2id in tests only; still argon2id.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 8
+    ARGON2_PARALLELISM = 1
+    VIRTUAL_GATEWAYS = False
+    EMBEDDED_WORKER = False
+    RAISE_ON_LAZY_LOAD = True
+    JOB_BACKOFF_BASE = 0.0
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "test": TestConfig,
+}
+
+
+def config_from_env():
+    return CONFIGS[os.environ.get("IOTLOCK_ENV", "development")]

@@ -1,0 +1,225 @@
+"""The IoTLock portal: create_app() builds the Flask application."""
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
+from sqlalchemy import event, orm
+from werkzeug.exceptions import HTTPException
+
+from config import BASE_DIR, config_from_env
+from portal.extensions import csrf, db, login_manager, migrate
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config_object=None, **overrides) -> Flask:
+    config_object = config_object or config_from_env()
+    app = Flask(
+        __name__,
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+        instance_path=str(config_object.INSTANCE_DIR),
+    )
+    app.config.from_object(config_object)
+    app.config.update(overrides)
+    _load_secrets(app)
+    if not app.config.get("STREAMIOT_READER_URL"):
+        app.config["STREAMIOT_READER_URL"] = (
+            "embedded-reader" if app.config["STREAMIOT_URL"] == "embedded" else ""
+        )
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_security_headers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def _load_secrets(app: Flask) -> None:
+    """Production refuses to start without its secrets; elsewhere they are generated once
+    into instance/ (git-ignored) and kept, so sessions and encrypted data survive restarts."""
+    from portal.crypto import generate_data_key
+
+    required = app.config.get("REQUIRED_SECRETS", ())
+    if required:
+        missing = [name for name in required if not app.config.get(name)]
+        if missing:
+            raise RuntimeError(
+                "IoTLock will not start in production without these settings: "
+                + ", ".join(missing)
+                + ". Set them in the environment (see README, Configuration)."
+            )
+        return
+    instance = Path(app.instance_path)
+    for name, make in (("SECRET_KEY", lambda: os.urandom(32).hex()), ("IOTLOCK_DATA_KEY", generate_data_key)):
+        if app.config.get(name):
+            continue
+        instance.mkdir(parents=True, exist_ok=True)
+        path = instance / name.lower()
+        if not path.exists():
+            path.write_text(make())
+            path.chmod(0o600)
+        app.config[name] = path.read_text().strip()
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "account.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = None  # server-side sessions do this job (portal/auth.py)
+    import portal.auth  # noqa: F401  (registers the user loader)
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _tune_sqlite(db.engine)
+    if app.config.get("RAISE_ON_LAZY_LOAD"):
+        _raise_on_lazy_load()
+
+
+def _tune_sqlite(engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+_lazy_guard_installed = False
+
+
+def _raise_on_lazy_load() -> None:
+    """Tests: any relationship loaded lazily with SQL raises, so a page's query count
+    cannot grow with the number of devices without a test noticing."""
+    global _lazy_guard_installed
+    if _lazy_guard_installed:
+        return
+    _lazy_guard_installed = True
+
+    @event.listens_for(orm.Session, "do_orm_execute")
+    def _add_raiseload(state):
+        if state.is_select and not state.is_relationship_load and not state.is_column_load:
+            state.statement = state.statement.options(orm.raiseload("*", sql_only=True))
+
+
+def register_blueprints(app: Flask) -> None:
+    from portal.account import bp as account_bp
+    from portal.gateways import bp as gateways_bp
+    from portal.mailboxes import bp as mailboxes_bp
+    from portal.members import bp as members_bp
+    from portal.support import bp as support_bp
+
+    app.register_blueprint(account_bp)
+    app.register_blueprint(members_bp, url_prefix="/members")
+    app.register_blueprint(gateways_bp, url_prefix="/gateways")
+    app.register_blueprint(mailboxes_bp, url_prefix="/mailboxes")
+    app.register_blueprint(support_bp, url_prefix="/support")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    def render_error(error):
+        code = getattr(error, "code", 500) or 500
+        if code not in (400, 403, 404, 405, 429, 500):
+            code = 500 if code >= 500 else 400
+        description = getattr(error, "description", None)
+        return render_template(f"errors/{code}.html", description=description), code
+
+    for code in (400, 403, 404, 405, 429, 500):
+        app.register_error_handler(code, render_error)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return (
+            render_template(
+                "errors/400.html",
+                description="This form expired or was sent from another page. "
+                "Go back, reload the page and try again.",
+            ),
+            400,
+        )
+
+    @app.errorhandler(Exception)
+    def unexpected(error):
+        if isinstance(error, HTTPException):
+            return render_error(error)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return render_template("errors/500.html"), 500
+
+
+def register_security_headers(app: Flask) -> None:
+    cdn = "https://cdn.jsdelivr.net" if app.config["HTMX_FROM_CDN"] else ""
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {cdn}".strip(),
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "object-src 'none'",
+        ]
+    )
+
+    @app.after_request
+    def headers(response):
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if app.config.get("HSTS"):
+            response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.vary.add("HX-Request")
+        return response
+
+
+def register_template_helpers(app: Flask) -> None:
+    from portal import auth
+    from portal.models.base import utcnow
+
+    @app.context_processor
+    def inject():
+        return {
+            "current_membership": auth.current_membership,
+            "all_memberships": auth.all_memberships,
+            "now": utcnow,
+        }
+
+    @app.template_global()
+    def htmx_script() -> Markup:
+        if app.config["HTMX_FROM_CDN"]:
+            version = app.config["HTMX_VERSION"]
+            return Markup(
+                f'<script src="https://cdn.jsdelivr.net/npm/htmx.org@{version}/dist/htmx.min.js" '
+                f'integrity="{app.config["HTMX_SRI"]}" crossorigin="anonymous"></script>'
+            )
+        from flask import url_for
+
+        src = url_for("static", filename=f"vendor/htmx-{app.config['HTMX_VERSION']}.min.js")
+        return Markup(f'<script src="{src}"></script>')
+
+    from portal import filters
+
+    filters.register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from portal.cli import register
+
+    register(app)

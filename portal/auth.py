@@ -1,0 +1,144 @@
+"""Login sessions kept server-side, the current household, and the view decorators that
+require them. The signed cookie carries only a random token; its hash is in the database."""
+import functools
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import abort, current_app, g, redirect, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from portal.crypto import new_token, sha256_hex
+from portal.extensions import db, login_manager
+from portal.models import LoginSession, Membership, User, utcnow
+
+# Writing last_seen_at on every request would make every page a write; a minute is enough
+# precision for an idle timeout counted in minutes.
+_TOUCH_EVERY_SECONDS = 60
+
+
+@login_manager.user_loader
+def _load_user(token: str):
+    if not token:
+        return None
+    row = db.session.execute(
+        sa.select(LoginSession, User)
+        .join(User, User.id == LoginSession.user_id)
+        .where(LoginSession.token_hash == sha256_hex(token))
+    ).first()
+    if row is None:
+        return None
+    login_session, user = row
+    now = utcnow()
+    if login_session.revoked_at is not None or user.is_disabled or _expired(login_session, user, now):
+        return None
+    if (now - login_session.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
+        login_session.last_seen_at = now
+        db.session.commit()
+    user._session_token = token
+    g.login_session = login_session
+    return user
+
+
+def _expired(login_session: LoginSession, user: User, now: datetime) -> bool:
+    cfg = current_app.config
+    idle = cfg["STAFF_IDLE_TIMEOUT"] if user.is_staff else cfg["SESSION_IDLE_TIMEOUT"]
+    return (
+        now - login_session.last_seen_at > idle
+        or now - login_session.created_at > cfg["SESSION_ABSOLUTE_TIMEOUT"]
+    )
+
+
+def begin_session(user: User, *, account_id=None) -> LoginSession:
+    """Log `user` in with a fresh server-side session; the old cookie content is dropped."""
+    session.clear()
+    token = new_token()
+    now = utcnow()
+    login_session = LoginSession(
+        user_id=user.id,
+        token_hash=sha256_hex(token),
+        created_at=now,
+        last_seen_at=now,
+        reauthenticated_at=now,
+        current_account_id=account_id,
+        user_agent=(request.user_agent.string or "")[:255],
+        remote_addr=(request.remote_addr or "")[:64],
+    )
+    db.session.add(login_session)
+    db.session.commit()
+    user._session_token = token
+    login_user(user)
+    session.permanent = True
+    g.login_session = login_session
+    return login_session
+
+
+def end_session() -> None:
+    login_session = g.get("login_session")
+    if login_session is not None:
+        login_session.revoked_at = utcnow()
+        db.session.commit()
+    logout_user()
+    session.clear()
+
+
+def current_login_session() -> LoginSession | None:
+    return g.get("login_session")
+
+
+def current_membership() -> Membership | None:
+    """The membership of the household the user is looking at (None if they have none)."""
+    if "membership" in g:
+        return g.membership
+    membership = None
+    if current_user.is_authenticated and not current_user.is_staff:
+        login_session = current_login_session()
+        wanted = login_session.current_account_id if login_session else None
+        rows = db.session.scalars(
+            sa.select(Membership)
+            .where(Membership.user_id == current_user.id)
+            .options(sa.orm.joinedload(Membership.account))
+            .order_by(Membership.joined_at)
+        ).all()
+        g.memberships = rows
+        membership = next((m for m in rows if m.account_id == wanted), rows[0] if rows else None)
+        if login_session is not None and membership is not None and wanted != membership.account_id:
+            login_session.current_account_id = membership.account_id
+            db.session.commit()
+    g.membership = membership
+    return membership
+
+
+def all_memberships() -> list[Membership]:
+    current_membership()
+    return g.get("memberships", [])
+
+
+def household_required(view):
+    """Require a logged-in household user with a current household; sets g.account."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if current_user.is_staff:
+            abort(403)
+        membership = current_membership()
+        if membership is None:
+            return redirect(url_for("account.no_household"))
+        g.account = membership.account
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def owner_required(view):
+    """Like household_required, and the user must own the current household."""
+
+    @functools.wraps(view)
+    @household_required
+    def wrapper(*args, **kwargs):
+        if not g.membership.is_owner:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,157 @@
+"""Secrets at rest (AES-256-GCM bound to table/column/row), keyed digests, argon2id
+passwords, and X25519 key helpers for gateways and mailboxes."""
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import current_app
+
+_VERSION = b"\x01"
+
+
+class DecryptionError(Exception):
+    """A stored secret could not be decrypted (wrong key, or moved to another row)."""
+
+
+class InvalidPublicKey(ValueError):
+    """Text that is not an X25519 public key; the message says why in plain words."""
+
+
+def generate_data_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def _data_key() -> bytes:
+    raw = current_app.config["IOTLOCK_DATA_KEY"]
+    try:
+        key = base64.urlsafe_b64decode(raw.encode())
+    except (binascii.Error, ValueError) as exc:
+        raise RuntimeError("IOTLOCK_DATA_KEY is not url-safe base64") from exc
+    if len(key) != 32:
+        raise RuntimeError("IOTLOCK_DATA_KEY must encode 32 bytes")
+    return key
+
+
+def _subkey(purpose: bytes) -> bytes:
+    return hmac.new(_data_key(), b"iotlock/" + purpose, hashlib.sha256).digest()
+
+
+def _aad(table: str, column: str, row_id) -> bytes:
+    return f"{table}.{column}:{row_id}".encode()
+
+
+def encrypt(plaintext: str, *, table: str, column: str, row_id) -> bytes:
+    """Encrypt a secret for one column of one row; moved elsewhere it will not decrypt."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_subkey(b"aead")).encrypt(nonce, plaintext.encode(), _aad(table, column, row_id))
+    return _VERSION + nonce + sealed
+
+
+def decrypt(blob: bytes, *, table: str, column: str, row_id) -> str:
+    if not blob or blob[:1] != _VERSION:
+        raise DecryptionError("unknown secret format")
+    try:
+        plain = AESGCM(_subkey(b"aead")).decrypt(blob[1:13], blob[13:], _aad(table, column, row_id))
+    except InvalidTag as exc:
+        raise DecryptionError("secret does not decrypt for this row") from exc
+    return plain.decode()
+
+
+def keyed_digest(purpose: str, value: str) -> str:
+    """HMAC-SHA256 of a value under a purpose-bound subkey (e.g. PIN uniqueness)."""
+    return hmac.new(_subkey(purpose.encode()), value.encode(), hashlib.sha256).hexdigest()
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+# --- passwords -----------------------------------------------------------------------
+
+def _hasher() -> PasswordHasher:
+    cfg = current_app.config
+    return PasswordHasher(
+        time_cost=cfg["ARGON2_TIME_COST"],
+        memory_cost=cfg["ARGON2_MEMORY_COST"],
+        parallelism=cfg["ARGON2_PARALLELISM"],
+        type=Type.ID,
+    )
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    if not stored_hash:
+        # Spend the same work as a real check, so unknown accounts are not faster.
+        _hasher().hash(password)
+        return False
+    try:
+        return _hasher().verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def password_needs_rehash(stored_hash: str) -> bool:
+    return _hasher().check_needs_rehash(stored_hash)
+
+
+# --- X25519 --------------------------------------------------------------------------
+
+def generate_keypair() -> tuple[str, str]:
+    """A new X25519 pair as (public base64, private base64), raw 32 bytes each."""
+    private = X25519PrivateKey.generate()
+    priv_raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    pub_raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(pub_raw).decode(), base64.b64encode(priv_raw).decode()
+
+
+def public_from_private(private_b64: str) -> str:
+    private = X25519PrivateKey.from_private_bytes(base64.b64decode(private_b64))
+    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def normalize_public_key(text: str) -> str:
+    """Accept base64 of the raw 32 bytes or a PEM SubjectPublicKeyInfo; return base64 raw."""
+    text = (text or "").strip()
+    if not text:
+        raise InvalidPublicKey("Paste the device's public key, or let the portal generate one.")
+    if text.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(text.encode())
+        except (ValueError, TypeError) as exc:
+            raise InvalidPublicKey("This PEM block is not a readable public key.") from exc
+        if not isinstance(key, X25519PublicKey):
+            raise InvalidPublicKey("This is a public key, but not an X25519 key.")
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
+    compact = "".join(text.split())
+    try:
+        raw = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidPublicKey("Not valid base64: expected 44 characters like 'q83v...='.") from exc
+    if len(raw) != 32:
+        raise InvalidPublicKey(
+            f"An X25519 public key is 32 bytes; this one is {len(raw)} bytes."
+        )
+    X25519PublicKey.from_public_bytes(raw)
+    return base64.b64encode(raw).decode()

@@ -1,0 +1,1 @@
+"""Devices that run beside the portal: the virtual gateway."""

@@ -1,0 +1,1 @@
+"""The outbox job runner: enqueue in the caller's transaction, claim, run, retry."""

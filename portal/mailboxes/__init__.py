@@ -1,0 +1,6 @@
+"""The mailboxes blueprint."""
+from flask import Blueprint
+
+bp = Blueprint("mailboxes", __name__)
+
+from portal.mailboxes import routes  # noqa: E402,F401

@@ -1,0 +1,2 @@
+"""Views of the mailboxes blueprint (thin: validate, call one service, render)."""
+from portal.mailboxes import bp  # noqa: F401

@@ -1,0 +1,25 @@
+"""All models, importable from one place: `from portal.models import Gateway`."""
+from portal.models.accounts import (  # noqa: F401
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_PROBLEM,
+    ROLE_MEMBER,
+    ROLE_OWNER,
+    Account,
+    Invite,
+    LoginSession,
+    LoginThrottle,
+    Membership,
+    RecoveryCode,
+    User,
+)
+from portal.models.activity import ActivityEvent  # noqa: F401
+from portal.models.base import Base, new_id, utcnow  # noqa: F401
+from portal.models.devices import (  # noqa: F401
+    ChannelCursor,
+    Command,
+    Gateway,
+    Mailbox,
+    Pin,
+)
+from portal.models.jobs import Job  # noqa: F401

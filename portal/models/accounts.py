@@ -1,0 +1,175 @@
+"""Users, households (Account in code), memberships, invites, login sessions and throttles."""
+import uuid
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.models.base import Base, new_id, utcnow
+
+ROLE_OWNER = "owner"
+ROLE_MEMBER = "member"
+
+LINK_CONNECTING = "connecting"
+LINK_CONNECTED = "connected"
+LINK_PROBLEM = "problem"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[Optional[datetime]]
+    is_staff: Mapped[bool] = mapped_column(default=False)
+    is_disabled: Mapped[bool] = mapped_column(default=False)
+    display_name: Mapped[Optional[str]] = mapped_column(sa.String(80))
+    # Staff second factor: TOTP secret encrypted at rest (portal/crypto.py).
+    totp_secret_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    totp_enrolled_at: Mapped[Optional[datetime]]
+    totp_last_counter: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+
+    memberships: Mapped[list["Membership"]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    # flask-login protocol; get_id() is the server-side session token, set by portal.auth.
+    is_anonymous = False
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_disabled
+
+    def get_id(self) -> str:
+        return getattr(self, "_session_token", "")
+
+    def __repr__(self) -> str:
+        return f"<User {self.email}>"
+
+
+class Account(Base):
+    """A household: the seed's "account", several users with equal control of devices."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # The household's link to StreamIoT (DEVICE_PROTOCOL.md, "What exists in StreamIoT").
+    link_state: Mapped[str] = mapped_column(sa.String(16), default=LINK_CONNECTING)
+    link_error: Mapped[Optional[str]] = mapped_column(sa.Text)
+    link_updated_at: Mapped[Optional[datetime]]
+    streamiot_email: Mapped[Optional[str]] = mapped_column(sa.String(254))
+    streamiot_user_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    streamiot_password_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    streamiot_token_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    portal_thing_id: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
+    portal_thing_key_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+
+    memberships: Mapped[list["Membership"]] = relationship(
+        back_populates="account", cascade="all, delete-orphan"
+    )
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (sa.UniqueConstraint("account_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(sa.String(16), default=ROLE_MEMBER)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == ROLE_OWNER
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(sa.String(254))
+    # SHA-256 of the 256-bit token; the token itself exists only in the link.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    invited_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[Optional[datetime]]
+    accepted_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    revoked_at: Mapped[Optional[datetime]]
+
+    account: Mapped[Account] = relationship()
+    invited_by: Mapped[Optional[User]] = relationship(foreign_keys=[invited_by_id])
+
+
+class LoginSession(Base):
+    """Server side of a login: the cookie carries only a random token whose hash is here,
+    so logout, password change or removal from a household can refuse a replayed cookie."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reauthenticated_at: Mapped[Optional[datetime]]
+    second_factor_at: Mapped[Optional[datetime]]
+    revoked_at: Mapped[Optional[datetime]]
+    current_account_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    user_agent: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    remote_addr: Mapped[Optional[str]] = mapped_column(sa.String(64))
+
+    user: Mapped[User] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed-login counters per account ("email:<addr>") and per client ("ip:<addr>")."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    window_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[Optional[datetime]]
+
+
+class RecoveryCode(Base):
+    """A staff member's one-time recovery code, stored as a hash only."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    used_at: Mapped[Optional[datetime]]

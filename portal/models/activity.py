@@ -1,0 +1,30 @@
+"""The household's activity log: what members, boxes, support and the system did."""
+import uuid
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.models.base import Base, utcnow
+
+
+class ActivityEvent(Base):
+    __tablename__ = "activity_events"
+    __table_args__ = (sa.Index("ix_activity_account_time", "account_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # member | box | support | system
+    actor_kind: Mapped[str] = mapped_column(sa.String(16))
+    actor_user_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    actor_label: Mapped[str] = mapped_column(sa.String(254))
+    kind: Mapped[str] = mapped_column(sa.String(48))
+    gateway_id: Mapped[Optional[uuid.UUID]] = mapped_column(index=True)
+    mailbox_id: Mapped[Optional[uuid.UUID]] = mapped_column(index=True)
+    # Plain words, never PIN digits or secrets.
+    summary: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict] = mapped_column(default=dict)

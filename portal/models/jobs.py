@@ -1,0 +1,43 @@
+"""The transactional outbox: device work saved with the change that needs it."""
+import uuid
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.models.base import Base, utcnow
+
+JOB_QUEUED = "queued"
+JOB_RUNNING = "running"
+JOB_DONE = "done"
+JOB_FAILED = "failed"
+JOB_CANCELLED = "cancelled"
+JOB_FINAL_STATES = (JOB_DONE, JOB_FAILED, JOB_CANCELLED)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_due", "state", "run_after"),
+        sa.Index("ix_jobs_target", "target", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    # Jobs with the same target run one at a time, in id order.
+    target: Mapped[str] = mapped_column(sa.String(128))
+    payload: Mapped[dict] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(sa.String(16), default=JOB_QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=12)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[Optional[datetime]]
+    locked_by: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[Optional[datetime]]

@@ -1,0 +1,1 @@
+"""The service layer: everything views may ask for, scoped to the caller's household."""

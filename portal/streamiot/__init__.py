@@ -1,0 +1,1 @@
+"""Everything that speaks StreamIoT (the Mainflux 0.13.0 API): client, messages, emulator."""

@@ -1,0 +1,144 @@
+"""Shared fixtures: an app per test on SQLite and (when TEST_DATABASE_URL is set) on
+PostgreSQL, a test client, and helpers to create users and households.
+
+Skips happen only when a service is absent on this machine; with
+IOTLOCK_REQUIRE_ALL_TESTS=1 (CI) such a skip fails the run instead."""
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from config import TestConfig
+from portal import create_app
+from portal.crypto import generate_data_key
+from portal.extensions import db
+
+pytest_plugins = [
+    "tests.plugins.accounts",
+    "tests.plugins.streamiot",
+    "tests.plugins.devices",
+    "tests.plugins.support",
+    "tests.plugins.browser",
+]
+
+REQUIRE_ALL = os.environ.get("IOTLOCK_REQUIRE_ALL_TESTS") == "1"
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+def skip_or_fail(reason: str):
+    """Skip when a service is missing on a user's machine; fail in CI, which has them all."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (IOTLOCK_REQUIRE_ALL_TESTS=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url():
+    """A private PostgreSQL database for this test run, so parallel runs never collide."""
+    if not PG_URL:
+        skip_or_fail("PostgreSQL tests need TEST_DATABASE_URL")
+    import psycopg
+
+    name = f"iotlock_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin_url = sa.engine.make_url(PG_URL)
+    conninfo = admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL at TEST_DATABASE_URL is not answering: {exc}")
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_pg_schema_ready = False
+
+
+def _make_app(backend, tmp_path, request, **overrides):
+    global _pg_schema_ready
+    if backend == "postgresql":
+        uri = request.getfixturevalue("pg_database_url")
+    else:
+        uri = f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+    settings = dict(
+        SQLALCHEMY_DATABASE_URI=uri,
+        SECRET_KEY="test-secret-key",
+        IOTLOCK_DATA_KEY=generate_data_key(),
+        INSTANCE_DIR=tmp_path,
+        STREAMIOT_EMULATOR_DB=str(tmp_path / "streamiot-emulator.sqlite3"),
+        VIRTUAL_GATEWAY_DIR=str(tmp_path / "virtual-gateways"),
+        SERVER_NAME=None,
+    )
+    settings.update(overrides)
+    app = create_app(TestConfig, **settings)
+    with app.app_context():
+        if backend == "postgresql":
+            if not _pg_schema_ready:
+                db.drop_all()
+                db.create_all()
+                _pg_schema_ready = True
+        else:
+            db.create_all()
+    return app
+
+
+def _truncate_all(app):
+    with app.app_context():
+        db.session.remove()
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def app_overrides():
+    """Override in a test module to change settings for its app."""
+    return {}
+
+
+@pytest.fixture
+def app(backend, tmp_path, request, app_overrides):
+    app = _make_app(backend, tmp_path, request, **app_overrides)
+    ctx = app.app_context()
+    ctx.push()
+    yield app
+    db.session.remove()
+    ctx.pop()
+    if backend == "postgresql":
+        _truncate_all(app)
+    else:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path, request, app_overrides):
+    """An app on SQLite only, for tests where the backend does not matter (e.g. browser)."""
+    app = _make_app("sqlite", tmp_path, request, **app_overrides)
+    ctx = app.app_context()
+    ctx.push()
+    yield app
+    db.session.remove()
+    ctx.pop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
