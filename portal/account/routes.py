@@ -1,11 +1,10 @@
-"""Views of the account blueprint: register, log in and out, the dashboard."""
+"""Views of the account blueprint: register, log in and out, settings."""
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from portal import auth
 from portal.account import bp
 from portal.account.forms import LoginForm, RegisterForm
-from portal.auth import household_required
 from portal.services import accounts
 from portal.services.errors import ServiceError
 from portal.urls import safe_next
@@ -16,7 +15,7 @@ def index():
     if current_user.is_authenticated:
         if current_user.is_staff:
             return redirect(url_for("support.index"))
-        return redirect(url_for("account.dashboard"))
+        return redirect(url_for("gateways.index"))
     return render_template("account/welcome.html")
 
 
@@ -31,7 +30,7 @@ def register():
         else:
             auth.begin_session(user, account_id=household.id)
             flash(f"Welcome! Your household “{household.name}” is ready.", "success")
-            return redirect(safe_next(request.args.get("next")) or url_for("account.dashboard"))
+            return redirect(safe_next(request.args.get("next")) or url_for("gateways.index"))
     return render_template("account/register.html", form=form)
 
 
@@ -56,12 +55,6 @@ def logout():
     return redirect(url_for("account.login"))
 
 
-@bp.route("/dashboard")
-@household_required
-def dashboard():
-    return render_template("account/dashboard.html")
-
-
 @bp.route("/no-household")
 @login_required
 def no_household():
@@ -77,4 +70,4 @@ def settings():
 @bp.route("/household/switch", methods=["POST"])
 @login_required
 def switch_household():
-    return redirect(url_for("account.dashboard"))
+    return redirect(url_for("gateways.index"))

@@ -16,7 +16,7 @@ def test_register_in_browser(live_server, page, shot):
     page.fill("#household_name", "Browser House")
     shot("register")
     page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard")
+    page.wait_for_url("**/gateways/")
     assert "Browser House" in page.text_content("body")
     shot("dashboard-empty")
     assert page.console_errors == []

@@ -4,7 +4,7 @@
 def test_register_creates_household_and_logs_in(client, auth):
     response = auth.register()
     assert response.status_code == 302
-    page = client.get("/dashboard").get_data(as_text=True)
+    page = client.get("/gateways/").get_data(as_text=True)
     assert "Elm Street" in page
 
 

@@ -37,7 +37,7 @@ class Auth:
         return self.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
 
     def logout(self):
-        token = self.csrf("/dashboard")
+        token = self.csrf("/gateways/")
         return self.client.post("/logout", data={"csrf_token": token})
 
 

@@ -1,0 +1,19 @@
+"""The access matrix: every route of the app, who may use it, and whether it is scoped to a
+household. Each area lists its routes in tests/access/<area>.py as ROUTES; the matrix tests
+fail when a route of the app is missing here."""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: str
+    methods: tuple = ("GET",)
+    # public: anyone; login: any logged-in user; member: a member of the current household;
+    # owner: an owner of it; staff: support staff with a second factor.
+    access: str = "member"
+    # URL arguments -> key of the object in the "world" fixture that provides the id, e.g.
+    # {"gateway_id": "gateway"}. Routes with such arguments are household-scoped: a member
+    # of another household gets 404 and nothing changes.
+    args: dict = field(default_factory=dict)
+    # Extra form data for non-GET requests (the CSRF token is added by the test).
+    data: dict = field(default_factory=dict)
