@@ -1,0 +1,376 @@
+"""The SenML packs of DEVICE_PROTOCOL.md: one pure function per message, plus readers for them.
+
+Packs are lists of dicts whose key order (bn, n, u, then the value) is the seed's, so
+`json.dumps(pack)` is byte for byte the seed's text. Ids and keys go in as given;
+`G` is the gateway thing id, `GC`/`MC` the gateway/mailbox channel id, `GK`/`MK` the
+gateway/mailbox public key.
+"""
+import hashlib
+import json
+import math
+import re
+from typing import Iterable, NamedTuple
+
+# Record names (`n`), as the seed and DEVICE_PROTOCOL.md spell them.
+CONNECT = "CONNECT"
+REGISTER = "REGISTER"
+DESTRUCT = "DESTRUCT"
+ADD = "ADD"
+MAILBOX = "Mailbox"
+AUTH = "AUTH"
+UNAUTH = "UNAUTH"
+DELETE = "DELETE"
+UNLOCK = "UNLOCK"
+OPENED = "OPENED"
+CLOSED = "CLOSED"
+REJECTED = "REJECTED"
+BATTERY = "BATTERY"
+HEARTBEAT = "HEARTBEAT"
+REASON = "REASON"
+
+# Units (`u`) of a device's answer.
+DONE = "Done"
+FAILED = "Failed"
+
+PIN_MIN = 1000
+PIN_MAX = 99_999_999
+PIN_RULE = "A PIN has 4 to 8 digits and does not start with 0."
+REASON_MAX_LENGTH = 200
+
+# SenML value field -> the field the reader stores it under.
+STORED_FIELDS = {"v": "value", "vs": "string_value", "vb": "bool_value", "vd": "data_value"}
+
+# The platform (Mainflux senml) accepts only these characters in a resolved name.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*\Z")
+# RFC 8428: times below 2**28 are relative to "now".
+_RELATIVE_TIME_LIMIT = 2**28
+
+
+# --- validation -------------------------------------------------------------
+
+
+def check_pin(pin) -> int:
+    """The PIN as an int, or ValueError: it travels as a JSON number, so no leading zero."""
+    if isinstance(pin, bool) or not isinstance(pin, int):
+        raise ValueError(PIN_RULE)
+    if not PIN_MIN <= pin <= PIN_MAX:
+        raise ValueError(PIN_RULE)
+    return pin
+
+
+def pin_from_text(text: str) -> int:
+    """A PIN typed by a person ("4821") as an int, or ValueError with a message for the form."""
+    digits = (text or "").strip()
+    if not digits.isascii() or not digits.isdigit() or not 4 <= len(digits) <= 8 or digits[0] == "0":
+        raise ValueError(PIN_RULE)
+    return int(digits)
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    return value
+
+
+def _number(value, what: str, minimum: float, maximum: float | None = None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a number")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{what} is out of range")
+    return value
+
+
+def _record(base: str, name: str, unit: str | None, field: str, value) -> dict:
+    _text(base, "the base id")
+    record = {"bn": f"{base}_", "n": name}
+    if unit is not None:
+        record["u"] = unit
+    record[field] = value
+    if not _NAME.match(record["bn"] + name):
+        raise ValueError(f"{base!r} cannot start a SenML name")
+    return record
+
+
+# --- portal to device -------------------------------------------------------
+
+
+def connect_gateway(g: str) -> list[dict]:
+    return [_record(g, CONNECT, "Requested", "vb", True)]
+
+
+def register_gateway(g: str) -> list[dict]:
+    return [_record(g, REGISTER, "Requested", "vb", True)]
+
+
+def remove_gateway(gc: str, gk: str) -> list[dict]:
+    return [_record(gc, DESTRUCT, "Gateway", "vs", _text(gk, "the gateway key"))]
+
+
+def add_mailbox(g: str, mk: str) -> list[dict]:
+    return [_record(g, ADD, "PublicKey", "vs", _text(mk, "the mailbox key"))]
+
+
+def register_mailbox(mc: str, mk: str) -> list[dict]:
+    return [_record(mc, MAILBOX, "PublicKey", "vs", _text(mk, "the mailbox key"))]
+
+
+def add_pin(g: str, pin: int) -> list[dict]:
+    return [_record(g, AUTH, "PIN", "v", check_pin(pin))]
+
+
+def remove_pin(g: str, pin: int) -> list[dict]:
+    return [_record(g, UNAUTH, "PIN", "v", check_pin(pin))]
+
+
+def remove_mailbox(g: str, mk: str) -> list[dict]:
+    return [_record(g, DELETE, "PublicKey", "vs", _text(mk, "the mailbox key"))]
+
+
+def unlock(g: str) -> list[dict]:
+    return [_record(g, UNLOCK, "Requested", "vb", True)]
+
+
+# --- device to portal -------------------------------------------------------
+
+
+def reply(record: dict, done: bool, reason: str | None = None) -> list[dict]:
+    """A device's answer to a command record: same bn, n and value, u Done or Failed.
+
+    A failed answer may carry the reason as a second record; it inherits the base
+    name, so the reader stores it as `<id>_REASON` beside the answer.
+    """
+    if not isinstance(record, dict) or "bn" not in record or "n" not in record:
+        raise ValueError("a reply answers a command record with bn and n")
+    fields = [f for f in STORED_FIELDS if f in record]
+    if len(fields) != 1:
+        raise ValueError("a command record has exactly one value")
+    answer = {"bn": record["bn"], "n": record["n"], "u": DONE if done else FAILED}
+    answer[fields[0]] = record[fields[0]]
+    pack = [answer]
+    if reason is not None:
+        if done:
+            raise ValueError("only a failed answer has a reason")
+        pack.append({"n": REASON, "vs": _text(reason, "the reason")[:REASON_MAX_LENGTH]})
+    validate_pack(pack)
+    return pack
+
+
+def opened_with_pin(g: str, pin: int) -> list[dict]:
+    return [_record(g, OPENED, "PIN", "v", check_pin(pin))]
+
+
+def opened_remote(g: str) -> list[dict]:
+    return [_record(g, OPENED, "Remote", "vb", True)]
+
+
+def closed(g: str) -> list[dict]:
+    return [_record(g, CLOSED, None, "vb", True)]
+
+
+def rejected(g: str, attempts: int) -> list[dict]:
+    """A wrong PIN was entered; the digits themselves never leave the box."""
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise ValueError("attempts must be a whole number")
+    return [_record(g, REJECTED, "Attempts", "v", _number(attempts, "attempts", 1))]
+
+
+def battery(g: str, pct) -> list[dict]:
+    return [_record(g, BATTERY, "%EL", "v", _number(pct, "the battery level", 0, 100))]
+
+
+def heartbeat(g: str, uptime_s) -> list[dict]:
+    return [_record(g, HEARTBEAT, "s", "v", _number(uptime_s, "the uptime", 0))]
+
+
+# --- reading packs and reader messages ----------------------------------------
+
+
+def parse_pack(raw, *, now: float | None = None) -> list[dict]:
+    """Resolve a SenML pack (RFC 8428) into records shaped like the reader's messages.
+
+    Each record becomes {"name": bn+n, "unit"?, "time"?, "value" | "string_value" |
+    "bool_value" | "data_value", "sum"?}. Base fields carry over to later records.
+    With `now`, a missing or relative time becomes absolute, as the platform does.
+    Raises ValueError on anything the platform would drop as invalid SenML.
+    """
+    if isinstance(raw, (bytes, bytearray, str)):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("a pack is a non-empty JSON array of records")
+    base_name, base_time, base_unit, base_value, base_sum = "", None, None, 0.0, 0.0
+    resolved = []
+    for record in raw:
+        if not isinstance(record, dict):
+            raise ValueError("a record is a JSON object")
+        if "bn" in record:
+            base_name = _field(record, "bn", str)
+        if "bt" in record:
+            base_time = _field(record, "bt", float)
+        if "bu" in record:
+            base_unit = _field(record, "bu", str)
+        if "bv" in record:
+            base_value = _field(record, "bv", float)
+        if "bs" in record:
+            base_sum = _field(record, "bs", float)
+        name = base_name + (_field(record, "n", str) if "n" in record else "")
+        if not _NAME.match(name):
+            raise ValueError(f"invalid record name {name!r}")
+        out = {"name": name}
+        unit = _field(record, "u", str) if "u" in record else base_unit
+        if unit:
+            out["unit"] = unit
+        values = [f for f in STORED_FIELDS if f in record]
+        if len(values) > 1:
+            raise ValueError(f"record {name!r} has more than one value")
+        if not values and "s" not in record:
+            raise ValueError(f"record {name!r} has no value")
+        if "t" in record or base_time is not None or now is not None:
+            time = (base_time or 0.0) + (_field(record, "t", float) if "t" in record else 0.0)
+            if now is not None and time < _RELATIVE_TIME_LIMIT:
+                time += now
+            out["time"] = time
+        if values:
+            field = values[0]
+            kind = {"v": float, "vs": str, "vb": bool, "vd": str}[field]
+            value = _field(record, field, kind)
+            if field == "v" and base_value:
+                value = base_value + value
+            out[STORED_FIELDS[field]] = value
+        if "s" in record:
+            out["sum"] = base_sum + _field(record, "s", float)
+        resolved.append(out)
+    return resolved
+
+
+def _field(record: dict, key: str, kind):
+    value = record[key]
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ValueError(f"SenML field {key!r} has the wrong type")
+    return value
+
+
+def validate_pack(pack) -> None:
+    """ValueError unless `pack` is SenML that the platform will store (it drops the rest silently)."""
+    parse_pack(pack)
+
+
+def message_value(message: dict):
+    """The value of a reader message, whichever field (value, string_value, ...) holds it."""
+    for field in STORED_FIELDS.values():
+        if field in message:
+            return message[field]
+    return None
+
+
+def _bases(expected_base) -> tuple[str, ...]:
+    return (expected_base,) if isinstance(expected_base, str) else tuple(expected_base)
+
+
+def split_name(name: str, expected_base=None) -> tuple[str, str] | None:
+    """(base id, record name) of a resolved name `<id>_<N>`, or None.
+
+    `expected_base` (an id or several) makes the split exact; without it the name is
+    split at its last "_" (record names never contain one).
+    """
+    if not isinstance(name, str):
+        return None
+    if expected_base is None:
+        base, sep, rest = name.rpartition("_")
+        return (base, rest) if sep and base and rest else None
+    for base in _bases(expected_base):
+        prefix = f"{base}_"
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return base, name[len(prefix):]
+    return None
+
+
+def record_from_message(message: dict, expected_base) -> dict | None:
+    """The SenML record behind a reader message (bn, n, u, value), or None if not for this base."""
+    parts = split_name(message.get("name"), expected_base)
+    if parts is None:
+        return None
+    base, name = parts
+    record = {"bn": f"{base}_", "n": name}
+    if message.get("unit"):
+        record["u"] = message["unit"]
+    for field, stored in STORED_FIELDS.items():
+        if stored in message:
+            record[field] = message[stored]
+            break
+    return record
+
+
+def classify_reply(message: dict, expected_base) -> tuple[str, str | None, object] | None:
+    """(action, unit, value) of a reader message named `<expected_base>_<action>`, else None.
+
+    For a device answer the unit is "Done" or "Failed"; for an event it is the event's
+    unit ("PIN", "Remote", ...); for the portal's own commands it is theirs.
+    """
+    parts = split_name(message.get("name"), expected_base)
+    if parts is None:
+        return None
+    return parts[1], message.get("unit"), message_value(message)
+
+
+class Reply(NamedTuple):
+    """A device's Done/Failed answer found in the reader."""
+
+    base: str
+    action: str
+    done: bool
+    value: object
+    reason: str | None
+    time: float | None
+    publisher: str | None
+    message: dict
+
+
+def device_replies(messages: Iterable[dict], expected_base, *, publisher: str | None = None) -> list[Reply]:
+    """Every Done/Failed answer among reader messages, oldest first, each with its reason.
+
+    With `publisher`, messages from any other thing are ignored: the reader does not
+    keep tenants apart, so only the gateway's own thing id is trusted.
+    """
+    answers, reasons = [], {}
+    for message in messages:
+        if publisher is not None and message.get("publisher") != publisher:
+            continue
+        parts = split_name(message.get("name"), expected_base)
+        if parts is None:
+            continue
+        base, action = parts
+        key = (base, message.get("publisher"), message.get("time"))
+        if action == REASON:
+            if isinstance(message.get("string_value"), str):
+                reasons[key] = message["string_value"]
+        elif message.get("unit") in (DONE, FAILED):
+            answers.append((key, base, action, message))
+    replies = [
+        Reply(
+            base=base,
+            action=action,
+            done=message["unit"] == DONE,
+            value=message_value(message),
+            reason=None if message["unit"] == DONE else reasons.get(key),
+            time=message.get("time"),
+            publisher=message.get("publisher"),
+            message=message,
+        )
+        for key, base, action, message in answers
+    ]
+    # The reader answers newest first; answers are applied in the order they happened.
+    replies.sort(key=lambda r: r.time if isinstance(r.time, (int, float)) else 0.0)
+    return replies
+
+
+def message_digest(message: dict) -> str:
+    """A stable fingerprint of a reader message, to recognise one already applied."""
+    text = json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
