@@ -1,0 +1,407 @@
+"""The gateway firmware as a pure state machine: reader messages in, packs to publish out.
+
+No I/O and no clock here: the caller passes `now`, reads the channels and publishes
+the outbox (see `portal.devices.virtual_gateway`). Everything the firmware knows lives
+in one JSON-able dict, so a restart that reloads it loses nothing:
+
+    {"version", "thing_id", "controller", "connected", "registered",
+     "pending": [MK, ...],                       # ADDed, not yet bound to a channel
+     "mailboxes": {MK: {"channel", "pins": [1234, ...], "open", "close_at",
+                        "wrong_attempts", "battery", "battery_reported_at"}},
+     "cursors": {channel: {"time": float, "seen": {digest: time, ...}}},
+     "outbox": [{"channel", "pack", "queued_at", "attempts"}],
+     "last_heartbeat_at": float | None}
+"""
+import logging
+import math
+
+from portal.streamiot import messages as m
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+PIN_SLOTS = 32
+MAILBOX_SLOTS = 16
+OPEN_SECONDS = 5.0
+BATTERY_SECONDS = 3600.0
+HEARTBEAT_SECONDS = 30.0
+# Each read starts this long before the newest message applied: the platform writes
+# messages to the reader's database asynchronously, so one stamped a little earlier
+# may show up after a later one. Digests of what was applied stop any repeat.
+READ_LOOKBACK_SECONDS = 10.0
+
+GATEWAY_CHANNEL_COMMANDS = (m.CONNECT, m.REGISTER, m.ADD, m.MAILBOX, m.DELETE, m.DESTRUCT)
+MAILBOX_CHANNEL_COMMANDS = (m.AUTH, m.UNAUTH, m.UNLOCK)
+
+# Reasons a device gives in a Failed answer (the portal shows them to the household).
+SLOTS_FULL = "slots full"
+MAILBOX_SLOTS_FULL = "mailbox slots full"
+KEY_MISMATCH = "key mismatch"
+INVALID_PIN = "invalid PIN"
+INVALID_KEY = "invalid public key"
+NOT_ADDRESSED = "not addressed to this gateway"
+WRONG_CHANNEL = "wrong channel"
+CHANNEL_IN_USE = "channel serves another mailbox"
+
+
+class UnknownMailbox(LookupError):
+    """A keypad of a mailbox this gateway does not serve (never registered, or deleted)."""
+
+
+def empty_state(thing_id: str) -> dict:
+    return {
+        "version": STATE_VERSION,
+        "thing_id": thing_id,
+        "controller": None,
+        "connected": False,
+        "registered": False,
+        "pending": [],
+        "mailboxes": {},
+        "cursors": {},
+        "outbox": [],
+        "last_heartbeat_at": None,
+    }
+
+
+def _pin_value(value) -> int | None:
+    """A PIN from a reader value (stored as a float by the platform), or None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        return None
+    try:
+        return m.check_pin(value)
+    except ValueError:
+        return None
+
+
+def _key_value(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+class Firmware:
+    """What a gateway does with each message and key press; it only ever changes `state`."""
+
+    def __init__(
+        self,
+        state: dict,
+        *,
+        thing_id: str,
+        channel_id: str,
+        public_key: str,
+        controller: str | None = None,
+        pin_slots: int = PIN_SLOTS,
+        mailbox_slots: int = MAILBOX_SLOTS,
+        open_seconds: float = OPEN_SECONDS,
+        battery_seconds: float = BATTERY_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ):
+        self.state = state
+        self.thing_id = thing_id
+        self.channel_id = channel_id
+        self.public_key = public_key.strip()
+        # The portal thing, when the settings name it; else learnt from the first CONNECT.
+        self.fixed_controller = controller
+        self.pin_slots = pin_slots
+        self.mailbox_slots = mailbox_slots
+        self.open_seconds = open_seconds
+        self.battery_seconds = battery_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+
+    # --- what to read ----------------------------------------------------------
+
+    @property
+    def controller(self) -> str | None:
+        return self.fixed_controller or self.state["controller"]
+
+    def channels(self) -> list[str]:
+        """The gateway channel first, then the channel of every registered mailbox."""
+        found = [self.channel_id]
+        for box in self.state["mailboxes"].values():
+            if box["channel"] not in found:
+                found.append(box["channel"])
+        return found
+
+    def read_filters(self, channel: str) -> dict:
+        """Reader query for what is new on a channel: from the cursor, from the portal only."""
+        filters = {}
+        cursor = self.state["cursors"].get(channel)
+        if cursor and cursor["time"] is not None:
+            filters["from"] = max(0.0, cursor["time"] - READ_LOOKBACK_SECONDS)
+        if self.controller:
+            filters["publisher"] = self.controller
+        return filters
+
+    # --- messages in -------------------------------------------------------------
+
+    def receive(self, channel: str, reader_messages: list[dict], now: float) -> int:
+        """Apply the messages not applied before, oldest first; return how many were applied.
+
+        `reader_messages` may overlap earlier reads and repeat itself (reads look back a
+        little, and pages shift while new messages arrive): the cursor, the newest time
+        applied plus the digests of what was applied since shortly before it, makes
+        every message count once.
+        """
+        cursor = self.state["cursors"].setdefault(channel, {"time": None, "seen": {}})
+        seen = cursor["seen"]
+        fresh, batch = [], set()
+        # The reader answers newest first; ties keep the platform's order, reversed.
+        for message in reversed(reader_messages):
+            time = message.get("time") if isinstance(message, dict) else None
+            if isinstance(time, bool) or not isinstance(time, (int, float)):
+                log.warning("virtual gateway %s: skipping a message without a time", self.thing_id)
+                continue
+            digest = m.message_digest(message)
+            if digest in batch or digest in seen:
+                continue
+            batch.add(digest)
+            if cursor["time"] is not None and time < cursor["time"] - READ_LOOKBACK_SECONDS:
+                continue  # older than anything still remembered: applied long ago
+            fresh.append((float(time), digest, message))
+        fresh.sort(key=lambda item: item[0])  # stable: ties stay in platform order
+
+        applied = 0
+        for time, digest, message in fresh:
+            seen[digest] = time
+            if cursor["time"] is None or time > cursor["time"]:
+                cursor["time"] = time
+            try:
+                if self._apply(channel, message, now):
+                    applied += 1
+            except Exception:  # noqa: BLE001  (a message it cannot handle must not block the rest)
+                log.exception("virtual gateway %s: could not apply %r", self.thing_id, message.get("name"))
+        if cursor["time"] is not None:
+            horizon = cursor["time"] - READ_LOOKBACK_SECONDS
+            cursor["seen"] = {d: t for d, t in seen.items() if t >= horizon}
+        return applied
+
+    def _trusted(self, channel: str, publisher, base: str, name: str) -> bool:
+        if publisher == self.thing_id:
+            return False  # our own answers and events
+        if self.controller:
+            return publisher == self.controller
+        # Pairing: the first CONNECT on the gateway channel names the portal thing.
+        if (
+            channel == self.channel_id
+            and name == m.CONNECT
+            and base == self.thing_id
+            and isinstance(publisher, str)
+        ):
+            self.state["controller"] = publisher
+            log.info("virtual gateway %s: paired with portal thing %s", self.thing_id, publisher)
+            return True
+        return False
+
+    def _apply(self, channel: str, message: dict, now: float) -> bool:
+        parts = m.split_name(message.get("name"))
+        if parts is None:
+            return False
+        base, name = parts
+        if message.get("unit") in (m.DONE, m.FAILED) or name == m.REASON:
+            return False  # answers are for the portal, never commands
+        if name not in GATEWAY_CHANNEL_COMMANDS + MAILBOX_CHANNEL_COMMANDS:
+            return False
+        if not self._trusted(channel, message.get("publisher"), base, name):
+            return False
+        record = m.record_from_message(message, base)
+        if record is None or not any(f in record for f in m.STORED_FIELDS):
+            return False
+        if name == m.AUTH or name == m.UNAUTH:
+            pin = _pin_value(record.get("v"))
+            if pin is not None:
+                record["v"] = pin  # the platform stores numbers as floats; answer the PIN as sent
+
+        on_gateway_channel = channel == self.channel_id
+        if (name in GATEWAY_CHANNEL_COMMANDS) != on_gateway_channel:
+            self._answer(channel, record, now, WRONG_CHANNEL)
+            return True
+        expected_base = {m.DESTRUCT: self.channel_id, m.MAILBOX: base}.get(name, self.thing_id)
+        if base != expected_base:
+            self._answer(channel, record, now, NOT_ADDRESSED)
+            return True
+        handler = getattr(self, f"_on_{name.lower()}")
+        failure = handler(channel, base, record, now)
+        self._answer(channel, record, now, failure)
+        if name == m.UNLOCK and failure is None:
+            # Done first (the command was applied), then the box reports that it opened.
+            self._open(self._box_on(channel), m.opened_remote(self.thing_id), now)
+        return True
+
+    def _answer(self, channel: str, record: dict, now: float, failure: str | None) -> None:
+        self._publish(channel, m.reply(record, failure is None, failure), now)
+        log.info(
+            "virtual gateway %s: %s on %s -> %s",
+            self.thing_id,
+            record["n"],
+            "gateway channel" if channel == self.channel_id else f"mailbox channel {channel}",
+            f"Failed ({failure})" if failure else "Done",
+        )
+
+    # Each handler applies one command and returns None (Done) or the reason it failed.
+
+    def _on_connect(self, channel, base, record, now):
+        self.state["connected"] = True
+
+    def _on_register(self, channel, base, record, now):
+        self.state["registered"] = True
+
+    def _on_add(self, channel, base, record, now):
+        key = _key_value(record.get("vs"))
+        if key is None:
+            return INVALID_KEY
+        if key in self.state["mailboxes"] or key in self.state["pending"]:
+            return None
+        if self._mailbox_count() >= self.mailbox_slots:
+            return MAILBOX_SLOTS_FULL
+        self.state["pending"].append(key)
+
+    def _on_mailbox(self, channel, base, record, now):
+        key = _key_value(record.get("vs"))
+        if key is None:
+            return INVALID_KEY
+        mailbox_channel = base
+        if mailbox_channel == self.channel_id:
+            return WRONG_CHANNEL
+        for other_key, box in self.state["mailboxes"].items():
+            if box["channel"] == mailbox_channel and other_key != key:
+                return CHANNEL_IN_USE
+        boxes = self.state["mailboxes"]
+        if key in boxes:
+            boxes[key]["channel"] = mailbox_channel
+            return None
+        # Registering a key that was never ADDed is accepted: ADD and Mailbox may share a
+        # timestamp in the reader, and the portal always sends both.
+        if key in self.state["pending"]:
+            self.state["pending"].remove(key)
+        elif self._mailbox_count() >= self.mailbox_slots:
+            return MAILBOX_SLOTS_FULL
+        boxes[key] = {
+            "channel": mailbox_channel,
+            "pins": [],
+            "open": False,
+            "close_at": None,
+            "wrong_attempts": 0,
+            "battery": 100,
+            "battery_reported_at": None,
+        }
+
+    def _on_delete(self, channel, base, record, now):
+        key = _key_value(record.get("vs"))
+        if key is None:
+            return INVALID_KEY
+        if key in self.state["pending"]:
+            self.state["pending"].remove(key)
+        self.state["mailboxes"].pop(key, None)
+
+    def _on_destruct(self, channel, base, record, now):
+        if _key_value(record.get("vs")) != self.public_key:
+            return KEY_MISMATCH
+        # A factory reset: forget everything, but keep the cursors (so nothing is applied
+        # twice) and the outbox (so this very answer still goes out).
+        kept = {"cursors": self.state["cursors"], "outbox": self.state["outbox"]}
+        self.state.clear()
+        self.state.update(empty_state(self.thing_id), **kept)
+        log.info("virtual gateway %s: destructed, state wiped", self.thing_id)
+
+    def _on_auth(self, channel, base, record, now):
+        pin = _pin_value(record.get("v"))
+        if pin is None:
+            return INVALID_PIN
+        pins = self._box_on(channel)["pins"]
+        if pin in pins:
+            return None
+        if len(pins) >= self.pin_slots:
+            return SLOTS_FULL
+        pins.append(pin)
+
+    def _on_unauth(self, channel, base, record, now):
+        pin = _pin_value(record.get("v"))
+        if pin is None:
+            return INVALID_PIN
+        pins = self._box_on(channel)["pins"]
+        if pin in pins:
+            pins.remove(pin)
+
+    def _on_unlock(self, channel, base, record, now):
+        return None  # opening happens after the answer is queued (see _apply)
+
+    # --- the keypad and the clock -------------------------------------------------
+
+    def keypad(self, mailbox_public_key: str, digits, now: float) -> str:
+        """A person types digits on a mailbox: "opened" or "rejected" (the digits stay here)."""
+        box = self.state["mailboxes"].get(_key_value(mailbox_public_key) or "")
+        if box is None:
+            raise UnknownMailbox("this gateway serves no mailbox with that public key")
+        text = str(digits).strip()
+        if text.isascii() and text.isdigit() and text[0] != "0" and int(text) in box["pins"]:
+            box["wrong_attempts"] = 0
+            self._open(box, m.opened_with_pin(self.thing_id, int(text)), now)
+            return "opened"
+        box["wrong_attempts"] += 1
+        self._publish(box["channel"], m.rejected(self.thing_id, box["wrong_attempts"]), now)
+        return "rejected"
+
+    def tick(self, now: float) -> None:
+        """Time passing: boxes close after `open_seconds`, batteries report now and then."""
+        for box in self.state["mailboxes"].values():
+            if box["open"] and box["close_at"] is not None and now >= box["close_at"]:
+                box["open"], box["close_at"] = False, None
+                self._publish(box["channel"], m.closed(self.thing_id), now)
+            reported = box["battery_reported_at"]
+            if reported is None or now - reported >= self.battery_seconds:
+                box["battery_reported_at"] = now
+                self._publish(box["channel"], m.battery(self.thing_id, box["battery"]), now)
+
+    def heartbeat_due(self, now: float) -> bool:
+        last = self.state["last_heartbeat_at"]
+        return last is None or now - last >= self.heartbeat_seconds or now < last
+
+    def heartbeat_sent(self, now: float) -> None:
+        self.state["last_heartbeat_at"] = now
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _open(self, box: dict, pack: list[dict], now: float) -> None:
+        box["open"] = True
+        box["close_at"] = now + self.open_seconds
+        box["battery"] = max(1, box["battery"] - 1)  # every opening drains the battery a little
+        self._publish(box["channel"], pack, now)
+
+    def _publish(self, channel: str, pack: list[dict], now: float) -> None:
+        self.state["outbox"].append({"channel": channel, "pack": pack, "queued_at": now, "attempts": 0})
+
+    def _box_on(self, channel: str) -> dict:
+        for box in self.state["mailboxes"].values():
+            if box["channel"] == channel:
+                return box
+        raise UnknownMailbox(channel)  # not reached: only registered channels are read
+
+    def _mailbox_count(self) -> int:
+        return len(self.state["mailboxes"]) + len(self.state["pending"])
+
+    def snapshot(self) -> dict:
+        """What the box holds, without PIN digits."""
+        return {
+            "thing_id": self.thing_id,
+            "channel_id": self.channel_id,
+            "connected": self.state["connected"],
+            "registered": self.state["registered"],
+            "paired_with": self.controller,
+            "pending_mailboxes": list(self.state["pending"]),
+            "mailboxes": [
+                {
+                    "public_key": key,
+                    "channel_id": box["channel"],
+                    "pins": len(box["pins"]),
+                    "open": box["open"],
+                    "state": "open" if box["open"] else "closed",
+                    "battery": box["battery"],
+                    "wrong_attempts": box["wrong_attempts"],
+                }
+                for key, box in self.state["mailboxes"].items()
+            ],
+            "unsent": len(self.state["outbox"]),
+            "last_heartbeat_at": self.state["last_heartbeat_at"],
+        }

@@ -1,0 +1,158 @@
+"""Virtual gateways inside the portal: one per provisioned gateway, when VIRTUAL_GATEWAYS is on.
+
+The worker runs `tick(app)` every REPLY_POLL_SECONDS: each gateway with a StreamIoT
+thing, key and channel gets one `VirtualGateway.step()`, built from the portal's own
+rows (the thing key is decrypted here and kept only in memory). The mailbox page uses
+`virtual_gateway_for(app, gateway)` for its keypad and its view of what the box holds.
+A gateway whose row is gone is dropped, and its state file deleted.
+"""
+import hashlib
+import logging
+import threading
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from portal.crypto import decrypt
+from portal.devices.virtual_gateway import VirtualGateway
+from portal.extensions import db
+from portal.jobs import periodic
+from portal.models import Account, Gateway
+
+log = logging.getLogger(__name__)
+
+_EXTENSION = "iotlock.virtual_gateways"
+
+
+class _Registry:
+    """The running virtual gateways of one app, by gateway id, with what they were built from."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.gateways: dict[uuid.UUID, tuple[str, VirtualGateway]] = {}
+
+
+def _registry(app) -> _Registry:
+    registry = app.extensions.get(_EXTENSION)
+    if registry is None:
+        registry = app.extensions.setdefault(_EXTENSION, _Registry())
+    return registry
+
+
+def state_path(app, gateway_id) -> Path:
+    return Path(app.config["VIRTUAL_GATEWAY_DIR"]) / f"{gateway_id}.json"
+
+
+def _rows(gateway_id=None) -> list:
+    query = (
+        sa.select(
+            Gateway.id,
+            Gateway.thing_id,
+            Gateway.thing_key_enc,
+            Gateway.channel_id,
+            Gateway.public_key,
+            Account.portal_thing_id,
+        )
+        .join(Account, Account.id == Gateway.account_id)
+        .where(
+            Gateway.thing_id.is_not(None),
+            Gateway.thing_key_enc.is_not(None),
+            Gateway.channel_id.is_not(None),
+        )
+    )
+    if gateway_id is not None:
+        query = query.where(Gateway.id == gateway_id)
+    return list(db.session.execute(query))
+
+
+def _fingerprint(row) -> str:
+    parts = [row.thing_id, row.channel_id, row.public_key, row.portal_thing_id or "", row.thing_key_enc.hex()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _build(app, row) -> VirtualGateway:
+    from portal.streamiot.client import StreamIoT
+
+    settings = {
+        "thing_id": row.thing_id,
+        "thing_key": decrypt(row.thing_key_enc, table="gateways", column="thing_key_enc", row_id=row.id),
+        "channel_id": row.channel_id,
+        "public_key": row.public_key,
+        # The portal knows its own thing, so its gateways need not learn it from CONNECT.
+        "portal_thing_id": row.portal_thing_id,
+    }
+    # One client per gateway: web requests (keypad) and the worker use them from
+    # different threads, and a requests.Session is not meant to be shared that way.
+    return VirtualGateway(
+        settings,
+        state_path(app, row.id),
+        StreamIoT.from_config(app.config),
+        heartbeat_seconds=max(1.0, app.config["HEARTBEAT_WINDOW_SECONDS"] / 4),
+    )
+
+
+def _current(app, row) -> VirtualGateway:
+    """The registered virtual gateway of a row, (re)built when the row's settings changed."""
+    registry = _registry(app)
+    fingerprint = _fingerprint(row)
+    with registry.lock:
+        known = registry.gateways.get(row.id)
+        if known is not None and known[0] == fingerprint:
+            return known[1]
+        gateway = _build(app, row)
+        registry.gateways[row.id] = (fingerprint, gateway)
+        return gateway
+
+
+@periodic("REPLY_POLL_SECONDS")
+def tick(app) -> int:
+    """One step of every provisioned gateway's virtual gateway; returns how many ran."""
+    if not app.config.get("VIRTUAL_GATEWAYS"):
+        return 0
+    with app.app_context():
+        try:
+            rows = _rows()
+            gateways = [(row.id, _current(app, row)) for row in rows]
+        finally:
+            # End the read transaction before talking to StreamIoT.
+            db.session.remove()
+    _drop_missing(app, {gateway_id for gateway_id, _ in gateways})
+    for gateway_id, gateway in gateways:
+        try:
+            gateway.step()
+        except Exception:  # noqa: BLE001  (one broken gateway must not stop the others)
+            log.exception("virtual gateway of gateway %s failed a step", gateway_id)
+    return len(gateways)
+
+
+def _drop_missing(app, present: set) -> None:
+    registry = _registry(app)
+    with registry.lock:
+        gone = [gid for gid in registry.gateways if gid not in present]
+        dropped = [registry.gateways.pop(gid)[1] for gid in gone]
+    for gateway in dropped:
+        gateway.forget()
+    # State files of gateways removed while the portal was stopped.
+    folder = Path(app.config["VIRTUAL_GATEWAY_DIR"])
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            try:
+                gateway_id = uuid.UUID(path.stem)
+            except ValueError:
+                continue  # not ours (e.g. a CLI gateway's state)
+            if gateway_id not in present:
+                path.unlink(missing_ok=True)
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+
+
+def virtual_gateway_for(app, gateway) -> VirtualGateway | None:
+    """The virtual gateway that plays `gateway` (a Gateway row or its id), or None when
+    virtual gateways are off or the gateway is not provisioned in StreamIoT yet."""
+    if not app.config.get("VIRTUAL_GATEWAYS"):
+        return None
+    gateway_id = getattr(gateway, "id", gateway)
+    rows = _rows(gateway_id)
+    if not rows:
+        return None
+    return _current(app, rows[0])
