@@ -1,1 +1,33 @@
-"""Shared fixtures: streamiot."""
+"""Shared fixtures: streamiot (the client for the test app's StreamIoT, a throwaway user)."""
+import uuid
+
+import pytest
+
+from portal.streamiot.client import StreamIoT
+
+
+@pytest.fixture
+def streamiot(app):
+    """The StreamIoT client the test app uses (the embedded emulator unless overridden)."""
+    return StreamIoT.from_config(app.config)
+
+
+@pytest.fixture
+def streamiot_user(streamiot):
+    """A fresh StreamIoT user, logged in: a UserAPI of its own."""
+    email = f"test-{uuid.uuid4().hex[:12]}@iotlock.invalid"
+    password = f"pw-{uuid.uuid4().hex}"
+    streamiot.create_user(email, password)
+    return streamiot.as_user(email, password)
+
+
+@pytest.fixture
+def emulator_http(tmp_path):
+    """A fresh StreamIoT emulator served over real HTTP on a free port:
+    `.url` (STREAMIOT_URL), `.reader_url` (STREAMIOT_READER_URL), `.app` (the emulator)."""
+    from portal.streamiot.emulator import make_emulator
+    from portal.streamiot.emulator.server import serve_in_thread
+
+    served = serve_in_thread(make_emulator(tmp_path / "streamiot-http.sqlite3"))
+    yield served
+    served.stop()
