@@ -1,8 +1,41 @@
-"""`flask --app wsgi worker`."""
+"""`flask --app wsgi worker`: the job worker in the foreground; SIGTERM or Ctrl+C stop it
+after the job in hand."""
+import logging
+import signal
+import threading
+
 import click
+from flask import current_app
+from flask.cli import with_appcontext
 
 
 @click.command("worker")
-def worker_command() -> None:
-    """Run the job worker in the foreground."""
-    raise click.ClickException("not built yet")
+@click.option("--once", is_flag=True, help="Run the jobs that are due now, then exit.")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Run the job worker in the foreground (several may run at once on PostgreSQL)."""
+    from portal.jobs.outbox import wakeup
+    from portal.jobs.runner import drain
+    from portal.jobs.worker import Worker
+
+    app = current_app._get_current_object()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if once:
+        click.echo(f"{drain(app)} job runs")
+        return
+
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        if stop.is_set():
+            raise SystemExit(1)  # asked twice: stop now
+        click.echo("Stopping after the current job (again to stop at once)…", err=True)
+        stop.set()
+        wakeup.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    worker = Worker(app)
+    click.echo(f"IoTLock worker {worker.worker_id} running (Ctrl+C stops it)")
+    worker.run(stop)

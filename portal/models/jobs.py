@@ -21,6 +21,15 @@ class Job(Base):
     __table_args__ = (
         sa.Index("ix_jobs_due", "state", "run_after"),
         sa.Index("ix_jobs_target", "target", "id"),
+        # The claim's "is an older job of this target unfinished?" probe, kept small
+        # (finished jobs leave it) so the planner always takes it.
+        sa.Index(
+            "ix_jobs_unfinished_target",
+            "target",
+            "id",
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+            sqlite_where=sa.text("state IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)

@@ -1,0 +1,74 @@
+"""What a failed job attempt means: retry (when, at the earliest) or give up, in plain words."""
+from dataclasses import dataclass
+
+
+class RetryLater(Exception):
+    """Not possible yet (e.g. "waiting for household link"); counts as an attempt.
+
+    `delay` (seconds) replaces the backoff for this retry when given.
+    """
+
+    def __init__(self, reason: str, delay: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class PermanentFailure(Exception):
+    """Can never succeed: the job fails now with this reason, without more attempts."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: str
+    retry: bool
+    # Seconds to wait at least (Retry-After), or exactly (RetryLater(delay=...)).
+    min_delay: float | None = None
+    exact_delay: float | None = None
+    # A bug rather than a refusal: the worker logs its traceback.
+    unexpected: bool = False
+
+
+def judge(exc: BaseException) -> Verdict:
+    """Turn an exception raised by a handler into a verdict.
+
+    Reasons are shown to support staff and members, so they are plain words and never
+    carry a secret: StreamIoT errors promise that of their `str()`; any other exception
+    is named only by its type (its message could hold anything), the traceback goes to
+    the worker log.
+    """
+    from portal.streamiot import errors as sie
+
+    if isinstance(exc, RetryLater):
+        return Verdict(exc.reason, True, exact_delay=exc.delay)
+    if isinstance(exc, PermanentFailure):
+        return Verdict(exc.reason, False)
+    if isinstance(exc, sie.BadRequest):
+        return Verdict(_plain(exc, "StreamIoT refused the request as invalid"), False)
+    if isinstance(exc, sie.Unavailable):
+        return Verdict(_plain(exc, "StreamIoT is not answering"), True, min_delay=exc.retry_after)
+    if isinstance(exc, sie.StreamIoTError):
+        # ServerError, ProtocolError, Unauthorized, NotFound, Conflict: a later attempt
+        # may succeed (expired token, platform hiccup); max_attempts bounds the hope.
+        return Verdict(_plain(exc, "StreamIoT answered with an error"), True)
+    from portal.crypto import DecryptionError
+
+    if isinstance(exc, DecryptionError):
+        return Verdict(
+            "A stored StreamIoT secret could not be decrypted (was IOTLOCK_DATA_KEY changed?)",
+            True,
+        )
+    return Verdict(
+        f"Unexpected error in the portal ({type(exc).__name__}); details are in the worker log",
+        True,
+        unexpected=True,
+    )
+
+
+def _plain(exc: BaseException, fallback: str) -> str:
+    text = " ".join(str(exc).split())
+    return (text or fallback)[:500]

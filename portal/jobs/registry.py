@@ -1,0 +1,85 @@
+"""Which function runs each job kind, and which tasks the worker repeats on a timer."""
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Handler:
+    kind: str
+    fn: Callable
+    # on_give_up(job, reason): the job failed for good; the domain records it.
+    on_give_up: Callable | None = None
+    # on_retry(job, reason, retry_at): an attempt failed and another is planned.
+    on_retry: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    fn: Callable
+    # Seconds, or the name of a config key holding them (read when the worker runs).
+    every: float | str
+
+    def interval(self, config) -> float | None:
+        """Seconds between runs; None when this app has the task off (its key unset or 0)."""
+        value = config.get(self.every) if isinstance(self.every, str) else self.every
+        if value is None or value is False or float(value) <= 0:
+            return None
+        return float(value)
+
+
+_handlers: dict[str, Handler] = {}
+_periodic: dict[str, Periodic] = {}
+_loaded = False
+_load_lock = threading.Lock()
+
+
+def _same_function(a: Callable, b: Callable) -> bool:
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def handler(kind: str, on_give_up: Callable | None = None, on_retry: Callable | None = None):
+    """Register `fn(job, ctx)` as the handler of `kind`."""
+
+    def register(fn: Callable) -> Callable:
+        existing = _handlers.get(kind)
+        if existing is not None and not _same_function(existing.fn, fn):
+            raise ValueError(f"job kind {kind!r} already has a handler: {existing.fn.__qualname__}")
+        _handlers[kind] = Handler(kind, fn, on_give_up, on_retry)
+        return fn
+
+    return register
+
+
+def periodic(seconds: float | str):
+    """Register `fn(app)` to run every `seconds` in the worker. A str names a config key
+    holding the seconds; an app where that key is unset or 0 does not run the task."""
+
+    def register(fn: Callable) -> Callable:
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        _periodic[name] = Periodic(name, fn, seconds)
+        return fn
+
+    return register
+
+
+def get_handler(kind: str) -> Handler | None:
+    return _handlers.get(kind)
+
+
+def periodic_tasks() -> list[Periodic]:
+    return list(_periodic.values())
+
+
+def load_handlers() -> None:
+    """Import every area's handlers once (lazily: handlers import services, which import
+    portal.jobs to enqueue, so importing them with portal.jobs would be circular)."""
+    global _loaded
+    if _loaded:
+        return
+    with _load_lock:
+        if not _loaded:
+            importlib.import_module("portal.jobs.handlers")
+            _loaded = True
