@@ -4,7 +4,7 @@ import functools
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import abort, current_app, g, redirect, request, session, url_for
+from flask import abort, current_app, flash, g, make_response, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from portal.crypto import new_token, sha256_hex
@@ -14,6 +14,9 @@ from portal.models import LoginSession, Membership, User, utcnow
 # Writing last_seen_at on every request would make every page a write; a minute is enough
 # precision for an idle timeout counted in minutes.
 _TOUCH_EVERY_SECONDS = 60
+# Pages that refresh themselves (htmx polling) send this header; such requests are not the
+# user doing something, so they must not keep an idle session alive forever.
+POLL_HEADER = "X-IoTLock-Poll"
 
 
 @login_manager.user_loader
@@ -31,12 +34,28 @@ def _load_user(token: str):
     now = utcnow()
     if login_session.revoked_at is not None or user.is_disabled or _expired(login_session, user, now):
         return None
-    if (now - login_session.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
+    polling = request.headers.get(POLL_HEADER) == "1"
+    if not polling and (now - login_session.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
         login_session.last_seen_at = now
         db.session.commit()
     user._session_token = token
     g.login_session = login_session
     return user
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    """Send the visitor to the login page, coming back here afterwards (GET only). htmx
+    requests get a 401 with HX-Redirect, so a poll after the session ended reloads the whole
+    page instead of swapping a login form into a table."""
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    login_url = url_for("account.login", next=target)
+    if request.headers.get("HX-Request") == "true":
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = login_url
+        return response
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login_url)
 
 
 def _expired(login_session: LoginSession, user: User, now: datetime) -> bool:

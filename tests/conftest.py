@@ -57,6 +57,15 @@ def pg_database_url():
 _pg_schema_ready = False
 
 
+def _fresh_request_globals():
+    """The app fixture keeps an app context pushed, so test-client requests would share one
+    flask.g (cached CSRF token, login session, membership); production gives each its own."""
+    from flask import g
+
+    for name in list(g):
+        g.pop(name)
+
+
 def _make_app(backend, tmp_path, request, **overrides):
     global _pg_schema_ready
     if backend == "postgresql":
@@ -74,6 +83,7 @@ def _make_app(backend, tmp_path, request, **overrides):
     )
     settings.update(overrides)
     app = create_app(TestConfig, **settings)
+    app.before_request_funcs.setdefault(None, []).insert(0, _fresh_request_globals)
     with app.app_context():
         if backend == "postgresql":
             if not _pg_schema_ready:

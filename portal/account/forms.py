@@ -1,27 +1,76 @@
-"""Forms of the account blueprint."""
+"""Forms of the account blueprint. They check presence and size; the service checks the rest
+(password policy, duplicates), so every way in obeys the same rules."""
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length
 
-EMAIL = [DataRequired("Enter your email address."), Email("Enter a valid email address, like name@example.com."), Length(max=254)]
+EMAIL = [
+    DataRequired("Enter your email address."),
+    Length(max=254, message="An email address has at most 254 characters."),
+    Email("Enter a valid email address, like name@example.com."),
+]
 
 
-class RegisterForm(FlaskForm):
-    email = EmailField("Email", validators=EMAIL)
-    password = PasswordField(
-        "Password",
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+NEW_PASSWORD_HINT = "At least 8 characters (up to 128). A few unrelated words make a strong, memorable password."
+
+
+def _household_name(label="Household name", description=None):
+    return StringField(
+        label,
+        description=description,
+        filters=[strip],
+        validators=[
+            DataRequired("Give your household a name."),
+            Length(max=80, message="Keep it under 80 characters."),
+        ],
+    )
+
+
+def _new_password(label):
+    return PasswordField(
+        label,
         validators=[
             DataRequired("Choose a password."),
             Length(min=8, max=128, message="Use between 8 and 128 characters."),
         ],
     )
-    household_name = StringField(
-        "Household name",
-        description="What your household calls itself, e.g. “The Smiths” or “12 Elm Street”.",
-        validators=[DataRequired("Give your household a name."), Length(max=80, message="Keep it under 80 characters.")],
+
+
+class RegisterForm(FlaskForm):
+    email = EmailField("Email", validators=EMAIL, filters=[strip])
+    password = _new_password("Password")
+    household_name = _household_name(
+        description="What your household calls itself, e.g. “The Smiths” or “12 Elm Street”."
     )
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=EMAIL)
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=128)])
+    email = EmailField("Email", validators=EMAIL, filters=[strip])
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=128, message="Passwords have at most 128 characters.")],
+    )
+
+
+class ChangeEmailForm(FlaskForm):
+    email = EmailField("New email", validators=EMAIL, filters=[strip])
+    password = PasswordField(
+        "Your password",
+        description="To confirm it’s you.",
+        validators=[DataRequired("Enter your password."), Length(max=128)],
+    )
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired("Enter your current password."), Length(max=128)]
+    )
+    new_password = _new_password("New password")
+
+
+class HouseholdNameForm(FlaskForm):
+    name = _household_name()

@@ -1,13 +1,62 @@
-"""Views of the account blueprint: register, log in and out, settings."""
-from flask import flash, redirect, render_template, request, url_for
+"""Views of the account blueprint: register, log in and out, settings, switching households,
+and the household's activity log."""
+from datetime import datetime, timezone
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user, login_required
+from werkzeug.exceptions import HTTPException
 
 from portal import auth
 from portal.account import bp
-from portal.account.forms import LoginForm, RegisterForm
+from portal.account.forms import (
+    NEW_PASSWORD_HINT,
+    ChangeEmailForm,
+    ChangePasswordForm,
+    HouseholdNameForm,
+    LoginForm,
+    RegisterForm,
+)
+from portal.auth import household_required, owner_required
+from portal.htmx import render
 from portal.services import accounts
-from portal.services.errors import ServiceError
+from portal.services import activity as activity_service
+from portal.services import members as members_service
+from portal.services.errors import Forbidden, NotFound, ServiceError
+from portal.services.throttle import Throttled
 from portal.urls import safe_next
+
+
+def _field_error(form, exc: ServiceError, default_field: str) -> None:
+    """Show a service refusal on the form field it names."""
+    field = getattr(form, exc.field or default_field, None) or getattr(form, default_field)
+    field.errors = list(field.errors) + [exc.message]
+
+
+def _invite_behind(next_path: str | None):
+    """The invite a sign-up or login is on its way to, if `next` is a usable invite link."""
+    if not next_path:
+        return None
+    try:
+        endpoint, values = current_app.url_map.bind("localhost").match(next_path.split("?")[0], method="GET")
+    except HTTPException:
+        return None
+    if endpoint != "members.accept":
+        return None
+    try:
+        return members_service.describe_invite(values["token"])
+    except members_service.InviteUnusable:
+        return None
 
 
 @bp.route("/")
@@ -21,30 +70,52 @@ def index():
 
 @bp.route("/register", methods=["GET", "POST"])
 def register():
+    next_path = safe_next(request.args.get("next"))
+    invite = _invite_behind(next_path)
     form = RegisterForm()
+    if invite is not None:
+        # Someone joining a household by invite does not need a household of their own.
+        del form.household_name
+        if request.method == "GET" and not form.email.data:
+            form.email.data = invite.email
     if form.validate_on_submit():
         try:
-            user, household = accounts.register(form.email.data, form.password.data, form.household_name.data)
+            if invite is not None:
+                user, household = accounts.register_user(form.email.data, form.password.data), None
+            else:
+                user, household = accounts.register(form.email.data, form.password.data, form.household_name.data)
         except ServiceError as exc:
-            getattr(form, exc.field or "email").errors.append(exc.message)
+            _field_error(form, exc, "email")
         else:
-            auth.begin_session(user, account_id=household.id)
-            flash(f"Welcome! Your household “{household.name}” is ready.", "success")
-            return redirect(safe_next(request.args.get("next")) or url_for("gateways.index"))
-    return render_template("account/register.html", form=form)
+            auth.begin_session(user, account_id=household.id if household else None)
+            if household is not None:
+                flash(f"Welcome! Your household “{household.name}” is ready.", "success")
+            return redirect(next_path or url_for("gateways.index"))
+    return render_template(
+        "account/register.html", form=form, invite=invite, next_path=next_path, password_hint=NEW_PASSWORD_HINT
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    next_path = safe_next(request.args.get("next"))
     form = LoginForm()
+    status = 200
     if form.validate_on_submit():
-        user = accounts.authenticate(form.email.data, form.password.data)
-        if user is None:
-            form.password.errors.append("That email and password do not match an account.")
+        try:
+            user = accounts.authenticate(form.email.data, form.password.data, client_address=request.remote_addr)
+        except Throttled as exc:
+            form.form_errors.append(exc.message)
+            status = 429
         else:
-            auth.begin_session(user)
-            return redirect(safe_next(request.args.get("next")) or url_for("account.index"))
-    return render_template("account/login.html", form=form)
+            if user is None:
+                form.password.errors.append("That email and password do not match an account.")
+            else:
+                auth.begin_session(user)
+                return redirect(next_path or url_for("account.index"))
+    return render_template(
+        "account/login.html", form=form, invite=_invite_behind(next_path), next_path=next_path
+    ), status
 
 
 @bp.route("/logout", methods=["POST"])
@@ -58,16 +129,168 @@ def logout():
 @bp.route("/no-household")
 @login_required
 def no_household():
-    return render_template("account/no_household.html")
+    return render_template("account/no_household.html", form=HouseholdNameForm(prefix="new"))
+
+
+@bp.route("/household/new", methods=["POST"])
+@login_required
+def create_household():
+    form = HouseholdNameForm(prefix="new")
+    if current_user.is_staff:
+        abort(403)
+    if form.validate_on_submit():
+        try:
+            household = accounts.add_household(current_user, form.name.data, auth.current_login_session())
+        except ServiceError as exc:
+            _field_error(form, exc, "name")
+        else:
+            flash(f"Your household “{household.name}” is ready.", "success")
+            return redirect(url_for("gateways.index"))
+    if auth.current_membership() is None:
+        return render_template("account/no_household.html", form=form)
+    return _settings_page(new_household_form=form)
+
+
+# --- settings ------------------------------------------------------------------------------
+
+def _settings_page(status=200, **forms):
+    membership = auth.current_membership()
+    context = {
+        "email_form": ChangeEmailForm(prefix="email", formdata=None),
+        "password_form": ChangePasswordForm(prefix="pw", formdata=None),
+        "household_form": HouseholdNameForm(
+            prefix="household", formdata=None, data={"name": membership.account.name if membership else ""}
+        ),
+        "new_household_form": HouseholdNameForm(prefix="new", formdata=None),
+    }
+    context.update(forms)
+    return render_template(
+        "account/settings.html",
+        membership=membership,
+        account=membership.account if membership else None,
+        member_count=members_service.member_count(membership.account_id) if membership else 0,
+        password_hint=NEW_PASSWORD_HINT,
+        **context,
+    ), status
 
 
 @bp.route("/settings")
 @login_required
 def settings():
-    return render_template("account/settings.html")
+    return _settings_page()
+
+
+@bp.route("/settings/email", methods=["POST"])
+@login_required
+def change_email():
+    form = ChangeEmailForm(prefix="email")
+    if form.validate_on_submit():
+        try:
+            accounts.change_email(
+                current_user, form.password.data, form.email.data, client_address=request.remote_addr
+            )
+        except ServiceError as exc:
+            _field_error(form, exc, "email")
+        else:
+            flash("Your email address is changed. Use the new one to log in.", "success")
+            return redirect(url_for("account.settings"))
+    return _settings_page(email_form=form)
+
+
+@bp.route("/settings/password", methods=["POST"])
+@login_required
+def change_password():
+    form = ChangePasswordForm(prefix="pw")
+    if form.validate_on_submit():
+        login_session = auth.current_login_session()
+        try:
+            revoked = accounts.change_password(
+                current_user,
+                form.current_password.data,
+                form.new_password.data,
+                keep_session_id=login_session.id if login_session else None,
+                client_address=request.remote_addr,
+            )
+        except ServiceError as exc:
+            _field_error(form, exc, "current_password")
+        else:
+            others = f" You were logged out on {revoked} other device{'s' if revoked != 1 else ''}." if revoked else ""
+            flash("Your password is changed." + others, "success")
+            return redirect(url_for("account.settings"))
+    return _settings_page(password_form=form)
+
+
+@bp.route("/settings/household", methods=["POST"])
+@owner_required
+def rename_household():
+    form = HouseholdNameForm(prefix="household")
+    if form.validate_on_submit():
+        try:
+            household = accounts.rename_household(g.membership, current_user, form.name.data)
+        except Forbidden:
+            abort(403)
+        except ServiceError as exc:
+            _field_error(form, exc, "name")
+        else:
+            flash(f"The household is now called “{household.name}”.", "success")
+            return redirect(url_for("account.settings"))
+    return _settings_page(household_form=form)
 
 
 @bp.route("/household/switch", methods=["POST"])
 @login_required
 def switch_household():
+    if current_user.is_staff:
+        abort(403)
+    login_session = auth.current_login_session()
+    try:
+        household = accounts.switch_household(current_user, login_session, request.form.get("account_id", ""))
+    except NotFound:
+        abort(404)
+    flash(f"You are now looking at “{household.name}”.", "info")
     return redirect(url_for("gateways.index"))
+
+
+# --- activity ------------------------------------------------------------------------------
+
+def _activity_filters():
+    names = activity_service.mailbox_names(g.account.id)
+    mailbox = request.args.get("mailbox") or None
+    if mailbox and mailbox not in {str(i) for i in names}:
+        mailbox = None
+    kind = request.args.get("kind") or None
+    if kind not in activity_service.KIND_GROUPS:
+        kind = None
+    return names, mailbox, kind
+
+
+@bp.route("/activity")
+@household_required
+def activity():
+    names, mailbox, kind = _activity_filters()
+    page_no = max(1, request.args.get("page", 1, type=int) or 1)
+    result = activity_service.list_events(g.account.id, mailbox_id=mailbox, kind=kind, page=page_no)
+    filters = {k: v for k, v in (("mailbox", mailbox), ("kind", kind)) if v}
+    return render(
+        "activity/index.html",
+        partial="activity/_feed.html",
+        pager=result,
+        events=result.events,
+        mailbox_names=names,
+        mailbox=mailbox,
+        kind=kind,
+        filters=filters,
+        kind_groups=activity_service.KIND_GROUPS,
+    )
+
+
+@bp.route("/activity.csv")
+@household_required
+def activity_csv():
+    _names, mailbox, kind = _activity_filters()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
+    return Response(
+        stream_with_context(activity_service.export_csv(g.account.id, mailbox_id=mailbox, kind=kind)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="iotlock-activity-{stamp}.csv"'},
+    )

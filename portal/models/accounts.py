@@ -31,6 +31,10 @@ class User(Base):
     totp_secret_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
     totp_enrolled_at: Mapped[Optional[datetime]]
     totp_last_counter: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    # Staff set their password through a one-time link from `flask staff create`; only the
+    # SHA-256 of its token is kept, and it stops working at the expiry or once used.
+    password_set_token_hash: Mapped[Optional[str]] = mapped_column(sa.String(64), unique=True)
+    password_set_expires_at: Mapped[Optional[datetime]]
 
     memberships: Mapped[list["Membership"]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -67,6 +71,8 @@ class Account(Base):
     link_state: Mapped[str] = mapped_column(sa.String(16), default=LINK_CONNECTING)
     link_error: Mapped[Optional[str]] = mapped_column(sa.Text)
     link_updated_at: Mapped[Optional[datetime]]
+    # When the link job tries again after a problem (None: not retrying).
+    link_retry_at: Mapped[Optional[datetime]]
     streamiot_email: Mapped[Optional[str]] = mapped_column(sa.String(254))
     streamiot_user_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
     streamiot_password_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)

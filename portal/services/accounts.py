@@ -1,30 +1,118 @@
-"""Registration, authentication and a user's own settings."""
+"""Registration, authentication, a user's own settings, and the households they belong to."""
+import functools
+import uuid
+from pathlib import Path
+
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import ROLE_OWNER, Account, Membership, User, utcnow
-from portal.services.errors import ValidationFailed
+from portal.jobs import enqueue_household_link
+from portal.models import ROLE_OWNER, Account, LoginSession, Membership, User, utcnow
+from portal.services import activity, throttle
+from portal.services.errors import Forbidden, NotFound, ValidationFailed
 
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+EMAIL_MAX = 254
+HOUSEHOLD_NAME_MAX = 80
+_COMMON_PASSWORDS = Path(__file__).resolve().parents[1] / "data" / "common-passwords.txt"
+
+
+# --- rules shared by every form that takes these values ---------------------------------
 
 def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+def check_email(email: str, field: str = "email") -> str:
+    """The normalized address, or ValidationFailed with a message for the field."""
+    email = normalize_email(email)
+    if not email:
+        raise ValidationFailed("Enter an email address.", field=field)
+    if len(email) > EMAIL_MAX:
+        raise ValidationFailed(f"An email address has at most {EMAIL_MAX} characters.", field=field)
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValidationFailed("Enter a valid email address, like name@example.com.", field=field) from None
+    return email
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    lines = _COMMON_PASSWORDS.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def check_password(password: str, *, email: str | None = None, field: str = "password") -> None:
+    """Length 8..128 and not a known common password; no composition rules (NIST 800-63B)."""
+    password = password or ""
+    if len(password) < PASSWORD_MIN:
+        raise ValidationFailed(f"Use at least {PASSWORD_MIN} characters.", field=field)
+    if len(password) > PASSWORD_MAX:
+        raise ValidationFailed(f"Use at most {PASSWORD_MAX} characters.", field=field)
+    folded = password.strip().lower()
+    if folded in common_passwords():
+        raise ValidationFailed(
+            "This password is one of the most common ones and easy to guess. "
+            "Try a few unrelated words instead.",
+            field=field,
+        )
+    if email and folded in {normalize_email(email), normalize_email(email).split("@")[0]}:
+        raise ValidationFailed("Don’t use your email address as your password.", field=field)
+
+
+def check_household_name(name: str, field: str = "name") -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationFailed("Give your household a name.", field=field)
+    if len(name) > HOUSEHOLD_NAME_MAX:
+        raise ValidationFailed(f"Keep it under {HOUSEHOLD_NAME_MAX} characters.", field=field)
+    return name
+
+
+# --- registration and login ------------------------------------------------------------
+
 def find_user_by_email(email: str) -> User | None:
     return db.session.scalars(sa.select(User).where(User.email == normalize_email(email))).first()
 
 
-def register(email: str, password: str, household_name: str) -> tuple[User, Account]:
-    """Create the user, their household and the owner membership in one transaction."""
-    email = normalize_email(email)
+def _new_user(email: str, password: str) -> User:
+    email = check_email(email)
+    check_password(password, email=email)
     if find_user_by_email(email) is not None:
         raise ValidationFailed("An account with this email already exists. Log in instead.", field="email")
-    user = User(email=email, password_hash=crypto.hash_password(password), password_changed_at=utcnow())
+    return User(email=email, password_hash=crypto.hash_password(password), password_changed_at=utcnow())
+
+
+def _commit_new_user() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two sign-ups with one address at the same moment: the second one loses.
+        db.session.rollback()
+        raise ValidationFailed("An account with this email already exists. Log in instead.", field="email") from None
+
+
+def register(email: str, password: str, household_name: str) -> tuple[User, Account]:
+    """Create the user, their household and the owner membership in one transaction."""
+    household_name = check_household_name(household_name, field="household_name")
+    user = _new_user(email, password)
     account = create_household(user, household_name)
     db.session.add(user)
-    db.session.commit()
+    _commit_new_user()
     return user, account
+
+
+def register_user(email: str, password: str) -> User:
+    """Create a user without a household (someone signing up to accept an invite)."""
+    user = _new_user(email, password)
+    db.session.add(user)
+    _commit_new_user()
+    return user
 
 
 def create_household(owner: User, name: str) -> Account:
@@ -32,18 +120,151 @@ def create_household(owner: User, name: str) -> Account:
     account = Account(name=name.strip())
     db.session.add(account)
     db.session.add(Membership(account=account, user=owner, role=ROLE_OWNER))
+    enqueue_household_link(account)  # linked to StreamIoT by the worker, never in the request
     return account
 
 
-def authenticate(email: str, password: str) -> User | None:
-    """The user for these credentials, or None (same answer for unknown email and wrong password)."""
+def add_household(user: User, name: str, login_session: LoginSession | None = None) -> Account:
+    """A further household owned by `user`, made their current one."""
+    name = check_household_name(name)
+    account = create_household(user, name)
+    db.session.flush()
+    if login_session is not None:
+        login_session.current_account_id = account.id
+    db.session.commit()
+    return account
+
+
+def authenticate(email: str, password: str, *, client_address: str | None = None) -> User | None:
+    """The user for these credentials, or None (same answer for unknown email and wrong
+    password). Raises throttle.Throttled, before any hashing, while the account or the
+    client address has too many recent failures."""
+    email = normalize_email(email)
+    keys = throttle.keys_for(email, client_address)
+    throttle.check(keys)
     user = find_user_by_email(email)
     if user is None or user.is_disabled:
         crypto.verify_password(None, password)
+        throttle.record_failure(keys)
         return None
     if not crypto.verify_password(user.password_hash, password):
+        throttle.record_failure(keys)
         return None
+    throttle.reset(f"email:{email}")
     if crypto.password_needs_rehash(user.password_hash):
         user.password_hash = crypto.hash_password(password)
         db.session.commit()
     return user
+
+
+def _verify_current_password(user: User, password: str, client_address: str | None, field: str) -> None:
+    """Re-authentication for sensitive changes, throttled like a login."""
+    keys = throttle.keys_for(user.email, client_address)
+    try:
+        throttle.check(keys)
+    except throttle.Throttled as exc:
+        exc.field = field
+        raise
+    if not crypto.verify_password(user.password_hash, password or ""):
+        throttle.record_failure(keys)
+        raise ValidationFailed("That is not your current password.", field=field)
+
+
+# --- a user's own settings -------------------------------------------------------------
+
+def change_password(
+    user: User, current_password: str, new_password: str, *, keep_session_id=None, client_address=None
+) -> int:
+    """Set a new password and log out every other session of the user; returns how many."""
+    _verify_current_password(user, current_password, client_address, "current_password")
+    check_password(new_password, email=user.email, field="new_password")
+    if crypto.verify_password(user.password_hash, new_password):
+        raise ValidationFailed("The new password is the same as the current one.", field="new_password")
+    user.password_hash = crypto.hash_password(new_password)
+    user.password_changed_at = utcnow()
+    revoked = revoke_sessions(user.id, keep_session_id=keep_session_id)
+    db.session.commit()
+    return revoked
+
+
+def change_email(user: User, password: str, new_email: str, *, client_address=None) -> None:
+    """Change the login email; needs the password."""
+    new_email = check_email(new_email, field="email")
+    _verify_current_password(user, password, client_address, "password")
+    if new_email == user.email:
+        raise ValidationFailed("That is already your email address.", field="email")
+    if find_user_by_email(new_email) is not None:
+        raise ValidationFailed("Another account already uses this email address.", field="email")
+    user.email = new_email
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ValidationFailed("Another account already uses this email address.", field="email") from None
+
+
+def revoke_sessions(user_id: uuid.UUID, *, keep_session_id=None) -> int:
+    """Mark the user's live login sessions revoked (the caller commits); a replayed cookie
+    of any of them is refused from then on."""
+    stmt = (
+        sa.update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if keep_session_id is not None:
+        stmt = stmt.where(LoginSession.id != keep_session_id)
+    return db.session.execute(stmt).rowcount
+
+
+# --- households --------------------------------------------------------------------------
+
+def memberships_of(user_id: uuid.UUID) -> list[Membership]:
+    return list(
+        db.session.scalars(
+            sa.select(Membership)
+            .where(Membership.user_id == user_id)
+            .options(sa.orm.joinedload(Membership.account))
+            .order_by(Membership.joined_at)
+        ).all()
+    )
+
+
+def switch_household(user: User, login_session: LoginSession, account_id) -> Account:
+    """Make one of the user's households the current one of this login session."""
+    try:
+        account_id = uuid.UUID(str(account_id))
+    except ValueError:
+        raise NotFound() from None
+    membership = db.session.scalars(
+        sa.select(Membership)
+        .where(Membership.user_id == user.id, Membership.account_id == account_id)
+        .options(sa.orm.joinedload(Membership.account))
+    ).first()
+    if membership is None:
+        raise NotFound()
+    login_session.current_account_id = account_id
+    db.session.commit()
+    return membership.account
+
+
+def rename_household(membership: Membership, actor: User, name: str) -> Account:
+    """Owners rename their household; recorded in the activity log."""
+    if not membership.is_owner:
+        raise Forbidden("Only owners can rename the household.")
+    name = check_household_name(name)
+    account = db.session.get(Account, membership.account_id)
+    if account is None:
+        raise NotFound()
+    old = account.name
+    if old == name:
+        return account
+    account.name = name
+    activity.record(
+        account.id,
+        kind="household.renamed",
+        summary=f"Renamed the household from “{old}” to “{name}”.",
+        actor_user=actor,
+        details={"from": old, "to": name},
+    )
+    db.session.commit()
+    return account

@@ -1,6 +1,8 @@
 """The access matrix: every route of the app, who may use it, and whether it is scoped to a
 household. Each area lists its routes in tests/access/<area>.py as ROUTES; the matrix tests
 fail when a route of the app is missing here."""
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 
 
@@ -17,3 +19,15 @@ class Route:
     args: dict = field(default_factory=dict)
     # Extra form data for non-GET requests (the CSRF token is added by the test).
     data: dict = field(default_factory=dict)
+    # URL arguments with literal values that are not a household's ids (e.g. an invite token
+    # in a public link): {"token": "not-a-real-token"}.
+    fixed_args: dict = field(default_factory=dict)
+
+
+def all_routes() -> list[Route]:
+    """The union of ROUTES of every module in this package."""
+    routes = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        routes.extend(getattr(module, "ROUTES", []))
+    return routes

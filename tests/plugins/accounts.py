@@ -1,19 +1,46 @@
-"""Shared fixtures for households and users: factories and a logged-in client."""
+"""Shared fixtures for households and users: factories, a logged-in client, and the `world`
+of two households that the access-matrix tests attack each other with."""
 import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from portal import crypto
+from portal.extensions import db
+from portal.models import (
+    ROLE_MEMBER,
+    ActivityEvent,
+    Command,
+    Gateway,
+    Invite,
+    Mailbox,
+    Membership,
+    Pin,
+    utcnow,
+)
 from portal.services import accounts
 
 PASSWORD = "correct horse battery staple"
 
 
 def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        r'name="csrf_token" value="([^"]+)"', html
+    match = (
+        re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+        or re.search(r'name="csrf_token" value="([^"]+)"', html)
+        or re.search(r'"X-CSRFToken": "([^"]+)"', html)
     )
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def invite_link_from(html: str) -> str:
+    """The invite link shown to the owner, as a path (/members/join/<token>)."""
+    match = re.search(r'id="invite-link"[^>]*value="([^"]+)"', html)
+    assert match, "no invite link on the page"
+    return re.sub(r"^https?://[^/]+", "", match.group(1))
 
 
 class Auth:
@@ -37,8 +64,14 @@ class Auth:
         return self.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
 
     def logout(self):
-        token = self.csrf("/gateways/")
+        token = self.csrf("/settings")
         return self.client.post("/logout", data={"csrf_token": token})
+
+    def post(self, path, data=None, *, page="/settings", **kwargs):
+        """POST a form with a valid CSRF token taken from `page`."""
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf(page))
+        return self.client.post(path, data=data, **kwargs)
 
 
 @pytest.fixture
@@ -54,3 +87,137 @@ def make_household(app):
         return accounts.register(email, password, name)
 
     return make
+
+
+@pytest.fixture
+def add_member(app):
+    """add_member(account, email) -> (user, membership): a plain member, straight in the models."""
+
+    def add(account, email, password=PASSWORD, role=ROLE_MEMBER):
+        user = accounts.find_user_by_email(email) or accounts.register_user(email, password)
+        membership = Membership(account_id=account.id, user_id=user.id, role=role)
+        db.session.add(membership)
+        db.session.commit()
+        return user, membership
+
+    return add
+
+
+@pytest.fixture
+def new_client(app):
+    """new_client() -> an Auth driving a fresh test client (another browser)."""
+
+    def make():
+        return Auth(app.test_client())
+
+    return make
+
+
+# --- the world: two households with everything a household can have -------------------
+
+# Keys of World.a / World.b, for Route.args in tests/access/<area>.py:
+#   account, owner, member (users), owner_membership, membership (the second member's),
+#   invite (+ invite_token, a str), gateway, mailbox, pin, command, event.
+
+
+@dataclass
+class World:
+    a: dict = field(default_factory=dict)
+    b: dict = field(default_factory=dict)
+
+    def __getitem__(self, key):
+        return self.a[key]
+
+    def id_of(self, key, household="a") -> str:
+        value = getattr(self, household)[key]
+        return str(getattr(value, "id", value))
+
+    def snapshot(self, household="a") -> dict:
+        """Every row that belongs to the household, as plain values, to compare before/after."""
+        account_id = getattr(self, household)["account"].id
+        db.session.expire_all()
+        rows = {}
+        for table in db.metadata.sorted_tables:
+            if table.name == "accounts":
+                stmt = sa.select(table).where(table.c.id == account_id)
+            elif "account_id" in table.c:
+                stmt = sa.select(table).where(table.c.account_id == account_id)
+            else:
+                continue
+            rows[table.name] = sorted(
+                (tuple(sorted((k, repr(v)) for k, v in row.items())) for row in db.session.execute(stmt).mappings()),
+            )
+        return rows
+
+
+def _household(prefix: str, name: str, with_devices: bool) -> dict:
+    owner, account = accounts.register(f"{prefix}-owner@example.com", PASSWORD, name)
+    member = accounts.register_user(f"{prefix}-member@example.com", PASSWORD)
+    membership = Membership(account_id=account.id, user_id=member.id, role=ROLE_MEMBER)
+    db.session.add(membership)
+    token = crypto.new_token(32)
+    invite = Invite(
+        account_id=account.id,
+        email=f"{prefix}-invitee@example.com",
+        token_hash=crypto.sha256_hex(token),
+        invited_by_id=owner.id,
+        expires_at=utcnow() + timedelta(hours=72),
+    )
+    db.session.add(invite)
+    db.session.flush()
+    owner_membership = db.session.scalars(
+        sa.select(Membership).where(Membership.account_id == account.id, Membership.user_id == owner.id)
+    ).one()
+    things = {
+        "account": account,
+        "owner": owner,
+        "member": member,
+        "owner_membership": owner_membership,
+        "membership": membership,
+        "invite": invite,
+        "invite_token": token,
+    }
+    if with_devices:
+        gateway_pub, _ = crypto.generate_keypair()
+        gateway = Gateway(
+            account_id=account.id, name=f"{name} gateway", public_key=gateway_pub, status="active",
+            thing_id=f"thing-{uuid.uuid4().hex[:8]}", channel_id=f"channel-{uuid.uuid4().hex[:8]}",
+        )
+        db.session.add(gateway)
+        db.session.flush()
+        mailbox_pub, _ = crypto.generate_keypair()
+        mailbox = Mailbox(
+            account_id=account.id, gateway_id=gateway.id, name="Front mailbox", public_key=mailbox_pub,
+            status="active", channel_id=f"channel-{uuid.uuid4().hex[:8]}",
+        )
+        db.session.add(mailbox)
+        db.session.flush()
+        pin_id = uuid.uuid4()
+        pin = Pin(
+            id=pin_id, account_id=account.id, mailbox_id=mailbox.id, label="Postman",
+            digits_enc=crypto.encrypt("482915", table="pins", column="digits_enc", row_id=pin_id),
+            digits_digest=crypto.keyed_digest("pin", "482915"), status="active", created_by_id=owner.id,
+        )
+        db.session.add(pin)
+        db.session.flush()
+        command = Command(
+            account_id=account.id, gateway_id=gateway.id, mailbox_id=mailbox.id, pin_id=pin_id,
+            action="ADD", channel_key="mailbox", state="sent",
+        )
+        db.session.add(command)
+        event = ActivityEvent(
+            account_id=account.id, actor_kind="member", actor_user_id=owner.id, actor_label=owner.email,
+            kind="pin.added", summary="Added the PIN “Postman” to Front mailbox.", gateway_id=gateway.id,
+            mailbox_id=mailbox.id,
+        )
+        db.session.add(event)
+        things.update(gateway=gateway, mailbox=mailbox, pin=pin, command=command, event=event)
+    db.session.commit()
+    return things
+
+
+@pytest.fixture
+def world(app):
+    """Households A and B, each with an owner, a second member and an open invite; A (and B,
+    so B's own pages render) with a gateway, a mailbox, a PIN, a command and an event."""
+    return World(a=_household("a", "Household A", True), b=_household("b", "Household B", True))

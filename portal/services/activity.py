@@ -1,0 +1,164 @@
+"""The household's activity log: record what happened, list it with filters, export it."""
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import ActivityEvent, Mailbox, User
+from portal.services.scope import scoped
+
+ACTOR_KINDS = ("member", "box", "support", "system")
+PER_PAGE = 50
+
+# Filter choices on the activity page: a group matches every kind that starts with "<group>.".
+KIND_GROUPS = {
+    "member": "Members",
+    "household": "Household",
+    "gateway": "Gateways",
+    "mailbox": "Mailboxes",
+    "pin": "PINs",
+    "unlock": "Remote unlocks",
+    "box": "Box events",
+    "delivery": "Delivery problems",
+    "support": "Support",
+}
+
+_ACTOR_FALLBACK = {"member": "A member", "box": "A box", "support": "IoTLock support", "system": "IoTLock"}
+
+
+def record(
+    account_id: uuid.UUID,
+    *,
+    kind: str,
+    summary: str,
+    actor_kind: str = "member",
+    actor_user: User | None = None,
+    actor_label: str | None = None,
+    gateway_id: uuid.UUID | None = None,
+    mailbox_id: uuid.UUID | None = None,
+    details: dict | None = None,
+) -> ActivityEvent:
+    """Add one event to the session (the caller commits it with the change it describes).
+    Summaries are plain words for the household: never PIN digits or secrets."""
+    if actor_kind not in ACTOR_KINDS:
+        raise ValueError(f"unknown actor kind {actor_kind!r}")
+    label = actor_label or (actor_user.email if actor_user is not None else None) or _ACTOR_FALLBACK[actor_kind]
+    event = ActivityEvent(
+        account_id=account_id,
+        kind=kind,
+        summary=summary,
+        actor_kind=actor_kind,
+        actor_user_id=actor_user.id if actor_user is not None else None,
+        actor_label=label[:254],
+        gateway_id=gateway_id,
+        mailbox_id=mailbox_id,
+        details=details or {},
+    )
+    db.session.add(event)
+    return event
+
+
+@dataclass
+class Page:
+    events: list[ActivityEvent]
+    page: int
+    per_page: int
+    has_next: bool
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
+def _filtered(account_id: uuid.UUID, mailbox_id=None, kind: str | None = None) -> sa.Select:
+    stmt = scoped(ActivityEvent, account_id)
+    if mailbox_id:
+        stmt = stmt.where(ActivityEvent.mailbox_id == _as_uuid(mailbox_id))
+    if kind:
+        if "." in kind:
+            stmt = stmt.where(ActivityEvent.kind == kind)
+        else:
+            stmt = stmt.where(ActivityEvent.kind.startswith(kind + ".", autoescape=True))
+    # Newest first; the id breaks ties between events of the same instant.
+    return stmt.order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
+
+
+def _as_uuid(value) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        # An unknown mailbox simply has no events; never another household's.
+        return uuid.UUID(int=0)
+
+
+def list_events(
+    account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int = 1, per_page: int = PER_PAGE
+) -> Page:
+    """One page of the household's events, newest first, optionally for one mailbox or kind."""
+    page = max(1, page)
+    rows = db.session.scalars(
+        _filtered(account_id, mailbox_id, kind).offset((page - 1) * per_page).limit(per_page + 1)
+    ).all()
+    return Page(events=list(rows[:per_page]), page=page, per_page=per_page, has_next=len(rows) > per_page)
+
+
+def recent_for_mailbox(account_id: uuid.UUID, mailbox_id, limit: int = 20) -> list[ActivityEvent]:
+    """The latest events of one mailbox (for the mailbox page)."""
+    return list(db.session.scalars(_filtered(account_id, mailbox_id).limit(limit)).all())
+
+
+def mailbox_names(account_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """Names of the household's mailboxes by id: filter choices and event labels in one query."""
+    rows = db.session.execute(
+        sa.select(Mailbox.id, Mailbox.name).where(Mailbox.account_id == account_id).order_by(Mailbox.name)
+    ).all()
+    return {row.id: row.name for row in rows}
+
+
+CSV_COLUMNS = ["time_utc", "actor", "actor_kind", "kind", "mailbox", "summary"]
+
+
+def export_csv(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None) -> Iterator[str]:
+    """The household's events (filtered like the page) as CSV text, streamed in chunks."""
+    names = mailbox_names(account_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    yield _drain(buffer)
+    result = db.session.execute(
+        _filtered(account_id, mailbox_id, kind).execution_options(yield_per=500)
+    ).scalars()
+    for event in result:
+        writer.writerow(
+            [
+                event.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                _cell(event.actor_label),
+                event.actor_kind,
+                event.kind,
+                _cell(names.get(event.mailbox_id, "")),
+                _cell(event.summary),
+            ]
+        )
+        if buffer.tell() > 16_384:
+            yield _drain(buffer)
+    yield _drain(buffer)
+
+
+def _drain(buffer: io.StringIO) -> str:
+    value = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return value
+
+
+def _cell(value: str) -> str:
+    """Keep text that a spreadsheet would run as a formula (names are chosen by members)."""
+    if value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value

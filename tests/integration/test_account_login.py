@@ -1,0 +1,281 @@
+"""Logging in and out: one message for every failed login, throttling before the hasher,
+server-side sessions that a replayed cookie cannot revive, idle and absolute timeouts."""
+from datetime import timedelta
+
+import pytest
+
+import portal.auth
+import portal.crypto
+import portal.services.throttle
+from portal.models import LoginSession, utcnow
+from tests.plugins.accounts import PASSWORD, Auth
+
+FAILED = "That email and password do not match an account."
+
+
+@pytest.fixture
+def alice(make_household):
+    user, _ = make_household("alice@example.com", "Elm Street")
+    return user
+
+
+def _post_login(auth, email, password, token=None, **kwargs):
+    token = token or auth.csrf("/login")
+    return auth.client.post("/login", data={"email": email, "password": password, "csrf_token": token}, **kwargs)
+
+
+def test_login_with_the_right_password_opens_the_dashboard(auth, alice):
+    response = auth.login("alice@example.com", PASSWORD)
+    assert response.status_code == 302
+    assert auth.client.get("/gateways/").status_code == 200
+
+
+def test_email_is_matched_without_regard_to_case_or_spaces(auth, alice):
+    assert auth.login("  ALICE@Example.com ", PASSWORD).status_code == 302
+
+
+def test_unknown_email_and_wrong_password_get_the_same_answer(auth, alice):
+    wrong = _post_login(auth, "alice@example.com", "not the password at all")
+    unknown = _post_login(auth, "nobody@example.com", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 200
+    assert FAILED in wrong.get_data(as_text=True)
+    assert FAILED in unknown.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"email": "", "password": PASSWORD}, "Enter your email address."),
+        ({"email": "alice@example.com", "password": ""}, "Enter your password."),
+        ({"email": "not-an-email", "password": PASSWORD}, "Enter a valid email address"),
+        ({"email": "a" * 250 + "@example.com", "password": PASSWORD}, "at most 254 characters"),
+        ({"email": "alice@example.com", "password": "p" * 129}, "at most 128 characters"),
+    ],
+)
+def test_bad_login_input_is_answered_on_the_field(auth, alice, data, message):
+    response = _post_login(auth, data["email"], data["password"])
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert auth.client.get("/gateways/").status_code == 302
+
+
+def test_logout_ends_the_session_and_a_replayed_cookie_is_refused(auth, alice):
+    auth.login("alice@example.com", PASSWORD)
+    stolen = auth.client.get_cookie("session").value
+    assert auth.logout().status_code == 302
+    assert auth.client.get("/gateways/").status_code == 302
+    auth.client.set_cookie("session", stolen)
+    response = auth.client.get("/gateways/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_logout_needs_a_post(auth, alice):
+    auth.login("alice@example.com", PASSWORD)
+    assert auth.client.get("/logout").status_code == 405
+    assert auth.client.get("/gateways/").status_code == 200
+
+
+def test_each_login_gets_a_new_session_id(app, auth, alice):
+    serializer = app.session_interface.get_signing_serializer(app)
+    auth.login("alice@example.com", PASSWORD)
+    first = serializer.loads(auth.client.get_cookie("session").value)["_user_id"]
+    auth.login("alice@example.com", PASSWORD)
+    second = serializer.loads(auth.client.get_cookie("session").value)["_user_id"]
+    assert first != second
+    assert len(second) >= 40  # 256-bit random token, not the user's id
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(auth, alice):
+    response = auth.login("alice@example.com", PASSWORD)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_production_marks_the_session_cookie_secure():
+    from config import ProductionConfig
+
+    assert ProductionConfig.SESSION_COOKIE_SECURE is True
+    assert ProductionConfig.HSTS is True
+
+
+def _at(monkeypatch, when):
+    monkeypatch.setattr(portal.auth, "utcnow", lambda: when)
+
+
+def test_idle_session_expires(auth, alice, monkeypatch):
+    auth.login("alice@example.com", PASSWORD)
+    start = utcnow()
+    _at(monkeypatch, start + timedelta(minutes=119))
+    assert auth.client.get("/gateways/").status_code == 200
+    _at(monkeypatch, start + timedelta(minutes=119 + 121))
+    response = auth.client.get("/gateways/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_active_session_still_ends_at_the_absolute_timeout(auth, alice, monkeypatch):
+    auth.login("alice@example.com", PASSWORD)
+    start = utcnow()
+    for minutes in range(100, 701, 100):
+        _at(monkeypatch, start + timedelta(minutes=minutes))
+        assert auth.client.get("/gateways/").status_code == 200, minutes
+    _at(monkeypatch, start + timedelta(hours=12, minutes=5))
+    assert auth.client.get("/gateways/").status_code == 302
+
+
+def test_polling_does_not_keep_an_idle_session_alive(auth, alice, monkeypatch):
+    auth.login("alice@example.com", PASSWORD)
+    start = utcnow()
+    poll = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
+    for minutes in (30, 60, 90, 115):
+        _at(monkeypatch, start + timedelta(minutes=minutes))
+        assert auth.client.get("/activity", headers=poll).status_code == 200
+    _at(monkeypatch, start + timedelta(minutes=125))
+    response = auth.client.get("/activity", headers=poll)
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"].startswith("/login")
+
+
+def test_visitor_is_sent_to_login_and_comes_back(auth, alice):
+    response = auth.client.get("/members/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/members/"
+    token = auth.csrf("/login?next=/members/")
+    back = auth.client.post(
+        "/login?next=/members/", data={"email": "alice@example.com", "password": PASSWORD, "csrf_token": token}
+    )
+    assert back.headers["Location"] == "/members/"
+
+
+@pytest.mark.parametrize(
+    "evil", ["//evil.com", "https://evil.com", "/\\evil.com", "javascript:alert(1)", "http://localhost.evil.com/"]
+)
+def test_login_never_redirects_off_site(auth, alice, evil):
+    token = auth.csrf("/login")
+    response = auth.client.post(
+        "/login", query_string={"next": evil}, data={"email": "alice@example.com", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("evil", ["//evil.com", "https://evil.com", "/\\evil.com", "javascript:alert(1)"])
+def test_register_never_redirects_off_site(auth, evil):
+    token = auth.csrf("/register")
+    response = auth.client.post(
+        "/register",
+        query_string={"next": evil},
+        data={"email": "new@example.com", "password": PASSWORD, "household_name": "Oak", "csrf_token": token},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/gateways/"
+
+
+def test_htmx_request_without_login_gets_hx_redirect(client):
+    response = client.get("/members/", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login?next=/members/"
+
+
+# --- throttling ----------------------------------------------------------------------------
+
+@pytest.fixture
+def hasher_calls(monkeypatch):
+    calls = []
+    real = portal.crypto.verify_password
+
+    def spy(stored, password):
+        calls.append(password)
+        return real(stored, password)
+
+    monkeypatch.setattr(portal.crypto, "verify_password", spy)
+    return calls
+
+
+def test_five_failures_lock_the_account_and_the_hasher_is_not_called(auth, alice, hasher_calls):
+    token = auth.csrf("/login")
+    for _ in range(5):
+        assert _post_login(auth, "alice@example.com", "wrong guess one", token).status_code == 200
+    assert len(hasher_calls) == 5
+    response = _post_login(auth, "alice@example.com", PASSWORD, token)
+    assert response.status_code == 429
+    assert "Too many failed attempts" in response.get_data(as_text=True)
+    assert len(hasher_calls) == 5, "a throttled attempt reached the password hasher"
+    assert auth.client.get("/gateways/").status_code == 302
+
+
+def test_unknown_accounts_are_throttled_the_same_way(auth, hasher_calls):
+    token = auth.csrf("/login")
+    for _ in range(5):
+        _post_login(auth, "ghost@example.com", "wrong guess one", token)
+    response = _post_login(auth, "ghost@example.com", "wrong guess one", token)
+    assert response.status_code == 429
+    assert len(hasher_calls) == 5
+
+
+def test_lock_of_one_account_does_not_lock_another_from_elsewhere(app, auth, alice, make_household):
+    make_household("bob@example.com", "Oak Lane")
+    token = auth.csrf("/login")
+    for _ in range(5):
+        _post_login(auth, "alice@example.com", "wrong guess one", token)
+    other = Auth(app.test_client())
+    response = other.client.post(
+        "/login",
+        data={"email": "bob@example.com", "password": PASSWORD, "csrf_token": other.csrf("/login")},
+        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    )
+    assert response.status_code == 302
+
+
+def test_many_failures_from_one_address_lock_that_address(app, auth, alice, hasher_calls):
+    token = auth.csrf("/login")
+    limit = app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"]
+    for n in range(limit):
+        _post_login(auth, f"guess{n}@example.com", "wrong guess one", token)
+    response = _post_login(auth, "alice@example.com", PASSWORD, token)
+    assert response.status_code == 429
+    assert len(hasher_calls) == limit
+    # The same account from another address is still fine.
+    other = Auth(app.test_client())
+    response = other.client.post(
+        "/login",
+        data={"email": "alice@example.com", "password": PASSWORD, "csrf_token": other.csrf("/login")},
+        environ_base={"REMOTE_ADDR": "198.51.100.9"},
+    )
+    assert response.status_code == 302
+
+
+def test_lock_ends_after_the_window(auth, alice, monkeypatch):
+    token = auth.csrf("/login")
+    for _ in range(5):
+        _post_login(auth, "alice@example.com", "wrong guess one", token)
+    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 429
+    later = utcnow() + timedelta(minutes=16)
+    monkeypatch.setattr(portal.services.throttle, "utcnow", lambda: later)
+    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
+
+
+def test_a_successful_login_forgets_earlier_failures(auth, alice):
+    token = auth.csrf("/login")
+    for _ in range(4):
+        _post_login(auth, "alice@example.com", "wrong guess one", token)
+    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
+    auth.logout()
+    token = auth.csrf("/login")
+    for _ in range(4):
+        _post_login(auth, "alice@example.com", "wrong guess one", token)
+    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
+
+
+def test_login_sessions_are_stored_only_as_hashes(app, auth, alice):
+    auth.login("alice@example.com", PASSWORD)
+    serializer = app.session_interface.get_signing_serializer(app)
+    token = serializer.loads(auth.client.get_cookie("session").value)["_user_id"]
+    from portal.extensions import db
+    import sqlalchemy as sa
+
+    hashes = db.session.scalars(sa.select(LoginSession.token_hash)).all()
+    assert token not in hashes
+    assert portal.crypto.sha256_hex(token) in hashes
