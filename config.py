@@ -101,9 +101,13 @@ class Config:
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
     MAIL_USE_TLS = _flag("MAIL_USE_TLS", True)
+    MAIL_TIMEOUT = _float("MAIL_TIMEOUT", 10.0)
     MAIL_SENDER = os.environ.get("MAIL_SENDER", "IoTLock <no-reply@iotlock.invalid>")
 
     PUBLIC_URL = os.environ.get("PUBLIC_URL", "")  # used in emailed links when set
+    # Number of trusted reverse proxies in front of the portal (X-Forwarded-For/-Proto/-Host);
+    # 0 trusts none. Login throttling per client address needs the real address.
+    TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
     HSTS = False
     # Tests set this to raise on lazy loads, so pages prove a fixed query count.
     RAISE_ON_LAZY_LOAD = False

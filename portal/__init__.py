@@ -31,6 +31,11 @@ def create_app(config_object=None, **overrides) -> Flask:
             "embedded-reader" if app.config["STREAMIOT_URL"] == "embedded" else ""
         )
 
+    if app.config.get("TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

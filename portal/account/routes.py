@@ -237,6 +237,13 @@ def rename_household():
     return _settings_page(household_form=form)
 
 
+@bp.route("/household/link-state")
+@household_required
+def link_state():
+    """The household's StreamIoT link state alone, for the partial's own polling."""
+    return render_template("account/_link_state.html", account=g.account, poll_url=request.path)
+
+
 @bp.route("/household/switch", methods=["POST"])
 @login_required
 def switch_household():

@@ -126,6 +126,8 @@ def create_household(owner: User, name: str) -> Account:
 
 def add_household(user: User, name: str, login_session: LoginSession | None = None) -> Account:
     """A further household owned by `user`, made their current one."""
+    if user.is_staff:
+        raise Forbidden("Support staff cannot own households.")
     name = check_household_name(name)
     account = create_household(user, name)
     db.session.flush()

@@ -17,6 +17,7 @@ ROUTES = [
     # The household to switch to is a form value, not a URL argument: the matrix test posts
     # household A's id as a member of B separately (test_switching_to_another_household_is_404).
     Route("account.switch_household", ("POST",), access="login"),
+    Route("account.link_state", access="member"),
     Route("account.activity", access="member"),
     Route("account.activity_csv", access="member"),
 ]

@@ -169,3 +169,25 @@ def test_user_without_household_is_offered_to_create_one(app, new_client):
     assert "Give your household a name." in bad.get_data(as_text=True)
     assert solo.post("/household/new", {"new-name": "Solo Flat"}, page="/no-household").status_code == 302
     assert "Solo Flat" in solo.client.get("/gateways/").get_data(as_text=True)
+
+
+def test_link_state_partial_polls_until_connected(client, auth):
+    auth.register()
+    html = client.get("/household/link-state", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Connecting" in html
+    assert 'hx-trigger="every 2s"' in html
+    assert "X-IoTLock-Poll" in html
+
+
+def test_staff_cannot_own_a_household(app, make_household):
+    import pytest
+
+    from portal.extensions import db
+    from portal.services import accounts
+    from portal.services.errors import Forbidden
+
+    user, _ = make_household(email="staffer@example.com")
+    user.is_staff = True
+    db.session.commit()
+    with pytest.raises(Forbidden):
+        accounts.add_household(user, "Sneaky House")
