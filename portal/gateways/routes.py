@@ -1,12 +1,171 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
-from flask import g, render_template
+from flask import abort, flash, g, render_template, request, url_for
 
-from portal.auth import household_required
+from portal.auth import current_login_session, household_required
 from portal.gateways import bp
+from portal.gateways.forms import ConfirmForm, GatewayForm, PasswordForm, RenameForm
+from portal.gateways.helpers import (
+    account_id,
+    drop_private_key,
+    field_error,
+    gone,
+    hold_private_key,
+    json_download,
+    peek_private_key,
+    refuse,
+    see_other,
+    user,
+)
+from portal.htmx import is_htmx, render
+from portal.services import dashboard, gateways
+from portal.services.errors import NotFound, ServiceError
+
+
+@bp.errorhandler(NotFound)
+def _not_found(_exc):
+    # Another household's gateway looks exactly like one that never existed.
+    return render_template("errors/404.html"), 404
 
 
 @bp.route("/")
 @household_required
 def index():
     """The household's dashboard: gateways with their mailboxes, every state at a glance."""
-    return render_template("gateways/index.html", account=g.account)
+    board = dashboard.dashboard(g.account)
+    return render("gateways/index.html", "gateways/_dashboard.html", board=board, account=g.account)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@household_required
+def add():
+    form = GatewayForm()
+    if form.validate_on_submit():
+        try:
+            gateway, private_key = gateways.add_gateway(
+                account_id(), user(), name=form.name.data, key_mode=form.key_mode.data, public_key=form.public_key.data
+            )
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            if private_key:
+                hold_private_key("gateway", gateway.id, private_key)
+            flash(f"Gateway “{gateway.name}” added. IoTLock is setting it up now.", "success")
+            return see_other(url_for(".show", gateway_id=gateway.id))
+    return render_template("gateways/add.html", form=form)
+
+
+@bp.route("/<uuid:gateway_id>")
+@household_required
+def show(gateway_id):
+    try:
+        page = dashboard.gateway_page(account_id(), gateway_id)
+    except NotFound:
+        if is_htmx():
+            return gone(url_for(".index"), "The gateway was removed.")
+        raise
+    return render(
+        "gateways/show.html",
+        "gateways/_gateway_live.html",
+        view=page,
+        key_held=peek_private_key("gateway", gateway_id) is not None,
+    )
+
+
+@bp.route("/<uuid:gateway_id>/rename", methods=["GET", "POST"])
+@household_required
+def rename(gateway_id):
+    form = RenameForm()
+    if form.validate_on_submit():
+        try:
+            gateway = gateways.rename_gateway(account_id(), gateway_id, user(), form.name.data)
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            flash(f"Renamed to “{gateway.name}”.", "success")
+            return see_other(url_for(".show", gateway_id=gateway.id))
+    gateway = gateways.get_gateway(account_id(), gateway_id)
+    if request.method == "GET":
+        form.name.data = gateway.name
+    return render_template("gateways/rename.html", form=form, gateway=gateway)
+
+
+@bp.route("/<uuid:gateway_id>/remove", methods=["GET", "POST"])
+@household_required
+def remove(gateway_id):
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            gateway = gateways.remove_gateway(account_id(), gateway_id, user())
+        except ServiceError as exc:
+            return refuse(exc, url_for(".show", gateway_id=gateway_id))
+        drop_private_key("gateway", gateway_id)
+        flash(f"Removing “{gateway.name}”: the gateway is told to forget everything, then "
+              "its StreamIoT channels and device are deleted.", "info")
+        return see_other(url_for(".show", gateway_id=gateway_id))
+    page = dashboard.gateway_page(account_id(), gateway_id)
+    return render_template("gateways/remove.html", form=form, view=page)
+
+
+@bp.route("/<uuid:gateway_id>/retry", methods=["POST"])
+@household_required
+def retry(gateway_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        gateways.retry_gateway(account_id(), gateway_id, user())
+    except ServiceError as exc:
+        return refuse(exc, url_for(".show", gateway_id=gateway_id))
+    flash("Trying again.", "info")
+    return see_other(url_for(".show", gateway_id=gateway_id))
+
+
+@bp.route("/<uuid:gateway_id>/new-key", methods=["POST"])
+@household_required
+def rotate_key(gateway_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        gateway, private_key = gateways.rotate_gateway_key(account_id(), gateway_id, user())
+    except ServiceError as exc:
+        return refuse(exc, url_for(".show", gateway_id=gateway_id))
+    hold_private_key("gateway", gateway.id, private_key)
+    flash("New key pair made. Download the settings now: the private key is in the next download only.", "success")
+    return see_other(url_for(".settings", gateway_id=gateway.id))
+
+
+@bp.route("/<uuid:gateway_id>/settings", methods=["GET", "POST"])
+@household_required
+def settings(gateway_id):
+    """The device settings: behind a password check younger than REAUTH_WINDOW."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        try:
+            gateways.confirm_password_for(account_id(), gateway_id, current_login_session(), user(), form.password.data)
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            return see_other(url_for(".settings", gateway_id=gateway_id))
+    access = gateways.settings_access(account_id(), gateway_id, current_login_session())
+    return render_template(
+        "gateways/settings.html",
+        form=form,
+        access=access,
+        download_form=ConfirmForm(),
+        key_held=peek_private_key("gateway", gateway_id) is not None,
+    )
+
+
+@bp.route("/<uuid:gateway_id>/settings/download", methods=["POST"])
+@household_required
+def settings_download(gateway_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    held = peek_private_key("gateway", gateway_id)
+    try:
+        gateway, document = gateways.device_settings(
+            account_id(), gateway_id, user(), current_login_session(), private_key=held
+        )
+    except gateways.PasswordRequired:
+        return see_other(url_for(".settings", gateway_id=gateway_id))
+    except ServiceError as exc:
+        return refuse(exc, url_for(".settings", gateway_id=gateway_id))
+    if held:
+        drop_private_key("gateway", gateway_id)
+    return json_download(document, gateway.name)

@@ -1,2 +1,303 @@
 """Views of the mailboxes blueprint (thin: validate, call one service, render)."""
-from portal.mailboxes import bp  # noqa: F401
+from flask import abort, flash, make_response, render_template, request, url_for
+
+from portal.auth import current_login_session, household_required
+from portal.gateways.forms import ConfirmForm, PasswordForm, RenameForm
+from portal.gateways.helpers import (
+    account_id,
+    back,
+    drop_private_key,
+    field_error,
+    gone,
+    hold_private_key,
+    json_download,
+    peek_private_key,
+    refuse,
+    see_other,
+    user,
+)
+from portal.htmx import is_htmx, render
+from portal.mailboxes import bp
+from portal.mailboxes.forms import KeypadForm, MailboxForm, PinForm, ShowPinForm
+from portal.services import commands, dashboard, gateways, mailboxes, pins
+from portal.services.errors import NotFound, ServiceError
+
+KEYPAD_KEYS = "123456789"
+
+
+@bp.errorhandler(NotFound)
+def _not_found(_exc):
+    # Another household's box looks exactly like one that never existed.
+    return render_template("errors/404.html"), 404
+
+
+def _page(mailbox_id, status=200, **forms):
+    """The mailbox page with its forms (fresh ones unless a failed form is passed in)."""
+    page = dashboard.mailbox_page(account_id(), mailbox_id)
+    context = {
+        "view": page,
+        "pin_form": forms.get("pin_form") or PinForm(formdata=None),
+        "keypad_form": forms.get("keypad_form") or KeypadForm(formdata=None),
+        "button_form": ConfirmForm(formdata=None),
+        "key_held": peek_private_key("mailbox", page.mailbox.id) is not None,
+    }
+    return render_template("mailboxes/show.html", **context), status
+
+
+@bp.route("/new/<uuid:gateway_id>", methods=["GET", "POST"])
+@household_required
+def add(gateway_id):
+    form = MailboxForm()
+    if form.validate_on_submit():
+        try:
+            mailbox, private_key = mailboxes.add_mailbox(
+                account_id(),
+                gateway_id,
+                user(),
+                name=form.name.data,
+                kind=form.kind.data,
+                key_mode=form.key_mode.data,
+                public_key=form.public_key.data,
+            )
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            if private_key:
+                hold_private_key("mailbox", mailbox.id, private_key)
+            flash(f"“{mailbox.name}” added. IoTLock is registering it on its gateway now.", "success")
+            return see_other(url_for(".show", mailbox_id=mailbox.id))
+    gateway = gateways.get_gateway(account_id(), gateway_id)
+    return render_template("mailboxes/add.html", form=form, gateway=gateway)
+
+
+@bp.route("/<uuid:mailbox_id>")
+@household_required
+def show(mailbox_id):
+    if is_htmx():
+        try:
+            page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False)
+        except NotFound:
+            return gone(url_for("gateways.index"), "The box was removed.")
+        return render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None))
+    return _page(mailbox_id)
+
+
+@bp.route("/<uuid:mailbox_id>/box")
+@household_required
+def box(mailbox_id):
+    """What the box itself reports: its events and (virtual gateways) what it holds."""
+    page = dashboard.mailbox_page(account_id(), mailbox_id)
+    return render("mailboxes/box.html", "mailboxes/_box.html", view=page)
+
+
+@bp.route("/<uuid:mailbox_id>/rename", methods=["GET", "POST"])
+@household_required
+def rename(mailbox_id):
+    form = RenameForm()
+    if form.validate_on_submit():
+        try:
+            mailbox = mailboxes.rename_mailbox(account_id(), mailbox_id, user(), form.name.data)
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            flash(f"Renamed to “{mailbox.name}”.", "success")
+            return see_other(url_for(".show", mailbox_id=mailbox.id))
+    mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
+    if request.method == "GET":
+        form.name.data = mailbox.name
+    return render_template("mailboxes/rename.html", form=form, mailbox=mailbox)
+
+
+@bp.route("/<uuid:mailbox_id>/remove", methods=["GET", "POST"])
+@household_required
+def remove(mailbox_id):
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            mailbox = mailboxes.remove_mailbox(account_id(), mailbox_id, user())
+        except ServiceError as exc:
+            return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
+        drop_private_key("mailbox", mailbox_id)
+        flash(f"Removing “{mailbox.name}”: its gateway forgets it, then its channel is deleted.", "info")
+        return see_other(url_for("gateways.show", gateway_id=mailbox.gateway_id))
+    mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
+    return render_template("mailboxes/remove.html", form=form, mailbox=mailbox)
+
+
+@bp.route("/<uuid:mailbox_id>/retry", methods=["POST"])
+@household_required
+def retry(mailbox_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        mailboxes.retry_mailbox(account_id(), mailbox_id, user())
+    except ServiceError as exc:
+        return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
+    flash("Trying again.", "info")
+    return see_other(url_for(".show", mailbox_id=mailbox_id))
+
+
+@bp.route("/<uuid:mailbox_id>/unlock", methods=["GET", "POST"])
+@household_required
+def unlock(mailbox_id):
+    """Unlock now: htmx asks with hx-confirm; without JavaScript this page asks."""
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            commands.unlock(account_id(), mailbox_id, user())
+        except ServiceError as exc:
+            return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
+        flash("Unlock sent. The result appears below.", "info")
+        return see_other(url_for(".show", mailbox_id=mailbox_id) + "#unlock")
+    mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
+    return render_template("mailboxes/unlock.html", form=form, mailbox=mailbox)
+
+
+@bp.route("/<uuid:mailbox_id>/pins", methods=["POST"])
+@household_required
+def add_pin(mailbox_id):
+    form = PinForm()
+    if form.validate_on_submit():
+        try:
+            pin = pins.add_pin(account_id(), mailbox_id, user(), label=form.label.data, digits=form.digits.data)
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            flash(f"PIN “{pin.label}” saved. It counts once the box confirms it.", "success")
+            return see_other(url_for(".show", mailbox_id=mailbox_id) + "#pins")
+    # Invalid: the page again, the refusal on its field, the digits never echoed back.
+    form.digits.data = ""
+    return _page(mailbox_id, pin_form=form)
+
+
+@bp.route("/pins/<uuid:pin_id>/remove", methods=["POST"])
+@household_required
+def remove_pin(pin_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        pin = pins.remove_pin(account_id(), pin_id, user())
+    except ServiceError as exc:
+        return refuse(exc, back())
+    flash(f"Removing PIN “{pin.label}”. It works until the box confirms.", "info")
+    return see_other(url_for(".show", mailbox_id=pin.mailbox_id) + "#pins")
+
+
+@bp.route("/pins/<uuid:pin_id>/show", methods=["POST"])
+@household_required
+def show_pin(pin_id):
+    """The digits of one PIN, after a fresh password check; recorded in the activity log."""
+    form = ShowPinForm()
+    form.validate_on_submit() or abort(400)
+    try:
+        pin, digits = pins.show_pin(account_id(), pin_id, user(), current_login_session(), password=form.password.data)
+    except ServiceError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        if exc.field != "password":
+            return refuse(exc, back())
+        field_error(form, exc)
+        form.password.data = ""
+        return render("mailboxes/pin_show.html", "mailboxes/_pin_digits.html",
+                      form=form, pin_id=pin_id, pin=None, digits=None)
+    return render("mailboxes/pin_show.html", "mailboxes/_pin_digits.html",
+                  form=form, pin_id=pin.id, pin=pin, digits=digits)
+
+
+@bp.route("/changes/<uuid:command_id>/retry", methods=["POST"])
+@household_required
+def retry_change(command_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        command = commands.retry_command(account_id(), command_id, user())
+    except ServiceError as exc:
+        return refuse(exc, back())
+    flash("Sending it again.", "info")
+    return see_other(url_for(".show", mailbox_id=command.mailbox_id) + "#pins")
+
+
+@bp.route("/changes/<uuid:command_id>/withdraw", methods=["POST"])
+@household_required
+def withdraw_change(command_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        command = commands.withdraw_command(account_id(), command_id, user())
+    except ServiceError as exc:
+        return refuse(exc, back())
+    flash("Withdrawn: it will not be sent.", "info")
+    return see_other(url_for(".show", mailbox_id=command.mailbox_id) + "#pins")
+
+
+@bp.route("/<uuid:mailbox_id>/keypad", methods=["POST"])
+@household_required
+def keypad(mailbox_id):
+    """The virtual box's keypad: digit keys type, Enter tries the PIN on the box."""
+    form = KeypadForm()
+    key = request.form.get("key", "enter")
+    outcome = None
+    if not form.validate_on_submit():
+        pass
+    elif key in KEYPAD_KEYS + "0" or key == "clear":
+        # Typing happens here, not in the box: only Enter sends the digits to it.
+        form.digits.data = "" if key == "clear" else ((form.digits.data or "").strip() + key)[:8]
+    else:
+        try:
+            outcome = mailboxes.press_keypad(account_id(), mailbox_id, form.digits.data)
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            form.digits.data = ""
+            if not is_htmx():
+                if outcome == "opened":
+                    flash("The box opened: that PIN is on it.", "success")
+                else:
+                    flash("The box refused that PIN and stayed shut.", "error")
+                return see_other(url_for(".show", mailbox_id=mailbox_id) + "#keypad")
+    if is_htmx():
+        mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
+        response = make_response(
+            render_template("mailboxes/_keypad.html", keypad_form=form, mailbox=mailbox, outcome=outcome)
+        )
+        if outcome:
+            response.headers["HX-Trigger"] = "box-changed"  # the box panels refresh at once
+        return response
+    return _page(mailbox_id, keypad_form=form)
+
+
+@bp.route("/<uuid:mailbox_id>/key", methods=["GET", "POST"])
+@household_required
+def key(mailbox_id):
+    """The private key IoTLock made for this box: behind a password check, offered once."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        try:
+            mailboxes.confirm_password_for(account_id(), mailbox_id, current_login_session(), user(),
+                                           form.password.data)
+        except ServiceError as exc:
+            field_error(form, exc)
+        else:
+            return see_other(url_for(".key", mailbox_id=mailbox_id))
+    mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
+    return render_template(
+        "mailboxes/key.html",
+        form=form,
+        mailbox=mailbox,
+        needs_password=not gateways.reauth_is_fresh(current_login_session()),
+        key_held=peek_private_key("mailbox", mailbox.id) is not None,
+        download_form=ConfirmForm(formdata=None),
+    )
+
+
+@bp.route("/<uuid:mailbox_id>/key/download", methods=["POST"])
+@household_required
+def key_download(mailbox_id):
+    ConfirmForm().validate_on_submit() or abort(400)
+    held = peek_private_key("mailbox", mailbox_id)
+    try:
+        mailbox, document = mailboxes.key_download(
+            account_id(), mailbox_id, user(), current_login_session(), private_key=held
+        )
+    except gateways.PasswordRequired:
+        return see_other(url_for(".key", mailbox_id=mailbox_id))
+    except ServiceError as exc:
+        return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
+    drop_private_key("mailbox", mailbox_id)
+    return json_download(document, f"{mailbox.name}-key")

@@ -16,10 +16,13 @@ DEVICE_FAILED = "failed"
 
 MAILBOX_KINDS = {"mailbox": "Mailbox", "parcel_box": "Parcel box", "gun_safe": "Gun safe"}
 
+# "removing" still counts as active on the box until the box confirms the removal; a
+# removed PIN keeps its row (label, history) but loses its digits and its digest.
 PIN_ADDING = "adding"
 PIN_ACTIVE = "active"
 PIN_REMOVING = "removing"
 PIN_REMOVED = "removed"
+PIN_LIVE_STATES = (PIN_ADDING, PIN_ACTIVE, PIN_REMOVING)
 
 # Delivery state of a command (DEVICE_PROTOCOL.md, "States the portal shows").
 CMD_QUEUED = "queued"
@@ -27,8 +30,23 @@ CMD_SENT = "sent"
 CMD_CONFIRMED = "confirmed"
 CMD_FAILED = "failed"
 CMD_EXPIRED = "expired"
+# The member took back a change that had not reached the box (queued or failed).
 CMD_WITHDRAWN = "withdrawn"
 CMD_FINAL_STATES = (CMD_CONFIRMED, CMD_FAILED, CMD_EXPIRED, CMD_WITHDRAWN)
+CMD_PENDING_STATES = (CMD_QUEUED, CMD_SENT)
+
+# Record names of the messages (DEVICE_PROTOCOL.md) and the channel each travels on.
+ACTION_CHANNEL = {
+    "CONNECT": "gateway",
+    "REGISTER": "gateway",
+    "DESTRUCT": "gateway",
+    "ADD": "gateway",
+    "Mailbox": "gateway",
+    "DELETE": "gateway",
+    "AUTH": "mailbox",
+    "UNAUTH": "mailbox",
+    "UNLOCK": "mailbox",
+}
 
 
 class Gateway(Base):
@@ -51,10 +69,23 @@ class Gateway(Base):
     last_heartbeat_at: Mapped[Optional[datetime]]
     settings_downloaded_at: Mapped[Optional[datetime]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    mailboxes: Mapped[list["Mailbox"]] = relationship(
-        back_populates="gateway", order_by="Mailbox.created_at"
+    created_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
     )
+
+    # Rows are removed with a Core DELETE and the database cascades: never load these
+    # collections just to delete them.
+    mailboxes: Mapped[list["Mailbox"]] = relationship(
+        back_populates="gateway", order_by="Mailbox.created_at", passive_deletes=True
+    )
+
+    @property
+    def thing_name(self) -> str:
+        return f"iotlock-gw-{self.id}"
+
+    @property
+    def channel_name(self) -> str:
+        return f"iotlock-gw-{self.id}"
 
 
 class Mailbox(Base):
@@ -80,16 +111,29 @@ class Mailbox(Base):
     is_open: Mapped[Optional[bool]]
     last_event_at: Mapped[Optional[datetime]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
 
     gateway: Mapped[Gateway] = relationship(back_populates="mailboxes")
-    pins: Mapped[list["Pin"]] = relationship(back_populates="mailbox", order_by="Pin.created_at")
+    pins: Mapped[list["Pin"]] = relationship(
+        back_populates="mailbox", order_by="Pin.created_at", passive_deletes=True
+    )
+
+    @property
+    def channel_name(self) -> str:
+        return f"iotlock-mb-{self.id}"
+
+    @property
+    def kind_label(self) -> str:
+        return MAILBOX_KINDS.get(self.kind, self.kind)
 
 
 class Pin(Base):
     __tablename__ = "pins"
     __table_args__ = (
         # Keyed hash of the digits: uniqueness within a mailbox without decrypting.
-        sa.Index("ix_pins_mailbox_digest", "mailbox_id", "digits_digest"),
+        sa.UniqueConstraint("mailbox_id", "digits_digest", name="uq_pins_mailbox_digest"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -97,12 +141,15 @@ class Pin(Base):
         sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     mailbox_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("mailboxes.id", ondelete="CASCADE")
+        sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
     )
     label: Mapped[str] = mapped_column(sa.String(60))
     digits_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     digits_digest: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(16), default=PIN_ADDING)
+    # The command that currently carries this PIN's change (AUTH, then UNAUTH): its state
+    # is the PIN's delivery state. No foreign key: commands also point at pins.
+    command_id: Mapped[Optional[uuid.UUID]]
     created_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
@@ -116,7 +163,7 @@ class Command(Base):
     """One message to a device and what became of it: queued, sent, confirmed, failed."""
 
     __tablename__ = "commands"
-    __table_args__ = (sa.Index("ix_commands_channel_state", "channel_key", "state"),)
+    __table_args__ = (sa.Index("ix_commands_state_channel", "state", "channel_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -133,11 +180,13 @@ class Command(Base):
     )
     # The record name of the message: CONNECT, REGISTER, ADD, Mailbox, AUTH, UNAUTH, ...
     action: Mapped[str] = mapped_column(sa.String(16))
-    # "gateway" or "mailbox": which channel it travels on (resolved when sent).
+    # "gateway" or "mailbox": which channel it travels on (ACTION_CHANNEL).
     channel_key: Mapped[str] = mapped_column(sa.String(16))
+    # The StreamIoT channel it was published on (set when sent; replies are matched on it).
     channel_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
     state: Mapped[str] = mapped_column(sa.String(16), default=CMD_QUEUED)
     reason: Mapped[Optional[str]] = mapped_column(sa.Text)
+    # The job that sends it now; an older job of a requeued command finds itself stale.
     job_id: Mapped[Optional[int]] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
     requested_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
@@ -146,6 +195,10 @@ class Command(Base):
     sent_at: Mapped[Optional[datetime]]
     answered_at: Mapped[Optional[datetime]]
     expires_at: Mapped[Optional[datetime]]
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in CMD_FINAL_STATES
 
 
 class ChannelCursor(Base):

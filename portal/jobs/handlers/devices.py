@@ -1,5 +1,4 @@
-"""Device jobs: set up and remove gateways and mailboxes in StreamIoT, send commands, and
-(periodically) read what the devices answered.
+"""Device jobs: set up and remove devices in StreamIoT, send commands, read the answers.
 
 Every step is safe to run again: things and channels are looked up by their exact name
 before one is created, "already connected" and "already deleted" count as done, and the

@@ -1,0 +1,350 @@
+"""What the device pages show, each read in a fixed number of queries.
+
+The household dashboard, a gateway page and a mailbox page cost the same however many
+boxes and PINs there are; every state is put into words (portal.services.commands.Shown).
+"""
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from portal.extensions import db
+from portal.models import Account, Command, Gateway, Mailbox, Pin, utcnow
+from portal.models.devices import (
+    CMD_FAILED,
+    CMD_QUEUED,
+    CMD_SENT,
+    DEVICE_FAILED,
+    DEVICE_PROVISIONING,
+    DEVICE_REMOVING,
+    PIN_LIVE_STATES,
+)
+from portal.services.commands import Shown, command_shown, pin_shown, unlock_shown
+from portal.services.scope import get_scoped, scoped
+
+RECENT_UNLOCKS = 3
+RECENT_EVENTS = 15
+
+
+# --- states in words --------------------------------------------------------------------
+
+def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
+    now = now or utcnow()
+    if gateway.status == DEVICE_REMOVING:
+        if gateway.last_error:
+            return Shown("failed", "Removal stuck", gateway.last_error)
+        return Shown("removing", "Removing", live=True)
+    if gateway.status == DEVICE_FAILED:
+        return Shown("failed", "Set-up failed", gateway.last_error)
+    if gateway.status == DEVICE_PROVISIONING:
+        return Shown("provisioning", "Setting up", gateway.last_error, live=True)
+    if gateway.last_heartbeat_at is None:
+        return Shown("waiting", "Waiting for the device", live=True)
+    window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
+    if now - gateway.last_heartbeat_at <= window:
+        return Shown("online", "Online")
+    return Shown("offline", "Offline")
+
+
+def mailbox_shown(mailbox: Mailbox) -> Shown:
+    if mailbox.status == DEVICE_REMOVING:
+        if mailbox.last_error:
+            return Shown("failed", "Removal stuck", mailbox.last_error)
+        return Shown("removing", "Removing", live=True)
+    if mailbox.status == DEVICE_FAILED:
+        return Shown("failed", "Set-up failed", mailbox.last_error)
+    if mailbox.status == DEVICE_PROVISIONING:
+        return Shown("provisioning", "Setting up", mailbox.last_error, live=True)
+    if (mailbox.progress or {}).get("mailbox_confirmed"):
+        return Shown("active", "Ready")
+    return Shown("sent", "Waiting for the gateway to confirm", live=True)
+
+
+@dataclass
+class Step:
+    label: str
+    state: str  # done | current | todo | failed
+
+
+def _steps(done: dict, plan: list[tuple[str, str]], *, failed: bool, live: bool) -> list[Step]:
+    steps, current_found = [], False
+    for key, label in plan:
+        if done.get(key):
+            steps.append(Step(label, "done"))
+        elif not current_found:
+            current_found = True
+            steps.append(Step(label, "failed" if failed else ("current" if live else "todo")))
+        else:
+            steps.append(Step(label, "todo"))
+    return steps
+
+
+GATEWAY_SETUP_STEPS = [
+    ("thing", "Register the gateway as a device in StreamIoT"),
+    ("channel", "Create the gateway's channel"),
+    ("connect", "Connect the gateway and IoTLock to the channel"),
+    ("key", "Store the gateway's access key (encrypted)"),
+    ("connect_sent", "Send CONNECT to the gateway"),
+    ("register_sent", "Send REGISTER to the gateway"),
+    ("heard", "Hear the gateway's first heartbeat"),
+]
+GATEWAY_REMOVAL_STEPS = [
+    ("destruct_sent", "Tell the gateway to forget everything (DESTRUCT)"),
+    ("mailbox_channels_deleted", "Delete the boxes' channels"),
+    ("channel_deleted", "Delete the gateway's channel"),
+    ("thing_deleted", "Delete the gateway device from StreamIoT"),
+]
+MAILBOX_SETUP_STEPS = [
+    ("channel", "Create the box's channel"),
+    ("connect", "Connect the gateway and IoTLock to it"),
+    ("add_sent", "Send ADD (the box's key) to the gateway"),
+    ("mailbox_sent", "Tell the gateway which channel serves the box"),
+    ("mailbox_confirmed", "Gateway confirms the box"),
+]
+
+
+def gateway_steps(gateway: Gateway) -> list[Step]:
+    shown = gateway_shown(gateway)
+    if gateway.status == DEVICE_REMOVING:
+        return _steps(gateway.progress or {}, GATEWAY_REMOVAL_STEPS, failed=bool(gateway.last_error), live=True)
+    done = {**(gateway.progress or {}), "heard": gateway.last_heartbeat_at is not None}
+    return _steps(done, GATEWAY_SETUP_STEPS, failed=gateway.status == DEVICE_FAILED, live=shown.live)
+
+
+def mailbox_steps(mailbox: Mailbox) -> list[Step]:
+    return _steps(mailbox.progress or {}, MAILBOX_SETUP_STEPS, failed=mailbox.status == DEVICE_FAILED,
+                  live=mailbox.status != DEVICE_FAILED)
+
+
+# --- the dashboard and the gateway page ---------------------------------------------------
+
+@dataclass
+class MailboxRow:
+    mailbox: Mailbox
+    shown: Shown
+    pins: int = 0
+    pending: int = 0
+    failed: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.shown.live or self.pending > 0
+
+
+@dataclass
+class GatewayCard:
+    gateway: Gateway
+    shown: Shown
+    mailboxes: list[MailboxRow] = field(default_factory=list)
+    pending: int = 0
+    failed: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.shown.live or self.pending > 0 or any(row.live for row in self.mailboxes)
+
+
+@dataclass
+class Dashboard:
+    account: Account
+    gateways: list[GatewayCard]
+
+    @property
+    def pending(self) -> int:
+        return sum(card.pending for card in self.gateways)
+
+    @property
+    def failed(self) -> int:
+        return sum(card.failed for card in self.gateways)
+
+    @property
+    def mailbox_count(self) -> int:
+        return sum(len(card.mailboxes) for card in self.gateways)
+
+    @property
+    def live(self) -> bool:
+        return any(card.live for card in self.gateways)
+
+
+def _cards(account_id, gateways: list[Gateway]) -> list[GatewayCard]:
+    """Cards for these gateways: 3 queries (boxes, PIN counts, change counts)."""
+    ids = [g.id for g in gateways]
+    boxes = db.session.scalars(
+        scoped(Mailbox, account_id).where(Mailbox.gateway_id.in_(ids)).order_by(Mailbox.created_at, Mailbox.id)
+    ).all()
+    pin_counts = dict(
+        db.session.execute(
+            sa.select(Pin.mailbox_id, sa.func.count())
+            .where(Pin.account_id == account_id, Pin.status.in_(PIN_LIVE_STATES),
+                   Pin.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(ids))))
+            .group_by(Pin.mailbox_id)
+        ).all()
+    )
+    counts: dict = {}
+    for gateway_id, mailbox_id, state, n in db.session.execute(
+        sa.select(Command.gateway_id, Command.mailbox_id, Command.state, sa.func.count())
+        .where(Command.account_id == account_id, Command.gateway_id.in_(ids),
+               Command.state.in_((CMD_QUEUED, CMD_SENT, CMD_FAILED)))
+        .group_by(Command.gateway_id, Command.mailbox_id, Command.state)
+    ).all():
+        key = "failed" if state == CMD_FAILED else "pending"
+        counts[(gateway_id, mailbox_id, key)] = counts.get((gateway_id, mailbox_id, key), 0) + n
+        counts[(gateway_id, None, "all-" + key)] = counts.get((gateway_id, None, "all-" + key), 0) + n
+    now = utcnow()
+    cards = {
+        g.id: GatewayCard(
+            gateway=g,
+            shown=gateway_shown(g, now),
+            pending=counts.get((g.id, None, "all-pending"), 0),
+            failed=counts.get((g.id, None, "all-failed"), 0),
+        )
+        for g in gateways
+    }
+    for box in boxes:
+        cards[box.gateway_id].mailboxes.append(
+            MailboxRow(
+                mailbox=box,
+                shown=mailbox_shown(box),
+                pins=pin_counts.get(box.id, 0),
+                pending=counts.get((box.gateway_id, box.id, "pending"), 0),
+                failed=counts.get((box.gateway_id, box.id, "failed"), 0),
+            )
+        )
+    return [cards[g.id] for g in gateways]
+
+
+def dashboard(account: Account) -> Dashboard:
+    """The household's gateways with their boxes, every state at a glance: 4 queries."""
+    gateways = db.session.scalars(
+        scoped(Gateway, account.id).order_by(Gateway.created_at, Gateway.id)
+    ).all()
+    return Dashboard(account=account, gateways=_cards(account.id, gateways))
+
+
+@dataclass
+class GatewayPage:
+    card: GatewayCard
+    steps: list[Step]
+    setup_commands: list
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.card.gateway
+
+    @property
+    def live(self) -> bool:
+        return self.card.live
+
+
+def gateway_page(account_id, gateway_id) -> GatewayPage:
+    """One gateway with its set-up steps and boxes: 5 queries."""
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    setup = db.session.scalars(
+        scoped(Command, account_id)
+        .where(Command.gateway_id == gateway.id, Command.mailbox_id.is_(None))
+        .order_by(Command.created_at)
+    ).all()
+    return GatewayPage(
+        card=_cards(account_id, [gateway])[0],
+        steps=gateway_steps(gateway),
+        setup_commands=[(c, command_shown(c)) for c in setup],
+    )
+
+
+# --- the mailbox page ---------------------------------------------------------------------
+
+@dataclass
+class PinRow:
+    pin: Pin
+    command: Command | None
+    shown: Shown
+
+    @property
+    def can_retry(self) -> bool:
+        return self.command is not None and self.shown.key == "failed"
+
+    @property
+    def can_withdraw(self) -> bool:
+        return self.command is not None and self.command.state in (CMD_QUEUED, CMD_FAILED)
+
+
+@dataclass
+class MailboxPage:
+    mailbox: Mailbox
+    gateway: Gateway
+    gateway_shown: Shown
+    shown: Shown
+    steps: list[Step]
+    pins: list[PinRow]
+    unlocks: list
+    events: list
+    snapshot: dict | None = None
+
+    @property
+    def live(self) -> bool:
+        return (
+            self.shown.live
+            or any(row.shown.live for row in self.pins)
+            or any(shown.live for _c, shown in self.unlocks)
+        )
+
+
+def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> MailboxPage:
+    """One box: its PINs with their delivery states, recent unlocks and events: 5 queries."""
+    from portal.services import activity
+
+    row = db.session.execute(
+        sa.select(Mailbox, Gateway)
+        .join(Gateway, Gateway.id == Mailbox.gateway_id)
+        .where(Mailbox.account_id == account_id, Mailbox.id == _as_uuid(mailbox_id))
+    ).first()
+    if row is None:
+        from portal.services.errors import NotFound
+
+        raise NotFound()
+    mailbox, gateway = row
+    pins = db.session.scalars(
+        scoped(Pin, account_id)
+        .where(Pin.mailbox_id == mailbox.id, Pin.status.in_(PIN_LIVE_STATES))
+        .order_by(Pin.created_at, Pin.id)
+    ).all()
+    # Each PIN's current change, and the latest unlocks, in one query.
+    wanted = [p.command_id for p in pins if p.command_id is not None]
+    recent_unlocks = (
+        sa.select(Command.id)
+        .where(Command.mailbox_id == mailbox.id, Command.action == "UNLOCK")
+        .order_by(Command.created_at.desc())
+        .limit(RECENT_UNLOCKS)
+        .scalar_subquery()
+    )
+    found = db.session.scalars(
+        scoped(Command, account_id)
+        .where(Command.mailbox_id == mailbox.id, sa.or_(Command.id.in_(wanted), Command.id.in_(recent_unlocks)))
+    ).all()
+    by_id = {c.id: c for c in found}
+    unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
+    page = MailboxPage(
+        mailbox=mailbox,
+        gateway=gateway,
+        gateway_shown=gateway_shown(gateway),
+        shown=mailbox_shown(mailbox),
+        steps=mailbox_steps(mailbox),
+        pins=[PinRow(p, by_id.get(p.command_id), pin_shown(p, by_id.get(p.command_id))) for p in pins],
+        unlocks=[(c, unlock_shown(c)) for c in unlocks],
+        events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS),
+    )
+    if with_snapshot:
+        from portal.services.mailboxes import box_snapshot
+
+        page.snapshot = box_snapshot(gateway, mailbox)
+    return page
+
+
+def _as_uuid(value):
+    import uuid
+
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        return uuid.UUID(int=0)

@@ -1,0 +1,357 @@
+"""Gateways: add, rename, remove, retry, new key pair, and the device settings download.
+
+Keys are pasted or generated (the private half never stored); the settings file sits
+behind a password check younger than REAUTH_WINDOW.
+"""
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import current_app
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import Command, Gateway, LoginSession, Mailbox, User, utcnow
+from portal.models.devices import (
+    CMD_FAILED,
+    CMD_QUEUED,
+    CMD_WITHDRAWN,
+    DEVICE_FAILED,
+    DEVICE_PROVISIONING,
+    DEVICE_REMOVING,
+)
+from portal.services import commands
+from portal.services.errors import Conflict, ServiceError, ValidationFailed
+from portal.services.scope import get_scoped
+
+NAME_MAX = 80
+KEY_GENERATE = "generate"
+KEY_PASTE = "paste"
+
+
+class PasswordRequired(ServiceError):
+    """The member must type their password again before seeing a secret."""
+
+    def __init__(self, message: str = "Enter your password to continue."):
+        super().__init__(message, field="password")
+
+
+# --- small shared checks ----------------------------------------------------------------
+
+def clean_name(name: str | None, *, what: str = "the gateway") -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationFailed(f"Give {what} a name.", field="name")
+    if len(name) > NAME_MAX:
+        raise ValidationFailed(f"Keep the name under {NAME_MAX} characters.", field="name")
+    return name
+
+
+def key_pair_from(key_mode: str, public_key_text: str | None) -> tuple[str, str | None, bool]:
+    """(public key base64, private key or None, generated?) from the form's choice."""
+    if key_mode == KEY_GENERATE:
+        public, private = crypto.generate_keypair()
+        return public, private, True
+    if key_mode != KEY_PASTE:
+        raise ValidationFailed("Choose whether to paste the device's key or let IoTLock make one.", field="key_mode")
+    try:
+        return crypto.normalize_public_key(public_key_text or ""), None, False
+    except crypto.InvalidPublicKey as exc:
+        raise ValidationFailed(str(exc), field="public_key") from None
+
+
+def reauth_is_fresh(login_session: LoginSession | None) -> bool:
+    if login_session is None or login_session.reauthenticated_at is None:
+        return False
+    return utcnow() - login_session.reauthenticated_at <= current_app.config["REAUTH_WINDOW"]
+
+
+def require_recent_password(login_session: LoginSession | None, user: User, password: str | None) -> None:
+    """Pass when the password was checked within REAUTH_WINDOW, or `password` is right now
+    (which restarts the window). Wrong guesses count towards the login throttle."""
+    from portal.services import throttle
+
+    if reauth_is_fresh(login_session):
+        return
+    if not password:
+        raise PasswordRequired()
+    keys = throttle.keys_for(user.email, None)
+    throttle.check(keys)
+    if not crypto.verify_password(user.password_hash, password):
+        throttle.record_failure(keys)
+        raise ValidationFailed("That is not your password. Try again.", field="password")
+    if login_session is None:
+        raise PasswordRequired()
+    login_session.reauthenticated_at = utcnow()
+    db.session.commit()
+
+
+# --- member actions ---------------------------------------------------------------------
+
+def get_gateway(account_id, gateway_id) -> Gateway:
+    return get_scoped(Gateway, account_id, gateway_id)
+
+
+def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key: str | None = None):
+    """Save the gateway and queue its set-up: StreamIoT thing and channel, then CONNECT and
+    REGISTER. Returns (gateway, private key or None); a generated private key is never stored."""
+    from portal.services import activity
+
+    name = clean_name(name)
+    public, private, generated = key_pair_from(key_mode, public_key)
+    gateway = Gateway(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        name=name,
+        public_key=public,
+        key_generated=generated,
+        status=DEVICE_PROVISIONING,
+        progress={},
+        created_by_id=actor.id,
+        created_at=utcnow(),
+    )
+    db.session.add(gateway)
+    db.session.flush()
+    commands.enqueue_job(
+        commands.JOB_PROVISION_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=account_id, gateway_id=gateway.id
+    )
+    for action in commands.GATEWAY_SETUP_ACTIONS:
+        commands.queue_command(account_id=account_id, gateway_id=gateway.id, action=action, requested_by=actor)
+    activity.record(
+        account_id,
+        kind="gateway.added",
+        summary=f"Added gateway “{name}”",
+        actor_user=actor,
+        gateway_id=gateway.id,
+        details={"key": "generated" if generated else "pasted"},
+    )
+    db.session.commit()
+    return gateway, private
+
+
+def rename_gateway(account_id, gateway_id, actor: User, name: str) -> Gateway:
+    from portal.services import activity
+
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    name = clean_name(name)
+    if gateway.status == DEVICE_REMOVING:
+        raise Conflict("This gateway is being removed.")
+    if name != gateway.name:
+        old, gateway.name = gateway.name, name
+        activity.record(
+            account_id,
+            kind="gateway.renamed",
+            summary=f"Renamed gateway “{old}” to “{name}”",
+            actor_user=actor,
+            gateway_id=gateway.id,
+        )
+        db.session.commit()
+    return gateway
+
+
+def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
+    """Mark the gateway and its boxes "removing", withdraw what was not sent yet, and queue
+    DESTRUCT followed by the deletion of its StreamIoT channels and thing."""
+    from portal.services import activity
+
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    if gateway.status == DEVICE_REMOVING:
+        return gateway
+    gateway.status = DEVICE_REMOVING
+    gateway.last_error = None
+    db.session.execute(
+        sa.update(Mailbox)
+        .where(Mailbox.account_id == account_id, Mailbox.gateway_id == gateway.id)
+        .values(status=DEVICE_REMOVING)
+    )
+    db.session.execute(
+        sa.update(Command)
+        .where(Command.gateway_id == gateway.id, Command.state.in_((CMD_QUEUED, CMD_FAILED)))
+        .values(state=CMD_WITHDRAWN, reason="The gateway is being removed.", answered_at=utcnow())
+    )
+    _queue_removal(gateway, actor)
+    activity.record(
+        account_id,
+        kind="gateway.removed",
+        summary=f"Removed gateway “{gateway.name}” and its boxes",
+        actor_user=actor,
+        gateway_id=gateway.id,
+    )
+    db.session.commit()
+    return gateway
+
+
+def _queue_removal(gateway: Gateway, actor: User | None) -> None:
+    existing = db.session.scalars(
+        sa.select(Command).where(Command.gateway_id == gateway.id, Command.action == "DESTRUCT")
+    ).first()
+    job = commands.enqueue_job(
+        commands.JOB_REMOVE_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=gateway.account_id, gateway_id=gateway.id
+    )
+    if existing is None:
+        existing = Command(
+            account_id=gateway.account_id,
+            gateway_id=gateway.id,
+            action="DESTRUCT",
+            channel_key="gateway",
+            state=CMD_QUEUED,
+            requested_by_id=actor.id if actor else None,
+            created_at=utcnow(),
+        )
+        db.session.add(existing)
+    elif existing.state != "sent" and existing.state != "confirmed":
+        existing.state = CMD_QUEUED
+        existing.reason = None
+    existing.job_id = job.id
+
+
+def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:
+    """Run a failed set-up (or a stuck removal) again, from the step it stopped at."""
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    if gateway.status == DEVICE_REMOVING:
+        if not gateway.last_error:
+            raise Conflict("The removal is still running.")
+        gateway.last_error = None
+        _queue_removal(gateway, actor)
+        db.session.commit()
+        return gateway
+    if gateway.status != DEVICE_FAILED:
+        raise Conflict("Only a failed set-up can be retried.")
+    gateway.status = DEVICE_PROVISIONING
+    gateway.last_error = None
+    commands.enqueue_job(
+        commands.JOB_PROVISION_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=account_id, gateway_id=gateway.id
+    )
+    setup = db.session.scalars(
+        sa.select(Command)
+        .where(Command.gateway_id == gateway.id, Command.mailbox_id.is_(None),
+               Command.action.in_(commands.GATEWAY_SETUP_ACTIONS))
+        .order_by(Command.created_at)
+    ).all()
+    # CONNECT and REGISTER go again as a pair, in order, unless the gateway confirmed them.
+    gateway.progress = {k: v for k, v in (gateway.progress or {}).items()
+                        if k in ("thing", "channel", "connect", "key")}
+    for command in setup:
+        if command.state != "confirmed":
+            commands.requeue_command(command)
+    # Boxes that failed because their gateway was not there yet go again behind it.
+    from portal.services import mailboxes
+
+    for mailbox in db.session.scalars(
+        sa.select(Mailbox).where(Mailbox.gateway_id == gateway.id, Mailbox.status == DEVICE_FAILED)
+    ).all():
+        mailboxes.requeue_setup(mailbox)
+    db.session.commit()
+    return gateway
+
+
+def rotate_gateway_key(account_id, gateway_id, actor: User) -> tuple[Gateway, str]:
+    """A new key pair made by IoTLock (e.g. the first download was lost). The private key
+    goes back to the caller only; the device needs the new settings file."""
+    from portal.services import activity
+
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    if gateway.status == DEVICE_REMOVING:
+        raise Conflict("This gateway is being removed.")
+    public, private = crypto.generate_keypair()
+    gateway.public_key = public
+    gateway.key_generated = True
+    gateway.settings_downloaded_at = None
+    activity.record(
+        account_id,
+        kind="gateway.key_rotated",
+        summary=f"Made a new key pair for gateway “{gateway.name}”",
+        actor_user=actor,
+        gateway_id=gateway.id,
+    )
+    db.session.commit()
+    return gateway, private
+
+
+# --- device settings --------------------------------------------------------------------
+
+@dataclass
+class SettingsAccess:
+    gateway: Gateway
+    needs_password: bool
+    ready: bool  # the StreamIoT thing and channel exist, so there is something to download
+
+
+def settings_access(account_id, gateway_id, login_session: LoginSession | None) -> SettingsAccess:
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    return SettingsAccess(
+        gateway=gateway,
+        needs_password=not reauth_is_fresh(login_session),
+        ready=bool(gateway.thing_id and gateway.channel_id and gateway.thing_key_enc),
+    )
+
+
+def confirm_password_for(account_id, gateway_id, login_session, user: User, password: str) -> Gateway:
+    """The password form in front of a gateway's settings."""
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    require_recent_password(login_session, user, password)
+    return gateway
+
+
+def public_urls(config) -> tuple[str, str]:
+    """The StreamIoT URLs a device should use. STREAMIOT_PUBLIC_URL / _READER_URL override;
+    in embedded mode they are the portal's own in-process emulator addresses, which only a
+    virtual gateway run by this portal (or `flask virtual-gateway` on the same emulator
+    database) can reach."""
+    from portal.streamiot.client import StreamIoT
+
+    base = config.get("STREAMIOT_PUBLIC_URL")
+    reader = config.get("STREAMIOT_PUBLIC_READER_URL")
+    if base and reader:
+        return base, reader
+    if (config.get("STREAMIOT_URL") or "embedded") == "embedded":
+        from portal.streamiot import client as client_module
+
+        return client_module.EMBEDDED_URL, client_module.EMBEDDED_READER_URL
+    client = StreamIoT.from_config(config)
+    return base or client.base_url, reader or client.reader_url
+
+
+def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
+    """The settings file of the contract (the virtual gateway reads the same shape)."""
+    base, reader = public_urls(current_app.config)
+    settings = {
+        "streamiot_url": base,
+        "streamiot_reader_url": reader,
+        "thing_id": gateway.thing_id,
+        "thing_key": crypto.decrypt(gateway.thing_key_enc, table="gateways", column="thing_key_enc", row_id=gateway.id),
+        "channel_id": gateway.channel_id,
+        "public_key": gateway.public_key,
+    }
+    if private_key:
+        settings["private_key"] = private_key
+    return settings
+
+
+def device_settings(
+    account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None
+) -> tuple[Gateway, dict]:
+    """The settings file, after a fresh password check; recorded in the activity log."""
+    from portal.services import activity
+
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    require_recent_password(login_session, actor, password)
+    if gateway.status == DEVICE_REMOVING:
+        raise Conflict("This gateway is being removed.")
+    if not (gateway.thing_id and gateway.channel_id and gateway.thing_key_enc):
+        raise Conflict("The settings are ready once the gateway is set up in StreamIoT. Try again in a moment.")
+    if private_key and crypto.public_from_private(private_key) != gateway.public_key:
+        private_key = None  # a key held for an older pair (rotated since): never hand it out
+    settings = settings_document(gateway, private_key)
+    gateway.settings_downloaded_at = utcnow()
+    activity.record(
+        account_id,
+        kind="gateway.settings_viewed",
+        summary=f"Downloaded the settings of gateway “{gateway.name}”"
+        + (" with its private key" if private_key else ""),
+        actor_user=actor,
+        gateway_id=gateway.id,
+        details={"private_key": bool(private_key)},
+    )
+    db.session.commit()
+    return gateway, settings

@@ -1,0 +1,298 @@
+"""Mailboxes on a gateway: add, rename, remove, retry, and the virtual gateway's keypad."""
+import uuid
+
+import sqlalchemy as sa
+from flask import current_app
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import Command, Gateway, Mailbox, User, utcnow
+from portal.models.devices import (
+    CMD_FAILED,
+    CMD_QUEUED,
+    CMD_SENT,
+    CMD_WITHDRAWN,
+    DEVICE_FAILED,
+    DEVICE_PROVISIONING,
+    DEVICE_REMOVING,
+    MAILBOX_KINDS,
+)
+from portal.services import commands
+from portal.services.errors import Conflict, ValidationFailed
+from portal.services.gateways import clean_name, key_pair_from, require_recent_password
+from portal.services.scope import get_scoped
+
+
+def get_mailbox(account_id, mailbox_id) -> Mailbox:
+    return get_scoped(Mailbox, account_id, mailbox_id)
+
+
+def add_mailbox(
+    account_id, gateway_id, actor: User, *, name: str, kind: str, key_mode: str, public_key: str | None = None
+):
+    """Save the box and queue its set-up: channel, connections, ADD, then Mailbox.
+    Returns (mailbox, private key or None)."""
+    from portal.services import activity
+
+    gateway = get_scoped(Gateway, account_id, gateway_id)
+    if gateway.status == DEVICE_REMOVING:
+        raise Conflict("This gateway is being removed.")
+    name = clean_name(name, what="the box")
+    if kind not in MAILBOX_KINDS:
+        raise ValidationFailed("Choose what kind of box this is.", field="kind")
+    public, private, generated = key_pair_from(key_mode, public_key)
+    if public == gateway.public_key:
+        raise ValidationFailed("This is the gateway's own key; each box has its own.", field="public_key")
+    clash = db.session.scalar(
+        sa.select(Mailbox.name).where(
+            Mailbox.account_id == account_id,
+            Mailbox.gateway_id == gateway.id,
+            Mailbox.public_key == public,
+            Mailbox.status != DEVICE_REMOVING,
+        )
+    )
+    if clash is not None:
+        raise ValidationFailed(f"“{clash}” on this gateway already has this key.", field="public_key")
+    mailbox = Mailbox(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        gateway_id=gateway.id,
+        name=name,
+        kind=kind,
+        public_key=public,
+        key_generated=generated,
+        status=DEVICE_PROVISIONING,
+        progress={},
+        created_by_id=actor.id,
+        created_at=utcnow(),
+    )
+    db.session.add(mailbox)
+    db.session.flush()
+    _queue_setup(mailbox, actor)
+    activity.record(
+        account_id,
+        kind="mailbox.added",
+        summary=f"Added {mailbox.kind_label.lower()} “{name}” to gateway “{gateway.name}”",
+        actor_user=actor,
+        gateway_id=gateway.id,
+        mailbox_id=mailbox.id,
+    )
+    db.session.commit()
+    return mailbox, private
+
+
+def _queue_setup(mailbox: Mailbox, actor: User | None) -> None:
+    commands.enqueue_job(
+        commands.JOB_PROVISION_MAILBOX,
+        {"mailbox_id": str(mailbox.id)},
+        account_id=mailbox.account_id,
+        gateway_id=mailbox.gateway_id,
+    )
+    for action in commands.MAILBOX_SETUP_ACTIONS:
+        commands.queue_command(
+            account_id=mailbox.account_id,
+            gateway_id=mailbox.gateway_id,
+            mailbox_id=mailbox.id,
+            action=action,
+            requested_by=actor,
+        )
+
+
+def requeue_setup(mailbox: Mailbox) -> None:
+    """Set a failed box up again, then send its PIN changes that were waiting for it."""
+    mailbox.status = DEVICE_PROVISIONING
+    mailbox.last_error = None
+    # ADD and Mailbox go again as a pair, in order, whatever became of them before.
+    mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
+    commands.enqueue_job(
+        commands.JOB_PROVISION_MAILBOX,
+        {"mailbox_id": str(mailbox.id)},
+        account_id=mailbox.account_id,
+        gateway_id=mailbox.gateway_id,
+    )
+    waiting = db.session.scalars(
+        sa.select(Command)
+        .where(
+            Command.mailbox_id == mailbox.id,
+            Command.state.in_((CMD_FAILED, CMD_QUEUED, CMD_SENT)),
+            Command.action.in_(commands.MAILBOX_SETUP_ACTIONS + ("AUTH", "UNAUTH")),
+        )
+        .order_by(Command.created_at)
+    ).all()
+    setup = [c for c in waiting if c.action in commands.MAILBOX_SETUP_ACTIONS]
+    pin_changes = [c for c in waiting if c.action not in commands.MAILBOX_SETUP_ACTIONS and c.state != CMD_SENT]
+    # Set-up first, in protocol order, then the PIN changes; a new job each, so the old
+    # ones (if still queued) find themselves replaced and do nothing.
+    for command in sorted(setup, key=lambda c: commands.MAILBOX_SETUP_ACTIONS.index(c.action)) + pin_changes:
+        commands.requeue_command(command)
+
+
+def rename_mailbox(account_id, mailbox_id, actor: User, name: str) -> Mailbox:
+    from portal.services import activity
+
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    name = clean_name(name, what="the box")
+    if mailbox.status == DEVICE_REMOVING:
+        raise Conflict("This box is being removed.")
+    if name != mailbox.name:
+        old, mailbox.name = mailbox.name, name
+        activity.record(
+            account_id,
+            kind="mailbox.renamed",
+            summary=f"Renamed “{old}” to “{name}”",
+            actor_user=actor,
+            gateway_id=mailbox.gateway_id,
+            mailbox_id=mailbox.id,
+        )
+        db.session.commit()
+    return mailbox
+
+
+def remove_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
+    """Mark the box "removing", withdraw its unsent changes, queue DELETE, disconnect and
+    the deletion of its channel; the row goes once that is done."""
+    from portal.services import activity
+
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    if mailbox.status == DEVICE_REMOVING:
+        return mailbox
+    mailbox.status = DEVICE_REMOVING
+    mailbox.last_error = None
+    db.session.execute(
+        sa.update(Command)
+        .where(Command.mailbox_id == mailbox.id, Command.state.in_((CMD_QUEUED, CMD_FAILED)))
+        .values(state=CMD_WITHDRAWN, reason="The box is being removed.", answered_at=utcnow())
+    )
+    _queue_removal(mailbox, actor)
+    activity.record(
+        account_id,
+        kind="mailbox.removed",
+        summary=f"Removed “{mailbox.name}”",
+        actor_user=actor,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+    )
+    db.session.commit()
+    return mailbox
+
+
+def _queue_removal(mailbox: Mailbox, actor: User | None) -> None:
+    job = commands.enqueue_job(
+        commands.JOB_REMOVE_MAILBOX,
+        {"mailbox_id": str(mailbox.id)},
+        account_id=mailbox.account_id,
+        gateway_id=mailbox.gateway_id,
+    )
+    command = db.session.scalars(
+        sa.select(Command).where(Command.mailbox_id == mailbox.id, Command.action == "DELETE")
+    ).first()
+    if command is None:
+        command = Command(
+            account_id=mailbox.account_id,
+            gateway_id=mailbox.gateway_id,
+            mailbox_id=mailbox.id,
+            action="DELETE",
+            channel_key="gateway",
+            requested_by_id=actor.id if actor else None,
+            created_at=utcnow(),
+        )
+        db.session.add(command)
+    if command.state not in ("sent", "confirmed"):
+        command.state = CMD_QUEUED
+        command.reason = None
+    command.job_id = job.id
+
+
+def retry_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    if mailbox.status == DEVICE_REMOVING:
+        if not mailbox.last_error:
+            raise Conflict("The removal is still running.")
+        mailbox.last_error = None
+        _queue_removal(mailbox, actor)
+        db.session.commit()
+        return mailbox
+    if mailbox.status != DEVICE_FAILED:
+        raise Conflict("Only a failed set-up can be retried.")
+    gateway = db.session.get(Gateway, mailbox.gateway_id)
+    if gateway.status == DEVICE_FAILED:
+        raise Conflict("Its gateway is not set up yet: retry the gateway first.")
+    requeue_setup(mailbox)
+    db.session.commit()
+    return mailbox
+
+
+# --- the virtual gateway's keypad ---------------------------------------------------------
+
+def _virtual_gateway(gateway: Gateway):
+    if not current_app.config.get("VIRTUAL_GATEWAYS"):
+        return None
+    try:
+        from portal.devices.manager import virtual_gateway_for
+    except ImportError:  # the virtual gateway is an optional part of a deployment
+        return None
+    return virtual_gateway_for(current_app._get_current_object(), gateway)
+
+
+def press_keypad(account_id, mailbox_id, digits: str) -> str:
+    """Type digits on the box's keypad (virtual gateways only): "opened" or "rejected".
+    The digits go to the virtual box only; the box reports the outcome like a real one."""
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    digits = (digits or "").strip()
+    if not digits.isascii() or not digits.isdigit() or not 1 <= len(digits) <= 8:
+        raise ValidationFailed("Type up to 8 digits.", field="digits")
+    gateway = db.session.get(Gateway, mailbox.gateway_id)
+    vg = _virtual_gateway(gateway)
+    if vg is None:
+        raise Conflict("The keypad works with virtual gateways only (VIRTUAL_GATEWAYS=on).")
+    try:
+        return vg.keypad(mailbox.public_key, digits)
+    except LookupError:
+        raise Conflict("The gateway does not know this box yet: wait until it is registered.") from None
+
+
+def box_snapshot(gateway: Gateway, mailbox: Mailbox) -> dict | None:
+    """What the virtual box holds (PIN count, open or closed), or None without one."""
+    vg = _virtual_gateway(gateway)
+    if vg is None:
+        return None
+    try:
+        snapshot = vg.snapshot()
+    except Exception:  # a broken virtual gateway must not break the mailbox page
+        current_app.logger.exception("virtual gateway snapshot failed")
+        return None
+    for box in snapshot.get("mailboxes", []):
+        if box.get("public_key") == mailbox.public_key:
+            return {"known": True, **box}
+    return {"known": False}
+
+
+# --- the private key IoTLock made for a box --------------------------------------------
+
+def confirm_password_for(account_id, mailbox_id, login_session, user: User, password: str) -> Mailbox:
+    """The password form in front of a box's generated private key."""
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    require_recent_password(login_session, user, password)
+    return mailbox
+
+
+def key_download(account_id, mailbox_id, actor: User, login_session, *, password=None, private_key=None):
+    """The box's generated key pair, after a fresh password check; once only (the caller
+    holds the private key until then)."""
+    from portal.services import activity
+
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    require_recent_password(login_session, actor, password)
+    if not private_key or crypto.public_from_private(private_key) != mailbox.public_key:
+        raise Conflict("The private key was already downloaded, or it was made in another login session.")
+    activity.record(
+        account_id,
+        kind="mailbox.key_downloaded",
+        summary=f"Downloaded the private key of “{mailbox.name}”",
+        actor_user=actor,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+    )
+    db.session.commit()
+    return mailbox, {"mailbox": mailbox.name, "public_key": mailbox.public_key, "private_key": private_key}
+

@@ -1,0 +1,186 @@
+"""PINs of a mailbox: add (refusing guessable ones), remove, and show behind a password check.
+
+Digits are stored encrypted, with a keyed digest for the uniqueness check, and never
+appear in a summary or a list.
+"""
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import Command, Mailbox, Pin, User, utcnow
+from portal.models.devices import (
+    CMD_FAILED,
+    CMD_QUEUED,
+    DEVICE_FAILED,
+    DEVICE_REMOVING,
+    PIN_ADDING,
+    PIN_REMOVED,
+    PIN_REMOVING,
+)
+from portal.services import commands
+from portal.services.errors import Conflict, ValidationFailed
+from portal.services.gateways import require_recent_password
+from portal.services.scope import get_scoped
+
+LABEL_MAX = 60
+MIN_DIGITS = 4
+MAX_DIGITS = 8
+
+
+def check_digits(text: str | None) -> str:
+    """The digits of a new PIN, or ValidationFailed on the digits field saying why not."""
+    digits = "".join((text or "").split())
+
+    def refuse(message):
+        raise ValidationFailed(message, field="digits")
+
+    if not digits:
+        refuse("Enter the PIN's digits.")
+    if not digits.isascii() or not digits.isdigit():
+        refuse("Use digits only (0 to 9), no letters or signs.")
+    if not MIN_DIGITS <= len(digits) <= MAX_DIGITS:
+        refuse(f"A PIN has {MIN_DIGITS} to {MAX_DIGITS} digits; this one has {len(digits)}.")
+    if digits[0] == "0":
+        refuse("A PIN cannot start with 0: the box receives it as a number, which drops a leading zero.")
+    if len(set(digits)) == 1:
+        refuse("One digit repeated is the first thing anyone tries. Use different digits.")
+    steps = {int(b) - int(a) for a, b in zip(digits, digits[1:])}
+    if steps in ({1}, {-1}):
+        refuse("Digits in a straight run (like 1234 or 9876) are easy to guess. Mix them up.")
+    return digits
+
+
+def check_label(label: str | None) -> str:
+    label = " ".join((label or "").split())
+    if not label:
+        raise ValidationFailed("Say who this PIN is for, like “Grandma” or “Parcel courier”.", field="label")
+    if len(label) > LABEL_MAX:
+        raise ValidationFailed(f"Keep the label under {LABEL_MAX} characters.", field="label")
+    return label
+
+
+def digest_of(mailbox_id, digits: str) -> str:
+    return crypto.keyed_digest("pin", f"{mailbox_id}:{digits}")
+
+
+def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> Pin:
+    """Save the PIN and queue AUTH; the job sends it once the box is registered."""
+    from portal.services import activity
+
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    if mailbox.status == DEVICE_REMOVING:
+        raise Conflict("This box is being removed.")
+    if mailbox.status == DEVICE_FAILED:
+        raise Conflict("This box is not set up yet: retry its set-up first.")
+    label = check_label(label)
+    digits = check_digits(digits)
+    digest = digest_of(mailbox.id, digits)
+    taken = ValidationFailed("This box already has a PIN with these digits. Choose others.", field="digits")
+    if db.session.scalar(sa.select(Pin.id).where(Pin.mailbox_id == mailbox.id, Pin.digits_digest == digest)):
+        raise taken
+    pin = Pin(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        mailbox_id=mailbox.id,
+        label=label,
+        digits_digest=digest,
+        status=PIN_ADDING,
+        created_by_id=actor.id,
+        created_at=utcnow(),
+    )
+    pin.digits_enc = crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin.id)
+    db.session.add(pin)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Another member added the same digits a moment ago.
+        db.session.rollback()
+        raise taken from None
+    command = commands.queue_command(
+        account_id=account_id,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+        pin_id=pin.id,
+        action="AUTH",
+        requested_by=actor,
+    )
+    pin.command_id = command.id
+    activity.record(
+        account_id,
+        kind="pin.added",
+        summary=f"Added PIN “{label}” to “{mailbox.name}”",
+        actor_user=actor,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+        details={"pin_id": str(pin.id)},
+    )
+    db.session.commit()
+    return pin
+
+
+def remove_pin(account_id, pin_id, actor: User) -> Pin:
+    """Queue UNAUTH (the PIN counts as active until the box confirms). A PIN whose AUTH
+    never left the portal (queued or failed) is simply withdrawn."""
+    from portal.services import activity
+
+    pin = get_scoped(Pin, account_id, pin_id)
+    if pin.status == PIN_REMOVED:
+        raise Conflict("This PIN was already removed.")
+    if pin.status == PIN_REMOVING:
+        return pin
+    current = db.session.get(Command, pin.command_id) if pin.command_id else None
+    if pin.status == PIN_ADDING and current is not None and current.state in (CMD_QUEUED, CMD_FAILED):
+        commands.withdraw_command(account_id, current.id, actor)
+        return pin
+    mailbox = db.session.get(Mailbox, pin.mailbox_id)
+    if mailbox.status == DEVICE_REMOVING:
+        raise Conflict("This box is being removed, with all its PINs.")
+    pin.status = PIN_REMOVING
+    command = commands.queue_command(
+        account_id=account_id,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+        pin_id=pin.id,
+        action="UNAUTH",
+        requested_by=actor,
+    )
+    pin.command_id = command.id
+    activity.record(
+        account_id,
+        kind="pin.removed",
+        summary=f"Removed PIN “{pin.label}” from “{mailbox.name}”",
+        actor_user=actor,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+        details={"pin_id": str(pin.id)},
+    )
+    db.session.commit()
+    return pin
+
+
+def show_pin(account_id, pin_id, actor: User, login_session, *, password: str | None = None) -> tuple[Pin, str]:
+    """The digits of a PIN, after a fresh password check; recorded (without the digits)."""
+    from portal.services import activity
+
+    pin = get_scoped(Pin, account_id, pin_id)
+    if pin.status == PIN_REMOVED:
+        raise Conflict("This PIN was removed; its digits are gone.")
+    require_recent_password(login_session, actor, password)
+    digits = crypto.decrypt(pin.digits_enc, table="pins", column="digits_enc", row_id=pin.id)
+    mailbox_name, gateway_id = db.session.execute(
+        sa.select(Mailbox.name, Mailbox.gateway_id).where(Mailbox.id == pin.mailbox_id)
+    ).one()
+    activity.record(
+        account_id,
+        kind="pin.shown",
+        summary=f"Looked at the digits of PIN “{pin.label}” of “{mailbox_name}”",
+        actor_user=actor,
+        gateway_id=gateway_id,
+        mailbox_id=pin.mailbox_id,
+        details={"pin_id": str(pin.id)},
+    )
+    db.session.commit()
+    return pin, digits

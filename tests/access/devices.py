@@ -1,0 +1,38 @@
+"""Routes of the gateways and mailboxes blueprints (the devices area)."""
+from tests.access import Route
+
+GW = {"gateway_id": "gateway"}
+MB = {"mailbox_id": "mailbox"}
+PIN = {"pin_id": "pin"}
+CMD = {"command_id": "command"}
+
+ROUTES = [
+    # gateways
+    Route("gateways.index"),
+    Route("gateways.add", ("GET", "POST"), data={"name": "Matrix gateway", "key_mode": "generate"}),
+    Route("gateways.show", args=GW),
+    Route("gateways.rename", ("GET", "POST"), args=GW, data={"name": "Renamed"}),
+    Route("gateways.remove", ("GET", "POST"), args=GW),
+    Route("gateways.retry", ("POST",), args=GW),
+    Route("gateways.rotate_key", ("POST",), args=GW),
+    Route("gateways.settings", ("GET", "POST"), args=GW, data={"password": "wrong password"}),
+    Route("gateways.settings_download", ("POST",), args=GW),
+    # mailboxes
+    Route("mailboxes.add", ("GET", "POST"), args=GW,
+          data={"name": "Matrix box", "kind": "mailbox", "key_mode": "generate"}),
+    Route("mailboxes.show", args=MB),
+    Route("mailboxes.box", args=MB),
+    Route("mailboxes.rename", ("GET", "POST"), args=MB, data={"name": "Renamed"}),
+    Route("mailboxes.remove", ("GET", "POST"), args=MB),
+    Route("mailboxes.retry", ("POST",), args=MB),
+    Route("mailboxes.unlock", ("GET", "POST"), args=MB),
+    Route("mailboxes.add_pin", ("POST",), args=MB, data={"label": "Intruder", "digits": "5827"}),
+    Route("mailboxes.keypad", ("POST",), args=MB, data={"digits": "482915", "key": "enter"}),
+    Route("mailboxes.key", ("GET", "POST"), args=MB, data={"password": "wrong password"}),
+    Route("mailboxes.key_download", ("POST",), args=MB),
+    # PINs and changes: the id alone names them (and their household)
+    Route("mailboxes.remove_pin", ("POST",), args=PIN),
+    Route("mailboxes.show_pin", ("POST",), args=PIN, data={"password": "wrong password"}),
+    Route("mailboxes.retry_change", ("POST",), args=CMD),
+    Route("mailboxes.withdraw_change", ("POST",), args=CMD),
+]

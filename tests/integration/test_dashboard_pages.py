@@ -1,0 +1,150 @@
+"""The device pages as a member sees them: the next step for an empty household, every
+state at a glance with pending and failed changes counted, and live regions that poll
+while something can still change by itself and stop when everything is final."""
+import re
+
+from portal.extensions import db
+from portal.services import gateways, pins
+from tests.plugins.accounts import csrf_from
+
+
+def _live_region(html: str, region_id: str) -> str:
+    match = re.search(rf'<div id="{region_id}"[^>]*>', html)
+    assert match, f"no #{region_id} on the page"
+    return match.group(0)
+
+
+def test_an_empty_household_is_shown_its_first_step_and_its_link_state(kit, member_client):
+    body = member_client.get("/gateways/").get_data(as_text=True)
+    assert "Add your first gateway" in body
+    assert 'href="/gateways/new"' in body
+    assert "link-state" in body  # templates/account/_link_state.html, included
+
+
+def test_the_dashboard_shows_each_gateway_and_box_with_state_and_counts(kit, member_client):
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")
+    kit.add_pin(mailbox, "Courier", "5938")  # stays on its way
+    first_auth = kit.commands(gateway, action="AUTH")[0]
+    kit.device(gateway).answer(first_auth, done=False, reason="slots full")
+    kit.poll()
+    body = member_client.get("/gateways/").get_data(as_text=True)
+    assert "Hallway" in body and "Front box" in body
+    assert ">Online<" in body and ">Ready<" in body
+    assert "1 on the way" in body and "1 failed" in body
+    assert '<strong>1</strong><span>Changes on their way</span>' in body
+    assert '<strong>1</strong><span>Failed changes</span>' in body
+
+
+def test_the_dashboard_polls_while_something_moves_and_stops_when_all_is_final(kit, member_client):
+    gateway = kit.add_gateway(run=False)
+    live = member_client.get("/gateways/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert live.lstrip().startswith('<div id="dashboard"')  # the partial alone
+    assert "<html" not in live
+    assert 'hx-trigger="every 3s"' in _live_region(live, "dashboard")
+    kit.drain()
+    kit.device(gateway).heartbeat()
+    kit.confirm_all(gateway)
+    final = member_client.get("/gateways/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "hx-trigger" not in _live_region(final, "dashboard")
+
+
+def test_the_gateway_page_shows_each_step_live_and_then_its_state(kit, member_client):
+    gateway = kit.add_gateway(run=False)
+    page = member_client.get(f"/gateways/{gateway.id}").get_data(as_text=True)
+    assert "Setting up" in page
+    assert '<li class="current">Register the gateway as a device in StreamIoT' in page
+    assert 'hx-trigger="every 1s"' in _live_region(page, "gateway-live")
+    kit.drain()
+    partial = member_client.get(f"/gateways/{gateway.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert '<li class="done">Send REGISTER to the gateway</li>' in partial
+    assert "Waiting for the device" in partial
+    kit.device(gateway).heartbeat()
+    kit.confirm_all(gateway)
+    partial = member_client.get(f"/gateways/{gateway.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert ">Online<" in partial
+    assert "hx-trigger" not in _live_region(partial, "gateway-live")
+
+
+def test_a_failed_gateway_shows_its_reason_and_a_retry_button(kit, member_client):
+    gateway = kit.add_gateway()
+    kit.device(gateway).answer(kit.command(gateway, "CONNECT"), done=False, reason="wrong firmware")
+    kit.poll()
+    page = member_client.get(f"/gateways/{gateway.id}").get_data(as_text=True)
+    assert "Set-up failed" in page and "wrong firmware" in page
+    assert f'action="/gateways/{gateway.id}/retry"' in page
+    retried = member_client.post(f"/gateways/{gateway.id}/retry", data={"csrf_token": csrf_from(page)})
+    assert retried.status_code == 303
+    assert kit.reload(gateway).status == "provisioning"
+
+
+def test_a_removed_gateway_sends_its_live_page_back_to_the_dashboard(kit, member_client):
+    gateway = kit.add_gateway()
+    gateway_id = gateway.id
+    gateways.remove_gateway(kit.account.id, gateway.id, kit.user)
+    removing = member_client.get(f"/gateways/{gateway_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Removing" in removing and "hx-trigger" in _live_region(removing, "gateway-live")
+    kit.drain()
+    gone = member_client.get(f"/gateways/{gateway_id}", headers={"HX-Request": "true"})
+    assert gone.status_code == 200 and gone.headers["HX-Redirect"] == "/gateways/"
+    assert member_client.get(f"/gateways/{gateway_id}").status_code == 404
+
+
+def test_the_mailbox_page_polls_while_a_pin_travels_and_stops_once_the_box_confirms(kit, member_client):
+    gateway, mailbox = kit.ready_mailbox()
+    pin = kit.add_pin(mailbox, "Grandma", "4821")
+    page = member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
+    assert "Sent, waiting for the box" in page
+    assert 'hx-trigger="every 1s"' in _live_region(page, "mailbox-live")
+    kit.confirm_all(gateway)
+    partial = member_client.get(f"/mailboxes/{mailbox.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Confirmed on the box" in partial
+    assert "hx-trigger" not in _live_region(partial, "mailbox-live")
+    assert "4821" not in partial
+    pins.remove_pin(kit.account.id, pin.id, kit.user)
+    partial = member_client.get(f"/mailboxes/{mailbox.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Removal queued" in partial and "hx-trigger" in _live_region(partial, "mailbox-live")
+
+
+def test_a_failed_pin_offers_retry_and_withdraw_and_both_work_without_javascript(kit, member_client):
+    gateway, mailbox = kit.ready_mailbox()
+    pin = kit.add_pin(mailbox, "Grandma", "4821")
+    auth = kit.command(gateway, "AUTH")
+    kit.device(gateway).answer(auth, done=False, reason="slots full")
+    kit.poll()
+    page = member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
+    assert "slots full" in page
+    assert f'action="/mailboxes/changes/{auth.id}/retry"' in page
+    assert f'action="/mailboxes/changes/{auth.id}/withdraw"' in page
+    token = csrf_from(page)
+    withdrawn = member_client.post(f"/mailboxes/changes/{auth.id}/withdraw", data={"csrf_token": token})
+    assert withdrawn.status_code == 303 and withdrawn.headers["Location"].endswith(f"/mailboxes/{mailbox.id}#pins")
+    assert kit.reload(pin).status == "removed"
+    assert "Grandma" not in member_client.get(f"/mailboxes/{mailbox.id}#pins").get_data(as_text=True).split(
+        'id="pins"')[1].split("</section>")[0]
+
+
+def test_the_mailbox_page_lists_the_box_events(kit, member_client):
+    from portal.streamiot import messages
+
+    gateway, mailbox = kit.ready_mailbox()
+    kit.device(gateway).publish(messages.closed(gateway.thing_id), mailbox.channel_id)
+    kit.poll()
+    box = member_client.get(f"/mailboxes/{mailbox.id}/box", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="box-events"' in box and "Closed" in box
+    assert "Added mailbox “Front box” to gateway “Hallway”" in box
+
+
+def test_a_second_member_of_the_household_has_the_same_control(kit, app, add_member):
+    from tests.plugins.accounts import PASSWORD, Auth
+
+    gateway, mailbox = kit.ready_mailbox()
+    user, _membership = add_member(kit.account, "second@example.com")
+    auth = Auth(app.test_client())
+    assert auth.login("second@example.com", PASSWORD).status_code == 302
+    page = auth.client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
+    response = auth.client.post(f"/mailboxes/{mailbox.id}/pins",
+                                data={"csrf_token": csrf_from(page), "label": "Neighbour", "digits": "60517"})
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert [c.action for c in kit.commands(mailbox=mailbox, state="queued")] == ["AUTH"]

@@ -1,0 +1,119 @@
+"""The dashboard, a gateway page and a mailbox page cost the same number of SQL queries for
+a household with one box as for one with 50 boxes of 10 PINs each (and lazy relationship
+loads raise in tests, so nothing can sneak in a query per row)."""
+import uuid
+
+import pytest
+from sqlalchemy import event
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
+from tests.plugins.accounts import PASSWORD, Auth
+
+PIN_STATES = [("active", "confirmed"), ("adding", "queued"), ("adding", "sent"), ("adding", "failed"),
+              ("removing", "sent")]
+
+
+def _household_with(make_household, email, boxes, pins_per_box):
+    """Rows made directly: a linked household with one gateway and its boxes and PINs."""
+    user, account = make_household(email, f"House of {boxes}")
+    account.link_state = "connected"
+    gateway = Gateway(id=uuid.uuid4(), account_id=account.id, name="Hallway", public_key=crypto.generate_keypair()[0],
+                      status="active", thing_id=str(uuid.uuid4()), channel_id=str(uuid.uuid4()),
+                      progress={"thing": True, "channel": True, "connect": True, "key": True},
+                      last_heartbeat_at=utcnow())
+    db.session.add(gateway)
+    db.session.flush()
+    for action in ("CONNECT", "REGISTER"):
+        db.session.add(Command(account_id=account.id, gateway_id=gateway.id, action=action, channel_key="gateway",
+                               state="confirmed", channel_id=gateway.channel_id))
+    mailboxes = []
+    for b in range(boxes):
+        mailbox = Mailbox(id=uuid.uuid4(), account_id=account.id, gateway_id=gateway.id, name=f"Box {b}",
+                          public_key=crypto.generate_keypair()[0], status="active", channel_id=str(uuid.uuid4()),
+                          progress={"channel": True, "connect": True, "add_sent": True, "mailbox_sent": True,
+                                    "mailbox_confirmed": True})
+        db.session.add(mailbox)
+        db.session.flush()
+        mailboxes.append(mailbox)
+        for p in range(pins_per_box):
+            status, state = PIN_STATES[p % len(PIN_STATES)]
+            pin_id, command_id, digits = uuid.uuid4(), uuid.uuid4(), str(20000 + 37 * p)
+            db.session.add(Pin(id=pin_id, account_id=account.id, mailbox_id=mailbox.id, label=f"Person {p}",
+                               digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
+                               digits_digest=crypto.keyed_digest("pin", f"{mailbox.id}:{digits}"), status=status,
+                               command_id=command_id))
+            db.session.flush()
+            db.session.add(Command(id=command_id, account_id=account.id, gateway_id=gateway.id,
+                                   mailbox_id=mailbox.id, pin_id=pin_id,
+                                   action="UNAUTH" if status == "removing" else "AUTH", channel_key="mailbox",
+                                   state=state, reason="slots full" if state == "failed" else None))
+        for _ in range(4):
+            db.session.add(Command(account_id=account.id, gateway_id=gateway.id, mailbox_id=mailbox.id,
+                                   action="UNLOCK", channel_key="mailbox", state="confirmed"))
+        for e in range(3):
+            db.session.add(ActivityEvent(account_id=account.id, actor_kind="box", actor_label=mailbox.name,
+                                         kind="box.closed", summary="Closed", gateway_id=gateway.id,
+                                         mailbox_id=mailbox.id))
+    db.session.commit()
+    return user, gateway, mailboxes[-1]
+
+
+def _queries(app, client, path) -> int:
+    client.get(path)  # warm up: first-request work (session touch, household choice) is not the page's
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        response = client.get(path)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return len(statements)
+
+
+@pytest.fixture
+def two_households(app, make_household):
+    small = _household_with(make_household, "small@example.com", boxes=1, pins_per_box=1)
+    big = _household_with(make_household, "big@example.com", boxes=50, pins_per_box=10)
+    return small, big
+
+
+def _client(app, user):
+    auth = Auth(app.test_client())
+    assert auth.login(user.email, PASSWORD).status_code == 302
+    return auth.client
+
+
+@pytest.mark.parametrize("page", ["dashboard", "gateway", "mailbox", "mailbox-live", "mailbox-box"])
+def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pins(app, two_households, page):
+    counts = []
+    for user, gateway, mailbox in two_households:
+        path = {
+            "dashboard": "/gateways/",
+            "gateway": f"/gateways/{gateway.id}",
+            "mailbox": f"/mailboxes/{mailbox.id}",
+            "mailbox-live": f"/mailboxes/{mailbox.id}",
+            "mailbox-box": f"/mailboxes/{mailbox.id}/box",
+        }[page]
+        client = _client(app, user)
+        if page == "mailbox-live":
+            client.environ_base["HTTP_HX_REQUEST"] = "true"
+        counts.append(_queries(app, client, path))
+    small, big = counts
+    assert small == big, f"{page}: {small} queries for 1 box, {big} for 50 boxes of 10 PINs"
+    print(f"{page}: {small} queries ({db.engine.dialect.name})")
+
+
+def test_the_big_household_renders_every_box_and_masks_every_pin(app, two_households):
+    (_, _, _), (user, gateway, mailbox) = two_households
+    client = _client(app, user)
+    dashboard = client.get("/gateways/").get_data(as_text=True)
+    assert dashboard.count("/mailboxes/") >= 50
+    page = client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
+    assert page.count("••••••") == 10
+    assert "20000" not in page and "20037" not in page
