@@ -40,6 +40,10 @@ class Config:
     # StreamIoT. "embedded" runs the emulator in process, behind a requests adapter.
     STREAMIOT_URL = os.environ.get("STREAMIOT_URL", "embedded")
     STREAMIOT_READER_URL = os.environ.get("STREAMIOT_READER_URL", "")
+    # What a physical gateway is told in its settings download, when it reaches StreamIoT by
+    # other addresses than the portal does (defaults: STREAMIOT_URL / STREAMIOT_READER_URL).
+    STREAMIOT_PUBLIC_URL = os.environ.get("STREAMIOT_PUBLIC_URL", "")
+    STREAMIOT_PUBLIC_READER_URL = os.environ.get("STREAMIOT_PUBLIC_READER_URL", "")
     STREAMIOT_USER_DOMAIN = os.environ.get("STREAMIOT_USER_DOMAIN", "iotlock.invalid")
     STREAMIOT_ADMIN_EMAIL = os.environ.get("STREAMIOT_ADMIN_EMAIL", "")
     STREAMIOT_ADMIN_PASSWORD = os.environ.get("STREAMIOT_ADMIN_PASSWORD", "")
