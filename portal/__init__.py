@@ -36,6 +36,9 @@ def create_app(config_object=None, **overrides) -> Flask:
 
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    from portal import logredact
+
+    logredact.install()
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -85,9 +85,9 @@ def assert_each_delivered_once_in_order(ids):
     assert states == {"done": len(ids)}
 
 
+# Several workers at once is the PostgreSQL deployment (SQLite runs one worker).
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_four_workers_deliver_a_thousand_jobs_exactly_once(app, backend):
-    if backend != "postgresql":
-        pytest.skip("several workers at once is the PostgreSQL deployment (SQLite: one worker)")
     ids = enqueue_many(1000, targets=100)
     elapsed = run_workers(app, 4)
     assert_each_delivered_once_in_order(ids)
@@ -99,9 +99,9 @@ test_four_workers_deliver_a_thousand_jobs_exactly_once = pytest.mark.postgres_on
 )
 
 
+# SQLite's claim under BEGIN IMMEDIATE.
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_second_worker_on_sqlite_never_runs_a_job_twice(app, backend):
-    if backend != "sqlite":
-        pytest.skip("SQLite's claim under BEGIN IMMEDIATE")
     ids = enqueue_many(200, targets=20)
     elapsed = run_workers(app, 2)
     assert_each_delivered_once_in_order(ids)
