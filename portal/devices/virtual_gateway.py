@@ -110,13 +110,16 @@ class VirtualGateway:
             self._report_problems()
             return applied
 
-    def keypad(self, mailbox_public_key: str, digits) -> str:
-        """Digits typed on a mailbox's keypad: "opened" or "rejected" (UnknownMailbox if none)."""
+    def keypad(self, mailbox_public_key: str, digits, *, publish_now: bool = True) -> str:
+        """Digits typed on a mailbox's keypad: "opened" or "rejected" (UnknownMailbox if none).
+        The box's report is queued in the state file; with publish_now=False it goes out at the
+        next step() instead (the portal's keypad, so a web request never waits on StreamIoT)."""
         with self._firmware() as (firmware, save):
             result = firmware.keypad(mailbox_public_key, digits, self._clock())
             save()
-            self._flush(firmware, save)
-            self._report_problems()
+            if publish_now:
+                self._flush(firmware, save)
+                self._report_problems()
             return result
 
     def snapshot(self) -> dict:

@@ -72,3 +72,22 @@ def test_the_keypad_form_types_digit_by_digit_and_enter_tries_them(kit, member_c
                                  data={"csrf_token": token, "digits": "9999", "key": "enter"})
     assert refused.status_code == 303
     assert "The box refused that PIN" in member_client.get(refused.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_keypad_press_is_published_by_the_worker_not_by_the_web_request(kit):
+    from portal.devices import manager
+
+    gateway = kit.add_gateway()
+    mailbox = kit.add_mailbox(gateway)
+    kit.add_pin(mailbox, "Grandma", "4821")
+    _run_everything(kit)
+    mailbox = kit.reload(mailbox)
+    gateway = kit.reload(gateway)
+
+    def opened_reports():
+        return [m for m in kit.read(mailbox.channel_id, publisher=gateway.thing_id) if m["name"].endswith("_OPENED")]
+
+    assert mailboxes.press_keypad(kit.account.id, mailbox.id, "4821") == "opened"
+    assert opened_reports() == []  # nothing left the request
+    manager.tick(kit.app)
+    assert [m["unit"] for m in opened_reports()] == ["PIN"]
