@@ -11,7 +11,7 @@ from flask import current_app
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import Command, Gateway, LoginSession, Mailbox, User, utcnow
+from portal.models import Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
 from portal.models.devices import (
     CMD_FAILED,
     CMD_QUEUED,
@@ -322,6 +322,10 @@ def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
         "thing_key": crypto.decrypt(gateway.thing_key_enc, table="gateways", column="thing_key_enc", row_id=gateway.id),
         "channel_id": gateway.channel_id,
         "public_key": gateway.public_key,
+        # The only publisher whose commands the gateway obeys.
+        "portal_thing_id": db.session.scalar(
+            sa.select(Account.portal_thing_id).where(Account.id == gateway.account_id)
+        ),
     }
     if private_key:
         settings["private_key"] = private_key

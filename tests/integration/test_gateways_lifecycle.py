@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import ActivityEvent, Command, Gateway, LoginSession, Mailbox, utcnow
+from portal.models import Account, ActivityEvent, Command, Gateway, LoginSession, Mailbox, utcnow
 from portal.services import dashboard, gateways
 from portal.services.errors import Conflict, ValidationFailed
 from tests.plugins.accounts import PASSWORD, csrf_from
@@ -258,6 +258,7 @@ def test_the_settings_file_holds_what_the_gateway_needs_and_the_private_key_only
         "thing_key": api.get_thing(gateway.thing_id)["key"],
         "channel_id": gateway.channel_id,
         "public_key": gateway.public_key,
+        "portal_thing_id": db.session.get(Account, kit.account.id).portal_thing_id,
         "private_key": settings["private_key"],
     }
     assert crypto.public_from_private(settings["private_key"]) == gateway.public_key
