@@ -1,0 +1,1 @@
+"""Speed measurements (pytest-benchmark); never part of `make test`."""

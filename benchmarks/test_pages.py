@@ -1,0 +1,62 @@
+"""Page render time, logged in, for a household with 1 box and with 50 boxes of 10 PINs.
+
+Each benchmark times one GET through the Flask test client (every request in its own app
+context and database session, as in production) of the dashboard `/gateways/`, the
+gateway page or a mailbox page; `extra_info["queries"]` is the SQL statements of one such
+request. The households are built as tests/integration/test_query_counts.py builds them.
+
+Soft targets (median, on a 2-core development machine): 1 box: every page under 30 ms;
+50 boxes of 10 PINs: dashboard and gateway page under 60 ms, mailbox page under 30 ms (it
+shows one box, so its time should not grow with the household). The query count is the
+same for both sizes (test_query_counts.py asserts that in the tests).
+"""
+import pytest
+from sqlalchemy import event
+
+from portal.extensions import db
+from tests.integration.test_query_counts import _household_with
+from tests.plugins.accounts import PASSWORD, Auth
+from tests.plugins.support import isolated_client
+
+from .conftest import soft_target
+
+SIZES = {"1box": (1, 1), "50x10": (50, 10)}
+TARGETS = {
+    ("dashboard", "1box"): 0.030, ("gateway", "1box"): 0.030, ("mailbox", "1box"): 0.030,
+    ("dashboard", "50x10"): 0.060, ("gateway", "50x10"): 0.060, ("mailbox", "50x10"): 0.030,
+}
+
+
+def _count_queries(client, path) -> int:
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        response = client.get(path)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return len(statements)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("page", ["dashboard", "gateway", "mailbox"])
+def test_page_render(benchmark, app, make_household, page, size):
+    boxes, pins = SIZES[size]
+    user, gateway, mailbox = _household_with(make_household, f"{size}@example.com", boxes, pins)
+    path = {"dashboard": "/gateways/", "gateway": f"/gateways/{gateway.id}",
+            "mailbox": f"/mailboxes/{mailbox.id}"}[page]
+    client = isolated_client(app)
+    assert Auth(client).login(user.email, PASSWORD).status_code == 302
+    client.get(path)  # first-request work (household choice, session touch) is not the page's
+    queries = _count_queries(client, path)
+
+    response = benchmark(client.get, path)
+
+    assert response.status_code == 200
+    benchmark.extra_info.update(queries=queries, backend=db.engine.dialect.name, boxes=boxes, pins_per_box=pins,
+                                html_kb=round(len(response.data) / 1024, 1))
+    soft_target(benchmark, TARGETS[(page, size)])
