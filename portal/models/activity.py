@@ -11,7 +11,10 @@ from portal.models.base import Base, utcnow
 
 class ActivityEvent(Base):
     __tablename__ = "activity_events"
-    __table_args__ = (sa.Index("ix_activity_account_time", "account_id", "occurred_at"),)
+    __table_args__ = (
+        sa.Index("ix_activity_account_time", "account_id", "occurred_at"),
+        sa.Index("ix_activity_mailbox_time", "mailbox_id", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
     account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -24,7 +27,7 @@ class ActivityEvent(Base):
     actor_label: Mapped[str] = mapped_column(sa.String(254))
     kind: Mapped[str] = mapped_column(sa.String(48))
     gateway_id: Mapped[Optional[uuid.UUID]] = mapped_column(index=True)
-    mailbox_id: Mapped[Optional[uuid.UUID]] = mapped_column(index=True)
+    mailbox_id: Mapped[Optional[uuid.UUID]]
     # Plain words, never PIN digits or secrets.
     summary: Mapped[str] = mapped_column(sa.Text)
     details: Mapped[dict] = mapped_column(default=dict)

@@ -163,7 +163,13 @@ class Command(Base):
     """One message to a device and what became of it: queued, sent, confirmed, failed."""
 
     __tablename__ = "commands"
-    __table_args__ = (sa.Index("ix_commands_state_channel", "state", "channel_id"),)
+    __table_args__ = (
+        sa.Index("ix_commands_state_channel", "state", "channel_id"),
+        # A box's recent unlocks and trace, and a household's pending/failed counts, stay
+        # index lookups however long the history grows (benchmarks/test_pages.py).
+        sa.Index("ix_commands_mailbox_action_time", "mailbox_id", "action", "created_at"),
+        sa.Index("ix_commands_account_state", "account_id", "state"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(

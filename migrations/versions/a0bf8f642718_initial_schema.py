@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 6a36fb33a235
+Revision ID: a0bf8f642718
 Revises: 
-Create Date: 2026-11-25 18:26:33.658078
+Create Date: 2026-11-25 18:36:34.273816
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '6a36fb33a235'
+revision = 'a0bf8f642718'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -81,7 +81,7 @@ def upgrade():
     with op.batch_alter_table('activity_events', schema=None) as batch_op:
         batch_op.create_index('ix_activity_account_time', ['account_id', 'occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_events_gateway_id'), ['gateway_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_activity_events_mailbox_id'), ['mailbox_id'], unique=False)
+        batch_op.create_index('ix_activity_mailbox_time', ['mailbox_id', 'occurred_at'], unique=False)
 
     op.create_table('channel_cursors',
     sa.Column('channel_id', sa.String(length=64), nullable=False),
@@ -287,7 +287,9 @@ def upgrade():
     )
     with op.batch_alter_table('commands', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_commands_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_commands_account_state', ['account_id', 'state'], unique=False)
         batch_op.create_index(batch_op.f('ix_commands_gateway_id'), ['gateway_id'], unique=False)
+        batch_op.create_index('ix_commands_mailbox_action_time', ['mailbox_id', 'action', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_commands_mailbox_id'), ['mailbox_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_commands_pin_id'), ['pin_id'], unique=False)
         batch_op.create_index('ix_commands_state_channel', ['state', 'channel_id'], unique=False)
@@ -301,7 +303,9 @@ def downgrade():
         batch_op.drop_index('ix_commands_state_channel')
         batch_op.drop_index(batch_op.f('ix_commands_pin_id'))
         batch_op.drop_index(batch_op.f('ix_commands_mailbox_id'))
+        batch_op.drop_index('ix_commands_mailbox_action_time')
         batch_op.drop_index(batch_op.f('ix_commands_gateway_id'))
+        batch_op.drop_index('ix_commands_account_state')
         batch_op.drop_index(batch_op.f('ix_commands_account_id'))
 
     op.drop_table('commands')
@@ -351,7 +355,7 @@ def downgrade():
 
     op.drop_table('channel_cursors')
     with op.batch_alter_table('activity_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_activity_events_mailbox_id'))
+        batch_op.drop_index('ix_activity_mailbox_time')
         batch_op.drop_index(batch_op.f('ix_activity_events_gateway_id'))
         batch_op.drop_index('ix_activity_account_time')
 
