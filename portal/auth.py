@@ -91,6 +91,16 @@ def begin_session(user: User, *, account_id=None) -> LoginSession:
     return login_session
 
 
+def rotate_session(user: User) -> LoginSession:
+    """Replace the current session with a fresh one (same household): after a password
+    change the cookie this browser had before is refused like any other old cookie."""
+    old = g.get("login_session")
+    account_id = old.current_account_id if old is not None else None
+    if old is not None:
+        old.revoked_at = utcnow()
+    return begin_session(user, account_id=account_id)
+
+
 def end_session() -> None:
     login_session = g.get("login_session")
     if login_session is not None:

@@ -214,6 +214,8 @@ def change_password():
         except ServiceError as exc:
             _field_error(form, exc, "current_password")
         else:
+            # This browser continues under a new session id; the cookie it had is refused.
+            auth.rotate_session(current_user)
             others = f" You were logged out on {revoked} other device{'s' if revoked != 1 else ''}." if revoked else ""
             flash("Your password is changed." + others, "success")
             return redirect(url_for("account.settings"))

@@ -28,12 +28,14 @@ def _change_password(auth, current, new):
     return auth.post("/settings/password", {"pw-current_password": current, "pw-new_password": new})
 
 
-def test_password_change_keeps_this_session_and_ends_the_others(auth, alice, new_client):
+def test_password_change_renews_this_session_and_ends_the_others(auth, alice, new_client):
     laptop = new_client()
     laptop.login("alice@example.com", PASSWORD)
     stolen = laptop.client.get_cookie("session").value
+    before_change = auth.client.get_cookie("session").value
     response = _change_password(auth, PASSWORD, NEW)
     assert response.status_code == 302
+    assert auth.client.get_cookie("session").value != before_change
     assert "logged out on 1 other device" in auth.client.get("/settings").get_data(as_text=True)
     assert auth.client.get("/gateways/").status_code == 200
     assert laptop.client.get("/gateways/").status_code == 302
@@ -41,6 +43,9 @@ def test_password_change_keeps_this_session_and_ends_the_others(auth, alice, new
     assert laptop.client.get("/gateways/").status_code == 302
     assert new_client().login("alice@example.com", PASSWORD).status_code == 200
     assert new_client().login("alice@example.com", NEW).status_code == 302
+    replay = new_client()
+    replay.client.set_cookie("session", before_change)
+    assert replay.client.get("/gateways/").status_code == 302
 
 
 @pytest.mark.parametrize(

@@ -141,22 +141,6 @@ def test_link_job_can_use_an_admin_login_where_self_registration_is_off(app, mak
     assert account.link_state == "connected"
 
 
-@pytest.fixture
-def streamiot_writes(monkeypatch):
-    """Every POST/PUT/DELETE any code in this process sends to StreamIoT (embedded or HTTP)."""
-    writes = []
-    for adapter in (EmbeddedAdapter, requests.adapters.HTTPAdapter):
-        original = adapter.send
-
-        def send(self, request, *args, _original=original, **kwargs):
-            if request.method in ("POST", "PUT", "DELETE", "PATCH"):
-                writes.append(f"{request.method} {request.url}")
-            return _original(self, request, *args, **kwargs)
-
-        monkeypatch.setattr(adapter, "send", send)
-    return writes
-
-
 def test_no_web_request_writes_to_streamiot(app, client, auth, streamiot_writes):
     response = auth.register()
     assert response.status_code == 302

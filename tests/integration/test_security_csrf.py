@@ -41,7 +41,11 @@ def test_a_forged_csrf_token_is_refused_and_changes_nothing(app, world, route, m
 
 @pytest.mark.parametrize(
     "route",
-    [r for r in ROUTES if "GET" in r.methods and r.endpoint.split(".")[0] in ("account", "members")],
+    [
+        r
+        for r in ROUTES
+        if "GET" in r.methods and r.endpoint.split(".")[0] in ("account", "members", "gateways", "mailboxes")
+    ],
     ids=lambda r: r.endpoint,
 )
 def test_get_changes_nothing(app, world, route):

@@ -2,8 +2,10 @@
 import uuid
 
 import pytest
+import requests
 
 from portal.streamiot.client import StreamIoT
+from portal.streamiot.emulator import EmbeddedAdapter
 
 
 @pytest.fixture
@@ -31,3 +33,19 @@ def emulator_http(tmp_path):
     served = serve_in_thread(make_emulator(tmp_path / "streamiot-http.sqlite3"))
     yield served
     served.stop()
+
+
+@pytest.fixture
+def streamiot_writes(monkeypatch):
+    """Every POST/PUT/DELETE any code in this process sends to StreamIoT (embedded or HTTP)."""
+    writes = []
+    for adapter in (EmbeddedAdapter, requests.adapters.HTTPAdapter):
+        original = adapter.send
+
+        def send(self, request, *args, _original=original, **kwargs):
+            if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+                writes.append(f"{request.method} {request.url}")
+            return _original(self, request, *args, **kwargs)
+
+        monkeypatch.setattr(adapter, "send", send)
+    return writes
