@@ -148,3 +148,20 @@ def test_a_second_member_of_the_household_has_the_same_control(kit, app, add_mem
     assert response.status_code == 303
     db.session.expire_all()
     assert [c.action for c in kit.commands(mailbox=mailbox, state="queued")] == ["AUTH"]
+
+
+def test_an_offline_gateway_says_since_when_on_its_page_and_the_dashboard(kit, app, member_client):
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    gateway = kit.add_gateway(name="Porch hub")
+    kit.device(gateway).heartbeat()
+    kit.poll()
+    gateway = kit.reload(gateway)
+    gateway.last_heartbeat_at = utcnow() - timedelta(hours=3)
+    db.session.commit()
+    page = member_client.get(f"/gateways/{gateway.id}").get_data(as_text=True)
+    assert "Offline" in page
+    assert re.search(r"since\s*<time[^>]*>3 hours ago</time>", page)
+    assert "Offline" in member_client.get("/gateways/").get_data(as_text=True)

@@ -8,6 +8,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
+from portal import crypto
 from portal.extensions import db
 from portal.models import LoginSession, Membership, RecoveryCode, User, utcnow
 from portal.services import staff as staff_service
@@ -144,6 +145,11 @@ def test_first_login_enrols_totp_with_qr_code_and_shows_ten_recovery_codes_once(
     assert "style=" not in html and "<script>" not in html
     # Reloading shows the same secret: the app already scanned it.
     assert _enrol_page(client)[1] == secret
+    # At rest the secret is only ciphertext, bound to this user's row.
+    db.session.expire_all()
+    blob = db.session.scalar(sa.select(User.totp_secret_enc).where(User.id == user.id))
+    assert secret.encode() not in blob
+    assert crypto.decrypt(blob, table="users", column="totp_secret_enc", row_id=user.id) == secret
 
     token = csrf_from(html)
     wrong = client.post("/support/enrol", data={"code": "000000", "csrf_token": token})
