@@ -42,6 +42,8 @@ INVALID_KEY = "invalid public key"
 NOT_ADDRESSED = "not addressed to this gateway"
 WRONG_CHANNEL = "wrong channel"
 CHANNEL_IN_USE = "channel serves another mailbox"
+EXPIRED = m.EXPIRED  # an UNLOCK read after its deadline: the box stays shut
+INVALID_DEADLINE = "invalid deadline"
 
 
 class UnknownMailbox(LookupError):
@@ -212,6 +214,10 @@ class Firmware:
             pin = _pin_value(record.get("v"))
             if pin is not None:
                 record["v"] = pin  # the platform stores numbers as floats; answer the PIN as sent
+        if name == m.UNLOCK:
+            deadline = m.unlock_deadline(record.get("v"))
+            if deadline is not None:
+                record["v"] = deadline  # answer the deadline as sent
 
         on_gateway_channel = channel == self.channel_id
         if (name in GATEWAY_CHANNEL_COMMANDS) != on_gateway_channel:
@@ -325,6 +331,12 @@ class Firmware:
             pins.remove(pin)
 
     def _on_unlock(self, channel, base, record, now):
+        # Only until its deadline: an unlock read late never opens the box by surprise.
+        deadline = m.unlock_deadline(record.get("v"))
+        if deadline is None:
+            return INVALID_DEADLINE
+        if now > deadline:
+            return EXPIRED
         return None  # opening happens after the answer is queued (see _apply)
 
     # --- the keypad and the clock -------------------------------------------------

@@ -286,6 +286,24 @@ def pin_digits(pin: Pin) -> int:
     return int(crypto.decrypt(pin.digits_enc, table="pins", column="digits_enc", row_id=pin.id))
 
 
+def unlock_deadline(command: Command) -> int:
+    """The deadline an UNLOCK carries on the wire: its expires_at in whole seconds since the
+    epoch (rounded down, so the box never opens after the portal stops waiting)."""
+    if command.expires_at is None:
+        raise ValueError("an unlock without a time to live is never sent")
+    return int(command.expires_at.timestamp())
+
+
+def mark_expired_by_device(command: Command) -> None:
+    """The box read the UNLOCK after its deadline, answered Failed "expired" and stayed shut."""
+    if command.state in (CMD_CONFIRMED, CMD_WITHDRAWN):
+        return
+    ttl = current_app.config["UNLOCK_TTL_SECONDS"]
+    command.state = CMD_EXPIRED
+    command.reason = f"It reached the box after its {ttl}-second time to live, so the box stayed shut."
+    command.answered_at = utcnow()
+
+
 def expire_if_due(command: Command, now=None) -> bool:
     """An UNLOCK past its time to live is expired, never sent (or answered) late."""
     now = now or utcnow()

@@ -31,8 +31,12 @@ log = logging.getLogger(__name__)
 
 BATTERY_LOW = 20
 # Commands an answer may settle: normally "sent"; "queued" or "failed" when the platform
-# took a message whose 202 never reached us; "expired" when a box answers an unlock late.
+# took a message whose 202 never reached us; "expired" when the answer to an unlock comes
+# after the portal stopped waiting for it.
 _ANSWERABLE = (CMD_SENT, CMD_QUEUED, CMD_FAILED, CMD_EXPIRED)
+# An UNLOCK's Done stamped by the platform up to this long after the deadline it carries
+# still counts as opened in time (the answer travels; the box checked its deadline).
+UNLOCK_ANSWER_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def _apply_one(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, messa
     value = m.message_value(message)
     if unit in (m.DONE, m.FAILED):
         reason = reasons.get((message.get("time"), message.get("publisher")))
-        return _apply_answer(gateway, mailbox, base, action, unit == m.DONE, value, reason)
+        return _apply_answer(gateway, mailbox, base, action, unit == m.DONE, value, reason, message.get("time"))
     if base != gateway.thing_id:
         return False  # every event names the gateway thing (DEVICE_PROTOCOL.md)
     if action == m.HEARTBEAT and mailbox is None:
@@ -230,18 +234,29 @@ def _apply_one(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, messa
     return True
 
 
-def _apply_answer(gateway, mailbox, base: str, action: str, done: bool, value, reason: str | None) -> bool:
+def _apply_answer(gateway, mailbox, base: str, action: str, done: bool, value, reason: str | None,
+                  time=None) -> bool:
     command = _match_command(gateway, mailbox, base, action, value)
     if command is None:
         return False
     if done:
-        late = command.state == CMD_EXPIRED
+        late = command.action == "UNLOCK" and _opened_late(command, time)
         commands.mark_confirmed(command)
         if late:
             command.reason = "The box opened late, after the request had expired."
+    elif command.action == "UNLOCK" and reason == m.EXPIRED:
+        commands.mark_expired_by_device(command)
     else:
         commands.mark_failed(command, reason or "The box refused it without saying why.", by_device=True)
     return True
+
+
+def _opened_late(command: Command, time) -> bool:
+    """A Done to an UNLOCK that the box sent after the deadline the command carried (a box
+    that checks its deadline never does; if one does, the page says so)."""
+    if isinstance(time, bool) or not isinstance(time, (int, float)):
+        return command.state == CMD_EXPIRED
+    return time > commands.unlock_deadline(command) + UNLOCK_ANSWER_GRACE_SECONDS
 
 
 def _match_command(gateway: Gateway, mailbox: Mailbox | None, base: str, action: str, value) -> Command | None:
@@ -272,8 +287,12 @@ def _match_command(gateway: Gateway, mailbox: Mailbox | None, base: str, action:
 
 
 def _same_value(command: Command, gateway: Gateway, base: str, value) -> bool:
-    if command.action in ("CONNECT", "REGISTER", "UNLOCK"):
+    if command.action in ("CONNECT", "REGISTER"):
         return value is True
+    if command.action == "UNLOCK":
+        # Each unlock carries its own deadline, and its answer echoes it.
+        deadline = m.unlock_deadline(value)
+        return deadline is not None and command.expires_at is not None and deadline == commands.unlock_deadline(command)
     if command.action == "DESTRUCT":
         return value == gateway.public_key
     if command.action in ("ADD", "Mailbox", "DELETE"):

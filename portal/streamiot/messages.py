@@ -27,6 +27,8 @@ REJECTED = "REJECTED"
 BATTERY = "BATTERY"
 HEARTBEAT = "HEARTBEAT"
 REASON = "REASON"
+# The REASON a device gives when an UNLOCK reaches it after its deadline (it stays shut).
+EXPIRED = "expired"
 
 # Units (`u`) of a device's answer.
 DONE = "Done"
@@ -126,8 +128,26 @@ def remove_mailbox(g: str, mk: str) -> list[dict]:
     return [_record(g, DELETE, "PublicKey", "vs", _text(mk, "the mailbox key"))]
 
 
-def unlock(g: str) -> list[dict]:
-    return [_record(g, UNLOCK, "Requested", "vb", True)]
+def unlock(g: str, deadline: int) -> list[dict]:
+    """Open the box now, but only until `deadline` (whole seconds since the epoch, UTC).
+
+    `[{"bn":"G_","n":"UNLOCK","u":"s","v":<deadline>}]`: "s" says the value is a time in
+    seconds. A device applies it only while its clock is <= the deadline; later it
+    answers Failed with REASON "expired" and stays shut. Its answer echoes the deadline,
+    which makes it the answer to this unlock and no other.
+    """
+    if isinstance(deadline, bool) or not isinstance(deadline, int) or deadline <= 0:
+        raise ValueError("an unlock deadline is whole seconds since the epoch")
+    return [_record(g, UNLOCK, "s", "v", deadline)]
+
+
+def unlock_deadline(value) -> int | None:
+    """The deadline of an UNLOCK as read back (the platform stores numbers as floats), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value > 0 else None
 
 
 # --- device to portal -------------------------------------------------------

@@ -15,7 +15,8 @@ def test_a_whole_lifecycle_publishes_exactly_the_protocol_messages_in_order(kit)
     kit.confirm_all(gateway)
     pins.remove_pin(kit.account.id, pin.id, kit.user)
     kit.drain()
-    commands.unlock(kit.account.id, mailbox.id, kit.user)
+    unlock = commands.unlock(kit.account.id, mailbox.id, kit.user)
+    deadline = int(unlock.expires_at.timestamp())  # the time to live travels with it
     kit.drain()
     g, gc, gk = gateway.thing_id, gateway.channel_id, gateway.public_key
     mc, mk = mailbox.channel_id, mailbox.public_key
@@ -31,7 +32,7 @@ def test_a_whole_lifecycle_publishes_exactly_the_protocol_messages_in_order(kit)
         (gc, [{"bn": f"{mc}_", "n": "Mailbox", "u": "PublicKey", "vs": mk}]),
         (mc, [{"bn": f"{g}_", "n": "AUTH", "u": "PIN", "v": 4821}]),
         (mc, [{"bn": f"{g}_", "n": "UNAUTH", "u": "PIN", "v": 4821}]),
-        (mc, [{"bn": f"{g}_", "n": "UNLOCK", "u": "Requested", "vb": True}]),
+        (mc, [{"bn": f"{g}_", "n": "UNLOCK", "u": "s", "v": deadline}]),
         (gc, [{"bn": f"{g}_", "n": "DELETE", "u": "PublicKey", "vs": mk}]),
         (gc, [{"bn": f"{gc}_", "n": "DESTRUCT", "u": "Gateway", "vs": gk}]),
     ]
@@ -40,3 +41,4 @@ def test_a_whole_lifecycle_publishes_exactly_the_protocol_messages_in_order(kit)
     for _channel, body in published:
         assert list(json.loads(body)[0]) == ["bn", "n", "u", list(json.loads(body)[0])[3]]  # the seed's order
     assert '"v":4821' in published[4][1]  # a PIN travels as a JSON number
+    assert f'"v":{deadline}}}' in published[6][1]  # so does the deadline, in whole seconds

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ActivityEvent, utcnow
-from portal.services import commands, mailboxes
+from portal.services import commands, mailboxes, replies
 from portal.services.errors import Conflict
 from portal.streamiot import messages
 from tests.plugins.accounts import csrf_from
@@ -30,7 +30,9 @@ def test_unlock_goes_out_with_a_time_to_live_and_opens(kit, app):
     assert before + ttl <= command.expires_at <= utcnow() + ttl
     assert commands.unlock_shown(command).label == "Waiting to be sent"
     kit.drain()
-    assert _unlocks(kit, mailbox) == [{"bn": f"{gateway.thing_id}_", "n": "UNLOCK", "u": "Requested", "vb": True}]
+    # The deadline travels with it, in whole seconds since the epoch: a late box stays shut.
+    deadline = int(command.expires_at.timestamp())
+    assert _unlocks(kit, mailbox) == [{"bn": f"{gateway.thing_id}_", "n": "UNLOCK", "u": "s", "v": deadline}]
     kit.device(gateway).answer(kit.reload(command))
     kit.poll()
     command = kit.reload(command)
@@ -67,13 +69,77 @@ def test_an_unanswered_unlock_expires_after_its_time_to_live(kit):
     command = commands.unlock(kit.account.id, mailbox.id, kit.user)
     kit.drain()
     command = kit.reload(command)
-    command.expires_at = utcnow() - timedelta(seconds=1)
-    db.session.commit()
-    kit.poll()
+    assert replies.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1)) == 1
     command = kit.reload(command)
     assert command.state == "expired" and "did not answer" in command.reason
-    # A box that answers after all did open: the page says so, rather than hide it.
-    kit.device(gateway).answer(command)
+    # The box got it after all, past its deadline: it stayed shut and says so.
+    kit.device(gateway).answer(command, done=False, reason="expired")
+    kit.poll()
+    command = kit.reload(command)
+    shown = commands.unlock_shown(command)
+    assert (command.state, shown.key, shown.label) == ("expired", "expired", "Expired")
+    assert "stayed shut" in shown.reason
+    assert kit.reload(mailbox).is_open is not True
+
+
+def test_a_gateway_that_reads_the_unlock_after_its_deadline_keeps_the_box_shut(kit, member_client, monkeypatch):
+    from portal.devices import manager
+
+    monkeypatch.setitem(kit.app.config, "VIRTUAL_GATEWAYS", True)
+    gateway = kit.add_gateway()
+    mailbox = kit.add_mailbox(gateway)
+    for _ in range(4):  # the virtual gateway answers the set-up
+        kit.drain()
+        manager.tick(kit.app)
+        kit.poll()
+    assert kit.reload(mailbox).status == "active"
+    command = commands.unlock(kit.account.id, mailbox.id, kit.user)
+    kit.drain()
+    command = kit.reload(command)
+    assert command.state == "sent"
+    deadline = int(command.expires_at.timestamp())
+    # StreamIoT took it in time, but the gateway only reads it after the deadline.
+    monkeypatch.setattr(manager.virtual_gateway_for(kit.app, gateway), "_clock", lambda: deadline + 5.0)
+    manager.tick(kit.app)
+    kit.poll()
+
+    command = kit.reload(command)
+    shown = commands.unlock_shown(command)
+    assert (command.state, shown.label) == ("expired", "Expired")
+    assert "stayed shut" in command.reason
+    names = [msg["name"] for msg in kit.read(mailbox.channel_id, publisher=gateway.thing_id)]
+    assert f"{gateway.thing_id}_UNLOCK" in names and f"{gateway.thing_id}_OPENED" not in names
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ActivityEvent)
+                             .where(ActivityEvent.kind == "box.opened_remote")) == 0
+    assert mailboxes.box_snapshot(kit.reload(gateway), kit.reload(mailbox))["open"] is False
+    assert kit.reload(mailbox).is_open is not True
+    page = member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
+    assert "Expired" in page and "the box stayed shut" in page
+
+
+def test_an_answer_sent_in_time_but_read_after_the_portal_gave_up_says_opened(kit):
+    gateway, mailbox = kit.ready_mailbox()
+    command = commands.unlock(kit.account.id, mailbox.id, kit.user)
+    kit.drain()
+    command = kit.reload(command)
+    replies.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
+    kit.device(gateway).answer(kit.reload(command))  # stamped before the deadline
+    kit.poll()
+    command = kit.reload(command)
+    assert (command.state, commands.unlock_shown(command).label, command.reason) == ("confirmed", "Opened", None)
+
+
+def test_a_box_that_opens_after_the_deadline_anyway_is_shown_as_opened_late(kit):
+    gateway, mailbox = kit.ready_mailbox()
+    command = commands.unlock(kit.account.id, mailbox.id, kit.user)
+    kit.drain()
+    command = kit.reload(command)
+    deadline = int(command.expires_at.timestamp())
+    replies.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
+    # A box that ignores the deadline (a correct one never does): its Done is stamped late.
+    answer = messages.reply(kit.sent_record(command), True)
+    answer[0]["t"] = deadline + 30
+    kit.device(gateway).publish(answer, mailbox.channel_id)
     kit.poll()
     command = kit.reload(command)
     assert command.state == "confirmed" and "late" in command.reason

@@ -1,6 +1,7 @@
 """The virtual gateway against the StreamIoT emulator: provisioned by hand through the client,
 driven with the seed's messages sent as the portal thing, observed in the reader."""
 import json
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -126,7 +127,8 @@ def test_each_seed_message_is_applied_and_answered_in_the_reader(streamiot, worl
     gateway.step()
     assert gateway.snapshot()["mailboxes"][0]["pins"] == 1
 
-    send(streamiot, world, world.mc, messages.unlock(world.gw))
+    deadline = int(time.time()) + 60
+    send(streamiot, world, world.mc, messages.unlock(world.gw, deadline))
     gateway.step()
     assert gateway.snapshot()["mailboxes"][0]["state"] == "open"
     gateway.step()
@@ -157,7 +159,7 @@ def test_each_seed_message_is_applied_and_answered_in_the_reader(streamiot, worl
         ("AUTH", "Done", 4821, None),
         ("AUTH", "Done", 1234, None),
         ("UNAUTH", "Done", 1234, None),
-        ("UNLOCK", "Done", True, None),
+        ("UNLOCK", "Done", deadline, None),
     ]
     assert ("OPENED", "Remote", True) in events(streamiot, world, world.mc)
     assert events(streamiot, world, world.mc)[-1] == ("CLOSED", None, True)
@@ -241,7 +243,7 @@ def test_messages_from_a_third_thing_are_ignored(streamiot, world, make_gateway)
     gateway = make_gateway()
     provision(streamiot, world, gateway)
     send(streamiot, world, world.mc, messages.add_pin(world.gw, 4821), key=world.stranger_key)
-    send(streamiot, world, world.mc, messages.unlock(world.gw), key=world.stranger_key)
+    send(streamiot, world, world.mc, messages.unlock(world.gw, int(time.time()) + 60), key=world.stranger_key)
     send(streamiot, world, world.gc, messages.remove_gateway(world.gc, world.gk), key=world.stranger_key)
 
     assert gateway.step() == 0

@@ -465,7 +465,7 @@ def test_publish_posts_senml_as_the_thing(sio, requests_mock):
 def test_publish_with_a_wrong_key_is_a_server_error_without_any_login(sio, requests_mock):
     requests_mock.post(f"{BASE}/http/channels/{CHANNEL_ID}/messages", status_code=500)
     with pytest.raises(ServerError):
-        sio.publish(CHANNEL_ID, "wrong", messages.unlock(THING_ID))
+        sio.publish(CHANNEL_ID, "wrong", messages.unlock(THING_ID, 1_700_000_060))
     assert requests_mock.call_count == 1
 
 
@@ -483,7 +483,7 @@ def test_publish_refuses_invalid_senml_before_sending(sio, requests_mock):
 def test_publish_answered_with_anything_but_202_is_a_protocol_error(sio, requests_mock, answer):
     requests_mock.post(f"{BASE}/http/channels/{CHANNEL_ID}/messages", **answer)
     with pytest.raises(ProtocolError):
-        sio.publish(CHANNEL_ID, THING_KEY, messages.unlock(THING_ID))
+        sio.publish(CHANNEL_ID, THING_KEY, messages.unlock(THING_ID, 1_700_000_060))
 
 
 def test_publish_with_an_unsupported_content_type_is_a_bad_request(sio, requests_mock):
@@ -491,7 +491,7 @@ def test_publish_with_an_unsupported_content_type_is_a_bad_request(sio, requests
         f"{BASE}/http/channels/{CHANNEL_ID}/messages", status_code=415, **error("unsupported content type")
     )
     with pytest.raises(BadRequest):
-        sio.publish(CHANNEL_ID, THING_KEY, messages.unlock(THING_ID))
+        sio.publish(CHANNEL_ID, THING_KEY, messages.unlock(THING_ID, 1_700_000_060))
 
 
 # --- reader --------------------------------------------------------------------------
@@ -573,7 +573,7 @@ def test_gateway_errors_are_unavailable(sio, requests_mock, status):
     requests_mock.post(f"{BASE}/http/channels/{CHANNEL_ID}/messages", status_code=status,
                        text="<html>Bad Gateway</html>", headers={"Content-Type": "text/html"})
     with pytest.raises(Unavailable) as caught:
-        sio.publish(CHANNEL_ID, THING_KEY, messages.unlock(THING_ID))
+        sio.publish(CHANNEL_ID, THING_KEY, messages.unlock(THING_ID, 1_700_000_060))
     assert caught.value.status == status
     assert caught.value.retry_after is None
 

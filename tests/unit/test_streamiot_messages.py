@@ -45,8 +45,23 @@ def test_portal_message_is_the_seed_text(title):
     assert seed_json(BUILT[title]()) == SEED[title]
 
 
-def test_unlock_follows_the_protocol_extension():
-    assert compact(m.unlock("G")) == '[{"bn":"G_","n":"UNLOCK","u":"Requested","vb":true}]'
+def test_unlock_follows_the_protocol_extension_and_carries_its_deadline():
+    assert compact(m.unlock("G", 1_700_000_060)) == '[{"bn":"G_","n":"UNLOCK","u":"s","v":1700000060}]'
+
+
+@pytest.mark.parametrize("deadline", [None, True, 0, -5, 1_700_000_060.5, 1_700_000_060.0, "1700000060"])
+def test_an_unlock_without_a_whole_second_deadline_is_never_built(deadline):
+    with pytest.raises(ValueError):
+        m.unlock("G", deadline)
+
+
+def test_an_unlock_answer_echoes_the_deadline_and_reads_back_as_it_went_out():
+    answer = m.reply(m.unlock("G", 1_700_000_060)[0], False, m.EXPIRED)
+    assert compact(answer) == '[{"bn":"G_","n":"UNLOCK","u":"Failed","v":1700000060},{"n":"REASON","vs":"expired"}]'
+    [stored, _reason] = m.parse_pack(answer)
+    assert m.unlock_deadline(stored["value"]) == 1_700_000_060
+    assert m.unlock_deadline(1_700_000_060.0) == 1_700_000_060
+    assert [m.unlock_deadline(v) for v in (True, 1.5, "1", None, 0)] == [None] * 5
 
 
 def test_real_ids_and_keys_are_sent_as_given():
@@ -88,7 +103,7 @@ def test_failed_answer_without_reason_is_one_record():
 
 def test_done_answer_cannot_carry_a_reason():
     with pytest.raises(ValueError):
-        m.reply(m.unlock("G")[0], True, "why")
+        m.reply(m.unlock("G", 1_700_000_060)[0], True, "why")
 
 
 @pytest.mark.parametrize("pin", [1000, 4821, 99999999])
@@ -127,7 +142,7 @@ def test_messages_the_platform_would_drop_are_never_built(build):
 
 def test_every_built_pack_is_senml_the_platform_stores():
     packs = [build() for build in BUILT.values()] + [
-        m.unlock(G), m.opened_with_pin(G, 1234), m.opened_remote(G), m.closed(G), m.rejected(G, 3),
+        m.unlock(G, 1_700_000_060), m.opened_with_pin(G, 1234), m.opened_remote(G), m.closed(G), m.rejected(G, 3),
         m.battery(G, 12.5), m.heartbeat(G, 7), m.reply(m.add_pin(G, 1234)[0], False, "slots full"),
     ]
     for pack in packs:

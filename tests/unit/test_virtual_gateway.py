@@ -219,13 +219,27 @@ def test_heartbeats_go_on_the_gateway_channel_with_the_uptime(make_gateway, stre
     assert [(b["unit"], b["value"]) for b in beats] == [("s", 0), ("s", 35)]
 
 
+def test_an_unlock_read_after_its_deadline_stays_shut(make_gateway, streamiot, clock):
+    gateway = make_gateway(open_seconds=0)
+    set_up_mailbox(streamiot, clock, gateway)
+    deadline = int(clock.now) + 60
+    portal_sends(streamiot, clock, MC, messages.unlock(G, deadline))
+    clock.now = deadline + 1.0  # the gateway was offline until after the deadline
+
+    gateway.step()
+    assert answers(streamiot, MC) == [("UNLOCK", "Failed", deadline)]
+    assert [m["string_value"] for m in streamiot.by(MC, G) if m["name"].endswith("_REASON")] == ["expired"]
+    assert gateway.snapshot()["mailboxes"][0]["state"] == "closed"
+
+
 def test_unlock_opens_and_the_box_closes_at_a_later_step(make_gateway, streamiot, clock):
     gateway = make_gateway(open_seconds=0)
     set_up_mailbox(streamiot, clock, gateway)
-    portal_sends(streamiot, clock, MC, messages.unlock(G))
+    deadline = int(clock.now) + 60
+    portal_sends(streamiot, clock, MC, messages.unlock(G, deadline))
 
     gateway.step()
-    assert answers(streamiot, MC) == [("UNLOCK", "Done", True), ("OPENED", "Remote", True)]
+    assert answers(streamiot, MC) == [("UNLOCK", "Done", deadline), ("OPENED", "Remote", True)]
     assert gateway.snapshot()["mailboxes"][0]["state"] == "open"
 
     gateway.step()

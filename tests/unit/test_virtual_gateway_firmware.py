@@ -165,21 +165,50 @@ def test_delete_forgets_the_mailbox_and_stops_reading_its_channel(gw, chan):
     assert gw.channels() == [GC]
 
 
-def test_unlock_answers_done_then_opens_and_closes_after_a_while(gw, chan):
+DEADLINE = 1_700_000_100
+
+
+def test_unlock_read_by_its_deadline_answers_done_then_opens_and_closes_after_a_while(gw, chan):
     pair(gw, chan)
-    chan.send(MC, messages.unlock(G))
-    deliver(gw, chan, MC, now=100.0)
+    chan.send(MC, messages.unlock(G, DEADLINE))
+    deliver(gw, chan, MC, now=DEADLINE)  # the last second it may open
 
     assert published(gw, MC) == [
-        [{"bn": f"{G}_", "n": "UNLOCK", "u": "Done", "vb": True}],
+        [{"bn": f"{G}_", "n": "UNLOCK", "u": "Done", "v": DEADLINE}],
         [{"bn": f"{G}_", "n": "OPENED", "u": "Remote", "vb": True}],
     ]
     assert gw.snapshot()["mailboxes"][0]["state"] == "open"
 
-    gw.tick(104.0)
+    gw.tick(DEADLINE + 4.0)
     assert messages.closed(G) not in published(gw, MC)
-    gw.tick(105.0)
+    gw.tick(DEADLINE + 5.0)
     assert messages.closed(G) in published(gw, MC)
+    assert gw.snapshot()["mailboxes"][0]["state"] == "closed"
+
+
+def test_unlock_read_after_its_deadline_answers_failed_expired_and_never_opens(gw, chan):
+    pair(gw, chan)
+    chan.send(MC, messages.unlock(G, DEADLINE))
+    deliver(gw, chan, MC, now=DEADLINE + 0.5)
+
+    assert published(gw, MC) == [[
+        {"bn": f"{G}_", "n": "UNLOCK", "u": "Failed", "v": DEADLINE},
+        {"n": "REASON", "vs": "expired"},
+    ]]
+    assert gw.snapshot()["mailboxes"][0]["state"] == "closed"
+    gw.tick(DEADLINE + 60.0)
+    assert messages.closed(G) not in published(gw, MC)
+
+
+def test_unlock_without_a_deadline_is_refused_and_never_opens(gw, chan):
+    pair(gw, chan)
+    chan.send(MC, [{"bn": f"{G}_", "n": "UNLOCK", "u": "Requested", "vb": True}])  # the old shape
+    deliver(gw, chan, MC, now=DEADLINE)
+
+    assert published(gw, MC) == [[
+        {"bn": f"{G}_", "n": "UNLOCK", "u": "Failed", "vb": True},
+        {"n": "REASON", "vs": "invalid deadline"},
+    ]]
     assert gw.snapshot()["mailboxes"][0]["state"] == "closed"
 
 

@@ -211,7 +211,9 @@ def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin) -> t
     if action == "UNAUTH":
         return mailbox.channel_id, messages.remove_pin(g, commands.pin_digits(pin))
     if action == "UNLOCK":
-        return mailbox.channel_id, messages.unlock(g)
+        if command.expires_at is None:
+            raise PermanentFailure("An unlock without a time to live is never sent.")
+        return mailbox.channel_id, messages.unlock(g, commands.unlock_deadline(command))
     raise PermanentFailure(f"IoTLock does not send {action} this way")
 
 
@@ -439,8 +441,9 @@ def poll(app, targets) -> int:
 @periodic("REPLY_POLL_SECONDS")
 def poll_waiting_channels(app) -> None:
     """Channels with a command waiting for its answer, every second or two."""
-    replies.expire_overdue_unlocks()
+    # Read first, then expire: an answer already in the reader is the box's word.
     poll(app, replies.channels_waiting())
+    replies.expire_overdue_unlocks()
 
 
 @periodic("IDLE_POLL_SECONDS")
