@@ -96,6 +96,8 @@ class Config:
 
     LOGIN_MAX_FAILURES_PER_ACCOUNT = _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
     LOGIN_MAX_FAILURES_PER_ADDRESS = _int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+    # New accounts per client address per window (same window as login throttling).
+    SIGNUPS_PER_ADDRESS = _int("SIGNUPS_PER_ADDRESS", 10)
     LOGIN_THROTTLE_WINDOW = timedelta(minutes=_int("LOGIN_THROTTLE_MINUTES", 15))
 
     INVITE_TTL = timedelta(hours=72)

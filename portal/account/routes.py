@@ -78,12 +78,19 @@ def register():
         del form.household_name
         if request.method == "GET" and not form.email.data:
             form.email.data = invite.email
+    status = 200
     if form.validate_on_submit():
         try:
             if invite is not None:
-                user, household = accounts.register_user(form.email.data, form.password.data), None
+                user = accounts.register_user(form.email.data, form.password.data, client_address=request.remote_addr)
+                household = None
             else:
-                user, household = accounts.register(form.email.data, form.password.data, form.household_name.data)
+                user, household = accounts.register(
+                    form.email.data, form.password.data, form.household_name.data, client_address=request.remote_addr
+                )
+        except Throttled as exc:
+            form.form_errors.append(exc.message)
+            status = 429
         except ServiceError as exc:
             _field_error(form, exc, "email")
         else:
@@ -93,7 +100,7 @@ def register():
             return redirect(next_path or url_for("gateways.index"))
     return render_template(
         "account/register.html", form=form, invite=invite, next_path=next_path, password_hint=NEW_PASSWORD_HINT
-    )
+    ), status
 
 
 @bp.route("/login", methods=["GET", "POST"])

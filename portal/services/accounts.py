@@ -97,21 +97,26 @@ def _commit_new_user() -> None:
         raise ValidationFailed("An account with this email already exists. Log in instead.", field="email") from None
 
 
-def register(email: str, password: str, household_name: str) -> tuple[User, Account]:
-    """Create the user, their household and the owner membership in one transaction."""
+def register(email: str, password: str, household_name: str, *, client_address=None) -> tuple[User, Account]:
+    """Create the user, their household and the owner membership in one transaction.
+    Raises throttle.Throttled, before any hashing, when the client address made too many."""
+    throttle.check_signup(client_address)
     household_name = check_household_name(household_name, field="household_name")
     user = _new_user(email, password)
     account = create_household(user, household_name)
     db.session.add(user)
     _commit_new_user()
+    throttle.record_failure(throttle.signup_keys(client_address))
     return user, account
 
 
-def register_user(email: str, password: str) -> User:
+def register_user(email: str, password: str, *, client_address=None) -> User:
     """Create a user without a household (someone signing up to accept an invite)."""
+    throttle.check_signup(client_address)
     user = _new_user(email, password)
     db.session.add(user)
     _commit_new_user()
+    throttle.record_failure(throttle.signup_keys(client_address))
     return user
 
 

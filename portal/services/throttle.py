@@ -18,12 +18,9 @@ from portal.services.errors import ServiceError
 class Throttled(ServiceError):
     """Too many failed attempts; `retry_after` is the number of seconds to wait."""
 
-    def __init__(self, retry_after: int):
+    def __init__(self, retry_after: int, what: str = "Too many failed attempts for this account or from your network."):
         minutes = max(1, math.ceil(retry_after / 60))
-        super().__init__(
-            "Too many failed attempts for this account or from your network. "
-            f"Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
-        )
+        super().__init__(f"{what} Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again.")
         self.retry_after = retry_after
 
 
@@ -36,6 +33,20 @@ def keys_for(email: str | None, client_address: str | None) -> list[tuple[str, i
     if client_address:
         keys.append((f"ip:{client_address}"[:300], cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]))
     return keys
+
+
+def signup_keys(client_address: str | None) -> list[tuple[str, int]]:
+    """The throttle key of creating accounts from one client address."""
+    if not client_address:
+        return []
+    return [(f"signup:{client_address}"[:300], current_app.config["SIGNUPS_PER_ADDRESS"])]
+
+
+def check_signup(client_address: str | None) -> None:
+    try:
+        check(signup_keys(client_address))
+    except Throttled as exc:
+        raise Throttled(exc.retry_after, "Too many new accounts from your network.") from None
 
 
 def check(keys: list[tuple[str, int]], now: datetime | None = None) -> None:

@@ -110,3 +110,17 @@ def test_service_refuses_the_same_inputs(app):
 def test_household_name_is_trimmed_and_inner_spaces_collapsed(app):
     _user, account = accounts.register("a@example.com", PASSWORD, "  The   Smiths  ")
     assert account.name == "The Smiths"
+
+
+def test_one_network_cannot_create_accounts_without_limit(app, auth, client, monkeypatch):
+    app.config["SIGNUPS_PER_ADDRESS"] = 3
+    for n in range(3):
+        assert _register(auth, email=f"bulk{n}@example.com").status_code == 302
+        auth.logout()
+    before = _counts()
+    # A throttled sign-up never reaches the password hasher.
+    monkeypatch.setattr(accounts.crypto, "hash_password", lambda _pw: pytest.fail("hashed while throttled"))
+    response = _register(auth, email="bulk3@example.com")
+    assert response.status_code == 429
+    assert "Too many new accounts from your network" in response.get_data(as_text=True)
+    assert _counts() == before
