@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import unicodedata
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -91,11 +92,18 @@ def _hasher() -> PasswordHasher:
     )
 
 
+def normalize_password(password: str) -> str:
+    """NFKC, so the same passphrase typed on another keyboard or OS still matches
+    (NIST SP 800-63B 5.1.1.2)."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def hash_password(password: str) -> str:
-    return _hasher().hash(password)
+    return _hasher().hash(normalize_password(password))
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
+    password = normalize_password(password)
     if not stored_hash:
         # Spend the same work as a real check, so unknown accounts are not faster.
         _hasher().hash(password)

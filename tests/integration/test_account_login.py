@@ -8,6 +8,7 @@ import portal.auth
 import portal.crypto
 import portal.services.throttle
 from portal.models import LoginSession, utcnow
+from portal.services import accounts
 from tests.plugins.accounts import PASSWORD, Auth
 
 FAILED = "That email and password do not match an account."
@@ -279,3 +280,11 @@ def test_login_sessions_are_stored_only_as_hashes(app, auth, alice):
     hashes = db.session.scalars(sa.select(LoginSession.token_hash)).all()
     assert token not in hashes
     assert portal.crypto.sha256_hex(token) in hashes
+
+
+def test_a_passphrase_typed_in_another_unicode_form_still_logs_in(app, make_household):
+    # "é" as one code point when registering, as "e" + combining accent when logging in.
+    composed, decomposed = "caf\u00e9 au lait tous les matins", "cafe\u0301 au lait tous les matins"
+    make_household(email="unicode@example.com", password=composed)
+    assert accounts.authenticate("unicode@example.com", decomposed) is not None
+    assert accounts.authenticate("unicode@example.com", "cafe au lait tous les matins") is None
