@@ -2,3 +2,4 @@
 from portal.jobs.handlers import accounts  # noqa: F401
 from portal.devices import manager  # noqa: F401  (periodic task: the virtual gateways)
 from portal.jobs.handlers import devices  # noqa: F401
+from portal.jobs.handlers import housekeeping  # noqa: F401

@@ -1,0 +1,37 @@
+"""Deleting rows that no longer protect or show anything: stale login throttles and
+login sessions long over."""
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from portal.extensions import db
+from portal.models import LoginSession, LoginThrottle, utcnow
+
+# Ended sessions are kept a while so "logged out on N devices" and investigations can see them.
+ENDED_SESSION_RETENTION = timedelta(days=30)
+
+
+def prune(now=None) -> dict:
+    """Delete stale throttle rows and sessions ended more than 30 days ago; return counts."""
+    now = now or utcnow()
+    cfg = current_app.config
+    window = cfg["LOGIN_THROTTLE_WINDOW"]
+    throttles = db.session.execute(
+        sa.delete(LoginThrottle).where(
+            LoginThrottle.window_started_at < now - window,
+            sa.or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+        )
+    ).rowcount
+    cutoff = now - ENDED_SESSION_RETENTION
+    sessions = db.session.execute(
+        sa.delete(LoginSession).where(
+            sa.or_(
+                LoginSession.revoked_at < cutoff,
+                LoginSession.last_seen_at < cutoff - cfg["SESSION_IDLE_TIMEOUT"],
+                LoginSession.created_at < cutoff - cfg["SESSION_ABSOLUTE_TIMEOUT"],
+            )
+        )
+    ).rowcount
+    db.session.commit()
+    return {"throttles": throttles, "sessions": sessions}
