@@ -1,7 +1,6 @@
 """Command-line entry points: `flask --app wsgi <command>`."""
 import click
 from flask import Flask
-from flask.cli import with_appcontext  # noqa: F401
 
 
 def register(app: Flask) -> None:

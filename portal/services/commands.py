@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import sqlalchemy as sa
 from flask import current_app
 
 from portal import crypto
@@ -86,6 +87,33 @@ def queue_command(
     )
     db.session.add(command)
     job = enqueue_job(JOB_SEND, {"command_id": str(command.id)}, account_id=account_id, gateway_id=gateway_id)
+    command.job_id = job.id
+    return command
+
+
+def queue_removal(
+    job_kind: str, payload: dict, *, account_id, gateway_id, action: str, mailbox_id=None, actor: User | None = None
+) -> Command:
+    """Queue a removal job (gateway: DESTRUCT, mailbox: DELETE) and the command whose state
+    shows it. Asking again (a retry) reuses the command, re-queued unless already sent."""
+    job = enqueue_job(job_kind, payload, account_id=account_id, gateway_id=gateway_id)
+    owner = Command.mailbox_id == mailbox_id if mailbox_id else Command.gateway_id == gateway_id
+    command = db.session.scalars(sa.select(Command).where(owner, Command.action == action)).first()
+    if command is None:
+        command = Command(
+            account_id=account_id,
+            gateway_id=gateway_id,
+            mailbox_id=mailbox_id,
+            action=action,
+            channel_key=ACTION_CHANNEL[action],
+            state=CMD_QUEUED,
+            requested_by_id=actor.id if actor else None,
+            created_at=utcnow(),
+        )
+        db.session.add(command)
+    elif command.state not in (CMD_SENT, CMD_CONFIRMED):
+        command.state = CMD_QUEUED
+        command.reason = None
     command.job_id = job.id
     return command
 

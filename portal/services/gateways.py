@@ -182,27 +182,14 @@ def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
 
 
 def _queue_removal(gateway: Gateway, actor: User | None) -> None:
-    existing = db.session.scalars(
-        sa.select(Command).where(Command.gateway_id == gateway.id, Command.action == "DESTRUCT")
-    ).first()
-    job = commands.enqueue_job(
-        commands.JOB_REMOVE_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=gateway.account_id, gateway_id=gateway.id
+    commands.queue_removal(
+        commands.JOB_REMOVE_GATEWAY,
+        {"gateway_id": str(gateway.id)},
+        account_id=gateway.account_id,
+        gateway_id=gateway.id,
+        action="DESTRUCT",
+        actor=actor,
     )
-    if existing is None:
-        existing = Command(
-            account_id=gateway.account_id,
-            gateway_id=gateway.id,
-            action="DESTRUCT",
-            channel_key="gateway",
-            state=CMD_QUEUED,
-            requested_by_id=actor.id if actor else None,
-            created_at=utcnow(),
-        )
-        db.session.add(existing)
-    elif existing.state != "sent" and existing.state != "confirmed":
-        existing.state = CMD_QUEUED
-        existing.reason = None
-    existing.job_id = job.id
 
 
 def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:

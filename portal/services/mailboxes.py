@@ -177,30 +177,15 @@ def remove_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
 
 
 def _queue_removal(mailbox: Mailbox, actor: User | None) -> None:
-    job = commands.enqueue_job(
+    commands.queue_removal(
         commands.JOB_REMOVE_MAILBOX,
         {"mailbox_id": str(mailbox.id)},
         account_id=mailbox.account_id,
         gateway_id=mailbox.gateway_id,
+        action="DELETE",
+        mailbox_id=mailbox.id,
+        actor=actor,
     )
-    command = db.session.scalars(
-        sa.select(Command).where(Command.mailbox_id == mailbox.id, Command.action == "DELETE")
-    ).first()
-    if command is None:
-        command = Command(
-            account_id=mailbox.account_id,
-            gateway_id=mailbox.gateway_id,
-            mailbox_id=mailbox.id,
-            action="DELETE",
-            channel_key="gateway",
-            requested_by_id=actor.id if actor else None,
-            created_at=utcnow(),
-        )
-        db.session.add(command)
-    if command.state not in ("sent", "confirmed"):
-        command.state = CMD_QUEUED
-        command.reason = None
-    command.job_id = job.id
 
 
 def retry_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:

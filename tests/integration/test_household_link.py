@@ -3,7 +3,6 @@ from the web request; its secrets are stored encrypted and never logged."""
 import logging
 import uuid
 
-import pytest
 import requests
 import sqlalchemy as sa
 
