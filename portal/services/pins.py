@@ -68,8 +68,6 @@ def digest_of(mailbox_id, digits: str) -> str:
 
 def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> Pin:
     """Save the PIN and queue AUTH; the job sends it once the box is registered."""
-    from portal.services import activity
-
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
     if mailbox.status == DEVICE_REMOVING:
         raise Conflict("This box is being removed.")
@@ -99,24 +97,7 @@ def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> 
         # Another member added the same digits a moment ago.
         db.session.rollback()
         raise taken from None
-    command = commands.queue_command(
-        account_id=account_id,
-        gateway_id=mailbox.gateway_id,
-        mailbox_id=mailbox.id,
-        pin_id=pin.id,
-        action="AUTH",
-        requested_by=actor,
-    )
-    pin.command_id = command.id
-    activity.record(
-        account_id,
-        kind="pin.added",
-        summary=f"Added PIN “{label}” to “{mailbox.name}”",
-        actor_user=actor,
-        gateway_id=mailbox.gateway_id,
-        mailbox_id=mailbox.id,
-        details={"pin_id": str(pin.id)},
-    )
+    _send_change(pin, mailbox, "AUTH", actor, kind="pin.added", summary=f"Added PIN “{label}” to “{mailbox.name}”")
     db.session.commit()
     return pin
 
@@ -124,7 +105,6 @@ def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> 
 def remove_pin(account_id, pin_id, actor: User) -> Pin:
     """Queue UNAUTH (the PIN counts as active until the box confirms). A PIN whose AUTH
     never left the portal (queued or failed) is simply withdrawn."""
-    from portal.services import activity
 
     pin = get_scoped(Pin, account_id, pin_id)
     if pin.status == PIN_REMOVED:
@@ -139,26 +119,36 @@ def remove_pin(account_id, pin_id, actor: User) -> Pin:
     if mailbox.status == DEVICE_REMOVING:
         raise Conflict("This box is being removed, with all its PINs.")
     pin.status = PIN_REMOVING
+    _send_change(
+        pin, mailbox, "UNAUTH", actor, kind="pin.removed", summary=f"Removed PIN “{pin.label}” from “{mailbox.name}”"
+    )
+    db.session.commit()
+    return pin
+
+
+def _send_change(pin: Pin, mailbox: Mailbox, action: str, actor: User, *, kind: str, summary: str) -> None:
+    """Queue the AUTH/UNAUTH that carries a PIN change to the box, make it the PIN's current
+    change, and log it (the caller commits)."""
+    from portal.services import activity
+
     command = commands.queue_command(
-        account_id=account_id,
+        account_id=pin.account_id,
         gateway_id=mailbox.gateway_id,
         mailbox_id=mailbox.id,
         pin_id=pin.id,
-        action="UNAUTH",
+        action=action,
         requested_by=actor,
     )
     pin.command_id = command.id
     activity.record(
-        account_id,
-        kind="pin.removed",
-        summary=f"Removed PIN “{pin.label}” from “{mailbox.name}”",
+        pin.account_id,
+        kind=kind,
+        summary=summary,
         actor_user=actor,
         gateway_id=mailbox.gateway_id,
         mailbox_id=mailbox.id,
         details={"pin_id": str(pin.id)},
     )
-    db.session.commit()
-    return pin
 
 
 def show_pin(account_id, pin_id, actor: User, login_session, *, password: str | None = None) -> tuple[Pin, str]:
