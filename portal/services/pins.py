@@ -105,7 +105,6 @@ def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> 
 def remove_pin(account_id, pin_id, actor: User) -> Pin:
     """Queue UNAUTH (the PIN counts as active until the box confirms). A PIN whose AUTH
     never left the portal (queued or failed) is simply withdrawn."""
-
     pin = get_scoped(Pin, account_id, pin_id)
     if pin.status == PIN_REMOVED:
         raise Conflict("This PIN was already removed.")
