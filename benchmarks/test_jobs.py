@@ -11,7 +11,9 @@ in under 5 s, on either backend.
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.jobs import drain, enqueue, handler
+from portal.jobs.outbox import enqueue
+from portal.jobs.registry import handler
+from portal.jobs.runner import drain
 from portal.models import Job
 from portal.models.jobs import JOB_DONE
 

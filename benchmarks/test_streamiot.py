@@ -1,6 +1,6 @@
 """StreamIoT calls through the portal's real client against the embedded emulator.
 
-`StreamIoT.from_config(app.config)` with the default STREAMIOT_URL "embedded": requests
+`client_from_config(app.config)` with the default STREAMIOT_URL "embedded": requests
 goes through the in-process adapter to the emulator's WSGI app and its SQLite file, so
 these are per-call latencies of the client + emulator without a network. The portal's
 database is not involved, so they run once (on the SQLite app), not per backend.
@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from portal.streamiot.deployment import client_from_config
 from portal.streamiot import messages
 from portal.streamiot.client import StreamIoT
 
@@ -28,7 +29,7 @@ READ_PAGE = 200  # portal.jobs.handlers.devices.READ_PAGE
 @pytest.fixture
 def device(sqlite_app):
     """(client, channel id, thing id, thing key): a gateway thing connected to its channel."""
-    client = StreamIoT.from_config(sqlite_app.config)
+    client = client_from_config(sqlite_app.config)
     email, password = f"bench-{uuid.uuid4().hex[:8]}@iotlock.invalid", uuid.uuid4().hex
     client.create_user(email, password)
     user = client.as_user(email, password)

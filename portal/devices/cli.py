@@ -15,13 +15,17 @@ from pathlib import Path
 import click
 from flask import current_app
 
+from portal.devices.firmware import UnknownMailbox
+from portal.devices.virtual_gateway import InvalidSettings, VirtualGateway, parse_settings
+from portal.streamiot.client import StreamIoT
+from portal.streamiot.deployment import client_from_config
+from portal.streamiot.emulator import EMBEDDED_URL
+
 SETTINGS_HELP = "The gateway's device settings file (JSON), as downloaded from the portal."
 STATE_HELP = "Where the gateway keeps its state [default: VIRTUAL_GATEWAY_DIR/cli-<thing id>.json]."
 
 
 def _load_settings(path: str) -> dict:
-    from portal.devices.virtual_gateway import InvalidSettings, parse_settings
-
     try:
         settings = json.loads(Path(path).read_text())
         return parse_settings(settings)
@@ -33,8 +37,6 @@ def _load_settings(path: str) -> dict:
 
 
 def _streamiot(settings: dict):
-    from portal.streamiot.client import EMBEDDED_URL, StreamIoT
-
     config = current_app.config
     url = (settings.get("streamiot_url") or "").strip().rstrip("/")
     if not url:
@@ -42,7 +44,7 @@ def _streamiot(settings: dict):
     if url in ("embedded", EMBEDDED_URL):
         # A portal in embedded mode hands out its in-process emulator's address: use the
         # emulator database of this instance folder, in process too.
-        return StreamIoT.from_config({**config, "STREAMIOT_URL": "embedded"})
+        return client_from_config({**config, "STREAMIOT_URL": "embedded"})
     reader = (settings.get("streamiot_reader_url") or "").strip()
     if not reader:
         raise click.BadParameter("the settings lack streamiot_reader_url", param_hint="--settings")
@@ -55,8 +57,6 @@ def _streamiot(settings: dict):
 
 
 def _gateway(settings_path: str, state_path: str | None, **options):
-    from portal.devices.virtual_gateway import VirtualGateway
-
     settings = _load_settings(settings_path)
     if not state_path:
         state_path = Path(current_app.config["VIRTUAL_GATEWAY_DIR"]) / f"cli-{settings['thing_id']}.json"
@@ -138,7 +138,6 @@ def run_command(ctx, settings_path, state_path, interval, heartbeat, open_second
 @click.pass_context
 def keypad_command(ctx, settings_path, state_path, mailbox_key, digits) -> None:
     """Type DIGITS on the keypad of the mailbox whose public key is MAILBOX_KEY."""
-    from portal.devices.firmware import UnknownMailbox
 
     settings_path, state_path = _from_group(ctx, settings_path, state_path)
     gateway = _gateway(settings_path, state_path)

@@ -17,7 +17,7 @@ from portal.gateways.helpers import (
     user,
 )
 from portal.htmx import is_htmx, render
-from portal.services import dashboard, gateways
+from portal.services import dashboard, gateways, reauth
 from portal.services.errors import NotFound, ServiceError
 
 
@@ -162,7 +162,7 @@ def settings_download(gateway_id):
         gateway, document = gateways.device_settings(
             account_id(), gateway_id, user(), current_login_session(), private_key=held
         )
-    except gateways.PasswordRequired:
+    except reauth.PasswordRequired:
         return see_other(url_for(".settings", gateway_id=gateway_id))
     except ServiceError as exc:
         return refuse(exc, url_for(".settings", gateway_id=gateway_id))

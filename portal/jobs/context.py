@@ -4,6 +4,7 @@ import threading
 from portal import crypto
 from portal.jobs.errors import RetryLater
 from portal.models import Account
+from portal.streamiot.deployment import client_from_config
 
 _EXT = "iotlock.streamiot"
 _lock = threading.Lock()
@@ -18,9 +19,7 @@ def get_streamiot(app):
         with _lock:
             client = app.extensions.get(_EXT)
             if client is None:
-                from portal.streamiot.client import StreamIoT
-
-                client = StreamIoT.from_config(app.config)
+                client = client_from_config(app.config)
                 app.extensions[_EXT] = client
     return client
 

@@ -1,6 +1,9 @@
 """What a failed job attempt means: retry (when, at the earliest) or give up, in plain words."""
 from dataclasses import dataclass
 
+from portal.crypto import DecryptionError
+from portal.streamiot import errors as sie
+
 
 class RetryLater(Exception):
     """Not possible yet (e.g. "waiting for household link"); counts as an attempt.
@@ -41,8 +44,6 @@ def judge(exc: BaseException) -> Verdict:
     is named only by its type (its message could hold anything), the traceback goes to
     the worker log.
     """
-    from portal.streamiot import errors as sie
-
     if isinstance(exc, RetryLater):
         return Verdict(exc.reason, True, exact_delay=exc.delay)
     if isinstance(exc, PermanentFailure):
@@ -55,8 +56,6 @@ def judge(exc: BaseException) -> Verdict:
         # ServerError, ProtocolError, Unauthorized, NotFound, Conflict: a later attempt
         # may succeed (expired token, platform hiccup); max_attempts bounds the hope.
         return Verdict(_plain(exc, "StreamIoT answered with an error"), True)
-    from portal.crypto import DecryptionError
-
     if isinstance(exc, DecryptionError):
         return Verdict(
             "A stored StreamIoT secret could not be decrypted (was IOTLOCK_DATA_KEY changed?)",

@@ -1,17 +1,20 @@
-"""Service-level outbox operations: enqueue with the caller's change, requeue, cancel."""
+"""The outbox, as services use it: enqueue with the caller's change, requeue, cancel.
+
+A leaf module: it imports only the models, so any service may import it without a cycle.
+"""
 import json
 import threading
 import uuid
 from datetime import datetime
 
+import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import Account, Job, new_id, utcnow
-from portal.models.jobs import JOB_CANCELLED, JOB_FAILED, JOB_QUEUED, JOB_RUNNING
-from portal.services.errors import Conflict
+from portal.models.jobs import JOB_CANCELLED, JOB_FAILED, JOB_QUEUED
 
 LINK_HOUSEHOLD = "link_household"
 
@@ -75,38 +78,30 @@ def enqueue_household_link(account: Account) -> Job:
     )
 
 
-def requeue(job: Job) -> Job:
-    """Give a failed (or cancelled) job a fresh set of attempts, due now. The caller commits."""
-    if job.state not in (JOB_FAILED, JOB_CANCELLED):
-        raise Conflict(f"Only a failed or cancelled job can be retried; this one is {job.state}.")
-    job.state = JOB_QUEUED
-    job.attempts = 0
-    job.run_after = utcnow()
-    job.lease_until = None
-    job.locked_by = None
-    job.finished_at = None
+def requeue(job_id: int) -> bool:
+    """Give a failed (or cancelled) job a fresh set of attempts, due now: a compare-and-set,
+    False when the job is not failed or cancelled (any more). The caller commits."""
+    result = db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.state.in_((JOB_FAILED, JOB_CANCELLED)))
+        .values(state=JOB_QUEUED, attempts=0, run_after=utcnow(), lease_until=None, locked_by=None,
+                finished_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    if result.rowcount != 1:
+        return False
     db.session.info[_ENQUEUED] = True
-    return job
+    return True
 
 
-def cancel(job: Job, reason: str = "Cancelled") -> Job:
-    """Stop a job that has not run to completion; the domain hears it as a give-up.
-    A job running right now cannot be cancelled (its outcome is on its way). The caller commits."""
-    if job.state == JOB_RUNNING:
-        raise Conflict("This job is running right now; try again in a moment.")
-    if job.state != JOB_QUEUED and job.state != JOB_FAILED:
-        raise Conflict(f"This job is already {job.state}.")
-    was_failed = job.state == JOB_FAILED
-    job.state = JOB_CANCELLED
-    job.last_error = reason
-    job.finished_at = utcnow()
-    job.lease_until = None
-    job.locked_by = None
-    if not was_failed:
-        from portal.jobs.registry import get_handler, load_handlers
-
-        load_handlers()
-        registered = get_handler(job.kind)
-        if registered and registered.on_give_up:
-            registered.on_give_up(job, reason)
-    return job
+def cancel(job_id: int, reason: str = "Cancelled") -> bool:
+    """Stop a job that has not started (queued) or has failed: a compare-and-set, False when
+    it is running or finished. Nothing else happens: whoever cancels a job has already
+    recorded what that means for its domain. The caller commits."""
+    result = db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.state.in_((JOB_QUEUED, JOB_FAILED)))
+        .values(state=JOB_CANCELLED, last_error=reason, finished_at=utcnow(), lease_until=None, locked_by=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount == 1

@@ -1,6 +1,8 @@
-"""Which function runs each job kind, and which tasks the worker repeats on a timer."""
-import importlib
-import threading
+"""Which function runs each job kind, and which tasks the worker repeats on a timer.
+
+Handler modules register themselves when imported; create_app() imports them all
+(portal.jobs.handlers), so every app, web or worker, knows every job kind.
+"""
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,8 +34,6 @@ class Periodic:
 
 _handlers: dict[str, Handler] = {}
 _periodic: dict[str, Periodic] = {}
-_loaded = False
-_load_lock = threading.Lock()
 
 
 def _same_function(a: Callable, b: Callable) -> bool:
@@ -71,15 +71,3 @@ def get_handler(kind: str) -> Handler | None:
 
 def periodic_tasks() -> list[Periodic]:
     return list(_periodic.values())
-
-
-def load_handlers() -> None:
-    """Import every area's handlers once (lazily: handlers import services, which import
-    portal.jobs to enqueue, so importing them with portal.jobs would be circular)."""
-    global _loaded
-    if _loaded:
-        return
-    with _load_lock:
-        if not _loaded:
-            importlib.import_module("portal.jobs.handlers")
-            _loaded = True

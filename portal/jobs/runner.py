@@ -14,7 +14,7 @@ from flask import current_app, has_app_context
 from portal.extensions import db
 from portal.jobs.context import JobContext
 from portal.jobs.errors import RetryLater, Verdict, judge
-from portal.jobs.registry import get_handler, load_handlers, periodic_tasks
+from portal.jobs.registry import get_handler, periodic_tasks
 from portal.models import Job, utcnow
 from portal.models.jobs import JOB_DONE, JOB_FAILED, JOB_QUEUED, JOB_RUNNING
 
@@ -94,17 +94,14 @@ def claim_next(
 
     One statement, UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING id:
     PostgreSQL locks the pick with FOR UPDATE SKIP LOCKED, so any number of workers
-    claim side by side without waiting for or double-taking a row; SQLite runs the
-    claim inside BEGIN IMMEDIATE (its single write lock), so a second worker waits
-    instead of reading the same row as free. `take_over` also looks for running jobs
+    claim side by side without waiting for or double-taking a row; on SQLite the
+    UPDATE is the transaction's first statement, so it takes the single write lock
+    before it reads and a second worker waits instead of reading the same row as free. `take_over` also looks for running jobs
     whose lease ran out. Needs an app context (or `conn`, reused between claims).
     """
     if conn is None:
         with db.engine.connect() as own:
             return claim_next(worker_id, now, lease_seconds, exclude, take_over=take_over, conn=own)
-    if conn.dialect.name == "sqlite":
-        # pysqlite would only BEGIN (deferred) at the UPDATE; take the write lock first.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
     job_id = None
     try:
         for taking_over in (True, False) if take_over else (False,):
@@ -260,7 +257,6 @@ def run_due_jobs(app, limit: int | None = None, *, worker_id: str | None = None,
 
     `now` fixes the clock (tests: "later than the lease"); `worker_id` names the runner.
     """
-    load_handlers()
     worker_id = worker_id or new_worker_id()
     clock = (lambda: now) if now is not None else utcnow
     count = 0

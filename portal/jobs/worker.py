@@ -3,7 +3,6 @@ import logging
 import threading
 
 from portal.jobs.outbox import wakeup
-from portal.jobs.registry import load_handlers
 from portal.jobs.runner import PeriodicSchedule, new_worker_id, next_job_due_in, run_due_jobs
 
 log = logging.getLogger("portal.jobs")
@@ -27,7 +26,6 @@ class Worker:
             ran = 0
             wait = self._poll_seconds()
             try:
-                load_handlers()
                 ran = run_due_jobs(self.app, limit=BATCH, worker_id=self.worker_id, stop=stop)
                 failures = 0
             except Exception:  # noqa: BLE001  (database away, a broken handler module, ...)

@@ -19,7 +19,7 @@ from portal.gateways.helpers import (
 from portal.htmx import is_htmx, render
 from portal.mailboxes import bp
 from portal.mailboxes.forms import KeypadForm, MailboxForm, PinForm, ShowPinForm
-from portal.services import commands, dashboard, gateways, mailboxes, pins
+from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth
 from portal.services.errors import NotFound, ServiceError
 
 KEYPAD_KEYS = "123456789"
@@ -219,11 +219,11 @@ def retry_change(command_id):
 def withdraw_change(command_id):
     ConfirmForm().validate_on_submit() or abort(400)
     try:
-        command = commands.withdraw_command(account_id(), command_id, user())
+        withdrawal = commands.withdraw_command(account_id(), command_id, user())
     except ServiceError as exc:
         return refuse(exc, back())
-    flash("Withdrawn: it will not be sent.", "info")
-    return see_other(url_for(".show", mailbox_id=command.mailbox_id) + "#pins")
+    flash(withdrawal.message, "info")
+    return see_other(url_for(".show", mailbox_id=withdrawal.command.mailbox_id) + "#pins")
 
 
 @bp.route("/<uuid:mailbox_id>/keypad", methods=["POST"])
@@ -280,7 +280,7 @@ def key(mailbox_id):
         "mailboxes/key.html",
         form=form,
         mailbox=mailbox,
-        needs_password=not gateways.reauth_is_fresh(current_login_session()),
+        needs_password=not reauth.reauth_is_fresh(current_login_session()),
         key_held=peek_private_key("mailbox", mailbox.id) is not None,
         download_form=ConfirmForm(formdata=None),
     )
@@ -295,7 +295,7 @@ def key_download(mailbox_id):
         mailbox, document = mailboxes.key_download(
             account_id(), mailbox_id, user(), current_login_session(), private_key=held
         )
-    except gateways.PasswordRequired:
+    except reauth.PasswordRequired:
         return see_other(url_for(".key", mailbox_id=mailbox_id))
     except ServiceError as exc:
         return refuse(exc, url_for(".show", mailbox_id=mailbox_id))

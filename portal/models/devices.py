@@ -8,34 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.models.base import Base, new_id, utcnow
 
-# Lifecycle of a gateway or a mailbox (whether a gateway is online comes from heartbeats).
-DEVICE_PROVISIONING = "provisioning"
-DEVICE_ACTIVE = "active"
-DEVICE_REMOVING = "removing"
-DEVICE_FAILED = "failed"
-
 MAILBOX_KINDS = {"mailbox": "Mailbox", "parcel_box": "Parcel box", "gun_safe": "Gun safe"}
 
-# "removing" still counts as active on the box until the box confirms the removal; a
-# removed PIN keeps its row (label, history) but loses its digits and its digest.
-PIN_ADDING = "adding"
-PIN_ACTIVE = "active"
-PIN_REMOVING = "removing"
-PIN_REMOVED = "removed"
-PIN_LIVE_STATES = (PIN_ADDING, PIN_ACTIVE, PIN_REMOVING)
-
-# Delivery state of a command (DEVICE_PROTOCOL.md, "States the portal shows").
-CMD_QUEUED = "queued"
-CMD_SENT = "sent"
-CMD_CONFIRMED = "confirmed"
-CMD_FAILED = "failed"
-CMD_EXPIRED = "expired"
-# The member took back a change that had not reached the box (queued or failed).
-CMD_WITHDRAWN = "withdrawn"
-CMD_FINAL_STATES = (CMD_CONFIRMED, CMD_FAILED, CMD_EXPIRED, CMD_WITHDRAWN)
-CMD_PENDING_STATES = (CMD_QUEUED, CMD_SENT)
-
-# Record names of the messages (DEVICE_PROTOCOL.md) and the channel each travels on.
+# Record names of the messages (docs/device-protocol.md) and the channel each travels on.
 ACTION_CHANNEL = {
     "CONNECT": "gateway",
     "REGISTER": "gateway",
@@ -48,6 +23,10 @@ ACTION_CHANNEL = {
     "UNLOCK": "mailbox",
 }
 
+# The `status` and `state` columns below hold the StrEnum values of
+# portal/services/deliveries.py, the one module that writes them (every write a
+# compare-and-set); rows are always created there with their first state set.
+
 
 class Gateway(Base):
     __tablename__ = "gateways"
@@ -59,7 +38,7 @@ class Gateway(Base):
     name: Mapped[str] = mapped_column(sa.String(80))
     public_key: Mapped[str] = mapped_column(sa.String(44))  # base64 of raw X25519, 44 chars
     key_generated: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(sa.String(16), default=DEVICE_PROVISIONING)
+    status: Mapped[str] = mapped_column(sa.String(16))
     # Provisioning steps done so far, e.g. {"thing": true, "channel": true, ...}.
     progress: Mapped[dict] = mapped_column(default=dict)
     last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
@@ -102,7 +81,7 @@ class Mailbox(Base):
     kind: Mapped[str] = mapped_column(sa.String(16), default="mailbox")
     public_key: Mapped[str] = mapped_column(sa.String(44))
     key_generated: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(sa.String(16), default=DEVICE_PROVISIONING)
+    status: Mapped[str] = mapped_column(sa.String(16))
     progress: Mapped[dict] = mapped_column(default=dict)
     last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
     channel_id: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
@@ -146,7 +125,7 @@ class Pin(Base):
     label: Mapped[str] = mapped_column(sa.String(60))
     digits_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     digits_digest: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(16), default=PIN_ADDING)
+    status: Mapped[str] = mapped_column(sa.String(16))
     # The command that currently carries this PIN's change (AUTH, then UNAUTH): its state
     # is the PIN's delivery state. No foreign key: commands also point at pins.
     command_id: Mapped[Optional[uuid.UUID]]
@@ -190,7 +169,7 @@ class Command(Base):
     channel_key: Mapped[str] = mapped_column(sa.String(16))
     # The StreamIoT channel it was published on (set when sent; replies are matched on it).
     channel_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
-    state: Mapped[str] = mapped_column(sa.String(16), default=CMD_QUEUED)
+    state: Mapped[str] = mapped_column(sa.String(16))
     reason: Mapped[Optional[str]] = mapped_column(sa.Text)
     # The job that sends it now; an older job of a requeued command finds itself stale.
     job_id: Mapped[Optional[int]] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
@@ -198,13 +177,35 @@ class Command(Base):
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the portal first handed it to StreamIoT: from then on it may reach the box, so
+    # it can no longer be withdrawn, and an answer received after it may be its answer.
+    publish_started_at: Mapped[Optional[datetime]]
     sent_at: Mapped[Optional[datetime]]
     answered_at: Mapped[Optional[datetime]]
     expires_at: Mapped[Optional[datetime]]
 
-    @property
-    def is_final(self) -> bool:
-        return self.state in CMD_FINAL_STATES
+
+
+class IgnoredDeviceMessage(Base):
+    """A message on a device channel that changed nothing: an answer to no command waiting
+    for one, a publisher that is not the gateway, a record the portal does not know. Kept
+    for the support trace; never its value (an answer's value can be PIN digits)."""
+
+    __tablename__ = "ignored_device_messages"
+    __table_args__ = (sa.Index("ix_ignored_device_messages_account_time", "account_id", "received_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
+    gateway_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("gateways.id", ondelete="CASCADE"), index=True)
+    mailbox_id: Mapped[Optional[uuid.UUID]] = mapped_column(sa.ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    channel_id: Mapped[str] = mapped_column(sa.String(64))
+    publisher: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    # The record name and unit, e.g. "AUTH" / "Done".
+    name: Mapped[str] = mapped_column(sa.String(64))
+    unit: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    received_at: Mapped[datetime]
+    why: Mapped[str] = mapped_column(sa.String(200))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ChannelCursor(Base):

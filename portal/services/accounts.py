@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import crypto
 from portal.extensions import db
-from portal.jobs import enqueue_household_link
+from portal.jobs.outbox import enqueue_household_link
 from portal.models import ROLE_OWNER, Account, LoginSession, Membership, User, utcnow
 from portal.services import activity, throttle
 from portal.services.errors import Forbidden, NotFound, ValidationFailed

@@ -1,7 +1,7 @@
 """What the device pages show, each read in a fixed number of queries.
 
 The household dashboard, a gateway page and a mailbox page cost the same however many
-boxes and PINs there are; every state is put into words (portal.services.commands.Shown).
+boxes and PINs there are; every state is put into words (portal.services.deliveries.Shown).
 """
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,54 +11,25 @@ from flask import current_app
 
 from portal.extensions import db
 from portal.models import Account, Command, Gateway, Mailbox, Pin, utcnow
-from portal.models.devices import (
-    CMD_FAILED,
-    CMD_QUEUED,
-    CMD_SENT,
-    DEVICE_FAILED,
-    DEVICE_PROVISIONING,
-    DEVICE_REMOVING,
-    PIN_LIVE_STATES,
+from portal.services import activity
+from portal.services.deliveries import (
+    LIVE_PIN_STATES,
+    CommandState,
+    DeviceState,
+    Shown,
+    can_withdraw,
+    command_shown,
+    gateway_shown,
+    mailbox_shown,
+    pin_shown,
+    unlock_shown,
 )
-from portal.services.commands import Shown, command_shown, pin_shown, unlock_shown
+from portal.services.errors import NotFound
+from portal.services.mailboxes import box_snapshot
 from portal.services.scope import get_scoped, scoped
 
 RECENT_UNLOCKS = 3
 RECENT_EVENTS = 15
-
-
-# --- states in words --------------------------------------------------------------------
-
-def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
-    now = now or utcnow()
-    if gateway.status == DEVICE_REMOVING:
-        if gateway.last_error:
-            return Shown("failed", "Removal stuck", gateway.last_error)
-        return Shown("removing", "Removing", live=True)
-    if gateway.status == DEVICE_FAILED:
-        return Shown("failed", "Set-up failed", gateway.last_error)
-    if gateway.status == DEVICE_PROVISIONING:
-        return Shown("provisioning", "Setting up", gateway.last_error, live=True)
-    if gateway.last_heartbeat_at is None:
-        return Shown("waiting", "Waiting for the device", live=True)
-    window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
-    if now - gateway.last_heartbeat_at <= window:
-        return Shown("online", "Online")
-    return Shown("offline", "Offline")
-
-
-def mailbox_shown(mailbox: Mailbox) -> Shown:
-    if mailbox.status == DEVICE_REMOVING:
-        if mailbox.last_error:
-            return Shown("failed", "Removal stuck", mailbox.last_error)
-        return Shown("removing", "Removing", live=True)
-    if mailbox.status == DEVICE_FAILED:
-        return Shown("failed", "Set-up failed", mailbox.last_error)
-    if mailbox.status == DEVICE_PROVISIONING:
-        return Shown("provisioning", "Setting up", mailbox.last_error, live=True)
-    if (mailbox.progress or {}).get("mailbox_confirmed"):
-        return Shown("active", "Ready")
-    return Shown("sent", "Waiting for the gateway to confirm", live=True)
 
 
 @dataclass
@@ -106,15 +77,15 @@ MAILBOX_SETUP_STEPS = [
 
 def gateway_steps(gateway: Gateway) -> list[Step]:
     shown = gateway_shown(gateway)
-    if gateway.status == DEVICE_REMOVING:
+    if gateway.status == DeviceState.REMOVING:
         return _steps(gateway.progress or {}, GATEWAY_REMOVAL_STEPS, failed=bool(gateway.last_error), live=True)
     done = {**(gateway.progress or {}), "heard": gateway.last_heartbeat_at is not None}
-    return _steps(done, GATEWAY_SETUP_STEPS, failed=gateway.status == DEVICE_FAILED, live=shown.live)
+    return _steps(done, GATEWAY_SETUP_STEPS, failed=gateway.status == DeviceState.FAILED, live=shown.live)
 
 
 def mailbox_steps(mailbox: Mailbox) -> list[Step]:
-    return _steps(mailbox.progress or {}, MAILBOX_SETUP_STEPS, failed=mailbox.status == DEVICE_FAILED,
-                  live=mailbox.status != DEVICE_FAILED)
+    return _steps(mailbox.progress or {}, MAILBOX_SETUP_STEPS, failed=mailbox.status == DeviceState.FAILED,
+                  live=mailbox.status != DeviceState.FAILED)
 
 
 # --- the dashboard and the gateway page ---------------------------------------------------
@@ -176,7 +147,7 @@ def _cards(account_id, gateways: list[Gateway]) -> list[GatewayCard]:
     pin_counts = dict(
         db.session.execute(
             sa.select(Pin.mailbox_id, sa.func.count())
-            .where(Pin.account_id == account_id, Pin.status.in_(PIN_LIVE_STATES),
+            .where(Pin.account_id == account_id, Pin.status.in_(LIVE_PIN_STATES),
                    Pin.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(ids))))
             .group_by(Pin.mailbox_id)
         ).all()
@@ -185,10 +156,10 @@ def _cards(account_id, gateways: list[Gateway]) -> list[GatewayCard]:
     for gateway_id, mailbox_id, state, n in db.session.execute(
         sa.select(Command.gateway_id, Command.mailbox_id, Command.state, sa.func.count())
         .where(Command.account_id == account_id, Command.gateway_id.in_(ids),
-               Command.state.in_((CMD_QUEUED, CMD_SENT, CMD_FAILED)))
+               Command.state.in_((CommandState.QUEUED, CommandState.SENDING, CommandState.SENT, CommandState.FAILED)))
         .group_by(Command.gateway_id, Command.mailbox_id, Command.state)
     ).all():
-        key = "failed" if state == CMD_FAILED else "pending"
+        key = "failed" if state == CommandState.FAILED else "pending"
         counts[(gateway_id, mailbox_id, key)] = counts.get((gateway_id, mailbox_id, key), 0) + n
         counts[(gateway_id, None, "all-" + key)] = counts.get((gateway_id, None, "all-" + key), 0) + n
     now = utcnow()
@@ -266,7 +237,7 @@ class PinRow:
 
     @property
     def can_withdraw(self) -> bool:
-        return self.command is not None and self.command.state in (CMD_QUEUED, CMD_FAILED)
+        return can_withdraw(self.command)
 
 
 @dataclass
@@ -292,21 +263,17 @@ class MailboxPage:
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 5 queries."""
-    from portal.services import activity
-
     row = db.session.execute(
         sa.select(Mailbox, Gateway)
         .join(Gateway, Gateway.id == Mailbox.gateway_id)
         .where(Mailbox.account_id == account_id, Mailbox.id == _as_uuid(mailbox_id))
     ).first()
     if row is None:
-        from portal.services.errors import NotFound
-
         raise NotFound()
     mailbox, gateway = row
     pins = db.session.scalars(
         scoped(Pin, account_id)
-        .where(Pin.mailbox_id == mailbox.id, Pin.status.in_(PIN_LIVE_STATES))
+        .where(Pin.mailbox_id == mailbox.id, Pin.status.in_(LIVE_PIN_STATES))
         .order_by(Pin.created_at, Pin.id)
     ).all()
     # Each PIN's current change, and the latest unlocks, in one query.
@@ -335,8 +302,6 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> Mailb
         events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS),
     )
     if with_snapshot:
-        from portal.services.mailboxes import box_snapshot
-
         page.snapshot = box_snapshot(gateway, mailbox)
     return page
 

@@ -12,28 +12,15 @@ from flask import current_app
 from portal import crypto
 from portal.extensions import db
 from portal.models import Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
-from portal.models.devices import (
-    CMD_FAILED,
-    CMD_QUEUED,
-    CMD_WITHDRAWN,
-    DEVICE_FAILED,
-    DEVICE_PROVISIONING,
-    DEVICE_REMOVING,
-)
-from portal.services import commands
-from portal.services.errors import Conflict, ServiceError, ValidationFailed
+from portal.services import activity, deliveries
+from portal.services.deliveries import CommandState, DeviceState
+from portal.services.errors import Conflict, ValidationFailed
+from portal.services.reauth import reauth_is_fresh, require_recent_password
 from portal.services.scope import get_scoped
 
 NAME_MAX = 80
 KEY_GENERATE = "generate"
 KEY_PASTE = "paste"
-
-
-class PasswordRequired(ServiceError):
-    """The member must type their password again before seeing a secret."""
-
-    def __init__(self, message: str = "Enter your password to continue."):
-        super().__init__(message, field="password")
 
 
 # --- small shared checks ----------------------------------------------------------------
@@ -60,32 +47,6 @@ def key_pair_from(key_mode: str, public_key_text: str | None) -> tuple[str, str 
         raise ValidationFailed(str(exc), field="public_key") from None
 
 
-def reauth_is_fresh(login_session: LoginSession | None) -> bool:
-    if login_session is None or login_session.reauthenticated_at is None:
-        return False
-    return utcnow() - login_session.reauthenticated_at <= current_app.config["REAUTH_WINDOW"]
-
-
-def require_recent_password(login_session: LoginSession | None, user: User, password: str | None) -> None:
-    """Pass when the password was checked within REAUTH_WINDOW, or `password` is right now
-    (which restarts the window). Wrong guesses count towards the login throttle."""
-    from portal.services import throttle
-
-    if reauth_is_fresh(login_session):
-        return
-    if not password:
-        raise PasswordRequired()
-    keys = throttle.keys_for(user.email, None)
-    throttle.check(keys)
-    if not crypto.verify_password(user.password_hash, password):
-        throttle.record_failure(keys)
-        raise ValidationFailed("That is not your password. Try again.", field="password")
-    if login_session is None:
-        raise PasswordRequired()
-    login_session.reauthenticated_at = utcnow()
-    db.session.commit()
-
-
 # --- member actions ---------------------------------------------------------------------
 
 def get_gateway(account_id, gateway_id) -> Gateway:
@@ -95,28 +56,24 @@ def get_gateway(account_id, gateway_id) -> Gateway:
 def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key: str | None = None):
     """Save the gateway and queue its set-up: StreamIoT thing and channel, then CONNECT and
     REGISTER. Returns (gateway, private key or None); a generated private key is never stored."""
-    from portal.services import activity
-
     name = clean_name(name)
     public, private, generated = key_pair_from(key_mode, public_key)
-    gateway = Gateway(
+    gateway = deliveries.new_gateway(
         id=uuid.uuid4(),
         account_id=account_id,
         name=name,
         public_key=public,
         key_generated=generated,
-        status=DEVICE_PROVISIONING,
-        progress={},
         created_by_id=actor.id,
         created_at=utcnow(),
     )
-    db.session.add(gateway)
     db.session.flush()
-    commands.enqueue_job(
-        commands.JOB_PROVISION_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=account_id, gateway_id=gateway.id
+    deliveries.enqueue_device_job(
+        deliveries.JOB_PROVISION_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=account_id,
+        gateway_id=gateway.id,
     )
-    for action in commands.GATEWAY_SETUP_ACTIONS:
-        commands.queue_command(account_id=account_id, gateway_id=gateway.id, action=action, requested_by=actor)
+    for action in deliveries.GATEWAY_SETUP_ACTIONS:
+        deliveries.queue_command(account_id=account_id, gateway_id=gateway.id, action=action, requested_by=actor)
     activity.record(
         account_id,
         kind="gateway.added",
@@ -130,11 +87,9 @@ def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key
 
 
 def rename_gateway(account_id, gateway_id, actor: User, name: str) -> Gateway:
-    from portal.services import activity
-
     gateway = get_scoped(Gateway, account_id, gateway_id)
     name = clean_name(name)
-    if gateway.status == DEVICE_REMOVING:
+    if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
     if name != gateway.name:
         old, gateway.name = gateway.name, name
@@ -152,23 +107,12 @@ def rename_gateway(account_id, gateway_id, actor: User, name: str) -> Gateway:
 def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
     """Mark the gateway and its boxes "removing", withdraw what was not sent yet, and queue
     DESTRUCT followed by the deletion of its StreamIoT channels and thing."""
-    from portal.services import activity
-
     gateway = get_scoped(Gateway, account_id, gateway_id)
-    if gateway.status == DEVICE_REMOVING:
-        return gateway
-    gateway.status = DEVICE_REMOVING
-    gateway.last_error = None
-    db.session.execute(
-        sa.update(Mailbox)
-        .where(Mailbox.account_id == account_id, Mailbox.gateway_id == gateway.id)
-        .values(status=DEVICE_REMOVING)
-    )
-    db.session.execute(
-        sa.update(Command)
-        .where(Command.gateway_id == gateway.id, Command.state.in_((CMD_QUEUED, CMD_FAILED)))
-        .values(state=CMD_WITHDRAWN, reason="The gateway is being removed.", answered_at=utcnow())
-    )
+    if not deliveries.start_device_removal(Gateway, gateway.id):
+        db.session.rollback()
+        return get_scoped(Gateway, account_id, gateway_id)  # already being removed
+    deliveries.remove_boxes_of(gateway.id)
+    deliveries.withdraw_pending_of(gateway_id=gateway.id, reason="The gateway is being removed.")
     _queue_removal(gateway, actor)
     activity.record(
         account_id,
@@ -182,8 +126,8 @@ def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
 
 
 def _queue_removal(gateway: Gateway, actor: User | None) -> None:
-    commands.queue_removal(
-        commands.JOB_REMOVE_GATEWAY,
+    deliveries.queue_removal(
+        deliveries.JOB_REMOVE_GATEWAY,
         {"gateway_id": str(gateway.id)},
         account_id=gateway.account_id,
         gateway_id=gateway.id,
@@ -195,39 +139,35 @@ def _queue_removal(gateway: Gateway, actor: User | None) -> None:
 def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:
     """Run a failed set-up (or a stuck removal) again, from the step it stopped at."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
-    if gateway.status == DEVICE_REMOVING:
+    if gateway.status == DeviceState.REMOVING:
         if not gateway.last_error:
             raise Conflict("The removal is still running.")
         gateway.last_error = None
         _queue_removal(gateway, actor)
         db.session.commit()
         return gateway
-    if gateway.status != DEVICE_FAILED:
+    if not deliveries.retry_device_setup(Gateway, gateway.id):
+        db.session.rollback()
         raise Conflict("Only a failed set-up can be retried.")
-    gateway.status = DEVICE_PROVISIONING
-    gateway.last_error = None
-    commands.enqueue_job(
-        commands.JOB_PROVISION_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=account_id, gateway_id=gateway.id
+    deliveries.enqueue_device_job(
+        deliveries.JOB_PROVISION_GATEWAY, {"gateway_id": str(gateway.id)}, account_id=account_id,
+        gateway_id=gateway.id,
     )
     setup = db.session.scalars(
         sa.select(Command)
         .where(Command.gateway_id == gateway.id, Command.mailbox_id.is_(None),
-               Command.action.in_(commands.GATEWAY_SETUP_ACTIONS))
+               Command.action.in_(deliveries.GATEWAY_SETUP_ACTIONS))
         .order_by(Command.created_at)
     ).all()
     # CONNECT and REGISTER go again as a pair, in order, unless the gateway confirmed them.
     gateway.progress = {k: v for k, v in (gateway.progress or {}).items()
                         if k in ("thing", "channel", "connect", "key")}
-    for command in setup:
-        if command.state != "confirmed":
-            commands.requeue_command(command)
+    deliveries.requeue_unless_confirmed(setup)
     # Boxes that failed because their gateway was not there yet go again behind it.
-    from portal.services import mailboxes
-
     for mailbox in db.session.scalars(
-        sa.select(Mailbox).where(Mailbox.gateway_id == gateway.id, Mailbox.status == DEVICE_FAILED)
+        sa.select(Mailbox).where(Mailbox.gateway_id == gateway.id, Mailbox.status == DeviceState.FAILED)
     ).all():
-        mailboxes.requeue_setup(mailbox)
+        requeue_mailbox_setup(mailbox)
     db.session.commit()
     return gateway
 
@@ -235,10 +175,8 @@ def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:
 def rotate_gateway_key(account_id, gateway_id, actor: User) -> tuple[Gateway, str]:
     """A new key pair made by IoTLock (e.g. the first download was lost). The private key
     goes back to the caller only; the device needs the new settings file."""
-    from portal.services import activity
-
     gateway = get_scoped(Gateway, account_id, gateway_id)
-    if gateway.status == DEVICE_REMOVING:
+    if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
     public, private = crypto.generate_keypair()
     gateway.public_key = public
@@ -280,31 +218,11 @@ def confirm_password_for(account_id, gateway_id, login_session, user: User, pass
     return gateway
 
 
-def public_urls(config) -> tuple[str, str]:
-    """The StreamIoT URLs a device should use. STREAMIOT_PUBLIC_URL / _READER_URL override;
-    in embedded mode they are the portal's own in-process emulator addresses, which only a
-    virtual gateway run by this portal (or `flask virtual-gateway` on the same emulator
-    database) can reach."""
-    from portal.streamiot.client import StreamIoT
-
-    base = config.get("STREAMIOT_PUBLIC_URL")
-    reader = config.get("STREAMIOT_PUBLIC_READER_URL")
-    if base and reader:
-        return base, reader
-    if (config.get("STREAMIOT_URL") or "embedded") == "embedded":
-        from portal.streamiot import client as client_module
-
-        return client_module.EMBEDDED_URL, client_module.EMBEDDED_READER_URL
-    client = StreamIoT.from_config(config)
-    return base or client.base_url, reader or client.reader_url
-
-
 def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
     """The settings file of the contract (the virtual gateway reads the same shape)."""
-    base, reader = public_urls(current_app.config)
     settings = {
-        "streamiot_url": base,
-        "streamiot_reader_url": reader,
+        "streamiot_url": current_app.config["STREAMIOT_DEVICE_URL"],
+        "streamiot_reader_url": current_app.config["STREAMIOT_DEVICE_READER_URL"],
         "thing_id": gateway.thing_id,
         "thing_key": crypto.decrypt(gateway.thing_key_enc, table="gateways", column="thing_key_enc", row_id=gateway.id),
         "channel_id": gateway.channel_id,
@@ -323,11 +241,9 @@ def device_settings(
     account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None
 ) -> tuple[Gateway, dict]:
     """The settings file, after a fresh password check; recorded in the activity log."""
-    from portal.services import activity
-
     gateway = get_scoped(Gateway, account_id, gateway_id)
     require_recent_password(login_session, actor, password)
-    if gateway.status == DEVICE_REMOVING:
+    if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
     if not (gateway.thing_id and gateway.channel_id and gateway.thing_key_enc):
         raise Conflict("The settings are ready once the gateway is set up in StreamIoT. Try again in a moment.")
@@ -346,3 +262,31 @@ def device_settings(
     )
     db.session.commit()
     return gateway, settings
+
+
+def requeue_mailbox_setup(mailbox: Mailbox) -> None:
+    """Set a failed box up again, then send its PIN changes that were waiting for it."""
+    deliveries.retry_device_setup(Mailbox, mailbox.id)
+    # ADD and Mailbox go again as a pair, in order, whatever became of them before.
+    mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
+    deliveries.enqueue_device_job(
+        deliveries.JOB_PROVISION_MAILBOX,
+        {"mailbox_id": str(mailbox.id)},
+        account_id=mailbox.account_id,
+        gateway_id=mailbox.gateway_id,
+    )
+    waiting = db.session.scalars(
+        sa.select(Command)
+        .where(
+            Command.mailbox_id == mailbox.id,
+            Command.state.in_((CommandState.FAILED, CommandState.QUEUED, CommandState.SENT)),
+            Command.action.in_(deliveries.MAILBOX_SETUP_ACTIONS + deliveries.PIN_ACTIONS),
+        )
+        .order_by(Command.created_at)
+    ).all()
+    setup = sorted((c for c in waiting if c.action in deliveries.MAILBOX_SETUP_ACTIONS),
+                   key=lambda c: deliveries.MAILBOX_SETUP_ACTIONS.index(c.action))
+    pin_changes = [c for c in waiting if c.action in deliveries.PIN_ACTIONS]
+    # Set-up first, in protocol order, then the PIN changes; a new job each, so the old
+    # ones (if still queued) find themselves replaced and do nothing.
+    deliveries.requeue_unless_confirmed(setup + pin_changes)

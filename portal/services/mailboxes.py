@@ -6,21 +6,19 @@ from flask import current_app
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import Command, Gateway, Mailbox, User, utcnow
-from portal.models.devices import (
-    CMD_FAILED,
-    CMD_QUEUED,
-    CMD_SENT,
-    CMD_WITHDRAWN,
-    DEVICE_FAILED,
-    DEVICE_PROVISIONING,
-    DEVICE_REMOVING,
-    MAILBOX_KINDS,
-)
-from portal.services import commands
+from portal.models import Gateway, Mailbox, User, utcnow
+from portal.models.devices import MAILBOX_KINDS
+from portal.services import activity, deliveries
+from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
-from portal.services.gateways import clean_name, key_pair_from, require_recent_password
+from portal.services.gateways import clean_name, key_pair_from, requeue_mailbox_setup
+from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped
+
+# The port through which the virtual gateways (portal/jobs/virtual_gateways.py, when
+# VIRTUAL_GATEWAYS is on) offer the keypad and "what the box holds": app.extensions holds
+# a callable gateway -> VirtualGateway | None. The services never import that side.
+VIRTUAL_DEVICES = "iotlock.virtual_devices"
 
 
 def get_mailbox(account_id, mailbox_id) -> Mailbox:
@@ -32,10 +30,8 @@ def add_mailbox(
 ):
     """Save the box and queue its set-up: channel, connections, ADD, then Mailbox.
     Returns (mailbox, private key or None)."""
-    from portal.services import activity
-
     gateway = get_scoped(Gateway, account_id, gateway_id)
-    if gateway.status == DEVICE_REMOVING:
+    if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
     name = clean_name(name, what="the box")
     if kind not in MAILBOX_KINDS:
@@ -48,12 +44,12 @@ def add_mailbox(
             Mailbox.account_id == account_id,
             Mailbox.gateway_id == gateway.id,
             Mailbox.public_key == public,
-            Mailbox.status != DEVICE_REMOVING,
+            Mailbox.status != DeviceState.REMOVING,
         )
     )
     if clash is not None:
         raise ValidationFailed(f"“{clash}” on this gateway already has this key.", field="public_key")
-    mailbox = Mailbox(
+    mailbox = deliveries.new_mailbox(
         id=uuid.uuid4(),
         account_id=account_id,
         gateway_id=gateway.id,
@@ -61,12 +57,9 @@ def add_mailbox(
         kind=kind,
         public_key=public,
         key_generated=generated,
-        status=DEVICE_PROVISIONING,
-        progress={},
         created_by_id=actor.id,
         created_at=utcnow(),
     )
-    db.session.add(mailbox)
     db.session.flush()
     _queue_setup(mailbox, actor)
     activity.record(
@@ -82,14 +75,14 @@ def add_mailbox(
 
 
 def _queue_setup(mailbox: Mailbox, actor: User | None) -> None:
-    commands.enqueue_job(
-        commands.JOB_PROVISION_MAILBOX,
+    deliveries.enqueue_device_job(
+        deliveries.JOB_PROVISION_MAILBOX,
         {"mailbox_id": str(mailbox.id)},
         account_id=mailbox.account_id,
         gateway_id=mailbox.gateway_id,
     )
-    for action in commands.MAILBOX_SETUP_ACTIONS:
-        commands.queue_command(
+    for action in deliveries.MAILBOX_SETUP_ACTIONS:
+        deliveries.queue_command(
             account_id=mailbox.account_id,
             gateway_id=mailbox.gateway_id,
             mailbox_id=mailbox.id,
@@ -98,41 +91,10 @@ def _queue_setup(mailbox: Mailbox, actor: User | None) -> None:
         )
 
 
-def requeue_setup(mailbox: Mailbox) -> None:
-    """Set a failed box up again, then send its PIN changes that were waiting for it."""
-    mailbox.status = DEVICE_PROVISIONING
-    mailbox.last_error = None
-    # ADD and Mailbox go again as a pair, in order, whatever became of them before.
-    mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
-    commands.enqueue_job(
-        commands.JOB_PROVISION_MAILBOX,
-        {"mailbox_id": str(mailbox.id)},
-        account_id=mailbox.account_id,
-        gateway_id=mailbox.gateway_id,
-    )
-    waiting = db.session.scalars(
-        sa.select(Command)
-        .where(
-            Command.mailbox_id == mailbox.id,
-            Command.state.in_((CMD_FAILED, CMD_QUEUED, CMD_SENT)),
-            Command.action.in_(commands.MAILBOX_SETUP_ACTIONS + ("AUTH", "UNAUTH")),
-        )
-        .order_by(Command.created_at)
-    ).all()
-    setup = [c for c in waiting if c.action in commands.MAILBOX_SETUP_ACTIONS]
-    pin_changes = [c for c in waiting if c.action not in commands.MAILBOX_SETUP_ACTIONS and c.state != CMD_SENT]
-    # Set-up first, in protocol order, then the PIN changes; a new job each, so the old
-    # ones (if still queued) find themselves replaced and do nothing.
-    for command in sorted(setup, key=lambda c: commands.MAILBOX_SETUP_ACTIONS.index(c.action)) + pin_changes:
-        commands.requeue_command(command)
-
-
 def rename_mailbox(account_id, mailbox_id, actor: User, name: str) -> Mailbox:
-    from portal.services import activity
-
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
     name = clean_name(name, what="the box")
-    if mailbox.status == DEVICE_REMOVING:
+    if mailbox.status == DeviceState.REMOVING:
         raise Conflict("This box is being removed.")
     if name != mailbox.name:
         old, mailbox.name = mailbox.name, name
@@ -151,18 +113,11 @@ def rename_mailbox(account_id, mailbox_id, actor: User, name: str) -> Mailbox:
 def remove_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
     """Mark the box "removing", withdraw its unsent changes, queue DELETE, disconnect and
     the deletion of its channel; the row goes once that is done."""
-    from portal.services import activity
-
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
-    if mailbox.status == DEVICE_REMOVING:
-        return mailbox
-    mailbox.status = DEVICE_REMOVING
-    mailbox.last_error = None
-    db.session.execute(
-        sa.update(Command)
-        .where(Command.mailbox_id == mailbox.id, Command.state.in_((CMD_QUEUED, CMD_FAILED)))
-        .values(state=CMD_WITHDRAWN, reason="The box is being removed.", answered_at=utcnow())
-    )
+    if not deliveries.start_device_removal(Mailbox, mailbox.id):
+        db.session.rollback()
+        return get_scoped(Mailbox, account_id, mailbox_id)  # already being removed
+    deliveries.withdraw_pending_of(mailbox_id=mailbox.id, reason="The box is being removed.")
     _queue_removal(mailbox, actor)
     activity.record(
         account_id,
@@ -177,8 +132,8 @@ def remove_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
 
 
 def _queue_removal(mailbox: Mailbox, actor: User | None) -> None:
-    commands.queue_removal(
-        commands.JOB_REMOVE_MAILBOX,
+    deliveries.queue_removal(
+        deliveries.JOB_REMOVE_MAILBOX,
         {"mailbox_id": str(mailbox.id)},
         account_id=mailbox.account_id,
         gateway_id=mailbox.gateway_id,
@@ -190,19 +145,19 @@ def _queue_removal(mailbox: Mailbox, actor: User | None) -> None:
 
 def retry_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
-    if mailbox.status == DEVICE_REMOVING:
+    if mailbox.status == DeviceState.REMOVING:
         if not mailbox.last_error:
             raise Conflict("The removal is still running.")
         mailbox.last_error = None
         _queue_removal(mailbox, actor)
         db.session.commit()
         return mailbox
-    if mailbox.status != DEVICE_FAILED:
+    if mailbox.status != DeviceState.FAILED:
         raise Conflict("Only a failed set-up can be retried.")
     gateway = db.session.get(Gateway, mailbox.gateway_id)
-    if gateway.status == DEVICE_FAILED:
+    if gateway is None or gateway.status == DeviceState.FAILED:
         raise Conflict("Its gateway is not set up yet: retry the gateway first.")
-    requeue_setup(mailbox)
+    requeue_mailbox_setup(mailbox)
     db.session.commit()
     return mailbox
 
@@ -210,13 +165,8 @@ def retry_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
 # --- the virtual gateway's keypad ---------------------------------------------------------
 
 def _virtual_gateway(gateway: Gateway):
-    if not current_app.config.get("VIRTUAL_GATEWAYS"):
-        return None
-    try:
-        from portal.devices.manager import virtual_gateway_for
-    except ImportError:  # the virtual gateway is an optional part of a deployment
-        return None
-    return virtual_gateway_for(current_app._get_current_object(), gateway)
+    devices = current_app.extensions.get(VIRTUAL_DEVICES)
+    return devices(gateway) if devices is not None else None
 
 
 def press_keypad(account_id, mailbox_id, digits: str) -> str:
@@ -266,8 +216,6 @@ def confirm_password_for(account_id, mailbox_id, login_session, user: User, pass
 def key_download(account_id, mailbox_id, actor: User, login_session, *, password=None, private_key=None):
     """The box's generated key pair, after a fresh password check; once only (the caller
     holds the private key until then)."""
-    from portal.services import activity
-
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
     require_recent_password(login_session, actor, password)
     if not private_key or crypto.public_from_private(private_key) != mailbox.public_key:

@@ -1,5 +1,8 @@
 """PINs of a mailbox: add (refusing guessable ones), remove, and show behind a password check.
 
+States move only through portal/services/deliveries.py; adding and removing are idempotent
+intents: two members removing one PIN at once make one removal and one log line.
+
 Digits are stored encrypted, with a keyed digest for the uniqueness check, and never
 appear in a summary or a list.
 """
@@ -11,18 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from portal import crypto
 from portal.extensions import db
 from portal.models import Command, Mailbox, Pin, User, utcnow
-from portal.models.devices import (
-    CMD_FAILED,
-    CMD_QUEUED,
-    DEVICE_FAILED,
-    DEVICE_REMOVING,
-    PIN_ADDING,
-    PIN_REMOVED,
-    PIN_REMOVING,
-)
-from portal.services import commands
+from portal.services import activity, deliveries
+from portal.services.deliveries import DeviceState, PinState
 from portal.services.errors import Conflict, ValidationFailed
-from portal.services.gateways import require_recent_password
+from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped
 
 LABEL_MAX = 60
@@ -69,9 +64,9 @@ def digest_of(mailbox_id, digits: str) -> str:
 def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> Pin:
     """Save the PIN and queue AUTH; the job sends it once the box is registered."""
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
-    if mailbox.status == DEVICE_REMOVING:
+    if mailbox.status == DeviceState.REMOVING:
         raise Conflict("This box is being removed.")
-    if mailbox.status == DEVICE_FAILED:
+    if mailbox.status == DeviceState.FAILED:
         raise Conflict("This box is not set up yet: retry its set-up first.")
     label = check_label(label)
     digits = check_digits(digits)
@@ -79,66 +74,64 @@ def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> 
     taken = ValidationFailed("This box already has a PIN with these digits. Choose others.", field="digits")
     if db.session.scalar(sa.select(Pin.id).where(Pin.mailbox_id == mailbox.id, Pin.digits_digest == digest)):
         raise taken
-    pin = Pin(
-        id=uuid.uuid4(),
+    pin_id = uuid.uuid4()
+    pin = deliveries.new_pin(
+        id=pin_id,
         account_id=account_id,
         mailbox_id=mailbox.id,
         label=label,
         digits_digest=digest,
-        status=PIN_ADDING,
+        digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
         created_by_id=actor.id,
         created_at=utcnow(),
     )
-    pin.digits_enc = crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin.id)
-    db.session.add(pin)
     try:
         db.session.flush()
     except IntegrityError:
         # Another member added the same digits a moment ago.
         db.session.rollback()
         raise taken from None
-    _send_change(pin, mailbox, "AUTH", actor, kind="pin.added", summary=f"Added PIN “{label}” to “{mailbox.name}”")
+    command = deliveries.queue_command(account_id=account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
+                                       pin_id=pin.id, action="AUTH", requested_by=actor)
+    pin.command_id = command.id
+    _log(pin, mailbox, actor, "pin.added", f"Added PIN “{label}” to “{mailbox.name}”")
     db.session.commit()
     return pin
 
 
 def remove_pin(account_id, pin_id, actor: User) -> Pin:
-    """Queue UNAUTH (the PIN counts as active until the box confirms). A PIN whose AUTH
-    never left the portal (queued or failed) is simply withdrawn."""
+    """Take a PIN off its box. A PIN whose add never left the portal is simply withdrawn;
+    otherwise UNAUTH is queued (the PIN works until the box confirms), behind its add if
+    that is still on its way. Removing a PIN already being removed returns that removal."""
     pin = get_scoped(Pin, account_id, pin_id)
-    if pin.status == PIN_REMOVED:
+    if pin.status == PinState.REMOVED:
         raise Conflict("This PIN was already removed.")
-    if pin.status == PIN_REMOVING:
-        return pin
-    current = db.session.get(Command, pin.command_id) if pin.command_id else None
-    if pin.status == PIN_ADDING and current is not None and current.state in (CMD_QUEUED, CMD_FAILED):
-        commands.withdraw_command(account_id, current.id, actor)
+    if pin.status == PinState.REMOVING:
         return pin
     mailbox = db.session.get(Mailbox, pin.mailbox_id)
-    if mailbox.status == DEVICE_REMOVING:
+    if mailbox is None or mailbox.status == DeviceState.REMOVING:
         raise Conflict("This box is being removed, with all its PINs.")
-    pin.status = PIN_REMOVING
-    _send_change(
-        pin, mailbox, "UNAUTH", actor, kind="pin.removed", summary=f"Removed PIN “{pin.label}” from “{mailbox.name}”"
-    )
+    current = db.session.get(Command, pin.command_id) if pin.command_id else None
+    if pin.status == PinState.ADDING and current is not None and current.action == "AUTH" \
+            and deliveries.withdraw(current):
+        if deliveries.retire_pin(pin.id):
+            _log(pin, mailbox, actor, "pin.removed", f"Withdrew PIN “{pin.label}” before it reached the box",
+                 withdrawn=True)
+        db.session.commit()
+        return pin
+    command_id = uuid.uuid4()
+    if not deliveries.start_pin_removal(pin.id, command_id):
+        # Another member's removal won this instant: theirs is the one.
+        db.session.rollback()
+        return get_scoped(Pin, account_id, pin_id)
+    deliveries.queue_command(account_id=pin.account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
+                             pin_id=pin.id, action="UNAUTH", requested_by=actor, command_id=command_id)
+    _log(pin, mailbox, actor, "pin.removed", f"Removed PIN “{pin.label}” from “{mailbox.name}”")
     db.session.commit()
     return pin
 
 
-def _send_change(pin: Pin, mailbox: Mailbox, action: str, actor: User, *, kind: str, summary: str) -> None:
-    """Queue the AUTH/UNAUTH that carries a PIN change to the box, make it the PIN's current
-    change, and log it (the caller commits)."""
-    from portal.services import activity
-
-    command = commands.queue_command(
-        account_id=pin.account_id,
-        gateway_id=mailbox.gateway_id,
-        mailbox_id=mailbox.id,
-        pin_id=pin.id,
-        action=action,
-        requested_by=actor,
-    )
-    pin.command_id = command.id
+def _log(pin: Pin, mailbox: Mailbox, actor: User, kind: str, summary: str, **details) -> None:
     activity.record(
         pin.account_id,
         kind=kind,
@@ -146,16 +139,14 @@ def _send_change(pin: Pin, mailbox: Mailbox, action: str, actor: User, *, kind: 
         actor_user=actor,
         gateway_id=mailbox.gateway_id,
         mailbox_id=mailbox.id,
-        details={"pin_id": str(pin.id)},
+        details={"pin_id": str(pin.id), **details},
     )
 
 
 def show_pin(account_id, pin_id, actor: User, login_session, *, password: str | None = None) -> tuple[Pin, str]:
     """The digits of a PIN, after a fresh password check; recorded (without the digits)."""
-    from portal.services import activity
-
     pin = get_scoped(Pin, account_id, pin_id)
-    if pin.status == PIN_REMOVED:
+    if pin.status == PinState.REMOVED:
         raise Conflict("This PIN was removed; its digits are gone.")
     require_recent_password(login_session, actor, password)
     digits = crypto.decrypt(pin.digits_enc, table="pins", column="digits_enc", row_id=pin.id)

@@ -26,17 +26,9 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.models.devices import (
-    CMD_FAILED,
-    CMD_FINAL_STATES,
-    CMD_QUEUED,
-    DEVICE_FAILED,
-    DEVICE_REMOVING,
-    PIN_REMOVED,
-    PIN_REMOVING,
-)
 from portal.models.jobs import JOB_CANCELLED, JOB_FAILED, JOB_QUEUED, JOB_RUNNING
-from portal.services.commands import pin_shown
+from portal.services import activity, deliveries
+from portal.services.deliveries import CommandState, DeviceState, PinState, pin_shown
 from portal.services.errors import Conflict, NotFound
 from portal.services.scope import get_scoped, scoped
 
@@ -173,7 +165,7 @@ def search_households(query: str, page: int = 1, per_page: int = PAGE_SIZE) -> S
             hits[account_id].mailbox_names.append(name)
         for account_id, count in db.session.execute(
             sa.select(Command.account_id, sa.func.count())
-            .where(Command.account_id.in_(ids), Command.state == CMD_FAILED)
+            .where(Command.account_id.in_(ids), Command.state == CommandState.FAILED)
             .group_by(Command.account_id)
         ):
             hits[account_id].failed_deliveries = count
@@ -202,7 +194,7 @@ class TraceRow:
 
     @property
     def in_flight(self) -> bool:
-        return self.command.state not in CMD_FINAL_STATES
+        return self.command.state not in deliveries.FINAL
 
 
 @dataclass
@@ -346,7 +338,7 @@ def household_view(staff: User, account_id) -> HouseholdView:
                     pins=[
                         PinRow(pin=p, shown=_redacted_shown(pin_shown(p, commands_by_id.get(p.command_id)), redact))
                         for p in pins
-                        if p.mailbox_id == m.id and p.status != PIN_REMOVED
+                        if p.mailbox_id == m.id and p.status != PinState.REMOVED
                     ],
                     trace=trace_by_mailbox.get(m.id, []),
                 )
@@ -442,7 +434,7 @@ def _newest_per_subject(commands: list[Command]) -> dict:
 def _requeue_refusal(c: Command, job, newest, pins_by_id, gateways, mailboxes) -> str | None:
     """Why this command cannot be requeued, or None. A requeue must never undo a later
     change: an old "add PIN" sent after the PIN was removed would let it open the box."""
-    if c.state != CMD_FAILED:
+    if c.state != CommandState.FAILED:
         return "Only a failed delivery can be requeued."
     if job is None:
         return "This delivery has no job to requeue."
@@ -457,16 +449,16 @@ def _requeue_refusal(c: Command, job, newest, pins_by_id, gateways, mailboxes) -
     if current != c.id:
         return "A newer change replaced this one."
     if c.pin_id is not None:
-        if pin is None or pin.status == PIN_REMOVED:
+        if pin is None or pin.status == PinState.REMOVED:
             return "This PIN no longer exists."
-        if c.action == "AUTH" and pin.status == PIN_REMOVING:
+        if c.action == "AUTH" and pin.status == PinState.REMOVING:
             return "This PIN is being removed."
     if c.action in _ADDING_ACTIONS or c.action == "AUTH":
         gateway = next((g for g in gateways if g.id == c.gateway_id), None)
         mailbox = next((m for m in mailboxes if m.id == c.mailbox_id), None) if c.mailbox_id else None
-        if gateway is None or gateway.status == DEVICE_REMOVING or (mailbox and mailbox.status == DEVICE_REMOVING):
+        if gateway is None or gateway.status == DeviceState.REMOVING or (mailbox and mailbox.status == DeviceState.REMOVING):
             return "This device is being removed."
-        if c.action == "AUTH" and (gateway.status == DEVICE_FAILED or (mailbox and mailbox.status == DEVICE_FAILED)):
+        if c.action == "AUTH" and (gateway.status == DeviceState.FAILED or (mailbox and mailbox.status == DeviceState.FAILED)):
             return "The box's own set-up failed: the household retries that first."
     return None
 
@@ -485,8 +477,6 @@ def _record_visit(staff: User, account: Account) -> None:
     )
     if recent is not None:
         return
-    from portal.services import activity
-
     label = staff_label(staff)
     activity.record(
         account.id,
@@ -504,9 +494,6 @@ def _record_visit(staff: User, account: Account) -> None:
 def requeue_delivery(staff: User, account_id, command_id) -> str:
     """Send a failed delivery again: its job goes back to the queue and the command to
     queued. Returns what was requeued, in the words the household's log uses."""
-    from portal.jobs import requeue
-    from portal.services import activity
-
     account = _get_account(account_id)
     command = get_scoped(Command, account.id, command_id)
     job = None
@@ -535,11 +522,9 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     if refusal:
         raise Conflict(refusal)
 
-    requeue(job)
-    command.state = CMD_QUEUED
-    command.reason = None
-    command.sent_at = None
-    command.answered_at = None
+    if job is None or not deliveries.requeue_with_its_job(command):
+        db.session.rollback()
+        raise Conflict("Someone else requeued it a moment ago.")
 
     what = _requeued_what(command, pins, mailboxes)
     label = staff_label(staff)

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
 from datetime import timezone
 from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit
@@ -31,9 +30,6 @@ from .errors import (
 )
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_URL = "http://streamiot.embedded"
-EMBEDDED_READER_URL = "http://streamiot.embedded/reader"
 
 PAGE_SIZE = 100  # the things service's largest page
 MAX_PAGES = 1000  # a platform that never stops paging must not loop us forever
@@ -154,31 +150,6 @@ class StreamIoT:
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> "StreamIoT":
-        """The deployment of the app's settings; "embedded" is the in-process emulator."""
-        url = (config.get("STREAMIOT_URL") or "embedded").strip()
-        timeouts = dict(
-            connect_timeout=config.get("STREAMIOT_CONNECT_TIMEOUT", 3.05),
-            read_timeout=config.get("STREAMIOT_READ_TIMEOUT", 10.0),
-        )
-        if url == "embedded":
-            # Imported here: the emulator is a development tool a real deployment never loads.
-            from portal.streamiot.emulator import EmbeddedAdapter, get_emulator
-
-            emulator = get_emulator(
-                config["STREAMIOT_EMULATOR_DB"],
-                token_ttl=config.get("STREAMIOT_EMULATOR_TOKEN_TTL", 36000),
-            )
-            session = requests.Session()
-            session.mount(f"{EMBEDDED_URL}/", EmbeddedAdapter(emulator))
-            return cls(EMBEDDED_URL, EMBEDDED_READER_URL, session=session, **timeouts)
-        reader = (config.get("STREAMIOT_READER_URL") or "").strip()
-        if not reader:
-            # The reader is never behind the proxy, so its address cannot be guessed.
-            raise ValueError("STREAMIOT_READER_URL must be set when STREAMIOT_URL is a deployment")
-        return cls(url, reader, **timeouts)
 
     # --- plumbing ------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from portal.streamiot.deployment import client_from_config
 from portal.extensions import db
 from portal.models import Account
 from portal.streamiot.client import StreamIoT
@@ -25,7 +26,7 @@ def _leftovers(app, account_name: str, names: list[str]) -> list[str]:
 
     with app.app_context():
         account = db.session.scalars(db.select(Account).where(Account.name == account_name)).one()
-        api = StreamIoT.from_config(app.config).as_user(
+        api = client_from_config(app.config).as_user(
             account.streamiot_email, account_secret(account, "streamiot_password_enc")
         )
         found = []

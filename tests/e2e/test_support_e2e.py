@@ -36,7 +36,7 @@ def _household_with_a_failed_pin(app):
     """A real household: linked to StreamIoT, a gateway online (a virtual one), a mailbox
     registered on it; then a PIN whose delivery gave up after its retries (as when StreamIoT
     was down for an hour), written in one transaction so the worker never saw it queued."""
-    from portal.services import accounts, commands, gateways, mailboxes, pins
+    from portal.services import accounts, deliveries, gateways, mailboxes, pins
 
     with app.app_context():
         owner, account = accounts.register("olga@example.com", PASSWORD, "Lindenweg 7")
@@ -63,7 +63,7 @@ def _household_with_a_failed_pin(app):
         command = Command(id=uuid.uuid4(), account_id=account.id, gateway_id=gateway.id, mailbox_id=mailbox.id,
                           pin_id=pin.id, action="AUTH", channel_key="mailbox", state="queued",
                           requested_by_id=owner.id, created_at=utcnow() - timedelta(hours=1))
-        job = Job(account_id=account.id, kind=commands.JOB_SEND, target=commands.job_target(gateway.id),
+        job = Job(account_id=account.id, kind=deliveries.JOB_SEND, target=deliveries.job_target(gateway.id),
                   payload={"command_id": str(command.id)}, state="failed", attempts=12, max_attempts=12,
                   last_error="StreamIoT unavailable: 503 Service Unavailable",
                   created_at=utcnow() - timedelta(hours=1), finished_at=utcnow() - timedelta(minutes=5))
@@ -71,7 +71,7 @@ def _household_with_a_failed_pin(app):
         db.session.flush()
         command.job_id = job.id
         pin.command_id = command.id
-        commands.mark_failed(command, "Not delivered: StreamIoT was unavailable for all 12 attempts.", by_device=False)
+        deliveries.give_up(command.id, "Not delivered: StreamIoT was unavailable for all 12 attempts.")
         db.session.commit()
         return command.id
 

@@ -3,6 +3,7 @@ says so, and Retry picks up where it stopped. Also a device that refuses a set-u
 import pytest
 import sqlalchemy as sa
 
+from portal.streamiot.deployment import client_from_config
 from portal.extensions import db
 from portal.jobs.context import set_streamiot
 from portal.models import ActivityEvent, Gateway
@@ -26,7 +27,7 @@ def streamiot_down(app):
                                          connect_timeout=0.2, read_timeout=0.2))
 
         def restore(self):
-            set_streamiot(app, StreamIoT.from_config(app.config))
+            set_streamiot(app, client_from_config(app.config))
 
     switch = Switch()
     yield switch

@@ -96,7 +96,7 @@ def test_a_retried_step_finds_the_thing_and_channel_by_exact_name_instead_of_mak
 
 
 def test_set_up_waits_for_the_household_link_before_touching_streamiot(app, make_household):
-    from portal.jobs import drain, run_due_jobs
+    from portal.jobs.runner import drain, run_due_jobs
     from tests.plugins.devices import DeviceKit
 
     user, account = make_household("new@example.com", "Fresh House")
@@ -335,7 +335,7 @@ def test_objects_already_deleted_in_streamiot_count_as_done(kit):
 
 
 def test_removal_withdraws_changes_that_were_not_sent(kit, app):
-    from portal.jobs import run_due_jobs
+    from portal.jobs.runner import run_due_jobs
 
     gateway, mailbox = kit.ready_mailbox()
     gateway_id = gateway.id

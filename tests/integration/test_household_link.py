@@ -6,12 +6,16 @@ import uuid
 import requests
 import sqlalchemy as sa
 
+from portal.streamiot.deployment import client_from_config
 from portal.extensions import db
-from portal.jobs import cancel, drain, enqueue, enqueue_household_link, handler, run_due_jobs
+from portal.jobs.outbox import cancel, enqueue, enqueue_household_link
+from portal.jobs.registry import handler
+from portal.jobs.runner import drain, run_due_jobs
 from portal.jobs.context import account_secret, seal_account_secret, set_streamiot
 from portal.jobs.handlers.accounts import portal_thing_name
 from portal.models import Account, Job
-from portal.streamiot.client import EMBEDDED_READER_URL, EMBEDDED_URL, StreamIoT
+from portal.streamiot.client import StreamIoT
+from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL
 from portal.streamiot.emulator import EmbeddedAdapter, make_emulator
 
 SEEN_BY_HANDLER: list = []
@@ -25,7 +29,7 @@ def _use_household_api(job, ctx):
 
 def household_user(app, account):
     """The household's StreamIoT login, as the portal stored it."""
-    return StreamIoT.from_config(app.config).as_user(
+    return client_from_config(app.config).as_user(
         account.streamiot_email, account_secret(account, "streamiot_password_enc")
     )
 
@@ -166,14 +170,14 @@ def test_handlers_get_the_households_login_and_a_renewed_token_is_kept(app, make
     renewed = account_secret(account, "streamiot_token_enc")
     assert renewed != "expired-token"
     # The renewed token works on its own (a wrong password shows no login happened).
-    with_token_only = StreamIoT.from_config(app.config).as_user(account.streamiot_email, "wrong", token=renewed)
+    with_token_only = client_from_config(app.config).as_user(account.streamiot_email, "wrong", token=renewed)
     assert with_token_only.find_thing(portal_thing_name(account.id))
 
 
 def test_handlers_wait_while_the_household_is_not_linked(app, make_household):
     _, account = make_household()
     [link] = link_jobs(account)
-    cancel(link)  # the link never happened
+    cancel(link.id)  # the link never happened
     job = enqueue("test.household_api", {"account_id": str(account.id)}, account_id=account.id, target="t:api")
     db.session.commit()
 

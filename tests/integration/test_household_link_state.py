@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from flask import render_template
 
-from portal.jobs import drain, run_due_jobs
+from portal.streamiot.deployment import client_from_config
+from portal.jobs.runner import drain, run_due_jobs
 from portal.models import Account, utcnow
 
 
@@ -105,7 +106,7 @@ def test_partial_follows_the_link_job_from_connecting_to_connected(app, make_hou
         from portal.streamiot.client import StreamIoT
 
         app.config["STREAMIOT_URL"] = "embedded"
-        set_streamiot(app, StreamIoT.from_config(app.config))
+        set_streamiot(app, client_from_config(app.config))
         drain(app)
         html = render(account, "/gateways/")
         assert "Connected" in html and not polls(html)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from portal.crypto import sha256_hex
 from portal.extensions import db
-from portal.jobs.registry import load_handlers, periodic_tasks
+from portal.jobs.registry import periodic_tasks
 from portal.models import LoginSession, LoginThrottle, utcnow
 from portal.services import housekeeping
 
@@ -38,6 +38,5 @@ def test_prune_keeps_what_still_counts_and_deletes_the_rest(app, make_household)
 
 
 def test_housekeeping_runs_as_a_periodic_task_of_the_worker(app):
-    load_handlers()
     task = next(t for t in periodic_tasks() if t.name.endswith("prune_stale_rows"))
     assert task.interval(app.config) == app.config["HOUSEKEEPING_SECONDS"]

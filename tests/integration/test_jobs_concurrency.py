@@ -8,7 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.jobs import enqueue, handler, run_due_jobs
+from portal.jobs.outbox import enqueue
+from portal.jobs.registry import handler
+from portal.jobs.runner import run_due_jobs
 from portal.models import Job
 
 DELIVERED: Counter = Counter()

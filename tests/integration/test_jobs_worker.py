@@ -6,7 +6,8 @@ import time
 import pytest
 
 from portal.extensions import db
-from portal.jobs import enqueue, handler, periodic
+from portal.jobs.outbox import enqueue
+from portal.jobs.registry import handler, periodic
 from portal.jobs.worker import start_in_background
 from portal.models import Job
 

@@ -16,7 +16,7 @@ def app_overrides(tmp_path):
 
 def _run_everything(kit, rounds=4):
     """The worker's turns: jobs, the virtual gateways, the reply readers."""
-    from portal.devices import manager
+    from portal.jobs import virtual_gateways as manager
 
     for _ in range(rounds):
         kit.drain()
@@ -75,7 +75,7 @@ def test_the_keypad_form_types_digit_by_digit_and_enter_tries_them(kit, member_c
 
 
 def test_a_keypad_press_is_published_by_the_worker_not_by_the_web_request(kit):
-    from portal.devices import manager
+    from portal.jobs import virtual_gateways as manager
 
     gateway = kit.add_gateway()
     mailbox = kit.add_mailbox(gateway)

@@ -140,7 +140,7 @@ def test_removing_sends_delete_then_deletes_the_channel_and_the_row(kit):
 
 
 def test_removing_a_box_withdraws_its_unsent_pin_changes(kit, app):
-    from portal.jobs import run_due_jobs
+    from portal.jobs.runner import run_due_jobs
 
     gateway, mailbox = kit.ready_mailbox()
     kit.add_pin(mailbox, run=False)

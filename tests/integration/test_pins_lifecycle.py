@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from portal import crypto
 from portal.extensions import db
 from portal.models import ActivityEvent, Command, Job, LoginSession, Pin, utcnow
-from portal.services import dashboard, pins
-from portal.services.commands import pin_shown, retry_command, withdraw_command
+from portal.services import commands, dashboard, pins
+from portal.services.commands import retry_command, withdraw_command
+from portal.services.deliveries import pin_shown
 from portal.services.errors import Conflict, ValidationFailed
 from tests.plugins.accounts import PASSWORD, csrf_from
 
@@ -127,12 +128,27 @@ def test_a_queued_pin_can_be_withdrawn_and_is_never_sent(kit, app):
     assert kit.add_pin(mailbox, "Grandma again", "4821", run=False).status == "adding"
 
 
-def test_only_queued_or_failed_changes_can_be_withdrawn(kit):
+def test_withdrawing_an_add_already_on_its_way_removes_the_pin_right_after_it_lands(kit):
     gateway, mailbox = kit.ready_mailbox()
-    pin = kit.add_pin(mailbox)
+    pin = kit.add_pin(mailbox)  # AUTH published: it may reach the box whatever we do now
+    outcome = withdraw_command(kit.account.id, kit.reload(pin).command_id, kit.user)
+    assert "on its way" in outcome.message and "removed" in outcome.message
+    assert kit.reload(pin).status == "removing"
+    kit.drain()
+    kit.confirm_all(gateway)  # the box answers the AUTH, then the UNAUTH queued behind it
+    assert [c.state for c in kit.commands(gateway, action="AUTH")] == ["confirmed"]
+    assert [c.state for c in kit.commands(gateway, action="UNAUTH")] == ["confirmed"]
+    assert kit.reload(pin).status == "removed"
+
+
+def test_an_unlock_already_on_its_way_cannot_be_withdrawn(kit):
+    gateway, mailbox = kit.ready_mailbox()
+    command = commands.unlock(kit.account.id, mailbox.id, kit.user)
+    kit.drain()
     with pytest.raises(Conflict) as refused:
-        withdraw_command(kit.account.id, kit.reload(pin).command_id, kit.user)
-    assert "already been sent" in refused.value.message
+        withdraw_command(kit.account.id, command.id, kit.user)
+    assert "on its way" in refused.value.message
+    assert kit.reload(command).state == "sent"
 
 
 def test_removal_sends_unauth_and_the_pin_counts_until_the_box_confirms(kit):

@@ -4,7 +4,8 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ActivityEvent, ChannelCursor
-from portal.services import replies
+from portal.jobs.handlers.reports import to_reports
+from portal.services import device_reports
 from portal.streamiot import messages
 
 
@@ -57,9 +58,9 @@ def test_every_message_is_applied_once_however_often_it_is_read(kit):
     kit.poll()
     kit.poll()
     # An overlapping read (same messages again, e.g. pages shifting) changes nothing either.
-    [target] = [t for t in replies.channels_of_linked_households() if t.channel_id == mailbox.channel_id]
+    [target] = [t for t in device_reports.channels_of_linked_households() if t.channel_id == mailbox.channel_id]
     page = kit.read(mailbox.channel_id, publisher=gateway.thing_id)
-    assert replies.apply_messages(target, list(reversed(page))) == 0
+    assert device_reports.apply_reports(target, to_reports(page)) == 0
     assert [e.summary for e in _events("box.opened_pin")] == ["Opened with PIN “Grandma”"]
     cursor = db.session.get(ChannelCursor, mailbox.channel_id)
     assert cursor.last_time == max(m["time"] for m in page)
@@ -120,12 +121,12 @@ def test_a_failed_answer_carries_the_reason_record_of_the_same_pack(kit):
 
 def test_only_channels_with_a_command_waiting_are_read_every_second(kit):
     gateway, mailbox = kit.ready_mailbox()
-    assert replies.channels_waiting() == []
+    assert device_reports.channels_waiting() == []
     kit.add_pin(mailbox)
-    assert [t.channel_id for t in replies.channels_waiting()] == [mailbox.channel_id]
-    every = {t.channel_id for t in replies.channels_of_linked_households()}
+    assert [t.channel_id for t in device_reports.channels_waiting()] == [mailbox.channel_id]
+    every = {t.channel_id for t in device_reports.channels_of_linked_households()}
     assert every == {gateway.channel_id, mailbox.channel_id}
-    [target] = [t for t in replies.channels_waiting()]
+    [target] = [t for t in device_reports.channels_waiting()]
     assert target.publisher == gateway.thing_id and target.mailbox_id == mailbox.id
 
 
@@ -136,4 +137,4 @@ def test_households_that_are_not_linked_are_not_read(kit):
     account = db.session.get(Account, kit.account.id)
     account.link_state = "problem"
     db.session.commit()
-    assert replies.channels_of_linked_households() == []
+    assert device_reports.channels_of_linked_households() == []

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ActivityEvent, utcnow
-from portal.services import commands, mailboxes, replies
+from portal.services import commands, deliveries, mailboxes
 from portal.services.errors import Conflict
 from portal.streamiot import messages
 from tests.plugins.accounts import csrf_from
@@ -28,7 +28,7 @@ def test_unlock_goes_out_with_a_time_to_live_and_opens(kit, app):
     command = commands.unlock(kit.account.id, mailbox.id, kit.user)
     ttl = timedelta(seconds=app.config["UNLOCK_TTL_SECONDS"])
     assert before + ttl <= command.expires_at <= utcnow() + ttl
-    assert commands.unlock_shown(command).label == "Waiting to be sent"
+    assert deliveries.unlock_shown(command).label == "Waiting to be sent"
     kit.drain()
     # The deadline travels with it, in whole seconds since the epoch: a late box stays shut.
     deadline = int(command.expires_at.timestamp())
@@ -36,7 +36,7 @@ def test_unlock_goes_out_with_a_time_to_live_and_opens(kit, app):
     kit.device(gateway).answer(kit.reload(command))
     kit.poll()
     command = kit.reload(command)
-    assert (command.state, commands.unlock_shown(command).label) == ("confirmed", "Opened")
+    assert (command.state, deliveries.unlock_shown(command).label) == ("confirmed", "Opened")
     summary = db.session.scalar(sa.select(ActivityEvent.summary).where(ActivityEvent.kind == "unlock.requested"))
     assert summary == "Asked “Front box” to open now"
 
@@ -47,7 +47,7 @@ def test_a_refused_unlock_says_refused_with_the_reason(kit):
     kit.drain()
     kit.device(gateway).answer(kit.reload(command), done=False, reason="door jammed")
     kit.poll()
-    shown = commands.unlock_shown(kit.reload(command))
+    shown = deliveries.unlock_shown(kit.reload(command))
     assert (shown.key, shown.label, shown.reason) == ("refused", "Refused", "door jammed")
 
 
@@ -61,7 +61,7 @@ def test_an_unlock_that_could_not_be_sent_in_time_expires_and_is_never_sent(kit)
     assert command.state == "expired"
     assert "never sent" in command.reason
     assert _unlocks(kit, mailbox) == []
-    assert commands.unlock_shown(command).label == "Expired"
+    assert deliveries.unlock_shown(command).label == "Expired"
 
 
 def test_an_unanswered_unlock_expires_after_its_time_to_live(kit):
@@ -69,21 +69,21 @@ def test_an_unanswered_unlock_expires_after_its_time_to_live(kit):
     command = commands.unlock(kit.account.id, mailbox.id, kit.user)
     kit.drain()
     command = kit.reload(command)
-    assert replies.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1)) == 1
+    assert deliveries.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1)) == 1
     command = kit.reload(command)
     assert command.state == "expired" and "did not answer" in command.reason
     # The box got it after all, past its deadline: it stayed shut and says so.
     kit.device(gateway).answer(command, done=False, reason="expired")
     kit.poll()
     command = kit.reload(command)
-    shown = commands.unlock_shown(command)
+    shown = deliveries.unlock_shown(command)
     assert (command.state, shown.key, shown.label) == ("expired", "expired", "Expired")
     assert "stayed shut" in shown.reason
     assert kit.reload(mailbox).is_open is not True
 
 
 def test_a_gateway_that_reads_the_unlock_after_its_deadline_keeps_the_box_shut(kit, member_client, monkeypatch):
-    from portal.devices import manager
+    from portal.jobs import virtual_gateways as manager
 
     monkeypatch.setitem(kit.app.config, "VIRTUAL_GATEWAYS", True)
     gateway = kit.add_gateway()
@@ -104,7 +104,7 @@ def test_a_gateway_that_reads_the_unlock_after_its_deadline_keeps_the_box_shut(k
     kit.poll()
 
     command = kit.reload(command)
-    shown = commands.unlock_shown(command)
+    shown = deliveries.unlock_shown(command)
     assert (command.state, shown.label) == ("expired", "Expired")
     assert "stayed shut" in command.reason
     names = [msg["name"] for msg in kit.read(mailbox.channel_id, publisher=gateway.thing_id)]
@@ -122,11 +122,11 @@ def test_an_answer_sent_in_time_but_read_after_the_portal_gave_up_says_opened(ki
     command = commands.unlock(kit.account.id, mailbox.id, kit.user)
     kit.drain()
     command = kit.reload(command)
-    replies.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
+    deliveries.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
     kit.device(gateway).answer(kit.reload(command))  # stamped before the deadline
     kit.poll()
     command = kit.reload(command)
-    assert (command.state, commands.unlock_shown(command).label, command.reason) == ("confirmed", "Opened", None)
+    assert (command.state, deliveries.unlock_shown(command).label, command.reason) == ("confirmed", "Opened", None)
 
 
 def test_a_box_that_opens_after_the_deadline_anyway_is_shown_as_opened_late(kit):
@@ -135,7 +135,7 @@ def test_a_box_that_opens_after_the_deadline_anyway_is_shown_as_opened_late(kit)
     kit.drain()
     command = kit.reload(command)
     deadline = int(command.expires_at.timestamp())
-    replies.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
+    deliveries.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
     # A box that ignores the deadline (a correct one never does): its Done is stamped late.
     answer = messages.reply(kit.sent_record(command), True)
     answer[0]["t"] = deadline + 30

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from portal.crypto import encrypt, generate_keypair
-from portal.devices import manager
+from portal.jobs import virtual_gateways as manager
 from portal.devices.virtual_gateway import VirtualGateway
 from portal.extensions import db
 from portal.models import Account, Gateway

@@ -4,7 +4,7 @@ import pytest
 from flask import url_for
 
 from portal.extensions import db
-from portal.jobs import drain
+from portal.jobs.runner import drain
 from tests.access.devices import ROUTES
 from tests.plugins.accounts import csrf_from
 

@@ -9,9 +9,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from portal.streamiot.deployment import client_from_config
 from portal import crypto
 from portal.extensions import db
-from portal.jobs import drain
+from portal.jobs.handlers import reports
+from portal.jobs.runner import drain
 from portal.models import Account, Command, Gateway, Mailbox, Pin
 from portal.streamiot import messages
 from portal.streamiot.client import StreamIoT
@@ -45,7 +47,7 @@ class DeviceKit:
         self.app = app
         self.user = user
         self.account = account
-        self.streamiot = StreamIoT.from_config(app.config)
+        self.streamiot = client_from_config(app.config)
 
     # --- running the worker ---------------------------------------------------------
 
@@ -54,10 +56,8 @@ class DeviceKit:
 
     def poll(self):
         """One round of the reply readers (what the worker does every second or so)."""
-        from portal.jobs.handlers import devices as device_jobs
-
-        device_jobs.poll_waiting_channels(self.app)
-        device_jobs.poll_all_channels(self.app)
+        reports.poll_waiting_channels(self.app)
+        reports.poll_all_channels(self.app)
         db.session.expire_all()
 
     def record_publishes(self) -> list:

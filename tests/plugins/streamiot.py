@@ -4,6 +4,7 @@ import uuid
 import pytest
 import requests
 
+from portal.streamiot.deployment import client_from_config
 from portal.streamiot.client import StreamIoT
 from portal.streamiot.emulator import EmbeddedAdapter
 
@@ -11,7 +12,7 @@ from portal.streamiot.emulator import EmbeddedAdapter
 @pytest.fixture
 def streamiot(app):
     """The StreamIoT client the test app uses (the embedded emulator unless overridden)."""
-    return StreamIoT.from_config(app.config)
+    return client_from_config(app.config)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ shown with: pure functions, no database."""
 import pytest
 
 from portal.models import Command, Pin
-from portal.services.commands import pin_shown, unlock_shown
+from portal.services.deliveries import pin_shown, unlock_shown
 from portal.services.errors import ValidationFailed
 from portal.services.pins import check_digits, check_label
 

@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from portal.streamiot import deployment
+from portal.streamiot.deployment import client_from_config
 from portal.streamiot import messages
 from portal.streamiot.client import StreamIoT, UserAPI, parse_retry_after
 from portal.streamiot.errors import (
@@ -647,7 +649,7 @@ def test_every_call_carries_the_configured_timeouts(sio, user, requests_mock, lo
 
 
 def test_from_config_uses_the_deployment_urls_and_timeouts(requests_mock):
-    sio = StreamIoT.from_config({
+    sio = client_from_config({
         "STREAMIOT_URL": "https://iot.example.net/",
         "STREAMIOT_READER_URL": "https://reader.example.net:9009//",
         "STREAMIOT_CONNECT_TIMEOUT": 2.0, "STREAMIOT_READ_TIMEOUT": 20.0,
@@ -660,7 +662,7 @@ def test_from_config_uses_the_deployment_urls_and_timeouts(requests_mock):
 
 def test_from_config_refuses_a_deployment_without_reader_url():
     with pytest.raises(ValueError, match="STREAMIOT_READER_URL"):
-        StreamIoT.from_config({"STREAMIOT_URL": BASE, "STREAMIOT_READER_URL": ""})
+        client_from_config({"STREAMIOT_URL": BASE, "STREAMIOT_READER_URL": ""})
 
 
 class FakeAdapter(requests.adapters.BaseAdapter):
@@ -670,18 +672,16 @@ class FakeAdapter(requests.adapters.BaseAdapter):
 
 
 def test_from_config_embedded_mounts_the_emulator_in_process(monkeypatch, tmp_path):
-    from portal.streamiot import emulator
-
     made = []
 
     def fake_get_emulator(db_path, token_ttl=36000):
         made.append((db_path, token_ttl))
         return "the wsgi app"
 
-    monkeypatch.setattr(emulator, "get_emulator", fake_get_emulator, raising=False)
-    monkeypatch.setattr(emulator, "EmbeddedAdapter", FakeAdapter, raising=False)
+    monkeypatch.setattr(deployment, "get_emulator", fake_get_emulator)
+    monkeypatch.setattr(deployment, "EmbeddedAdapter", FakeAdapter)
     db_path = str(tmp_path / "streamiot-emulator.sqlite3")
-    sio = StreamIoT.from_config({
+    sio = client_from_config({
         "STREAMIOT_URL": "embedded", "STREAMIOT_READER_URL": "", "STREAMIOT_EMULATOR_DB": db_path,
         "STREAMIOT_EMULATOR_TOKEN_TTL": 60, "STREAMIOT_CONNECT_TIMEOUT": 3.05, "STREAMIOT_READ_TIMEOUT": 10.0,
     })

@@ -1,5 +1,7 @@
-"""Job handlers, one module per area; each owner adds ONE import line below."""
-from portal.jobs.handlers import accounts  # noqa: F401
-from portal.devices import manager  # noqa: F401  (periodic task: the virtual gateways)
-from portal.jobs.handlers import devices  # noqa: F401
-from portal.jobs.handlers import housekeeping  # noqa: F401
+"""Job handlers, one module per area; each owner adds ONE import line below.
+
+Imported by create_app(): importing a handler module registers its job kinds and
+periodic tasks (portal/jobs/registry.py).
+"""
+from portal.jobs import virtual_gateways  # noqa: F401  (periodic task: the virtual gateways)
+from portal.jobs.handlers import accounts, devices, housekeeping, reports  # noqa: F401

@@ -1,38 +1,26 @@
-"""Device jobs: set up and remove devices in StreamIoT, send commands, read the answers.
+"""Device jobs: set up and remove devices in StreamIoT, and send commands.
 
+Handlers only translate: a job becomes StreamIoT calls, and what happened is recorded
+through the delivery transitions (portal/services/deliveries.py), which own every state.
 Every step is safe to run again: things and channels are looked up by their exact name
 before one is created, "already connected" and "already deleted" count as done, and the
-progress of each step is committed as soon as it is done. All jobs of one gateway share
-a target, so they run in the order they were queued (portal.services.commands.job_target).
+progress of each step is committed as soon as it is done. No transaction is open while
+StreamIoT is asked. All jobs of one gateway share a target, so they run in the order
+they were queued (deliveries.job_target).
 """
-import logging
 import uuid
 
 import sqlalchemy as sa
 
 from portal import crypto
 from portal.extensions import db
-from portal.jobs.context import get_streamiot
-from portal.jobs.errors import PermanentFailure, RetryLater
-from portal.jobs.registry import handler, periodic
-from portal.models import Account, Command, Gateway, Mailbox, utcnow
-from portal.models.devices import (
-    CMD_QUEUED,
-    CMD_SENT,
-    CMD_WITHDRAWN,
-    DEVICE_ACTIVE,
-    DEVICE_FAILED,
-    DEVICE_PROVISIONING,
-    DEVICE_REMOVING,
-)
-from portal.services import commands, replies
+from portal.jobs.errors import PermanentFailure, RetryLater, judge
+from portal.jobs.registry import handler
+from portal.models import Account, Command, Gateway, Mailbox, Pin
+from portal.services import activity, deliveries, device_reports
+from portal.services.deliveries import CommandState, DeviceState
 from portal.streamiot import errors as sie
 from portal.streamiot import messages
-
-log = logging.getLogger(__name__)
-
-READ_PAGE = 200
-READ_MAX_PAGES = 20
 
 
 def _uuid(value) -> uuid.UUID:
@@ -73,18 +61,14 @@ def _household(device) -> Account:
 
 def _gateway_setup_retrying(job, reason, retry_at) -> None:
     gateway = db.session.get(Gateway, _uuid(job.payload["gateway_id"]))
-    if gateway is not None and gateway.status == DEVICE_PROVISIONING:
+    if gateway is not None and gateway.status == DeviceState.PROVISIONING:
         gateway.last_error = f"Trying again: {reason}"
 
 
 def _gateway_setup_gave_up(job, reason) -> None:
-    from portal.services import activity
-
     gateway = db.session.get(Gateway, _uuid(job.payload["gateway_id"]))
-    if gateway is None or gateway.status != DEVICE_PROVISIONING:
+    if gateway is None or not deliveries.mark_device_failed(Gateway, gateway.id, reason):
         return
-    gateway.status = DEVICE_FAILED
-    gateway.last_error = reason
     activity.record(
         gateway.account_id,
         kind="delivery.failed",
@@ -94,10 +78,10 @@ def _gateway_setup_gave_up(job, reason) -> None:
     )
 
 
-@handler(commands.JOB_PROVISION_GATEWAY, on_give_up=_gateway_setup_gave_up, on_retry=_gateway_setup_retrying)
+@handler(deliveries.JOB_PROVISION_GATEWAY, on_give_up=_gateway_setup_gave_up, on_retry=_gateway_setup_retrying)
 def provision_gateway(job, ctx) -> None:
     gateway = db.session.get(Gateway, _uuid(job.payload["gateway_id"]))
-    if gateway is None or gateway.status != DEVICE_PROVISIONING:
+    if gateway is None or gateway.status != DeviceState.PROVISIONING:
         return
     account = _household(gateway)
     api = ctx.user_api(account)
@@ -126,18 +110,16 @@ def provision_gateway(job, ctx) -> None:
 
 def _mailbox_setup_retrying(job, reason, retry_at) -> None:
     mailbox = db.session.get(Mailbox, _uuid(job.payload["mailbox_id"]))
-    if mailbox is not None and mailbox.status == DEVICE_PROVISIONING:
+    if mailbox is not None and mailbox.status == DeviceState.PROVISIONING:
         mailbox.last_error = f"Trying again: {reason}"
 
 
 def _mailbox_setup_gave_up(job, reason) -> None:
-    from portal.services import activity
-
     mailbox = db.session.get(Mailbox, _uuid(job.payload["mailbox_id"]))
-    if mailbox is None or mailbox.status != DEVICE_PROVISIONING:
+    if mailbox is None or mailbox.status != DeviceState.PROVISIONING:
         return
-    mailbox.status = DEVICE_FAILED
-    mailbox.last_error = reason
+    if not deliveries.mark_device_failed(Mailbox, mailbox.id, reason):
+        return
     activity.record(
         mailbox.account_id,
         kind="delivery.failed",
@@ -154,14 +136,14 @@ def _gateway_ready(gateway: Gateway | None) -> bool:
         and gateway.thing_id
         and gateway.channel_id
         and (gateway.progress or {}).get("connect")
-        and gateway.status != DEVICE_FAILED
+        and gateway.status != DeviceState.FAILED
     )
 
 
-@handler(commands.JOB_PROVISION_MAILBOX, on_give_up=_mailbox_setup_gave_up, on_retry=_mailbox_setup_retrying)
+@handler(deliveries.JOB_PROVISION_MAILBOX, on_give_up=_mailbox_setup_gave_up, on_retry=_mailbox_setup_retrying)
 def provision_mailbox(job, ctx) -> None:
     mailbox = db.session.get(Mailbox, _uuid(job.payload["mailbox_id"]))
-    if mailbox is None or mailbox.status != DEVICE_PROVISIONING:
+    if mailbox is None or mailbox.status != DeviceState.PROVISIONING:
         return
     gateway = db.session.get(Gateway, mailbox.gateway_id)
     if not _gateway_ready(gateway):
@@ -182,80 +164,81 @@ def provision_mailbox(job, ctx) -> None:
 # --- sending a command -------------------------------------------------------------------
 
 def _send_retrying(job, reason, retry_at) -> None:
-    command = db.session.get(Command, _uuid(job.payload["command_id"]))
-    if command is not None and command.state == CMD_QUEUED and command.job_id == job.id:
-        command.reason = f"Trying again: {reason}"
+    deliveries.note_retry(_uuid(job.payload["command_id"]), job.id, reason, retry_at)
 
 
 def _send_gave_up(job, reason) -> None:
-    command = db.session.get(Command, _uuid(job.payload["command_id"]))
-    if command is None or command.job_id != job.id or command.state != CMD_QUEUED:
-        return
-    commands.mark_failed(command, reason, by_device=False)
+    deliveries.give_up(_uuid(job.payload["command_id"]), reason, job_id=job.id)
 
 
-def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin) -> tuple[str, list[dict]]:
-    """(channel, pack) of a command, exactly as DEVICE_PROTOCOL.md has it."""
+def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin | None) -> tuple[str, list[dict]]:
+    """(channel, pack) of a command, exactly as docs/device-protocol.md has it."""
     g, gc = gateway.thing_id, gateway.channel_id
     action = command.action
-    if action == "CONNECT":
-        return gc, messages.connect_gateway(g)
-    if action == "REGISTER":
-        return gc, messages.register_gateway(g)
+    if action in ("CONNECT", "REGISTER"):
+        return gc, (messages.connect_gateway(g) if action == "CONNECT" else messages.register_gateway(g))
+    if mailbox is None:
+        raise PermanentFailure(f"{action} needs its box, which is gone")
     if action == "ADD":
         return gc, messages.add_mailbox(g, mailbox.public_key)
     if action == "Mailbox":
         return gc, messages.register_mailbox(mailbox.channel_id, mailbox.public_key)
-    if action == "AUTH":
-        return mailbox.channel_id, messages.add_pin(g, commands.pin_digits(pin))
-    if action == "UNAUTH":
-        return mailbox.channel_id, messages.remove_pin(g, commands.pin_digits(pin))
+    if action in deliveries.PIN_ACTIONS:
+        if pin is None or not pin.digits_enc:
+            raise PermanentFailure("The PIN's digits are gone; nothing to send.")
+        build = messages.add_pin if action == "AUTH" else messages.remove_pin
+        return mailbox.channel_id, build(g, deliveries.pin_digits(pin))
     if action == "UNLOCK":
         if command.expires_at is None:
             raise PermanentFailure("An unlock without a time to live is never sent.")
-        return mailbox.channel_id, messages.unlock(g, commands.unlock_deadline(command))
+        return mailbox.channel_id, messages.unlock(g, deliveries.unlock_deadline(command))
     raise PermanentFailure(f"IoTLock does not send {action} this way")
 
 
-def _withdraw(command: Command, why: str) -> None:
-    command.state = CMD_WITHDRAWN
-    command.reason = why
-    command.answered_at = utcnow()
-    db.session.commit()
-
-
-@handler(commands.JOB_SEND, on_give_up=_send_gave_up, on_retry=_send_retrying)
+@handler(deliveries.JOB_SEND, on_give_up=_send_gave_up, on_retry=_send_retrying)
 def send_command(job, ctx) -> None:
-    loaded = commands.load_for_sending(job.payload["command_id"])
-    if loaded is None:
+    command = db.session.get(Command, _uuid(job.payload["command_id"]))
+    # Withdrawn, expired, sent, or requeued with a newer job: nothing to do here. A command
+    # still "sending" lost its worker in the middle of a publish: it goes again.
+    if command is None or command.job_id != job.id or command.state not in (CommandState.QUEUED,
+                                                                            CommandState.SENDING):
         return
-    command, gateway, mailbox, pin = loaded
-    # Withdrawn, expired, already sent, or requeued with a newer job: nothing to do here.
-    if command.state != CMD_QUEUED or command.job_id != job.id or gateway is None:
-        return
-    if commands.expire_if_due(command):
+    if deliveries.expire_if_due(command):
         db.session.commit()
         return
-    if gateway.status == DEVICE_REMOVING:
-        return _withdraw(command, "The gateway is being removed.")
-    if mailbox is not None and mailbox.status == DEVICE_REMOVING:
-        return _withdraw(command, "The box is being removed.")
+    gateway = db.session.get(Gateway, command.gateway_id)
+    mailbox = db.session.get(Mailbox, command.mailbox_id) if command.mailbox_id else None
+    pin = db.session.get(Pin, command.pin_id) if command.pin_id else None
+    if gateway is None:
+        return
+    if gateway.status == DeviceState.REMOVING or (mailbox is not None and mailbox.status == DeviceState.REMOVING):
+        deliveries.withdraw_for_removal(command.id, "Its device is being removed.")
+        db.session.commit()
+        return
     account = _household(gateway)
     portal_key = ctx.portal_thing_key(account)
     if not _gateway_ready(gateway):
         raise PermanentFailure("The gateway is not set up in StreamIoT yet; retry the gateway.")
-    if command.action in commands.MAILBOX_SETUP_ACTIONS and not (mailbox and mailbox.channel_id
-                                                                 and (mailbox.progress or {}).get("connect")):
+    if command.action in deliveries.MAILBOX_SETUP_ACTIONS and not (
+        mailbox and mailbox.channel_id and (mailbox.progress or {}).get("connect")
+    ):
         raise PermanentFailure("The box's channel is not set up yet; retry the box.")
-    if command.channel_key == "mailbox" and mailbox.status != DEVICE_ACTIVE:
+    if command.channel_key == "mailbox" and mailbox is not None and mailbox.status != DeviceState.ACTIVE:
         _wait_for_registration(job, mailbox)
     channel, pack = _pack(command, gateway, mailbox, pin)
-    # The last moment to honour the time to live: after this the message is out.
-    if commands.expire_if_due(command):
+    command_id = command.id
+    # From this commit on the message may reach the box: a member can no longer withdraw it.
+    if not deliveries.start_sending(command_id, job.id, channel):
+        db.session.rollback()
+        return  # withdrawn or expired a moment ago
+    db.session.commit()
+    try:
+        ctx.streamiot.publish(channel, portal_key, pack)
+    except Exception as exc:
+        deliveries.publish_failed(command_id, judge(exc).reason)
         db.session.commit()
-        return
-    ctx.streamiot.publish(channel, portal_key, pack)
-    commands.mark_sent(command, gateway, mailbox, channel)
+        raise
+    deliveries.mark_sent(command_id)
     db.session.commit()
 
 
@@ -266,11 +249,11 @@ def _wait_for_registration(job, mailbox: Mailbox) -> None:
     ).first()
     ahead = (
         registration is not None
-        and registration.state in (CMD_QUEUED, CMD_SENT)
+        and registration.state in deliveries.PENDING
         and registration.job_id is not None
         and registration.job_id < job.id
     )
-    if mailbox.status == DEVICE_PROVISIONING and ahead:
+    if mailbox.status == DeviceState.PROVISIONING and ahead:
         raise RetryLater("waiting until the box is registered on its gateway", delay=1.0)
     raise PermanentFailure(
         "The box is not registered on its gateway; this goes again when the box's set-up is retried."
@@ -281,10 +264,8 @@ def _wait_for_registration(job, mailbox: Mailbox) -> None:
 
 def _removal_gave_up(model, key):
     def gave_up(job, reason) -> None:
-        from portal.services import activity
-
         row = db.session.get(model, _uuid(job.payload[key]))
-        if row is None or row.status != DEVICE_REMOVING:
+        if row is None or row.status != DeviceState.REMOVING:
             return
         row.last_error = reason
         activity.record(
@@ -320,12 +301,16 @@ def _publish_unless_channel_gone(ctx, api, channel_id: str, key: str, pack: list
         raise
 
 
-def _mark_removal_sent(device_filter, action: str, channel_id: str) -> None:
+def _publish_removal(ctx, api, job, device_filter, action: str, channel_id: str, key: str, pack) -> None:
+    """Publish DESTRUCT or DELETE through its command's states (nobody answers it: its
+    channels are deleted right after)."""
     command = db.session.scalars(sa.select(Command).where(device_filter, Command.action == action)).first()
-    if command is not None and command.state == CMD_QUEUED:
-        command.state = CMD_SENT
-        command.channel_id = channel_id
-        command.sent_at = utcnow()
+    command_id = command.id if command is not None else None
+    if command_id is not None:
+        deliveries.start_sending(command_id, job.id, channel_id)
+    db.session.commit()
+    if _publish_unless_channel_gone(ctx, api, channel_id, key, pack) and command_id is not None:
+        deliveries.mark_sent(command_id)
 
 
 def _ids(known: str | None, found: list[dict]) -> list[str]:
@@ -333,10 +318,10 @@ def _ids(known: str | None, found: list[dict]) -> list[str]:
     return ids + [item["id"] for item in found if item.get("id") not in ids]
 
 
-@handler(commands.JOB_REMOVE_GATEWAY, on_give_up=_removal_gave_up(Gateway, "gateway_id"))
+@handler(deliveries.JOB_REMOVE_GATEWAY, on_give_up=_removal_gave_up(Gateway, "gateway_id"))
 def remove_gateway(job, ctx) -> None:
     gateway = db.session.get(Gateway, _uuid(job.payload["gateway_id"]))
-    if gateway is None or gateway.status != DEVICE_REMOVING:
+    if gateway is None or gateway.status != DeviceState.REMOVING:
         return
     account = db.session.get(Account, gateway.account_id)
     boxes = db.session.scalars(sa.select(Mailbox).where(Mailbox.gateway_id == gateway.id)).all()
@@ -347,8 +332,8 @@ def remove_gateway(job, ctx) -> None:
         if not progress.get("destruct_sent") and gateway.channel_id and progress.get("connect"):
             key = ctx.portal_thing_key(account)
             pack = messages.remove_gateway(gateway.channel_id, gateway.public_key)
-            if _publish_unless_channel_gone(ctx, api, gateway.channel_id, key, pack):
-                _mark_removal_sent(Command.gateway_id == gateway.id, "DESTRUCT", gateway.channel_id)
+            _publish_removal(ctx, api, job, Command.gateway_id == gateway.id, "DESTRUCT", gateway.channel_id, key,
+                             pack)
             _progress(gateway, "destruct_sent")
         for box in boxes:
             for channel_id in _ids(box.channel_id, api.find_channels(box.channel_name)):
@@ -364,15 +349,15 @@ def remove_gateway(job, ctx) -> None:
         _progress(gateway, "thing_deleted")
     # Nothing of it is left in StreamIoT: the rows go (the database cascades to boxes,
     # PINs and commands); the activity log keeps the story.
-    replies.forget_cursors(channels)
+    device_reports.forget_cursors(channels)
     db.session.execute(sa.delete(Gateway).where(Gateway.id == gateway.id))
     db.session.commit()
 
 
-@handler(commands.JOB_REMOVE_MAILBOX, on_give_up=_removal_gave_up(Mailbox, "mailbox_id"))
+@handler(deliveries.JOB_REMOVE_MAILBOX, on_give_up=_removal_gave_up(Mailbox, "mailbox_id"))
 def remove_mailbox(job, ctx) -> None:
     mailbox = db.session.get(Mailbox, _uuid(job.payload["mailbox_id"]))
-    if mailbox is None or mailbox.status != DEVICE_REMOVING:
+    if mailbox is None or mailbox.status != DeviceState.REMOVING:
         return
     gateway = db.session.get(Gateway, mailbox.gateway_id)
     account = db.session.get(Account, mailbox.account_id)
@@ -383,8 +368,8 @@ def remove_mailbox(job, ctx) -> None:
         if not progress.get("delete_sent") and progress.get("add_sent") and _gateway_ready(gateway):
             key = ctx.portal_thing_key(account)
             pack = messages.remove_mailbox(gateway.thing_id, mailbox.public_key)
-            if _publish_unless_channel_gone(ctx, api, gateway.channel_id, key, pack):
-                _mark_removal_sent(Command.mailbox_id == mailbox.id, "DELETE", gateway.channel_id)
+            _publish_removal(ctx, api, job, Command.mailbox_id == mailbox.id, "DELETE", gateway.channel_id, key,
+                             pack)
             _progress(mailbox, "delete_sent")
         for channel_id in _ids(mailbox.channel_id, api.find_channels(mailbox.channel_name)):
             for thing_id in (gateway.thing_id if gateway else None, account.portal_thing_id):
@@ -392,61 +377,6 @@ def remove_mailbox(job, ctx) -> None:
                     _ignore_missing(api.disconnect, [channel_id], [thing_id])
             _ignore_missing(api.delete_channel, channel_id)
             channels.append(channel_id)
-    replies.forget_cursors(channels)
+    device_reports.forget_cursors(channels)
     db.session.execute(sa.delete(Mailbox).where(Mailbox.id == mailbox.id))
     db.session.commit()
-
-
-# --- reading the devices' answers --------------------------------------------------------
-
-def read_channel(client, target: replies.ChannelToRead) -> list[dict]:
-    """Every message of the gateway on this channel since the cursor, newest first.
-
-    Pages shift while new messages arrive (newest first), which only repeats messages;
-    the cursor's digests make repeats harmless.
-    """
-    filters = {"publisher": target.publisher}
-    if target.since:
-        filters["from"] = target.since
-    found, offset = [], 0
-    for _ in range(READ_MAX_PAGES):
-        page = client.read_messages(target.channel_id, thing_key=target.thing_key, offset=offset,
-                                    limit=READ_PAGE, **filters)
-        batch = page["messages"]
-        found.extend(batch)
-        offset += len(batch)
-        if not batch or offset >= int(page.get("total") or 0):
-            break
-    return found
-
-
-def poll(app, targets) -> int:
-    """Read and apply each channel; one unreadable channel does not stop the others."""
-    client = get_streamiot(app)
-    applied = 0
-    for target in targets:
-        try:
-            found = read_channel(client, target)
-        except sie.StreamIoTError as exc:
-            log.warning("reading channel %s failed: %s", target.channel_id, exc)
-            continue
-        try:
-            applied += replies.apply_messages(target, found)
-        except Exception:  # noqa: BLE001  (one bad channel must not stop the rest)
-            db.session.rollback()
-            log.exception("applying the messages of channel %s failed", target.channel_id)
-    return applied
-
-
-@periodic("REPLY_POLL_SECONDS")
-def poll_waiting_channels(app) -> None:
-    """Channels with a command waiting for its answer, every second or two."""
-    # Read first, then expire: an answer already in the reader is the box's word.
-    poll(app, replies.channels_waiting())
-    replies.expire_overdue_unlocks()
-
-
-@periodic("IDLE_POLL_SECONDS")
-def poll_all_channels(app) -> None:
-    """Every channel of every linked household, now and then: events and heartbeats."""
-    poll(app, replies.channels_of_linked_households())

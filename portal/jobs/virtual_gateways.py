@@ -1,10 +1,14 @@
-"""Virtual gateways inside the portal: one per provisioned gateway, when VIRTUAL_GATEWAYS is on.
+"""Virtual gateways run by the portal: one per provisioned gateway, when VIRTUAL_GATEWAYS is on.
 
 The worker runs `tick(app)` every REPLY_POLL_SECONDS: each gateway with a StreamIoT
-thing, key and channel gets one `VirtualGateway.step()`, built from the portal's own
-rows (the thing key is decrypted here and kept only in memory). The mailbox page uses
-`virtual_gateway_for(app, gateway)` for its keypad and its view of what the box holds.
-A gateway whose row is gone is dropped, and its state file deleted.
+thing, key and channel gets one `VirtualGateway.step()` (portal/devices/, the firmware
+with a plain StreamIoT client), built from the portal's own rows (the thing key is
+decrypted here and kept only in memory). A gateway whose row is gone is dropped, and its
+state file deleted.
+
+The mailbox page's keypad and "what the box holds" reach the virtual gateways through
+the port the services name (`VIRTUAL_DEVICES`), which `init_app` fills: the services
+never import this side.
 """
 import hashlib
 import logging
@@ -17,8 +21,10 @@ import sqlalchemy as sa
 from portal.crypto import decrypt
 from portal.devices.virtual_gateway import VirtualGateway
 from portal.extensions import db
-from portal.jobs import periodic
+from portal.jobs.registry import periodic
 from portal.models import Account, Gateway
+from portal.services.mailboxes import VIRTUAL_DEVICES
+from portal.streamiot.deployment import client_from_config
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +78,6 @@ def _fingerprint(row) -> str:
 
 
 def _build(app, row) -> VirtualGateway:
-    from portal.streamiot.client import StreamIoT
-
     settings = {
         "thing_id": row.thing_id,
         "thing_key": decrypt(row.thing_key_enc, table="gateways", column="thing_key_enc", row_id=row.id),
@@ -87,7 +91,7 @@ def _build(app, row) -> VirtualGateway:
     return VirtualGateway(
         settings,
         state_path(app, row.id),
-        StreamIoT.from_config(app.config),
+        client_from_config(app.config),
         heartbeat_seconds=max(1.0, app.config["HEARTBEAT_WINDOW_SECONDS"] / 4),
     )
 
@@ -156,3 +160,9 @@ def virtual_gateway_for(app, gateway) -> VirtualGateway | None:
     if not rows:
         return None
     return _current(app, rows[0])
+
+
+def init_app(app) -> None:
+    """Offer the virtual gateways to the services (keypad, box snapshot); the offer answers
+    None while VIRTUAL_GATEWAYS is off."""
+    app.extensions[VIRTUAL_DEVICES] = lambda gateway: virtual_gateway_for(app, gateway)

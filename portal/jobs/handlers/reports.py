@@ -1,0 +1,134 @@
+"""Reading what the devices said: reader pages in, plain `DeviceReport` values out.
+
+The only place that parses device SenML (through portal.streamiot.messages); the
+service (portal/services/device_reports.py) applies the reports.
+"""
+import logging
+
+from portal.extensions import db
+from portal.jobs.context import get_streamiot
+from portal.jobs.registry import periodic
+from portal.services import deliveries, device_reports
+from portal.services.device_reports import ChannelToRead, DeviceReport, ReportKind
+from portal.streamiot import errors as sie
+from portal.streamiot import messages as m
+
+log = logging.getLogger(__name__)
+
+READ_PAGE = 200
+READ_MAX_PAGES = 20
+
+_EVENT_KINDS = {
+    m.OPENED: ReportKind.OPENED,
+    m.CLOSED: ReportKind.CLOSED,
+    m.REJECTED: ReportKind.REJECTED,
+    m.BATTERY: ReportKind.BATTERY,
+    m.HEARTBEAT: ReportKind.HEARTBEAT,
+}
+
+
+def read_channel(client, target: ChannelToRead) -> list[dict]:
+    """Every message of the gateway on this channel since the cursor, newest first.
+
+    Pages shift while new messages arrive (newest first), which only repeats messages;
+    the cursor's digests make repeats harmless.
+    """
+    filters: dict = {"publisher": target.publisher}
+    if target.since:
+        filters["from"] = target.since
+    found: list[dict] = []
+    offset = 0
+    for _ in range(READ_MAX_PAGES):
+        page = client.read_messages(target.channel_id, thing_key=target.thing_key, offset=offset,
+                                    limit=READ_PAGE, **filters)
+        batch = page["messages"]
+        found.extend(batch)
+        offset += len(batch)
+        if not batch or offset >= int(page.get("total") or 0):
+            break
+    return found
+
+
+def _whole(value) -> int | None:
+    """A number the device meant as a whole number (the platform stores floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if float(value).is_integer() else None
+
+
+def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
+    """The reports among reader messages; a REASON record joins the Failed it explains."""
+    reasons = {}
+    parsed = []
+    for message in reader_messages:
+        time = message.get("time")
+        parts = m.split_name(message.get("name"))
+        if isinstance(time, bool) or not isinstance(time, (int, float)) or parts is None:
+            continue
+        base, name = parts
+        if name == m.REASON:
+            if isinstance(message.get("string_value"), str):
+                reasons[(time, message.get("publisher"))] = message["string_value"]
+            continue
+        parsed.append((float(time), base, name, message))
+    reports = []
+    for time, base, name, message in parsed:
+        unit = message.get("unit")
+        value = m.message_value(message)
+        common = dict(at=time, digest=m.message_digest(message), publisher=message.get("publisher"),
+                      subject=base, name=name, unit=unit)
+        if unit in (m.DONE, m.FAILED):
+            if name == m.UNLOCK:
+                value = m.unlock_deadline(value)
+            elif name in (m.AUTH, m.UNAUTH):
+                value = _whole(value)
+            reports.append(DeviceReport(
+                ReportKind.ANSWER, value=value, done=unit == m.DONE,
+                reason=None if unit == m.DONE else reasons.get((message.get("time"), message.get("publisher"))),
+                **common,
+            ))
+            continue
+        kind = _EVENT_KINDS.get(name, ReportKind.UNKNOWN)
+        if kind == ReportKind.BATTERY and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = int(round(value))
+        elif kind in (ReportKind.OPENED, ReportKind.REJECTED):
+            value = _whole(value)
+        reports.append(DeviceReport(kind, value=value, remote=kind == ReportKind.OPENED and unit == "Remote",
+                                    **common))
+    return reports
+
+
+def poll(app, targets: list[ChannelToRead]) -> int:
+    """Read and apply each channel; one unreadable channel does not stop the others."""
+    client = get_streamiot(app)
+    applied = 0
+    for target in targets:
+        try:
+            found = read_channel(client, target)
+        except sie.StreamIoTError as exc:
+            log.warning("reading channel %s failed: %s", target.channel_id, exc)
+            continue
+        try:
+            applied += device_reports.apply_reports(target, to_reports(found))
+        except Exception:  # noqa: BLE001  (one bad channel must not stop the rest)
+            db.session.rollback()
+            log.exception("applying the messages of channel %s failed", target.channel_id)
+    return applied
+
+
+@periodic("REPLY_POLL_SECONDS")
+def poll_waiting_channels(app) -> None:
+    """Channels with a command waiting for its answer, every second or two."""
+    targets = device_reports.channels_waiting()
+    db.session.commit()  # no transaction stays open while the reader is asked
+    # Read first, then expire: an answer already in the reader is the box's word.
+    poll(app, targets)
+    deliveries.expire_overdue_unlocks()
+
+
+@periodic("IDLE_POLL_SECONDS")
+def poll_all_channels(app) -> None:
+    """Every channel of every linked household, now and then: events and heartbeats."""
+    targets = device_reports.channels_of_linked_households()
+    db.session.commit()
+    poll(app, targets)

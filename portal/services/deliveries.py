@@ -1,0 +1,688 @@
+"""Delivery: the one owner of every state of commands, PINs, gateways and mailboxes.
+
+Each state is a StrEnum and a transition table says what may follow what. Every
+transition is one function here, done as a compare-and-set in SQL (`UPDATE ... WHERE
+id = :id AND state IN (:expected)`, rowcount checked), so of two actors (two workers,
+two members, a member and a device answer) exactly one wins and the other learns it
+lost. No other module writes these columns (tests/unit/test_state_owner.py checks).
+
+A command travels queued -> sending -> sent -> confirmed (or failed, expired,
+withdrawn). "sending" is committed *before* the worker hands the message to StreamIoT:
+from that moment it may reach the box, so it can no longer be withdrawn, and only from
+then on can a device answer match it.
+"""
+import enum
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from portal import crypto
+from portal.extensions import db
+from portal.jobs import outbox
+from portal.models import Command, Gateway, Job, Mailbox, Pin, User, utcnow
+from portal.models.devices import ACTION_CHANNEL
+from portal.services import activity
+
+
+class CommandState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+class PinState(enum.StrEnum):
+    ADDING = "adding"
+    ACTIVE = "active"
+    # Still on the box until the box confirms the removal.
+    REMOVING = "removing"
+    # Kept for its label and history; digits wiped, digest freed.
+    REMOVED = "removed"
+
+
+class DeviceState(enum.StrEnum):
+    """Lifecycle of a gateway or a box (whether a gateway is online comes from heartbeats)."""
+
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    FAILED = "failed"
+    REMOVING = "removing"
+
+
+C, P, D = CommandState, PinState, DeviceState
+
+COMMAND_TRANSITIONS: dict[CommandState, frozenset[CommandState]] = {
+    # withdrawn only while never handed to StreamIoT (publish_started_at IS NULL)
+    C.QUEUED: frozenset({C.SENDING, C.FAILED, C.EXPIRED, C.WITHDRAWN}),
+    # back to queued when the publish failed and will be tried again; confirmed or
+    # failed when the box's answer overtakes the publish's own acknowledgement
+    C.SENDING: frozenset({C.SENDING, C.SENT, C.QUEUED, C.CONFIRMED, C.FAILED, C.EXPIRED}),
+    # queued again: a set-up step sent once more when its device's set-up is retried
+    C.SENT: frozenset({C.CONFIRMED, C.FAILED, C.EXPIRED, C.QUEUED}),
+    C.FAILED: frozenset({C.QUEUED, C.WITHDRAWN}),
+    # an unlock the box answered Done after the portal stopped waiting: it did open
+    C.EXPIRED: frozenset({C.CONFIRMED}),
+    C.CONFIRMED: frozenset(),
+    C.WITHDRAWN: frozenset(),
+}
+PIN_TRANSITIONS: dict[PinState, frozenset[PinState]] = {
+    P.ADDING: frozenset({P.ACTIVE, P.REMOVING, P.REMOVED}),
+    P.ACTIVE: frozenset({P.REMOVING}),
+    # back when its removal is withdrawn before it left
+    P.REMOVING: frozenset({P.REMOVED, P.ACTIVE, P.ADDING}),
+    P.REMOVED: frozenset(),
+}
+DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
+    D.PROVISIONING: frozenset({D.ACTIVE, D.FAILED, D.REMOVING}),
+    D.ACTIVE: frozenset({D.FAILED, D.REMOVING}),
+    D.FAILED: frozenset({D.PROVISIONING, D.REMOVING}),
+    D.REMOVING: frozenset(),
+}
+
+PENDING = (C.QUEUED, C.SENDING, C.SENT)
+FINAL = (C.CONFIRMED, C.FAILED, C.EXPIRED, C.WITHDRAWN)
+LIVE_PIN_STATES = (P.ADDING, P.ACTIVE, P.REMOVING)
+# States in which a device answer may settle a command (see match_answer).
+ANSWERABLE = (C.SENDING, C.SENT)
+
+# Job kinds (handlers in portal/jobs/handlers/devices.py).
+JOB_SEND = "device.send_command"
+JOB_PROVISION_GATEWAY = "device.provision_gateway"
+JOB_PROVISION_MAILBOX = "device.provision_mailbox"
+JOB_REMOVE_GATEWAY = "device.remove_gateway"
+JOB_REMOVE_MAILBOX = "device.remove_mailbox"
+
+# Actions that set a device up; when one fails for good, the device shows "failed".
+GATEWAY_SETUP_ACTIONS = ("CONNECT", "REGISTER")
+MAILBOX_SETUP_ACTIONS = ("ADD", "Mailbox")
+PIN_ACTIONS = ("AUTH", "UNAUTH")
+# How far the platform's clock may run behind the portal's: an answer stamped this much
+# before the publish started can still be its answer.
+CLOCK_SKEW = timedelta(seconds=2)
+
+
+class IllegalTransition(RuntimeError):
+    """A transition the tables do not allow: a bug in the caller, never a race."""
+
+
+def _check(table: dict, expected: Iterable, new) -> list:
+    expected = list(expected)
+    for state in expected:
+        if new not in table[state]:
+            raise IllegalTransition(f"{state} -> {new} is not a transition")
+    return expected
+
+
+def _cas(model, row_id, column, expected: list, new, *conditions, **values) -> bool:
+    """UPDATE one row to `new` if its state is still one of `expected`: True if this
+    call won. Objects of the row loaded in the session are brought up to date."""
+    result = db.session.execute(
+        sa.update(model)
+        .where(model.id == row_id, column.in_(expected), *conditions)
+        .values({column.key: new, **values})
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount == 1
+
+
+def _command_cas(command_id, expected: Iterable[CommandState], new: CommandState, *conditions, **values) -> bool:
+    return _cas(Command, command_id, Command.state, _check(COMMAND_TRANSITIONS, expected, new), new,
+                *conditions, **values)
+
+
+def _pin_cas(pin_id, expected: Iterable[PinState], new: PinState, *conditions, **values) -> bool:
+    return _cas(Pin, pin_id, Pin.status, _check(PIN_TRANSITIONS, expected, new), new, *conditions, **values)
+
+
+def _device_cas(model, device_id, expected: Iterable[DeviceState], new: DeviceState, **values) -> bool:
+    return _cas(model, device_id, model.status, _check(DEVICE_TRANSITIONS, expected, new), new, **values)
+
+
+def job_target(gateway_id) -> str:
+    """Every job of one gateway shares a target, so they run strictly in the order they
+    were queued: CONNECT before REGISTER, ADD before Mailbox, Mailbox before AUTH, an
+    AUTH before the UNAUTH of the same PIN, and DESTRUCT after everything else."""
+    return f"gateway:{gateway_id}"
+
+
+def enqueue_device_job(kind: str, payload: dict, *, account_id, gateway_id) -> Job:
+    job = outbox.enqueue(kind, payload, account_id=account_id, target=job_target(gateway_id))
+    db.session.flush()
+    return job
+
+
+# --- creating rows in their first state ----------------------------------------------
+
+def new_gateway(**fields) -> Gateway:
+    gateway = Gateway(status=D.PROVISIONING, progress={}, **fields)
+    db.session.add(gateway)
+    return gateway
+
+
+def new_mailbox(**fields) -> Mailbox:
+    mailbox = Mailbox(status=D.PROVISIONING, progress={}, **fields)
+    db.session.add(mailbox)
+    return mailbox
+
+
+def new_pin(**fields) -> Pin:
+    pin = Pin(status=P.ADDING, **fields)
+    db.session.add(pin)
+    return pin
+
+
+def queue_command(
+    *,
+    account_id,
+    gateway_id,
+    action: str,
+    mailbox_id=None,
+    pin_id=None,
+    requested_by: User | None = None,
+    expires_at: datetime | None = None,
+    command_id: uuid.UUID | None = None,
+) -> Command:
+    """A new command in state queued, with the job that will send it (the caller commits)."""
+    command = Command(
+        id=command_id or uuid.uuid4(),
+        account_id=account_id,
+        gateway_id=gateway_id,
+        mailbox_id=mailbox_id,
+        pin_id=pin_id,
+        action=action,
+        channel_key=ACTION_CHANNEL[action],
+        state=C.QUEUED,
+        requested_by_id=requested_by.id if requested_by else None,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    db.session.add(command)
+    job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=account_id, gateway_id=gateway_id)
+    command.job_id = job.id
+    return command
+
+
+def queue_removal(job_kind: str, payload: dict, *, account_id, gateway_id, action: str, mailbox_id=None,
+                  actor: User | None = None) -> Command:
+    """Queue a removal job (gateway: DESTRUCT, mailbox: DELETE) and the command whose state
+    shows it. Asking again (a retry) reuses the command, queued again unless it left."""
+    job = enqueue_device_job(job_kind, payload, account_id=account_id, gateway_id=gateway_id)
+    owner = Command.mailbox_id == mailbox_id if mailbox_id else Command.gateway_id == gateway_id
+    command = db.session.scalars(sa.select(Command).where(owner, Command.action == action)).first()
+    if command is None:
+        command = Command(
+            account_id=account_id,
+            gateway_id=gateway_id,
+            mailbox_id=mailbox_id,
+            action=action,
+            channel_key=ACTION_CHANNEL[action],
+            state=C.QUEUED,
+            requested_by_id=actor.id if actor else None,
+            created_at=utcnow(),
+            job_id=job.id,
+        )
+        db.session.add(command)
+        return command
+    if not _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, job_id=job.id):
+        command.job_id = job.id
+    return command
+
+
+# --- commands: the worker's side -----------------------------------------------------
+
+def start_sending(command_id, job_id: int, channel_id: str) -> bool:
+    """Claim a queued command for publishing (or publish again one whose worker died in
+    the middle). Commit right after: once this wins, the message may reach the box."""
+    now = utcnow()
+    return _command_cas(
+        command_id,
+        [C.QUEUED, C.SENDING],
+        C.SENDING,
+        Command.job_id == job_id,
+        channel_id=channel_id,
+        publish_started_at=sa.func.coalesce(Command.publish_started_at, now),
+        reason=None,
+    )
+
+
+def mark_sent(command_id) -> bool:
+    """StreamIoT took the message. (False: the answer already settled it, or it expired.)"""
+    won = _command_cas(command_id, [C.SENDING], C.SENT, sent_at=utcnow())
+    if won:
+        _setup_progress(db.session.get(Command, command_id), "sent")
+    return won
+
+
+def publish_failed(command_id, reason: str) -> bool:
+    """The publish failed and will be tried again: queued, with the reason shown."""
+    return _command_cas(command_id, [C.SENDING], C.QUEUED, reason=f"Trying again: {reason}")
+
+
+def note_retry(command_id, job_id: int, reason: str, retry_at: datetime) -> None:
+    """Say why a queued command waits and when it is tried next (not a state change)."""
+    db.session.execute(
+        sa.update(Command)
+        .where(Command.id == command_id, Command.job_id == job_id, Command.state == C.QUEUED)
+        .values(reason=f"Trying again: {reason}")
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def give_up(command_id, reason: str, *, job_id: int | None = None) -> bool:
+    """The command cannot be delivered: failed, with the reason (set-up steps fail the device)."""
+    conditions = [Command.job_id == job_id] if job_id is not None else []
+    if not _command_cas(command_id, [C.QUEUED, C.SENDING], C.FAILED, *conditions, reason=reason):
+        return False
+    _after_failure(db.session.get(Command, command_id), reason, by_device=False)
+    return True
+
+
+def withdraw_for_removal(command_id, reason: str) -> bool:
+    """The device is being removed: a command that has not left yet is withdrawn."""
+    return _command_cas(command_id, [C.QUEUED], C.WITHDRAWN, reason=reason, answered_at=utcnow())
+
+
+def withdraw_pending_of(*, gateway_id=None, mailbox_id=None, reason: str) -> None:
+    """Everything queued or failed for a device being removed (its channels go with it,
+    so nothing can arrive later): withdrawn."""
+    device = Command.mailbox_id == mailbox_id if mailbox_id else Command.gateway_id == gateway_id
+    expected = _check(COMMAND_TRANSITIONS, [C.QUEUED, C.FAILED], C.WITHDRAWN)
+    db.session.execute(
+        sa.update(Command)
+        .where(device, Command.state.in_(expected), Command.action.not_in(("DESTRUCT", "DELETE")))
+        .values(state=C.WITHDRAWN, reason=reason, answered_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+# --- commands: the device's answers ----------------------------------------------------
+
+def answer_candidates(*, gateway_id, mailbox_id, action: str, received_at: datetime) -> list[Command]:
+    """Commands a device answer may settle: same device and record name, handed to
+    StreamIoT before the answer was received, and still waiting (an unlock the portal
+    stopped waiting for, too). Oldest first."""
+    waiting = Command.state.in_(ANSWERABLE)
+    if action == "UNLOCK":
+        waiting = sa.or_(waiting, Command.state == C.EXPIRED)
+    stmt = sa.select(Command).where(
+        Command.gateway_id == gateway_id,
+        Command.action == action,
+        waiting,
+        Command.publish_started_at.is_not(None),
+        Command.publish_started_at <= received_at + CLOCK_SKEW,
+    )
+    if mailbox_id is not None:  # answers on a box's channel; the gateway channel's may be about a box too
+        stmt = stmt.where(Command.mailbox_id == mailbox_id)
+    return list(db.session.scalars(stmt.order_by(Command.created_at, Command.id)))
+
+
+def confirm(command: Command, *, late: bool = False) -> bool:
+    """The device answered Done: the change is on the box."""
+    expected = [C.SENDING, C.SENT] + ([C.EXPIRED] if command.action == "UNLOCK" else [])
+    reason = "The box opened late, after the request had expired." if late else None
+    if not _command_cas(command.id, expected, C.CONFIRMED, Command.publish_started_at.is_not(None),
+                        answered_at=utcnow(), reason=reason):
+        return False
+    _setup_progress(command, "confirmed")
+    if command.action == "Mailbox" and command.mailbox_id:
+        _device_cas(Mailbox, command.mailbox_id, [D.PROVISIONING], D.ACTIVE, last_error=None)
+    if command.pin_id is not None:
+        if command.action == "AUTH":
+            _pin_cas(command.pin_id, [P.ADDING], P.ACTIVE, Pin.command_id == command.id)
+        elif command.action == "UNAUTH":
+            retire_pin(command.pin_id, Pin.command_id == command.id)
+    return True
+
+
+def refuse(command: Command, reason: str) -> bool:
+    """The device answered Failed with its reason."""
+    if not _command_cas(command.id, [C.SENDING, C.SENT], C.FAILED, answered_at=utcnow(), reason=reason):
+        return False
+    _after_failure(command, reason, by_device=True)
+    return True
+
+
+def expired_on_device(command: Command) -> bool:
+    """The box read the UNLOCK after its deadline, answered Failed "expired", stayed shut."""
+    ttl = current_app.config["UNLOCK_TTL_SECONDS"]
+    reason = f"It reached the box after its {ttl}-second time to live, so the box stayed shut."
+    if _command_cas(command.id, [C.SENDING, C.SENT], C.EXPIRED, answered_at=utcnow(), reason=reason):
+        return True
+    # The portal had stopped waiting already: the box's word replaces its guess (no new state).
+    result = db.session.execute(
+        sa.update(Command).where(Command.id == command.id, Command.state == C.EXPIRED)
+        .values(reason=reason, answered_at=utcnow()).execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount == 1
+
+
+def confirm_waiting_unlock(mailbox_id) -> bool:
+    """A box reported "opened remotely": if the Done of its unlock got lost, this says the same."""
+    waiting = db.session.scalars(
+        sa.select(Command)
+        .where(Command.mailbox_id == mailbox_id, Command.action == "UNLOCK", Command.state == C.SENT)
+        .order_by(Command.created_at)
+    ).first()
+    return waiting is not None and confirm(waiting)
+
+
+def expire_if_due(command: Command, now: datetime | None = None) -> bool:
+    """An UNLOCK past its time to live is expired, never sent (or answered) late."""
+    now = now or utcnow()
+    if command.expires_at is None or now < command.expires_at:
+        return False
+    ttl = current_app.config["UNLOCK_TTL_SECONDS"]
+    if command.state == C.QUEUED:
+        reason = f"Not delivered within {ttl} seconds, so it was never sent; the box stayed shut."
+    else:
+        reason = f"The box did not answer within {ttl} seconds."
+    return _command_cas(command.id, [command.state], C.EXPIRED, answered_at=now, reason=reason) \
+        if command.state in PENDING else False
+
+
+def expire_overdue_unlocks(now: datetime | None = None) -> int:
+    """Unlocks past their time to live: expired, whether still queued or unanswered."""
+    now = now or utcnow()
+    overdue = db.session.scalars(
+        sa.select(Command).where(
+            Command.expires_at.is_not(None), Command.expires_at <= now, Command.state.in_(PENDING)
+        )
+    ).all()
+    expired = sum(1 for command in overdue if expire_if_due(command, now))
+    db.session.commit()
+    return expired
+
+
+def unlock_deadline(command: Command) -> int:
+    """The deadline an UNLOCK carries on the wire: its expires_at in whole seconds since the
+    epoch (rounded down, so the box never opens after the portal stops waiting)."""
+    if command.expires_at is None:
+        raise ValueError("an unlock without a time to live is never sent")
+    return int(command.expires_at.timestamp())
+
+
+def _setup_progress(command: Command | None, what: str) -> None:
+    """Set-up steps leave their mark on the device's progress (the page ticks them off);
+    a gateway counts as set up once REGISTER went out, a box once its Mailbox did."""
+    if command is None:
+        return
+    step = f"{command.action.lower()}_{what}"
+    if command.action in GATEWAY_SETUP_ACTIONS:
+        gateway = db.session.get(Gateway, command.gateway_id)
+        if gateway is not None:
+            gateway.progress = {**(gateway.progress or {}), step: True}
+            if command.action == "REGISTER" and what == "sent":
+                _device_cas(Gateway, gateway.id, [D.PROVISIONING], D.ACTIVE, last_error=None)
+    elif command.action in MAILBOX_SETUP_ACTIONS and command.mailbox_id:
+        mailbox = db.session.get(Mailbox, command.mailbox_id)
+        if mailbox is not None:
+            mailbox.progress = {**(mailbox.progress or {}), step: True}
+            if command.action == "Mailbox" and what == "sent":
+                _device_cas(Mailbox, mailbox.id, [D.PROVISIONING], D.ACTIVE, last_error=None)
+
+
+def _after_failure(command: Command | None, reason: str, *, by_device: bool) -> None:
+    """A failed set-up step fails its device (which keeps its first reason); the log says so."""
+    if command is None:
+        return
+    gateway = db.session.get(Gateway, command.gateway_id)
+    mailbox = db.session.get(Mailbox, command.mailbox_id) if command.mailbox_id else None
+    pin = db.session.get(Pin, command.pin_id) if command.pin_id else None
+    device_failed = None
+    if command.action in GATEWAY_SETUP_ACTIONS and gateway is not None:
+        device_failed = mark_device_failed(Gateway, gateway.id, reason)
+    elif command.action in MAILBOX_SETUP_ACTIONS and mailbox is not None:
+        device_failed = mark_device_failed(Mailbox, mailbox.id, reason)
+    if device_failed is False and not by_device:
+        return  # its device had already failed: nothing new to tell
+    what = {
+        "CONNECT": f"Connecting gateway “{gateway.name if gateway else '?'}”",
+        "REGISTER": f"Registering gateway “{gateway.name if gateway else '?'}”",
+        "ADD": f"Adding “{mailbox.name if mailbox else '?'}” to its gateway",
+        "Mailbox": f"Registering “{mailbox.name if mailbox else '?'}” on its gateway",
+        "AUTH": f"Adding PIN “{pin.label if pin else '?'}”",
+        "UNAUTH": f"Removing PIN “{pin.label if pin else '?'}”",
+        "UNLOCK": f"Unlocking “{mailbox.name if mailbox else '?'}”",
+        "DELETE": f"Removing “{mailbox.name if mailbox else '?'}”",
+        "DESTRUCT": f"Removing gateway “{gateway.name if gateway else '?'}”",
+    }.get(command.action, command.action)
+    how = "was refused by the box" if by_device else "could not be delivered"
+    activity.record(
+        command.account_id,
+        kind="delivery.failed",
+        summary=f"{what} {how}: {reason}",
+        actor_kind="box" if by_device else "system",
+        actor_label=(gateway.name if gateway else "Gateway") if by_device else "IoTLock",
+        gateway_id=command.gateway_id,
+        mailbox_id=command.mailbox_id,
+        details={"command_id": str(command.id), "action": command.action, "reason": reason},
+    )
+
+
+# --- commands: the member's side -------------------------------------------------------
+
+def _not_on_its_way():
+    """Never handed to StreamIoT, or refused by the box itself: either way not on the box."""
+    return sa.or_(
+        Command.publish_started_at.is_(None),
+        sa.and_(Command.state == C.FAILED, Command.answered_at.is_not(None)),
+    )
+
+
+def withdraw(command: Command, reason: str = "Withdrawn before it reached the box.") -> bool:
+    """Take back a command that is not on its way to the box (never handed to StreamIoT, or
+    refused by the box); its job is cancelled. False when it may still reach the box (or
+    is settled): then nothing changed."""
+    if not _command_cas(command.id, [C.QUEUED, C.FAILED], C.WITHDRAWN, _not_on_its_way(),
+                        reason=reason, answered_at=utcnow()):
+        return False
+    if command.job_id is not None:
+        # A job already running finds its command withdrawn and does nothing.
+        outbox.cancel(command.job_id, reason)
+    return True
+
+
+def requeue(command: Command) -> bool:
+    """Send a failed command again, with a fresh job behind whatever is queued now."""
+    job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=command.account_id,
+                             gateway_id=command.gateway_id)
+    return _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, sent_at=None, answered_at=None,
+                        job_id=job.id)
+
+
+def requeue_with_its_job(command: Command) -> bool:
+    """Support's requeue: the failed command's own job goes back to the queue with fresh
+    attempts, and the command to queued; both compare-and-set, so two staff can't both."""
+    if command.job_id is None or not outbox.requeue(command.job_id):
+        return False
+    return _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, sent_at=None, answered_at=None)
+
+
+def requeue_unless_confirmed(commands: Iterable[Command]) -> None:
+    """A device's set-up goes again, in order: each step not confirmed gets a fresh job
+    behind the new set-up job (an old job finds itself replaced and does nothing). A step
+    sent but never answered is sent again (set-up steps are idempotent on the device);
+    PIN changes only when they failed or wait."""
+    for command in commands:
+        again = [C.FAILED, C.QUEUED] + ([C.SENT] if command.action not in PIN_ACTIONS + ("UNLOCK",) else [])
+        if command.state not in again:
+            continue
+        job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=command.account_id,
+                                 gateway_id=command.gateway_id)
+        db.session.execute(
+            sa.update(Command).where(Command.id == command.id, Command.state.in_(_check(
+                COMMAND_TRANSITIONS, [s for s in again if s != C.QUEUED], C.QUEUED) + [C.QUEUED]))
+            .values(state=C.QUEUED, job_id=job.id, reason=None, sent_at=None, answered_at=None)
+            .execution_options(synchronize_session="fetch")
+        )
+
+
+# --- PINs ------------------------------------------------------------------------------
+
+def pin_digits(pin: Pin) -> int:
+    return int(crypto.decrypt(pin.digits_enc, table="pins", column="digits_enc", row_id=pin.id))
+
+
+def activate_pin(pin_id, command_id) -> bool:
+    return _pin_cas(pin_id, [P.ADDING], P.ACTIVE, Pin.command_id == command_id)
+
+
+def start_pin_removal(pin_id, command_id: uuid.UUID) -> bool:
+    """Mark the PIN as being removed by `command_id` (queued next by the caller). False
+    when another member got there first: their removal is the one."""
+    return _pin_cas(pin_id, [P.ACTIVE, P.ADDING], P.REMOVING, command_id=command_id)
+
+
+def retire_pin(pin_id, *conditions) -> bool:
+    """The PIN is no longer on the box: forget its digits, free its digest for reuse."""
+    return _pin_cas(
+        pin_id, [P.ADDING, P.REMOVING], P.REMOVED, *conditions,
+        removed_at=utcnow(), digits_enc=b"", digits_digest=f"removed:{pin_id}",
+    )
+
+
+def keep_pin(pin: Pin) -> bool:
+    """A removal was withdrawn: the PIN is back to what its add reached."""
+    auth = db.session.scalars(
+        sa.select(Command).where(Command.pin_id == pin.id, Command.action == "AUTH")
+        .order_by(Command.created_at.desc())
+    ).first()
+    if auth is not None and auth.state != C.CONFIRMED:
+        return _pin_cas(pin.id, [P.REMOVING], P.ADDING, command_id=auth.id)
+    return _pin_cas(pin.id, [P.REMOVING], P.ACTIVE, command_id=auth.id if auth else pin.command_id)
+
+
+# --- gateways and boxes -------------------------------------------------------------------
+
+def start_device_removal(model, device_id) -> bool:
+    return _device_cas(model, device_id, [D.PROVISIONING, D.ACTIVE, D.FAILED], D.REMOVING, last_error=None)
+
+
+def remove_boxes_of(gateway_id) -> None:
+    """The boxes of a gateway being removed go with it."""
+    expected = _check(DEVICE_TRANSITIONS, [D.PROVISIONING, D.ACTIVE, D.FAILED], D.REMOVING)
+    db.session.execute(
+        sa.update(Mailbox).where(Mailbox.gateway_id == gateway_id, Mailbox.status.in_(expected))
+        .values(status=D.REMOVING).execution_options(synchronize_session="fetch")
+    )
+
+
+def mark_device_failed(model, device_id, reason: str) -> bool:
+    return _device_cas(model, device_id, [D.PROVISIONING, D.ACTIVE], D.FAILED, last_error=reason)
+
+
+def retry_device_setup(model, device_id) -> bool:
+    return _device_cas(model, device_id, [D.FAILED], D.PROVISIONING, last_error=None)
+
+
+# --- what members see -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shown:
+    """A state as a page shows it: CSS state key, words, optional reason, still moving?"""
+
+    key: str
+    label: str
+    reason: str | None = None
+    live: bool = False
+
+
+_UNLOCK_WORDS = {
+    C.QUEUED: ("queued", "Waiting to be sent"),
+    C.SENDING: ("sent", "Being sent to the box"),
+    C.SENT: ("sent", "Sent, waiting for the box"),
+    C.CONFIRMED: ("opened", "Opened"),
+    C.FAILED: ("refused", "Refused"),
+    C.EXPIRED: ("expired", "Expired"),
+    C.WITHDRAWN: ("withdrawn", "Withdrawn"),
+}
+
+
+def unlock_shown(command: Command) -> Shown:
+    key, label = _UNLOCK_WORDS[C(command.state)]
+    reason = command.reason
+    if command.state == C.EXPIRED and not reason:
+        reason = "Not answered in time; the box was not opened."
+    return Shown(key, label, reason, live=command.state in PENDING)
+
+
+def pin_shown(pin: Pin, command: Command | None) -> Shown:
+    """A PIN's delivery state: queued, sent, confirmed on the box, failed (and removal)."""
+    state = command.state if command is not None else None
+    if pin.status == P.ACTIVE:
+        return Shown("confirmed", "Confirmed on the box")
+    if pin.status == P.REMOVED:
+        return Shown("removed", "Removed from the box")
+    removing = pin.status == P.REMOVING
+    if state == C.FAILED:
+        return Shown("failed", "Removal failed" if removing else "Failed", command.reason if command else None)
+    if state in (C.SENDING, C.SENT):
+        return Shown("sent", "Removal sent, waiting for the box" if removing else "Sent, waiting for the box",
+                     live=True)
+    reason = command.reason if command is not None and state == C.QUEUED else None
+    return Shown("removing" if removing else "queued", "Removal queued" if removing else "Queued", reason, live=True)
+
+
+_COMMAND_WORDS = {
+    C.QUEUED: "Queued",
+    C.SENDING: "Being sent",
+    C.SENT: "Sent, waiting for the device",
+    C.CONFIRMED: "Confirmed by the device",
+    C.FAILED: "Failed",
+    C.EXPIRED: "Expired",
+    C.WITHDRAWN: "Withdrawn",
+}
+
+
+def command_shown(command: Command) -> Shown:
+    key = C.SENT.value if command.state == C.SENDING else command.state
+    return Shown(key, _COMMAND_WORDS[C(command.state)], command.reason, live=command.state in PENDING)
+
+
+def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
+    now = now or utcnow()
+    if gateway.status == D.REMOVING:
+        if gateway.last_error:
+            return Shown("failed", "Removal stuck", gateway.last_error)
+        return Shown("removing", "Removing", live=True)
+    if gateway.status == D.FAILED:
+        return Shown("failed", "Set-up failed", gateway.last_error)
+    if gateway.status == D.PROVISIONING:
+        return Shown("provisioning", "Setting up", gateway.last_error, live=True)
+    if gateway.last_heartbeat_at is None:
+        return Shown("waiting", "Waiting for the device", live=True)
+    window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
+    if now - gateway.last_heartbeat_at <= window:
+        return Shown("online", "Online")
+    return Shown("offline", "Offline")
+
+
+def mailbox_shown(mailbox: Mailbox) -> Shown:
+    if mailbox.status == D.REMOVING:
+        if mailbox.last_error:
+            return Shown("failed", "Removal stuck", mailbox.last_error)
+        return Shown("removing", "Removing", live=True)
+    if mailbox.status == D.FAILED:
+        return Shown("failed", "Set-up failed", mailbox.last_error)
+    if mailbox.status == D.PROVISIONING:
+        return Shown("provisioning", "Setting up", mailbox.last_error, live=True)
+    if (mailbox.progress or {}).get("mailbox_confirmed"):
+        return Shown("active", "Ready")
+    return Shown("sent", "Waiting for the gateway to confirm", live=True)
+
+
+def can_withdraw(command: Command | None) -> bool:
+    """Whether a member may still take this change back (it never left the portal)."""
+    return (
+        command is not None
+        and command.state in (C.QUEUED, C.FAILED)
+        and (command.publish_started_at is None or (command.state == C.FAILED and command.answered_at is not None))
+        and command.action in PIN_ACTIONS + ("UNLOCK",)
+    )

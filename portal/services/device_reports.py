@@ -1,0 +1,398 @@
+"""What the devices said, as plain domain values: which channels to read, and applying each
+report once.
+
+The worker reads the platform and turns every message into a `DeviceReport`
+(portal/jobs/handlers/reports.py); this module never sees SenML. A cursor per channel
+(receive time + digests of the reports at that time) makes every report apply exactly
+once, however reads overlap. A report counts only when its publisher is the gateway's
+own thing; an answer settles only a command that was handed to StreamIoT before the
+answer arrived and is still waiting for it. Anything else changes nothing and is kept
+as an ignored device message for the support trace.
+"""
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import (
+    LINK_CONNECTED,
+    Account,
+    ChannelCursor,
+    Command,
+    Gateway,
+    IgnoredDeviceMessage,
+    Mailbox,
+    Pin,
+    utcnow,
+)
+from portal.models.devices import ACTION_CHANNEL
+from portal.services import activity, deliveries
+from portal.services.deliveries import CommandState, DeviceState
+from portal.services.pins import digest_of
+
+log = logging.getLogger(__name__)
+
+BATTERY_LOW = 20
+# An UNLOCK's Done received up to this long after the deadline it carries still counts as
+# opened in time (the answer travels; the box checked its deadline).
+UNLOCK_ANSWER_GRACE_SECONDS = 10.0
+
+
+class ReportKind(enum.StrEnum):
+    ANSWER = "answer"  # Done / Failed to a command
+    OPENED = "opened"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    BATTERY = "battery"
+    HEARTBEAT = "heartbeat"
+    UNKNOWN = "unknown"  # a record the portal does not know
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """One message of a device channel, as the domain needs it."""
+
+    kind: ReportKind
+    at: float  # the platform's receive time (seconds since the epoch): orders and dedups
+    digest: str  # identifies the message among those received at the same time
+    publisher: str | None
+    subject: str  # the record's base name: the gateway thing, or the channel it names
+    name: str  # the record name (AUTH, OPENED, ...)
+    unit: str | None = None
+    # ANSWER: the command's value as echoed; OPENED: the PIN (or None when remote);
+    # REJECTED: wrong attempts in a row; BATTERY: percent.
+    value: object = None
+    done: bool | None = None  # ANSWER: Done (True) or Failed (False)
+    reason: str | None = None  # ANSWER: the Failed reason
+    remote: bool = False  # OPENED: by a remote unlock
+
+
+@dataclass(frozen=True)
+class ChannelToRead:
+    channel_id: str
+    account_id: uuid.UUID
+    gateway_id: uuid.UUID
+    mailbox_id: uuid.UUID | None
+    publisher: str  # the gateway's thing id: the only publisher trusted on this channel
+    portal_thing_id: str | None  # the portal's own messages travel here too: not reports
+    thing_key: str  # the household's portal thing key: reads as a thing of the channel
+    since: float | None  # cursor time; the reader's `from`
+
+
+# --- which channels -------------------------------------------------------------------
+
+def channels_waiting() -> list[ChannelToRead]:
+    """Channels with a command handed to StreamIoT and not answered yet."""
+    ids = db.session.scalars(
+        sa.select(Command.channel_id)
+        .where(
+            Command.state.in_((CommandState.SENDING, CommandState.SENT)),
+            Command.channel_id.is_not(None),
+            # Their channels are deleted right after they go out: no answer can be read.
+            Command.action.not_in(("DESTRUCT", "DELETE")),
+        )
+        .distinct()
+    ).all()
+    return _channels(channel_ids=set(ids)) if ids else []
+
+
+def channels_of_linked_households() -> list[ChannelToRead]:
+    """Every device channel of every linked household (read every IDLE_POLL_SECONDS)."""
+    return _channels(channel_ids=None)
+
+
+def _channels(channel_ids: set | None) -> list[ChannelToRead]:
+    linked = sa.select(Account.id).where(Account.link_state == LINK_CONNECTED)
+    gw_stmt = sa.select(Gateway).where(
+        Gateway.channel_id.is_not(None), Gateway.thing_id.is_not(None), Gateway.account_id.in_(linked)
+    )
+    mb_stmt = (
+        sa.select(Mailbox, Gateway)
+        .join(Gateway, Gateway.id == Mailbox.gateway_id)
+        .where(Mailbox.channel_id.is_not(None), Gateway.thing_id.is_not(None), Mailbox.account_id.in_(linked))
+    )
+    if channel_ids is not None:
+        gw_stmt = gw_stmt.where(Gateway.channel_id.in_(channel_ids))
+        mb_stmt = mb_stmt.where(Mailbox.channel_id.in_(channel_ids))
+    gateways = db.session.scalars(gw_stmt).all()
+    boxes = db.session.execute(mb_stmt).all()
+    account_ids = {g.account_id for g in gateways} | {mb.account_id for mb, _g in boxes}
+    if not account_ids:
+        return []
+    accounts = {a.id: a for a in db.session.scalars(sa.select(Account).where(Account.id.in_(account_ids)))}
+    wanted = [g.channel_id for g in gateways] + [mb.channel_id for mb, _g in boxes]
+    cursors = dict(
+        db.session.execute(
+            sa.select(ChannelCursor.channel_id, ChannelCursor.last_time).where(ChannelCursor.channel_id.in_(wanted))
+        ).all()
+    )
+    keys: dict = {}
+
+    def key_of(account_id) -> str | None:
+        if account_id not in keys:
+            account = accounts.get(account_id)
+            blob = account.portal_thing_key_enc if account else None
+            try:
+                keys[account_id] = (
+                    crypto.decrypt(blob, table="accounts", column="portal_thing_key_enc", row_id=account_id)
+                    if blob
+                    else None
+                )
+            except crypto.DecryptionError:
+                log.error("household %s: its portal thing key does not decrypt", account_id)
+                keys[account_id] = None
+        return keys[account_id]
+
+    def target(channel_id, gateway: Gateway, mailbox_id) -> ChannelToRead | None:
+        key = key_of(gateway.account_id)
+        if not key or not gateway.thing_id or not channel_id:
+            return None
+        account = accounts.get(gateway.account_id)
+        return ChannelToRead(channel_id, gateway.account_id, gateway.id, mailbox_id, gateway.thing_id,
+                             account.portal_thing_id if account else None, key, cursors.get(channel_id) or None)
+
+    found = [target(g.channel_id, g, None) for g in gateways] + [target(mb.channel_id, g, mb.id) for mb, g in boxes]
+    return [t for t in found if t is not None]
+
+
+# --- applying reports -------------------------------------------------------------------
+
+def apply_reports(target: ChannelToRead, reports: list[DeviceReport]) -> int:
+    """Apply the reports of one channel not applied before, in the order they were
+    received, and commit. Returns how many changed something."""
+    cursor = db.session.get(ChannelCursor, target.channel_id, with_for_update=True)
+    if cursor is None:
+        cursor = ChannelCursor(channel_id=target.channel_id, account_id=target.account_id, last_time=0.0,
+                               seen_at_last_time={})
+        db.session.add(cursor)
+        try:
+            db.session.flush()
+        except IntegrityError:  # another worker created it this instant; it reads next time
+            db.session.rollback()
+            return 0
+    gateway = db.session.get(Gateway, target.gateway_id)
+    mailbox = db.session.get(Mailbox, target.mailbox_id) if target.mailbox_id else None
+    if gateway is None or (target.mailbox_id and mailbox is None):
+        db.session.rollback()
+        return 0
+
+    last_time = cursor.last_time or 0.0
+    seen = set((cursor.seen_at_last_time or {}).get("digests", []))
+    fresh: dict[str, DeviceReport] = {}
+    for report in reports:
+        if report.digest in fresh or report.at < last_time or (report.at == last_time and report.digest in seen):
+            continue
+        fresh[report.digest] = report
+    applied = 0
+    for report in sorted(fresh.values(), key=lambda r: r.at):
+        if report.at > last_time:
+            last_time, seen = report.at, {report.digest}
+        else:
+            seen.add(report.digest)
+        if report.publisher == target.portal_thing_id:
+            continue  # the portal's own commands
+        why = _apply_one(gateway, mailbox, report, target.channel_id)
+        if why is None:
+            applied += 1
+        else:
+            _ignore(gateway, mailbox, target.channel_id, report, why)
+    cursor.last_time = last_time
+    cursor.seen_at_last_time = {"digests": sorted(seen)}
+    cursor.last_polled_at = utcnow()
+    db.session.commit()
+    return applied
+
+
+def _ignore(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, report: DeviceReport, why: str) -> None:
+    db.session.add(IgnoredDeviceMessage(
+        account_id=gateway.account_id,
+        gateway_id=gateway.id,
+        mailbox_id=mailbox.id if mailbox else None,
+        channel_id=channel_id,
+        publisher=(report.publisher or "")[:64] or None,
+        name=report.name[:64],
+        unit=(report.unit or "")[:32] or None,
+        received_at=_moment(report.at),
+        why=why[:200],
+    ))
+
+
+def _moment(at: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(at, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return utcnow()
+
+
+def _when(report: DeviceReport) -> datetime:
+    return min(_moment(report.at), utcnow())
+
+
+def _apply_one(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport, channel_id: str) -> str | None:
+    """Apply one report; None when it changed something, else why it was ignored."""
+    if report.publisher != gateway.thing_id:
+        return "published by another thing than the gateway"
+    if report.kind == ReportKind.ANSWER:
+        return _apply_answer(gateway, mailbox, report)
+    if report.subject != gateway.thing_id:
+        return "not about this gateway"  # every event names the gateway thing
+    if report.kind == ReportKind.HEARTBEAT:
+        if mailbox is not None:
+            return "a heartbeat on a box channel"
+        gateway.last_heartbeat_at = max(gateway.last_heartbeat_at or _when(report), _when(report))
+        return None
+    if mailbox is None:
+        return "a box event on the gateway channel"
+    if mailbox.status == DeviceState.REMOVING:
+        return "the box is being removed"
+    handler = _EVENTS.get(report.kind)
+    if handler is None:
+        return "not a record the portal knows"
+    handler(gateway, mailbox, report)
+    mailbox.last_event_at = _when(report)
+    return None
+
+
+def _apply_answer(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport) -> str | None:
+    command = _match_command(gateway, mailbox, report)
+    if command is None:
+        return "an answer to no command waiting for one"
+    if report.done:
+        late = command.action == "UNLOCK" and _opened_late(command, report.at)
+        settled = deliveries.confirm(command, late=late)
+    elif command.action == "UNLOCK" and report.reason == "expired":
+        settled = deliveries.expired_on_device(command)
+    else:
+        settled = deliveries.refuse(command, report.reason or "The box refused it without saying why.")
+    return None if settled else "its command was settled by someone else first"
+
+
+def _opened_late(command: Command, at: float) -> bool:
+    """A Done to an UNLOCK received after the deadline the command carried (a box that
+    checks its deadline never does; if one does, the page says so)."""
+    return at > deliveries.unlock_deadline(command) + UNLOCK_ANSWER_GRACE_SECONDS
+
+
+def _match_command(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport) -> Command | None:
+    """The command this answer is about: same device and record name, handed to StreamIoT
+    before the answer arrived, still waiting, and the same value."""
+    channel = ACTION_CHANNEL.get(report.name)
+    if channel is None or (channel == "mailbox") != (mailbox is not None):
+        return None
+    # Each command is answered on the channel it travelled on, with the base it had.
+    expected_base = {"DESTRUCT": gateway.channel_id, "Mailbox": None}.get(report.name, gateway.thing_id)
+    if expected_base is not None and report.subject != expected_base:
+        return None
+    candidates = deliveries.answer_candidates(
+        gateway_id=gateway.id, mailbox_id=mailbox.id if mailbox else None, action=report.name,
+        received_at=_moment(report.at),
+    )
+    matching = [c for c in candidates if _same_value(c, gateway, mailbox, report)]
+    # The one waiting for its answer first (an expired unlock only after those).
+    matching.sort(key=lambda c: c.state == CommandState.EXPIRED)
+    return matching[0] if matching else None
+
+
+def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport) -> bool:
+    value = report.value
+    if command.action in ("CONNECT", "REGISTER"):
+        return value is True
+    if command.action == "UNLOCK":
+        # Each unlock carries its own deadline, and its answer echoes it.
+        return isinstance(value, int) and command.expires_at is not None \
+            and value == deliveries.unlock_deadline(command)
+    if command.action == "DESTRUCT":
+        return value == gateway.public_key
+    if command.action in ("ADD", "Mailbox", "DELETE"):
+        row = db.session.execute(
+            sa.select(Mailbox.public_key, Mailbox.channel_id).where(Mailbox.id == command.mailbox_id)
+        ).first()
+        if row is None or value != row.public_key:
+            return False
+        return command.action != "Mailbox" or report.subject == row.channel_id
+    if command.action in deliveries.PIN_ACTIONS and mailbox is not None:
+        # The keyed digest finds the PIN without decrypting any digits.
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False
+        digest = db.session.scalar(sa.select(Pin.digits_digest).where(Pin.id == command.pin_id))
+        return digest == digest_of(mailbox.id, str(value))
+    return False
+
+
+# --- events -----------------------------------------------------------------------------
+
+def _record(gateway: Gateway, mailbox: Mailbox, kind: str, summary: str, details: dict | None = None) -> None:
+    activity.record(
+        mailbox.account_id,
+        kind=kind,
+        summary=summary,
+        actor_kind="box",
+        actor_label=mailbox.name,
+        gateway_id=gateway.id,
+        mailbox_id=mailbox.id,
+        details=details,
+    )
+
+
+def _opened(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    mailbox.is_open = True
+    if report.remote:
+        _record(gateway, mailbox, "box.opened_remote", "Opened remotely")
+        deliveries.confirm_waiting_unlock(mailbox.id)
+        return
+    if not isinstance(report.value, int) or isinstance(report.value, bool):
+        _record(gateway, mailbox, "box.opened_pin", "Opened with a PIN")
+        return
+    pin = db.session.scalars(
+        sa.select(Pin).where(Pin.mailbox_id == mailbox.id, Pin.digits_digest == digest_of(mailbox.id, str(report.value)))
+    ).first()
+    if pin is not None:
+        _record(gateway, mailbox, "box.opened_pin", f"Opened with PIN “{pin.label}”", {"pin_id": str(pin.id)})
+    else:
+        _record(gateway, mailbox, "box.opened_pin", "Opened with a PIN that is not on the list any more")
+
+
+def _closed(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    mailbox.is_open = False
+    _record(gateway, mailbox, "box.closed", "Closed")
+
+
+def _rejected(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    attempts = report.value if isinstance(report.value, int) and not isinstance(report.value, bool) else 1
+    words = "1 wrong attempt" if attempts == 1 else f"{attempts} wrong attempts in a row"
+    _record(gateway, mailbox, "box.rejected", f"Wrong PIN entered ({words})", {"attempts": attempts})
+
+
+def _battery(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    if not isinstance(report.value, int) or isinstance(report.value, bool):
+        return
+    percent = max(0, min(100, report.value))
+    before = mailbox.battery_percent
+    mailbox.battery_percent = percent
+    mailbox.battery_at = _when(report)
+    # A line in the log when it matters: the first report, a drop into "low", a big change.
+    if before is None or (percent < BATTERY_LOW <= before) or abs(percent - before) >= 10:
+        low = percent < BATTERY_LOW
+        summary = f"Battery low: {percent}%" if low else f"Battery at {percent}%"
+        _record(gateway, mailbox, "box.battery", summary, {"percent": percent, "low": low})
+
+
+_EVENTS = {
+    ReportKind.OPENED: _opened,
+    ReportKind.CLOSED: _closed,
+    ReportKind.REJECTED: _rejected,
+    ReportKind.BATTERY: _battery,
+}
+
+
+def forget_cursors(channel_ids) -> None:
+    """Channels that no longer exist need no cursor (the caller commits)."""
+    ids = [c for c in channel_ids if c]
+    if ids:
+        db.session.execute(sa.delete(ChannelCursor).where(ChannelCursor.channel_id.in_(ids)))

@@ -1,0 +1,42 @@
+"""A fresh password check in front of secrets (PIN digits, device settings, private keys).
+
+The check lasts REAUTH_WINDOW; wrong guesses count towards the login throttle.
+"""
+from flask import current_app
+
+from portal import crypto
+from portal.extensions import db
+from portal.models import LoginSession, User, utcnow
+from portal.services import throttle
+from portal.services.errors import ServiceError, ValidationFailed
+
+
+class PasswordRequired(ServiceError):
+    """The member must type their password again before seeing a secret."""
+
+    def __init__(self, message: str = "Enter your password to continue."):
+        super().__init__(message, field="password")
+
+
+def reauth_is_fresh(login_session: LoginSession | None) -> bool:
+    if login_session is None or login_session.reauthenticated_at is None:
+        return False
+    return utcnow() - login_session.reauthenticated_at <= current_app.config["REAUTH_WINDOW"]
+
+
+def require_recent_password(login_session: LoginSession | None, user: User, password: str | None) -> None:
+    """Pass when the password was checked within REAUTH_WINDOW, or `password` is right now
+    (which restarts the window). Wrong guesses count towards the login throttle."""
+    if reauth_is_fresh(login_session):
+        return
+    if not password:
+        raise PasswordRequired()
+    keys = throttle.keys_for(user.email, None)
+    throttle.check(keys)
+    if not crypto.verify_password(user.password_hash, password):
+        throttle.record_failure(keys)
+        raise ValidationFailed("That is not your password. Try again.", field="password")
+    if login_session is None:
+        raise PasswordRequired()
+    login_session.reauthenticated_at = utcnow()
+    db.session.commit()
