@@ -3,10 +3,10 @@ server-side sessions that a replayed cookie cannot revive, idle and absolute tim
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 import portal.auth
 import portal.crypto
-import portal.services.throttle
 from portal.models import LoginSession, utcnow
 from portal.services import accounts
 from tests.plugins.accounts import PASSWORD, Auth
@@ -248,14 +248,13 @@ def test_many_failures_from_one_address_lock_that_address(app, auth, alice, hash
     assert response.status_code == 302
 
 
-def test_lock_ends_after_the_window(auth, alice, monkeypatch):
+def test_lock_ends_after_the_window(auth, alice):
     token = auth.csrf("/login")
     for _ in range(5):
         _post_login(auth, "alice@example.com", "wrong guess one", token)
     assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 429
-    later = utcnow() + timedelta(minutes=16)
-    monkeypatch.setattr(portal.services.throttle, "utcnow", lambda: later)
-    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
+    with time_machine.travel(utcnow() + timedelta(minutes=16)):
+        assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
 
 
 def test_a_successful_login_forgets_earlier_failures(auth, alice):
