@@ -158,11 +158,13 @@ class LoginSession(Base):
 
 
 class LoginThrottle(Base):
-    """Failed-login counters per account ("email:<addr>") and per client ("ip:<addr>")."""
+    """Attempt counters per account ("email:<addr>"), per client ("ip:<addr>"), per staff
+    second factor and of sign-ups per client (portal/services/throttle.py)."""
 
     __tablename__ = "login_throttles"
 
     key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    # Attempts of the window that count (failed logins, sign-ups made) plus those still being checked.
     failures: Mapped[int] = mapped_column(default=0)
     window_started_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[Optional[datetime]]

@@ -1,4 +1,5 @@
 """Registration, authentication, a user's own settings, and the households they belong to."""
+import contextlib
 import functools
 import uuid
 from pathlib import Path
@@ -100,24 +101,36 @@ def _commit_new_user() -> None:
 def register(email: str, password: str, household_name: str, *, client_address=None) -> tuple[User, Account]:
     """Create the user, their household and the owner membership in one transaction.
     Raises throttle.Throttled, before any hashing, when the client address made too many."""
-    throttle.check_signup(client_address)
-    household_name = check_household_name(household_name, field="household_name")
-    user = _new_user(email, password)
-    account = create_household(user, household_name)
-    db.session.add(user)
-    _commit_new_user()
-    throttle.record_failure(throttle.signup_keys(client_address))
+    with _signup_slot(client_address):
+        household_name = check_household_name(household_name, field="household_name")
+        user = _new_user(email, password)
+        account = create_household(user, household_name)
+        db.session.add(user)
+        _commit_new_user()
     return user, account
 
 
 def register_user(email: str, password: str, *, client_address=None) -> User:
     """Create a user without a household (someone signing up to accept an invite)."""
-    throttle.check_signup(client_address)
-    user = _new_user(email, password)
-    db.session.add(user)
-    _commit_new_user()
-    throttle.record_failure(throttle.signup_keys(client_address))
+    with _signup_slot(client_address):
+        user = _new_user(email, password)
+        db.session.add(user)
+        _commit_new_user()
     return user
+
+
+@contextlib.contextmanager
+def _signup_slot(client_address: str | None):
+    """Claim a sign-up slot of the client address before any hashing, so parallel sign-ups
+    cannot all pass the limit; one refused by validation gives its slot back, as only
+    accounts actually created count."""
+    attempt = throttle.claim_signup(client_address)
+    try:
+        yield
+    except ValidationFailed:
+        throttle.release(attempt)
+        raise
+    throttle.spend(attempt)
 
 
 def create_household(owner: User, name: str) -> Account:
@@ -145,19 +158,20 @@ def add_household(user: User, name: str, login_session: LoginSession | None = No
 def authenticate(email: str, password: str, *, client_address: str | None = None) -> User | None:
     """The user for these credentials, or None (same answer for unknown email and wrong
     password). Raises throttle.Throttled, before any hashing, while the account or the
-    client address has too many recent failures."""
+    client address has no attempt left in its window."""
     email = normalize_email(email)
-    keys = throttle.keys_for(email, client_address)
-    throttle.check(keys)
+    attempt = throttle.claim(throttle.keys_for(email, client_address))
     user = find_user_by_email(email)
     if user is None or user.is_disabled:
         crypto.verify_password(None, password)
-        throttle.record_failure(keys)
+        throttle.spend(attempt)
         return None
     if not crypto.verify_password(user.password_hash, password):
-        throttle.record_failure(keys)
+        throttle.spend(attempt)
         return None
-    throttle.reset(f"email:{email}")
+    # The account's failures are forgiven; the client address's count keeps only failures.
+    throttle.reset(throttle.account_key(email))
+    throttle.release(attempt)
     if crypto.password_needs_rehash(user.password_hash):
         user.password_hash = crypto.hash_password(password)
         db.session.commit()
@@ -166,15 +180,15 @@ def authenticate(email: str, password: str, *, client_address: str | None = None
 
 def _verify_current_password(user: User, password: str, client_address: str | None, field: str) -> None:
     """Re-authentication for sensitive changes, throttled like a login."""
-    keys = throttle.keys_for(user.email, client_address)
     try:
-        throttle.check(keys)
+        attempt = throttle.claim(throttle.keys_for(user.email, client_address))
     except throttle.Throttled as exc:
         exc.field = field
         raise
     if not crypto.verify_password(user.password_hash, password or ""):
-        throttle.record_failure(keys)
+        throttle.spend(attempt)
         raise ValidationFailed("That is not your current password.", field=field)
+    throttle.release(attempt)
 
 
 # --- a user's own settings -------------------------------------------------------------

@@ -31,11 +31,11 @@ def require_recent_password(login_session: LoginSession | None, user: User, pass
         return
     if not password:
         raise PasswordRequired()
-    keys = throttle.keys_for(user.email, None)
-    throttle.check(keys)
+    attempt = throttle.claim(throttle.keys_for(user.email, None))
     if not crypto.verify_password(user.password_hash, password):
-        throttle.record_failure(keys)
+        throttle.spend(attempt)
         raise ValidationFailed("That is not your password. Try again.", field="password")
+    throttle.release(attempt)
     if login_session is None:
         raise PasswordRequired()
     login_session.reauthenticated_at = utcnow()

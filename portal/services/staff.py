@@ -174,9 +174,9 @@ def confirm_enrolment(user: User, login_session: LoginSession, code: str) -> lis
     the user gets their recovery codes (returned once, stored hashed)."""
     if not needs_enrolment(user) or user.totp_secret_enc is None:
         raise Conflict("Your authenticator app is already set up.")
-    _check_not_locked(user)
+    attempt = _claim_code_attempt(user)
     if not _accept_totp(user, _normalize(code)):
-        _count_failure(user)
+        throttle.spend(attempt)
         raise ValidationFailed(
             "That code does not match. Check the app shows “IoTLock Support” and type the "
             "current 6 digits.",
@@ -195,14 +195,14 @@ def verify(user: User, login_session: LoginSession, code: str) -> str:
     """Accept a current TOTP code or an unused recovery code; returns "totp" or "recovery"."""
     if needs_enrolment(user):
         raise Conflict("Set up your authenticator app first.")
-    _check_not_locked(user)
+    attempt = _claim_code_attempt(user)
     normalized = _normalize(code)
     if len(normalized) == 6 and normalized.isdigit():
         used = "totp" if _accept_totp(user, normalized) else None
     else:
         used = "recovery" if _use_recovery_code(user, normalized) else None
     if used is None:
-        _count_failure(user)
+        throttle.spend(attempt)
         raise ValidationFailed(
             "That code is not valid. Type the 6 digits your app shows now, or one of your "
             "unused recovery codes.",
@@ -296,12 +296,10 @@ def _throttle_keys(user: User) -> list[tuple[str, int]]:
     return [(f"second-factor:{user.id}", MAX_CODE_FAILURES)]
 
 
-def _check_not_locked(user: User) -> None:
-    throttle.check(_throttle_keys(user))
-
-
-def _count_failure(user: User) -> None:
-    throttle.record_failure(_throttle_keys(user))
+def _claim_code_attempt(user: User) -> throttle.Claim:
+    """One of the MAX_CODE_FAILURES slots, taken before the code is checked so parallel
+    guesses cannot all pass a lock that is not yet recorded (commits)."""
+    return throttle.claim(_throttle_keys(user))
 
 
 def _clear_failures(user: User) -> None:

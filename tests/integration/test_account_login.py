@@ -3,12 +3,14 @@ server-side sessions that a replayed cookie cannot revive, idle and absolute tim
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
+import time_machine
 
 import portal.auth
 import portal.crypto
-import portal.services.throttle
-from portal.models import LoginSession, utcnow
-from portal.services import accounts
+from portal.extensions import db
+from portal.models import LoginSession, LoginThrottle, utcnow
+from portal.services import accounts, throttle
 from tests.plugins.accounts import PASSWORD, Auth
 
 FAILED = "That email and password do not match an account."
@@ -248,14 +250,13 @@ def test_many_failures_from_one_address_lock_that_address(app, auth, alice, hash
     assert response.status_code == 302
 
 
-def test_lock_ends_after_the_window(auth, alice, monkeypatch):
+def test_lock_ends_after_the_window(auth, alice):
     token = auth.csrf("/login")
     for _ in range(5):
         _post_login(auth, "alice@example.com", "wrong guess one", token)
     assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 429
-    later = utcnow() + timedelta(minutes=16)
-    monkeypatch.setattr(portal.services.throttle, "utcnow", lambda: later)
-    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
+    with time_machine.travel(utcnow() + timedelta(minutes=16)):
+        assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
 
 
 def test_a_successful_login_forgets_earlier_failures(auth, alice):
@@ -270,13 +271,62 @@ def test_a_successful_login_forgets_earlier_failures(auth, alice):
     assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 302
 
 
+def test_successful_logins_do_not_use_up_the_address_limit(app, auth, alice, hasher_calls):
+    # Every attempt takes a slot of its address before hashing; a right password gives it back.
+    app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] = 3
+    for _ in range(3):
+        assert auth.login("alice@example.com", PASSWORD).status_code == 302
+        auth.logout()
+    token = auth.csrf("/login")
+    for n in range(3):
+        assert _post_login(auth, f"guess{n}@example.com", "wrong guess one", token).status_code == 200
+    assert _post_login(auth, "alice@example.com", PASSWORD, token).status_code == 429
+    assert len(hasher_calls) == 6
+
+
+def _failures(key):
+    db.session.expire_all()
+    return db.session.scalar(sa.select(LoginThrottle.failures).where(LoginThrottle.key == key))
+
+
+def test_a_claim_takes_a_slot_on_every_key_or_on_none(app):
+    start = utcnow()
+    throttle.spend(throttle.claim([("email:b", 1)], now=start), now=start)
+    with pytest.raises(throttle.Throttled) as refused:
+        throttle.claim([("email:a", 5), ("email:b", 1)], now=start + timedelta(seconds=1))
+    assert _failures("email:a") is None
+    assert refused.value.retry_after == 15 * 60
+    assert "Please wait 15 minutes" in refused.value.message
+
+
+def test_a_lock_lasts_one_window_from_the_failure_that_spent_the_last_slot(app):
+    start = utcnow()
+    keys = [("email:a", 2)]
+    throttle.spend(throttle.claim(keys, now=start), now=start)
+    later = start + timedelta(minutes=10)
+    throttle.spend(throttle.claim(keys, now=later), now=later)
+    with pytest.raises(throttle.Throttled) as refused:
+        throttle.claim(keys, now=start + timedelta(minutes=20))
+    assert refused.value.retry_after == 5 * 60 + 1
+    throttle.claim(keys, now=later + timedelta(minutes=15, seconds=1))
+    assert _failures("email:a") == 1  # a new window
+
+
+def test_a_slot_given_back_after_its_window_ended_leaves_the_new_window_alone(app):
+    start = utcnow()
+    keys = [("ip:192.0.2.1", 5)]
+    slow = throttle.claim(keys, now=start)
+    throttle.claim(keys, now=start + timedelta(minutes=16))
+    throttle.release(slow)
+    assert _failures("ip:192.0.2.1") == 1
+    throttle.release(throttle.claim(keys, now=start + timedelta(minutes=17)))
+    assert _failures("ip:192.0.2.1") == 1
+
+
 def test_login_sessions_are_stored_only_as_hashes(app, auth, alice):
     auth.login("alice@example.com", PASSWORD)
     serializer = app.session_interface.get_signing_serializer(app)
     token = serializer.loads(auth.client.get_cookie("session").value)["_user_id"]
-    from portal.extensions import db
-    import sqlalchemy as sa
-
     hashes = db.session.scalars(sa.select(LoginSession.token_hash)).all()
     assert token not in hashes
     assert portal.crypto.sha256_hex(token) in hashes

@@ -124,3 +124,15 @@ def test_one_network_cannot_create_accounts_without_limit(app, auth, client, mon
     assert response.status_code == 429
     assert "Too many new accounts from your network" in response.get_data(as_text=True)
     assert _counts() == before
+
+
+def test_sign_ups_refused_on_a_field_do_not_count_towards_the_limit(app, auth):
+    # Each sign-up takes a slot before hashing; one that creates nothing gives it back.
+    app.config["SIGNUPS_PER_ADDRESS"] = 2
+    accounts.register("taken@example.com", PASSWORD, "Oak")
+    for _ in range(3):
+        assert _register(auth, email="taken@example.com").status_code == 200
+    for n in range(2):
+        assert _register(auth, email=f"new{n}@example.com").status_code == 302
+        auth.logout()
+    assert _register(auth, email="new2@example.com").status_code == 429
