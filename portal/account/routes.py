@@ -1,6 +1,6 @@
 """Views of the account blueprint: register, log in and out, settings, switching households,
 and the household's activity log."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import (
     Response,
@@ -304,7 +304,7 @@ def activity():
 @household_required
 def activity_csv():
     _names, mailbox, kind = _activity_filters()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     return Response(
         stream_with_context(activity_service.export_csv(g.account.id, mailbox_id=mailbox, kind=kind)),
         mimetype="text/csv",

@@ -6,7 +6,7 @@ import secrets
 import socket
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -349,7 +349,5 @@ def next_job_due_in(app) -> float | None:
     if earliest is None:
         return None
     if earliest.tzinfo is None:  # min() over SQLite loses the column type's conversion
-        from datetime import timezone
-
-        earliest = datetime.fromisoformat(str(earliest)).replace(tzinfo=timezone.utc)
+        earliest = datetime.fromisoformat(str(earliest)).replace(tzinfo=UTC)
     return (earliest - utcnow()).total_seconds()

@@ -293,7 +293,8 @@ def step_down(membership: Membership, actor: User) -> None:
     _lock_household(membership.account_id)
     if owner_count(membership.account_id) <= 1:
         raise Conflict(
-            "You are the only owner. Make another member an owner first, so someone can still invite and remove members."
+            "You are the only owner. Make another member an owner first, "
+            "so someone can still invite and remove members."
         )
     membership.role = ROLE_MEMBER
     activity.record(

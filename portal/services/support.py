@@ -1,6 +1,7 @@
 """The support console's reads and its one write: find a household, show what the portal
 sent and what the boxes answered (never a PIN or a secret), and requeue a failed delivery.
 Every visit and every requeue is written to the household's own activity log."""
+import contextlib
 import dataclasses
 import math
 import re
@@ -134,10 +135,8 @@ def search_households(query: str, page: int = 1, per_page: int = PAGE_SIZE) -> S
             )
         ),
     ]
-    try:
+    with contextlib.suppress(ValueError):  # not a UUID: it can't be a household id
         conditions.append(Account.id == uuid.UUID(query))
-    except ValueError:
-        pass
     where = sa.or_(*conditions)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Account).where(where))
     pages = max(1, math.ceil(total / per_page))
@@ -281,7 +280,8 @@ def household_view(staff: User, account_id) -> HouseholdView:
     jobs_by_id = {j.id: j for j in open_jobs}
     trace_job_ids = {c.job_id for c in commands if c.job_id is not None} - set(jobs_by_id)
     if trace_job_ids:
-        jobs_by_id.update((j.id, j) for j in db.session.scalars(scoped(Job, account.id).where(Job.id.in_(trace_job_ids))))
+        traced = db.session.scalars(scoped(Job, account.id).where(Job.id.in_(trace_job_ids)))
+        jobs_by_id.update((j.id, j) for j in traced)
     # The commands behind open jobs and behind each PIN's state, when older than the trace.
     commands_by_id = {c.id: c for c in commands}
     known_jobs = {c.job_id for c in commands}
@@ -412,7 +412,10 @@ def _recent_commands(account_id) -> list[Command]:
         sa.select(
             Command.id,
             sa.func.row_number()
-            .over(partition_by=(Command.gateway_id, Command.mailbox_id), order_by=(Command.created_at.desc(), Command.id.desc()))
+            .over(
+                partition_by=(Command.gateway_id, Command.mailbox_id),
+                order_by=(Command.created_at.desc(), Command.id.desc()),
+            )
             .label("n"),
         )
         .where(Command.account_id == account_id)
@@ -519,7 +522,9 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     if command.pin_id is not None:
         siblings = siblings.where(Command.pin_id == command.pin_id)
     else:
-        same_mailbox = Command.mailbox_id.is_(None) if command.mailbox_id is None else Command.mailbox_id == command.mailbox_id
+        same_mailbox = (
+            Command.mailbox_id.is_(None) if command.mailbox_id is None else Command.mailbox_id == command.mailbox_id
+        )
         siblings = siblings.where(Command.pin_id.is_(None), Command.action == command.action, same_mailbox)
     commands = db.session.scalars(siblings.order_by(Command.created_at.desc(), Command.id.desc())).all()
     pins = db.session.scalars(scoped(Pin, account.id).where(Pin.id == command.pin_id)).all() if command.pin_id else []

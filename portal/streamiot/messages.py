@@ -9,7 +9,8 @@ import hashlib
 import json
 import math
 import re
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 # Record names (`n`), as the seed and DEVICE_PROTOCOL.md spell them.
 CONNECT = "CONNECT"

@@ -1,5 +1,7 @@
 """Job handlers, one module per area; each owner adds ONE import line below."""
-from portal.jobs.handlers import accounts  # noqa: F401
 from portal.devices import manager  # noqa: F401  (periodic task: the virtual gateways)
-from portal.jobs.handlers import devices  # noqa: F401
-from portal.jobs.handlers import housekeeping  # noqa: F401
+from portal.jobs.handlers import (
+    accounts,  # noqa: F401
+    devices,  # noqa: F401
+    housekeeping,  # noqa: F401
+)
