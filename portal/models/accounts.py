@@ -41,6 +41,8 @@ class User(Base):
 
     # flask-login protocol; get_id() is the server-side session token, set by portal.auth.
     is_anonymous = False
+    # Not a column: the token of the session this object was loaded for ("" until then).
+    _session_token: str = ""
 
     @property
     def is_authenticated(self) -> bool:
@@ -51,7 +53,7 @@ class User(Base):
         return not self.is_disabled
 
     def get_id(self) -> str:
-        return getattr(self, "_session_token", "")
+        return self._session_token
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -138,7 +139,7 @@ def search_households(query: str, page: int = 1, per_page: int = PAGE_SIZE) -> S
     with contextlib.suppress(ValueError):  # not a UUID: it can't be a household id
         conditions.append(Account.id == uuid.UUID(query))
     where = sa.or_(*conditions)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(Account).where(where))
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Account).where(where)).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(page, pages)
     accounts = db.session.scalars(
@@ -239,7 +240,7 @@ class JobRow:
 class HouseholdView:
     account: Account
     link_error: str | None
-    members: list
+    members: Sequence[Membership]
     gateways: list
     pending_jobs: list
     failed_jobs: list
@@ -406,7 +407,7 @@ def _get_account(account_id) -> Account:
     return account
 
 
-def _recent_commands(account_id) -> list[Command]:
+def _recent_commands(account_id) -> Sequence[Command]:
     """The newest TRACE_LENGTH commands of each mailbox and of each gateway channel."""
     ranked = (
         sa.select(
@@ -435,7 +436,7 @@ def _subject(c: Command) -> tuple:
     return ("device", c.gateway_id, c.mailbox_id, c.action)
 
 
-def _newest_per_subject(commands: list[Command]) -> dict:
+def _newest_per_subject(commands: Sequence[Command]) -> dict:
     newest: dict = {}
     for c in commands:  # newest first
         newest.setdefault(_subject(c), c.id)
@@ -539,6 +540,8 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     )
     if refusal:
         raise Conflict(refusal)
+    if job is None:  # _requeue_refusal has refused this already; this tells the type checker
+        raise Conflict("This delivery has no job to requeue.")
 
     requeue(job)
     command.state = CMD_QUEUED
@@ -563,7 +566,7 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     return what
 
 
-def _requeued_what(command: Command, pins: list, mailboxes: list) -> str:
+def _requeued_what(command: Command, pins: Sequence[Pin], mailboxes: Sequence[Mailbox]) -> str:
     if pins:
         noun = "removal" if command.action == "UNAUTH" else "delivery"
         return f"{noun} of PIN “{pins[0].label}”"
