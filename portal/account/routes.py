@@ -258,7 +258,7 @@ def link_state():
 def switch_household():
     if current_user.is_staff:
         abort(403)
-    login_session = auth.current_login_session()
+    login_session = auth.required_login_session()
     try:
         household = accounts.switch_household(current_user, login_session, request.form.get("account_id", ""))
     except NotFound:
