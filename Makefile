@@ -1,11 +1,12 @@
-# IoTLock: `make run` serves everything on embedded defaults; `make test` runs the tests.
+# IoTLock: `make run` serves everything on embedded defaults; `make test` runs the tests;
+# `make lint` runs ruff and mypy (configured in pyproject.toml).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: run test setup db-upgrade emulator worker bench clean
+.PHONY: run test lint setup db-upgrade emulator worker bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +36,12 @@ emulator: $(VENV)/.deps-run
 test: $(VENV)/.deps-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: $(VENV)/.deps-test
+	$(BIN)/ruff check portal tests benchmarks config.py wsgi.py migrations
+	$(BIN)/mypy
+
 bench: $(VENV)/.deps-test
 	$(BIN)/python -m pytest benchmarks --benchmark-only $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache tests/artifacts

@@ -7,8 +7,14 @@ import warnings
 import pytest
 
 from portal.extensions import db
-from tests.conftest import PG_URL, _make_app, _truncate_all
-from tests.conftest import app_overrides, pg_database_url, sqlite_app  # noqa: F401  (fixtures)
+from tests.conftest import (
+    PG_URL,
+    _make_app,
+    _truncate_all,
+    app_overrides,  # noqa: F401  (fixture)
+    pg_database_url,  # noqa: F401  (fixture)
+    sqlite_app,  # noqa: F401  (fixture)
+)
 
 # The tests' household fixtures, by module name (already registered when tests/ runs too).
 pytest_plugins = ["tests.plugins.accounts"]

@@ -38,7 +38,8 @@ def create_app(config_object=None, **overrides) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+        # Replacing wsgi_app is how Flask's docs add WSGI middleware; mypy sees only a method.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     from portal import logredact
 
     logredact.install()

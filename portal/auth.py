@@ -114,6 +114,15 @@ def current_login_session() -> LoginSession | None:
     return g.get("login_session")
 
 
+def required_login_session() -> LoginSession:
+    """The current login session, in a view that only a logged-in user reaches (every login
+    has one); without one, the visitor is sent to log in like any anonymous visitor."""
+    login_session = current_login_session()
+    if login_session is None:
+        abort(login_manager.unauthorized())
+    return login_session
+
+
 def current_membership() -> Membership | None:
     """The membership of the household the user is looking at (None if they have none)."""
     if "membership" in g:

@@ -26,7 +26,8 @@ def serve_command(host: str, port: int) -> None:
 
     from portal.jobs.worker import start_in_background
 
-    app = current_app._get_current_object()
+    # current_app is a LocalProxy that Flask types as Flask (Flask's own cli.py ignores this the same way).
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = start_in_background(app) if app.config["EMBEDDED_WORKER"] else None
     click.echo(f"IoTLock portal on http://{host}:{port}/  (Ctrl+C stops it)")
     try:

@@ -1,5 +1,5 @@
 """Jinja filters: times shown as people read them."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
@@ -7,7 +7,7 @@ from markupsafe import Markup, escape
 def timeago(value: datetime | None) -> str:
     if value is None:
         return "never"
-    seconds = int((datetime.now(timezone.utc) - value).total_seconds())
+    seconds = int((datetime.now(UTC) - value).total_seconds())
     if seconds < 0:
         seconds = -seconds
         for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
@@ -28,8 +28,8 @@ def when(value: datetime | None) -> Markup:
     """A <time> element: relative words, with the exact UTC time on hover."""
     if value is None:
         return Markup("never")
-    iso = value.astimezone(timezone.utc).isoformat(timespec="seconds")
-    exact = value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    iso = value.astimezone(UTC).isoformat(timespec="seconds")
+    exact = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Markup(f'<time datetime="{iso}" title="{exact}">{escape(timeago(value))}</time>')
 
 

@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-25 18:36:34.273816
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a0bf8f642718'
@@ -74,8 +73,14 @@ def upgrade():
     sa.Column('mailbox_id', sa.Uuid(), nullable=True),
     sa.Column('summary', sa.Text(), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_activity_events_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['actor_user_id'], ['users.id'], name=op.f('fk_activity_events_actor_user_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_activity_events_account_id_accounts'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['actor_user_id'], ['users.id'],
+        name=op.f('fk_activity_events_actor_user_id_users'), ondelete='SET NULL',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_activity_events'))
     )
     with op.batch_alter_table('activity_events', schema=None) as batch_op:
@@ -89,7 +94,10 @@ def upgrade():
     sa.Column('last_time', sa.Float(), nullable=False),
     sa.Column('seen_at_last_time', sa.JSON(), nullable=False),
     sa.Column('last_polled_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_channel_cursors_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_channel_cursors_account_id_accounts'), ondelete='CASCADE',
+    ),
     sa.PrimaryKeyConstraint('channel_id', name=op.f('pk_channel_cursors'))
     )
     with op.batch_alter_table('channel_cursors', schema=None) as batch_op:
@@ -111,8 +119,14 @@ def upgrade():
     sa.Column('settings_downloaded_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_by_id', sa.Uuid(), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_gateways_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_gateways_created_by_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_gateways_account_id_accounts'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['created_by_id'], ['users.id'],
+        name=op.f('fk_gateways_created_by_id_users'), ondelete='SET NULL',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_gateways'))
     )
     with op.batch_alter_table('gateways', schema=None) as batch_op:
@@ -131,9 +145,18 @@ def upgrade():
     sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('accepted_by_id', sa.Uuid(), nullable=True),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['accepted_by_id'], ['users.id'], name=op.f('fk_invites_accepted_by_id_users'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_invites_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['invited_by_id'], ['users.id'], name=op.f('fk_invites_invited_by_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(
+        ['accepted_by_id'], ['users.id'],
+        name=op.f('fk_invites_accepted_by_id_users'), ondelete='SET NULL',
+    ),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_invites_account_id_accounts'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['invited_by_id'], ['users.id'],
+        name=op.f('fk_invites_invited_by_id_users'), ondelete='SET NULL',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invites')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_invites_token_hash'))
     )
@@ -156,14 +179,21 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_jobs_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_jobs_account_id_accounts'), ondelete='CASCADE',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_jobs_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_jobs_due', ['state', 'run_after'], unique=False)
         batch_op.create_index('ix_jobs_target', ['target', 'id'], unique=False)
-        batch_op.create_index('ix_jobs_unfinished_target', ['target', 'id'], unique=False, postgresql_where=sa.text("state IN ('queued', 'running')"), sqlite_where=sa.text("state IN ('queued', 'running')"))
+        batch_op.create_index(
+            'ix_jobs_unfinished_target', ['target', 'id'], unique=False,
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+            sqlite_where=sa.text("state IN ('queued', 'running')"),
+        )
 
     op.create_table('login_sessions',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -177,8 +207,14 @@ def upgrade():
     sa.Column('current_account_id', sa.Uuid(), nullable=True),
     sa.Column('user_agent', sa.String(length=255), nullable=True),
     sa.Column('remote_addr', sa.String(length=64), nullable=True),
-    sa.ForeignKeyConstraint(['current_account_id'], ['accounts.id'], name=op.f('fk_login_sessions_current_account_id_accounts'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_login_sessions_user_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['current_account_id'], ['accounts.id'],
+        name=op.f('fk_login_sessions_current_account_id_accounts'), ondelete='SET NULL',
+    ),
+    sa.ForeignKeyConstraint(
+        ['user_id'], ['users.id'],
+        name=op.f('fk_login_sessions_user_id_users'), ondelete='CASCADE',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_sessions')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_login_sessions_token_hash'))
     )
@@ -191,7 +227,10 @@ def upgrade():
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('joined_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_memberships_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_memberships_account_id_accounts'), ondelete='CASCADE',
+    ),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_memberships_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_memberships')),
     sa.UniqueConstraint('account_id', 'user_id', name=op.f('uq_memberships_account_id'))
@@ -205,7 +244,10 @@ def upgrade():
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
     sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_recovery_codes_user_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['user_id'], ['users.id'],
+        name=op.f('fk_recovery_codes_user_id_users'), ondelete='CASCADE',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_recovery_codes'))
     )
     with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
@@ -229,9 +271,18 @@ def upgrade():
     sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_by_id', sa.Uuid(), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_mailboxes_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_mailboxes_created_by_id_users'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['gateway_id'], ['gateways.id'], name=op.f('fk_mailboxes_gateway_id_gateways'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_mailboxes_account_id_accounts'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['created_by_id'], ['users.id'],
+        name=op.f('fk_mailboxes_created_by_id_users'), ondelete='SET NULL',
+    ),
+    sa.ForeignKeyConstraint(
+        ['gateway_id'], ['gateways.id'],
+        name=op.f('fk_mailboxes_gateway_id_gateways'), ondelete='CASCADE',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mailboxes'))
     )
     with op.batch_alter_table('mailboxes', schema=None) as batch_op:
@@ -251,9 +302,18 @@ def upgrade():
     sa.Column('created_by_id', sa.Uuid(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_pins_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_pins_created_by_id_users'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], name=op.f('fk_pins_mailbox_id_mailboxes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_pins_account_id_accounts'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['created_by_id'], ['users.id'],
+        name=op.f('fk_pins_created_by_id_users'), ondelete='SET NULL',
+    ),
+    sa.ForeignKeyConstraint(
+        ['mailbox_id'], ['mailboxes.id'],
+        name=op.f('fk_pins_mailbox_id_mailboxes'), ondelete='CASCADE',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pins')),
     sa.UniqueConstraint('mailbox_id', 'digits_digest', name='uq_pins_mailbox_digest')
     )
@@ -278,11 +338,23 @@ def upgrade():
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('answered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_commands_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['gateway_id'], ['gateways.id'], name=op.f('fk_commands_gateway_id_gateways'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], name=op.f('fk_commands_mailbox_id_mailboxes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_commands_account_id_accounts'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['gateway_id'], ['gateways.id'],
+        name=op.f('fk_commands_gateway_id_gateways'), ondelete='CASCADE',
+    ),
+    sa.ForeignKeyConstraint(
+        ['mailbox_id'], ['mailboxes.id'],
+        name=op.f('fk_commands_mailbox_id_mailboxes'), ondelete='CASCADE',
+    ),
     sa.ForeignKeyConstraint(['pin_id'], ['pins.id'], name=op.f('fk_commands_pin_id_pins'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['requested_by_id'], ['users.id'], name=op.f('fk_commands_requested_by_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(
+        ['requested_by_id'], ['users.id'],
+        name=op.f('fk_commands_requested_by_id_users'), ondelete='SET NULL',
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_commands'))
     )
     with op.batch_alter_table('commands', schema=None) as batch_op:
@@ -334,7 +406,11 @@ def downgrade():
 
     op.drop_table('login_sessions')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_index('ix_jobs_unfinished_target', postgresql_where=sa.text("state IN ('queued', 'running')"), sqlite_where=sa.text("state IN ('queued', 'running')"))
+        batch_op.drop_index(
+            'ix_jobs_unfinished_target',
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+            sqlite_where=sa.text("state IN ('queued', 'running')"),
+        )
         batch_op.drop_index('ix_jobs_target')
         batch_op.drop_index('ix_jobs_due')
         batch_op.drop_index(batch_op.f('ix_jobs_account_id'))

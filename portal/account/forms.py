@@ -52,7 +52,10 @@ class LoginForm(FlaskForm):
     email = EmailField("Email", validators=EMAIL, filters=[strip])
     password = PasswordField(
         "Password",
-        validators=[DataRequired("Enter your password."), Length(max=128, message="Passwords have at most 128 characters.")],
+        validators=[
+            DataRequired("Enter your password."),
+            Length(max=128, message="Passwords have at most 128 characters."),
+        ],
     )
 
 

@@ -1,6 +1,6 @@
 """Views of the account blueprint: register, log in and out, settings, switching households,
 and the household's activity log."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import (
     Response,
@@ -258,7 +258,7 @@ def link_state():
 def switch_household():
     if current_user.is_staff:
         abort(403)
-    login_session = auth.current_login_session()
+    login_session = auth.required_login_session()
     try:
         household = accounts.switch_household(current_user, login_session, request.form.get("account_id", ""))
     except NotFound:
@@ -304,7 +304,7 @@ def activity():
 @household_required
 def activity_csv():
     _names, mailbox, kind = _activity_filters()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     return Response(
         stream_with_context(activity_service.export_csv(g.account.id, mailbox_id=mailbox, kind=kind)),
         mimetype="text/csv",

@@ -199,10 +199,10 @@ def build() -> list[str]:
                      "december", "january", "christmas", "birthday"):
             add(word + year)
             add(word.capitalize() + year + "!")
-    for year in range(1970, 2011):
+    for birth_year in range(1970, 2011):
         for day, month in ((1, 1), (12, 12), (11, 11), (10, 10), (25, 12), (14, 2), (1, 9)):
-            add(f"{day:02d}{month:02d}{year}")
-            add(f"{month:02d}{day:02d}{year}")
+            add(f"{day:02d}{month:02d}{birth_year}")
+            add(f"{month:02d}{day:02d}{birth_year}")
     return list(seen)
 
 

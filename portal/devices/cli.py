@@ -58,9 +58,8 @@ def _streamiot(settings: dict):
 
 def _gateway(settings_path: str, state_path: str | None, **options):
     settings = _load_settings(settings_path)
-    if not state_path:
-        state_path = Path(current_app.config["VIRTUAL_GATEWAY_DIR"]) / f"cli-{settings['thing_id']}.json"
-    return VirtualGateway(settings, state_path, _streamiot(settings), **options)
+    path = state_path or Path(current_app.config["VIRTUAL_GATEWAY_DIR"]) / f"cli-{settings['thing_id']}.json"
+    return VirtualGateway(settings, path, _streamiot(settings), **options)
 
 
 def _run(settings_path, state_path, interval, heartbeat, open_seconds, once) -> None:

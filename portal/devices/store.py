@@ -12,7 +12,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: one process at a time, by convention

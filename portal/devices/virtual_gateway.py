@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 import time
+from typing import TypedDict
 
 from portal.devices import firmware as fw
 from portal.devices.firmware import UnknownMailbox  # noqa: F401  (part of this module's API)
@@ -27,6 +28,16 @@ GIVE_UP_ATTEMPTS = 10
 GIVE_UP_SECONDS = 600.0
 
 SETTINGS_REQUIRED = ("thing_id", "thing_key", "channel_id")
+
+
+class _FirmwareOptions(TypedDict):
+    """What every Firmware this gateway builds is given besides its state and identity."""
+
+    controller: str | None
+    pin_slots: int
+    open_seconds: float
+    battery_seconds: float
+    heartbeat_seconds: float
 
 
 class InvalidSettings(ValueError):
@@ -77,7 +88,7 @@ class VirtualGateway:
         self.state_file = StateFile(state_path)
         self.streamiot = streamiot
         self._key = self.settings["thing_key"]
-        self._options = dict(
+        self._options = _FirmwareOptions(
             controller=self.settings.get("portal_thing_id") or None,
             pin_slots=pin_slots,
             open_seconds=open_seconds,

@@ -9,6 +9,7 @@ import re
 
 from flask import Response, abort, current_app, flash, g, make_response, redirect, session
 from flask_login import current_user
+from werkzeug.wrappers import Response as BaseResponse
 
 from portal import crypto
 from portal.auth import current_login_session
@@ -42,7 +43,7 @@ def field_error(form, exc: ServiceError) -> None:
         form.form_errors.append(exc.message)
 
 
-def refuse(exc: ServiceError, back: str) -> Response:
+def refuse(exc: ServiceError, back: str) -> BaseResponse:
     """A refused button (Conflict...): say why, and go back where it was pressed."""
     if isinstance(exc, NotFound):
         abort(404)
@@ -64,12 +65,12 @@ def back() -> str:
     return url_for("gateways.index")
 
 
-def see_other(location: str) -> Response:
+def see_other(location: str) -> BaseResponse:
     """After a POST: 303 (htmx follows it and swaps the partial of the page it lands on)."""
     return redirect(location, code=303)
 
 
-def gone(location: str, message: str) -> Response:
+def gone(location: str, message: str) -> BaseResponse:
     """A live region whose object was deleted (removal finished): leave the page."""
     flash(message, "info")
     if is_htmx():

@@ -18,7 +18,8 @@ def worker_command(once: bool) -> None:
     from portal.jobs.runner import drain
     from portal.jobs.worker import Worker
 
-    app = current_app._get_current_object()
+    # current_app is a LocalProxy that Flask types as Flask (Flask's own cli.py ignores this the same way).
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if once:

@@ -6,7 +6,8 @@ import secrets
 import socket
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -20,7 +21,8 @@ from portal.models.jobs import JOB_DONE, JOB_FAILED, JOB_QUEUED, JOB_RUNNING
 
 log = logging.getLogger("portal.jobs")
 
-_jobs = Job.__table__
+# The Table itself: Job.__table__ is typed as any FromClause, which sa.update() does not take.
+_jobs = Job.metadata.tables[Job.__tablename__]
 # Built once: making these per claim cost about a third of a claim's time (benchmarks/test_jobs.py).
 _PICKED = _jobs.alias("picked")
 _EARLIER = _jobs.alias("earlier")
@@ -178,10 +180,14 @@ TAKEOVER_CHECK_SECONDS = 5.0
 
 def _record(job_id: int, worker_id: str, **values) -> bool:
     """Write the outcome, only if this worker still holds the job (a takeover wins)."""
-    result = db.session.execute(
-        sa.update(_jobs)
-        .where(_jobs.c.id == job_id, _jobs.c.locked_by == worker_id, _jobs.c.state == JOB_RUNNING)
-        .values(lease_until=None, locked_by=None, **values)
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(_jobs)
+            .where(_jobs.c.id == job_id, _jobs.c.locked_by == worker_id, _jobs.c.state == JOB_RUNNING)
+            .values(lease_until=None, locked_by=None, **values)
+        ),
     )
     db.session.commit()
     return result.rowcount == 1
@@ -305,7 +311,8 @@ def drain(app, max_rounds: int = 100) -> int:
 def _show_results_to_caller(app) -> None:
     """Called from inside the app's context (tests, `flask worker --once`): expire the
     caller's session so it reads what the jobs wrote, unless it holds unsaved changes."""
-    if not has_app_context() or current_app._get_current_object() is not app:
+    # current_app is a LocalProxy that Flask types as Flask (Flask's own cli.py ignores this the same way).
+    if not has_app_context() or current_app._get_current_object() is not app:  # type: ignore[attr-defined]
         return
     session = db.session()
     if not (session.new or session.dirty or session.deleted):
@@ -345,7 +352,5 @@ def next_job_due_in(app) -> float | None:
     if earliest is None:
         return None
     if earliest.tzinfo is None:  # min() over SQLite loses the column type's conversion
-        from datetime import timezone
-
-        earliest = datetime.fromisoformat(str(earliest)).replace(tzinfo=timezone.utc)
+        earliest = datetime.fromisoformat(str(earliest)).replace(tzinfo=UTC)
     return (earliest - utcnow()).total_seconds()

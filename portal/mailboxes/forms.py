@@ -14,7 +14,11 @@ class MailboxForm(DeviceKeyMixin, FlaskForm):
         description="What the household calls it, e.g. “Front mailbox”.",
         validators=[DataRequired("Give the box a name."), Length(max=80, message="Keep it under 80 characters.")],
     )
-    kind = RadioField("Kind of box", choices=[SelectChoice(value, label) for value, label in MAILBOX_KINDS.items()], default="mailbox")
+    kind = RadioField(
+        "Kind of box",
+        choices=[SelectChoice(value, label) for value, label in MAILBOX_KINDS.items()],
+        default="mailbox",
+    )
 
 
 class PinForm(FlaskForm):

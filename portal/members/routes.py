@@ -68,7 +68,6 @@ def _invite_link(token: str) -> str:
 @owner_required
 def invite():
     form = InviteForm()
-    new_invite = None
     if form.validate_on_submit():
         try:
             new_invite = members.invite(
@@ -82,9 +81,10 @@ def invite():
         except ServiceError as exc:
             form.email.errors = list(form.email.errors) + [exc.message]
         else:
-            form = None
-    # The link is shown once, in this answer; it is never stored, so there is no redirect.
-    return _panel(form=form, new_invite=new_invite)
+            # The link is shown once, in this answer; it is never stored, so there is no redirect.
+            # The panel's form starts empty again.
+            return _panel(new_invite=new_invite)
+    return _panel(form=form)
 
 
 @bp.route("/invites/<invite_id>/revoke", methods=["POST"])

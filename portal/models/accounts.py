@@ -1,7 +1,6 @@
 """Users, households (Account in code), memberships, invites, login sessions and throttles."""
 import uuid
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -21,20 +20,20 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    password_hash: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    password_changed_at: Mapped[Optional[datetime]]
+    password_changed_at: Mapped[datetime | None]
     is_staff: Mapped[bool] = mapped_column(default=False)
     is_disabled: Mapped[bool] = mapped_column(default=False)
-    display_name: Mapped[Optional[str]] = mapped_column(sa.String(80))
+    display_name: Mapped[str | None] = mapped_column(sa.String(80))
     # Staff second factor: TOTP secret encrypted at rest (portal/crypto.py).
-    totp_secret_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    totp_enrolled_at: Mapped[Optional[datetime]]
-    totp_last_counter: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    totp_secret_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    totp_enrolled_at: Mapped[datetime | None]
+    totp_last_counter: Mapped[int | None] = mapped_column(sa.BigInteger)
     # Staff set their password through a one-time link from `flask staff create`; only the
     # SHA-256 of its token is kept, and it stops working at the expiry or once used.
-    password_set_token_hash: Mapped[Optional[str]] = mapped_column(sa.String(64), unique=True)
-    password_set_expires_at: Mapped[Optional[datetime]]
+    password_set_token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    password_set_expires_at: Mapped[datetime | None]
 
     memberships: Mapped[list["Membership"]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -42,6 +41,8 @@ class User(Base):
 
     # flask-login protocol; get_id() is the server-side session token, set by portal.auth.
     is_anonymous = False
+    # Not a column: the token of the session this object was loaded for ("" until then).
+    _session_token: str = ""
 
     @property
     def is_authenticated(self) -> bool:
@@ -52,7 +53,7 @@ class User(Base):
         return not self.is_disabled
 
     def get_id(self) -> str:
-        return getattr(self, "_session_token", "")
+        return self._session_token
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"
@@ -69,16 +70,16 @@ class Account(Base):
 
     # The household's link to StreamIoT (DEVICE_PROTOCOL.md, "What exists in StreamIoT").
     link_state: Mapped[str] = mapped_column(sa.String(16), default=LINK_CONNECTING)
-    link_error: Mapped[Optional[str]] = mapped_column(sa.Text)
-    link_updated_at: Mapped[Optional[datetime]]
+    link_error: Mapped[str | None] = mapped_column(sa.Text)
+    link_updated_at: Mapped[datetime | None]
     # When the link job tries again after a problem (None: not retrying).
-    link_retry_at: Mapped[Optional[datetime]]
-    streamiot_email: Mapped[Optional[str]] = mapped_column(sa.String(254))
-    streamiot_user_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
-    streamiot_password_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    streamiot_token_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    portal_thing_id: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
-    portal_thing_key_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    link_retry_at: Mapped[datetime | None]
+    streamiot_email: Mapped[str | None] = mapped_column(sa.String(254))
+    streamiot_user_id: Mapped[str | None] = mapped_column(sa.String(64))
+    streamiot_password_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    streamiot_token_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    portal_thing_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    portal_thing_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
 
     memberships: Mapped[list["Membership"]] = relationship(
         back_populates="account", cascade="all, delete-orphan"
@@ -117,19 +118,19 @@ class Invite(Base):
     email: Mapped[str] = mapped_column(sa.String(254))
     # SHA-256 of the 256-bit token; the token itself exists only in the link.
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    invited_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    invited_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
-    accepted_at: Mapped[Optional[datetime]]
-    accepted_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    accepted_at: Mapped[datetime | None]
+    accepted_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
-    revoked_at: Mapped[Optional[datetime]]
+    revoked_at: Mapped[datetime | None]
 
     account: Mapped[Account] = relationship()
-    invited_by: Mapped[Optional[User]] = relationship(foreign_keys=[invited_by_id])
+    invited_by: Mapped[User | None] = relationship(foreign_keys=[invited_by_id])
 
 
 class LoginSession(Base):
@@ -145,14 +146,14 @@ class LoginSession(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
-    reauthenticated_at: Mapped[Optional[datetime]]
-    second_factor_at: Mapped[Optional[datetime]]
-    revoked_at: Mapped[Optional[datetime]]
-    current_account_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    reauthenticated_at: Mapped[datetime | None]
+    second_factor_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    current_account_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("accounts.id", ondelete="SET NULL")
     )
-    user_agent: Mapped[Optional[str]] = mapped_column(sa.String(255))
-    remote_addr: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(255))
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
 
     user: Mapped[User] = relationship()
 
@@ -167,7 +168,7 @@ class LoginThrottle(Base):
     # Attempts of the window that count (failed logins, sign-ups made) plus those still being checked.
     failures: Mapped[int] = mapped_column(default=0)
     window_started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    locked_until: Mapped[Optional[datetime]]
+    locked_until: Mapped[datetime | None]
 
 
 class RecoveryCode(Base):
@@ -180,4 +181,4 @@ class RecoveryCode(Base):
         sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     code_hash: Mapped[str] = mapped_column(sa.String(64))
-    used_at: Mapped[Optional[datetime]]
+    used_at: Mapped[datetime | None]

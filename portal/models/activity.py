@@ -1,7 +1,6 @@
 """The household's activity log: what members, boxes, support and the system did."""
 import uuid
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -21,13 +20,13 @@ class ActivityEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     # member | box | support | system
     actor_kind: Mapped[str] = mapped_column(sa.String(16))
-    actor_user_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     actor_label: Mapped[str] = mapped_column(sa.String(254))
     kind: Mapped[str] = mapped_column(sa.String(48))
-    gateway_id: Mapped[Optional[uuid.UUID]] = mapped_column(index=True)
-    mailbox_id: Mapped[Optional[uuid.UUID]]
+    gateway_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    mailbox_id: Mapped[uuid.UUID | None]
     # Plain words, never PIN digits or secrets.
     summary: Mapped[str] = mapped_column(sa.Text)
     details: Mapped[dict] = mapped_column(default=dict)

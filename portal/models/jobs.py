@@ -1,7 +1,6 @@
 """The transactional outbox: device work saved with the change that needs it."""
 import uuid
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -33,7 +32,7 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
-    account_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(sa.String(64))
@@ -44,9 +43,9 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=12)
     run_after: Mapped[datetime] = mapped_column(default=utcnow)
-    lease_until: Mapped[Optional[datetime]]
-    locked_by: Mapped[Optional[str]] = mapped_column(sa.String(64))
-    last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
+    lease_until: Mapped[datetime | None]
+    locked_by: Mapped[str | None] = mapped_column(sa.String(64))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[Optional[datetime]]
+    finished_at: Mapped[datetime | None]

@@ -3,6 +3,7 @@
 The household dashboard, a gateway page and a mailbox page cost the same however many
 boxes and PINs there are; every state is put into words (portal.services.deliveries.Shown).
 """
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -138,7 +139,7 @@ class Dashboard:
         return any(card.live for card in self.gateways)
 
 
-def _cards(account_id, gateways: list[Gateway]) -> list[GatewayCard]:
+def _cards(account_id, gateways: Sequence[Gateway]) -> list[GatewayCard]:
     """Cards for these gateways: 3 queries (boxes, PIN counts, change counts)."""
     ids = [g.id for g in gateways]
     boxes = db.session.scalars(

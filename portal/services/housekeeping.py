@@ -1,6 +1,7 @@
 """Deleting rows that no longer protect or show anything: stale login throttles and
 login sessions long over."""
 from datetime import timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -17,21 +18,28 @@ def prune(now=None) -> dict:
     now = now or utcnow()
     cfg = current_app.config
     window = cfg["LOGIN_THROTTLE_WINDOW"]
-    throttles = db.session.execute(
-        sa.delete(LoginThrottle).where(
-            LoginThrottle.window_started_at < now - window,
-            sa.or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
-        )
+    # A DELETE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    throttles = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.delete(LoginThrottle).where(
+                LoginThrottle.window_started_at < now - window,
+                sa.or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+            )
+        ),
     ).rowcount
     cutoff = now - ENDED_SESSION_RETENTION
-    sessions = db.session.execute(
-        sa.delete(LoginSession).where(
-            sa.or_(
-                LoginSession.revoked_at < cutoff,
-                LoginSession.last_seen_at < cutoff - cfg["SESSION_IDLE_TIMEOUT"],
-                LoginSession.created_at < cutoff - cfg["SESSION_ABSOLUTE_TIMEOUT"],
+    sessions = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.delete(LoginSession).where(
+                sa.or_(
+                    LoginSession.revoked_at < cutoff,
+                    LoginSession.last_seen_at < cutoff - cfg["SESSION_IDLE_TIMEOUT"],
+                    LoginSession.created_at < cutoff - cfg["SESSION_ABSOLUTE_TIMEOUT"],
+                )
             )
-        )
+        ),
     ).rowcount
     db.session.commit()
     return {"throttles": throttles, "sessions": sessions}

@@ -3,6 +3,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -58,11 +59,11 @@ def list_open_invites(account_id: uuid.UUID) -> list[Invite]:
 
 
 def owner_count(account_id: uuid.UUID) -> int:
-    return db.session.scalar(
+    return db.session.execute(
         sa.select(sa.func.count()).select_from(Membership).where(
             Membership.account_id == account_id, Membership.role == ROLE_OWNER
         )
-    )
+    ).scalar_one()
 
 
 # --- invites -----------------------------------------------------------------------------
@@ -218,15 +219,19 @@ def accept_invite(token: str, user: User, login_session: LoginSession | None = N
         raise Conflict(f"You are already a member of “{row.account.name}”.")
     now = utcnow()
     # Claim the invite with a guarded UPDATE, so two people opening one link cannot both join.
-    claimed = db.session.execute(
-        sa.update(Invite)
-        .where(
-            Invite.id == row.id,
-            Invite.accepted_at.is_(None),
-            Invite.revoked_at.is_(None),
-            Invite.expires_at > now,
-        )
-        .values(accepted_at=now, accepted_by_id=user.id)
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    claimed = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(Invite)
+            .where(
+                Invite.id == row.id,
+                Invite.accepted_at.is_(None),
+                Invite.revoked_at.is_(None),
+                Invite.expires_at > now,
+            )
+            .values(accepted_at=now, accepted_by_id=user.id)
+        ),
     ).rowcount
     if claimed != 1:
         db.session.rollback()
@@ -293,7 +298,8 @@ def step_down(membership: Membership, actor: User) -> None:
     _lock_household(membership.account_id)
     if owner_count(membership.account_id) <= 1:
         raise Conflict(
-            "You are the only owner. Make another member an owner first, so someone can still invite and remove members."
+            "You are the only owner. Make another member an owner first, "
+            "so someone can still invite and remove members."
         )
     membership.role = ROLE_MEMBER
     activity.record(
@@ -348,6 +354,6 @@ def leave(membership: Membership, actor: User) -> None:
 
 
 def member_count(account_id: uuid.UUID) -> int:
-    return db.session.scalar(
+    return db.session.execute(
         sa.select(sa.func.count()).select_from(Membership).where(Membership.account_id == account_id)
-    )
+    ).scalar_one()

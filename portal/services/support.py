@@ -1,10 +1,12 @@
 """The support console's reads and its one write: find a household, show what the portal
 sent and what the boxes answered (never a PIN or a secret), and requeue a failed delivery.
 Every visit and every requeue is written to the household's own activity log."""
+import contextlib
 import dataclasses
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -126,12 +128,10 @@ def search_households(query: str, page: int = 1, per_page: int = PAGE_SIZE) -> S
             )
         ),
     ]
-    try:
+    with contextlib.suppress(ValueError):  # not a UUID: it can't be a household id
         conditions.append(Account.id == uuid.UUID(query))
-    except ValueError:
-        pass
     where = sa.or_(*conditions)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(Account).where(where))
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Account).where(where)).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(page, pages)
     accounts = db.session.scalars(
@@ -232,7 +232,7 @@ class JobRow:
 class HouseholdView:
     account: Account
     link_error: str | None
-    members: list
+    members: Sequence[Membership]
     gateways: list
     pending_jobs: list
     failed_jobs: list
@@ -273,7 +273,8 @@ def household_view(staff: User, account_id) -> HouseholdView:
     jobs_by_id = {j.id: j for j in open_jobs}
     trace_job_ids = {c.job_id for c in commands if c.job_id is not None} - set(jobs_by_id)
     if trace_job_ids:
-        jobs_by_id.update((j.id, j) for j in db.session.scalars(scoped(Job, account.id).where(Job.id.in_(trace_job_ids))))
+        traced = db.session.scalars(scoped(Job, account.id).where(Job.id.in_(trace_job_ids)))
+        jobs_by_id.update((j.id, j) for j in traced)
     # The commands behind open jobs and behind each PIN's state, when older than the trace.
     commands_by_id = {c.id: c for c in commands}
     known_jobs = {c.job_id for c in commands}
@@ -398,13 +399,16 @@ def _get_account(account_id) -> Account:
     return account
 
 
-def _recent_commands(account_id) -> list[Command]:
+def _recent_commands(account_id) -> Sequence[Command]:
     """The newest TRACE_LENGTH commands of each mailbox and of each gateway channel."""
     ranked = (
         sa.select(
             Command.id,
             sa.func.row_number()
-            .over(partition_by=(Command.gateway_id, Command.mailbox_id), order_by=(Command.created_at.desc(), Command.id.desc()))
+            .over(
+                partition_by=(Command.gateway_id, Command.mailbox_id),
+                order_by=(Command.created_at.desc(), Command.id.desc()),
+            )
             .label("n"),
         )
         .where(Command.account_id == account_id)
@@ -424,7 +428,7 @@ def _subject(c: Command) -> tuple:
     return ("device", c.gateway_id, c.mailbox_id, c.action)
 
 
-def _newest_per_subject(commands: list[Command]) -> dict:
+def _newest_per_subject(commands: Sequence[Command]) -> dict:
     newest: dict = {}
     for c in commands:  # newest first
         newest.setdefault(_subject(c), c.id)
@@ -506,7 +510,9 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     if command.pin_id is not None:
         siblings = siblings.where(Command.pin_id == command.pin_id)
     else:
-        same_mailbox = Command.mailbox_id.is_(None) if command.mailbox_id is None else Command.mailbox_id == command.mailbox_id
+        same_mailbox = (
+            Command.mailbox_id.is_(None) if command.mailbox_id is None else Command.mailbox_id == command.mailbox_id
+        )
         siblings = siblings.where(Command.pin_id.is_(None), Command.action == command.action, same_mailbox)
     commands = db.session.scalars(siblings.order_by(Command.created_at.desc(), Command.id.desc())).all()
     pins = db.session.scalars(scoped(Pin, account.id).where(Pin.id == command.pin_id)).all() if command.pin_id else []
@@ -521,6 +527,8 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     )
     if refusal:
         raise Conflict(refusal)
+    if job is None:  # _requeue_refusal has refused this already; this tells the type checker
+        raise Conflict("This delivery has no job to requeue.")
 
     if job is None or not deliveries.requeue_with_its_job(command):
         db.session.rollback()
@@ -543,7 +551,7 @@ def requeue_delivery(staff: User, account_id, command_id) -> str:
     return what
 
 
-def _requeued_what(command: Command, pins: list, mailboxes: list) -> str:
+def _requeued_what(command: Command, pins: Sequence[Pin], mailboxes: Sequence[Mailbox]) -> str:
     if pins:
         noun = "removal" if command.action == "UNAUTH" else "delivery"
         return f"{noun} of PIN “{pins[0].label}”"

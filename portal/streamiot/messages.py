@@ -9,7 +9,8 @@ import hashlib
 import json
 import math
 import re
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 # Record names (`n`), as the seed and DEVICE_PROTOCOL.md spell them.
 CONNECT = "CONNECT"
@@ -238,7 +239,7 @@ def parse_pack(raw, *, now: float | None = None) -> list[dict]:
         name = base_name + (_field(record, "n", str) if "n" in record else "")
         if not _NAME.match(name):
             raise ValueError(f"invalid record name {name!r}")
-        out = {"name": name}
+        out: dict[str, object] = {"name": name}
         unit = _field(record, "u", str) if "u" in record else base_unit
         if unit:
             out["unit"] = unit
@@ -293,11 +294,12 @@ def _bases(expected_base) -> tuple[str, ...]:
     return (expected_base,) if isinstance(expected_base, str) else tuple(expected_base)
 
 
-def split_name(name: str, expected_base=None) -> tuple[str, str] | None:
+def split_name(name: object, expected_base=None) -> tuple[str, str] | None:
     """(base id, record name) of a resolved name `<id>_<N>`, or None.
 
     `expected_base` (an id or several) makes the split exact; without it the name is
-    split at its last "_" (record names never contain one).
+    split at its last "_" (record names never contain one). Anything but a str (a reader
+    message without a name, say) is None.
     """
     if not isinstance(name, str):
         return None

@@ -8,7 +8,10 @@ class SetPasswordForm(FlaskForm):
     password = PasswordField(
         "New password",
         description="At least 8 characters; a long phrase is easiest to remember.",
-        validators=[DataRequired("Choose a password."), Length(min=8, max=128, message="Use between 8 and 128 characters.")],
+        validators=[
+            DataRequired("Choose a password."),
+            Length(min=8, max=128, message="Use between 8 and 128 characters."),
+        ],
     )
     confirm = PasswordField(
         "Type it again",

@@ -3,7 +3,7 @@ enrol the authenticator app, type a code)."""
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal.auth import current_login_session
+from portal.auth import current_login_session, required_login_session
 from portal.extensions import login_manager
 from portal.htmx import render
 from portal.services import staff, support
@@ -78,7 +78,7 @@ def enrol():
     form = CodeForm()
     if form.validate_on_submit():
         try:
-            codes = staff.confirm_enrolment(user, current_login_session(), form.code.data)
+            codes = staff.confirm_enrolment(user, required_login_session(), form.code.data)
         except ServiceError as exc:
             form.code.errors.append(exc.message)
         else:
@@ -107,7 +107,7 @@ def verify():
     form = CodeForm()
     if form.validate_on_submit():
         try:
-            used = staff.verify(user, current_login_session(), form.code.data)
+            used = staff.verify(user, required_login_session(), form.code.data)
         except ServiceError as exc:
             form.code.errors.append(exc.message)
         else:

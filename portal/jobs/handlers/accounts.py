@@ -93,13 +93,14 @@ def link_household(job, ctx) -> None:
 def _credentials(account: Account, config) -> tuple[str, str]:
     """The household's StreamIoT address and password, generated and committed before
     StreamIoT sees them, so every retry uses the same ones."""
-    if not account.streamiot_email or not account.streamiot_password_enc:
-        account.streamiot_email = streamiot_email(account.id, config["STREAMIOT_USER_DOMAIN"])
-        account.streamiot_password_enc = seal_account_secret(
-            account, "streamiot_password_enc", generate_password()
-        )
+    email = account.streamiot_email
+    password = account_secret(account, "streamiot_password_enc")
+    if not email or password is None:
+        email = account.streamiot_email = streamiot_email(account.id, config["STREAMIOT_USER_DOMAIN"])
+        password = generate_password()
+        account.streamiot_password_enc = seal_account_secret(account, "streamiot_password_enc", password)
         db.session.commit()
-    return account.streamiot_email, account_secret(account, "streamiot_password_enc")
+    return email, password
 
 
 def _create_user(streamiot, account: Account, email: str, password: str, config) -> None:

@@ -58,18 +58,20 @@ class EmbeddedAdapter(BaseAdapter):
         code, _, reason = status.partition(" ")
         response.status_code = int(code)
         response.reason = reason
-        merged = CaseInsensitiveDict()
+        merged: CaseInsensitiveDict[str] = CaseInsensitiveDict()
         for name, value in headers.items():
             # Repeated headers arrive joined, as urllib3 hands them to requests.
             merged[name] = f"{merged[name]}, {value}" if name in merged else value
         response.headers = merged
         response._content = content
-        response._content_consumed = True
+        # requests declares this flag on Response itself; types-requests leaves it out.
+        response._content_consumed = True  # type: ignore[attr-defined]
         response.raw = io.BytesIO(content)
         response.encoding = None  # callers decode bytes themselves, as with a real server
         response.url = request.url
         response.request = request
-        response.connection = self
+        # Typed as HTTPAdapter, but requests only ever calls .send() on it (digest auth's retry).
+        response.connection = self  # type: ignore[assignment]
         return response
 
     def close(self):

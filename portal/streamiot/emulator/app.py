@@ -15,6 +15,8 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any, NoReturn, TypedDict
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -118,7 +120,7 @@ def empty(status: int) -> Response:
     return response
 
 
-def fail(status: int, message: str | None = None):
+def fail(status: int, message: str | None = None) -> NoReturn:
     raise Answer(error(status, message) if message else empty(status))
 
 
@@ -272,7 +274,13 @@ def _channel_view(row) -> dict:
     return view
 
 
-KINDS = {
+class _Kind(TypedDict):
+    singular: str
+    view: Callable[[Any], dict]
+    deprecated: str
+
+
+KINDS: dict[str, _Kind] = {
     "things": {"singular": "thing", "view": _thing_view, "deprecated": DEPRECATED_THING},
     "channels": {"singular": "channel", "view": _channel_view, "deprecated": DEPRECATED_CHANNEL},
 }
@@ -304,6 +312,27 @@ def _message_view(row) -> dict:
 
 
 # --- the app -------------------------------------------------------------------
+
+
+class _Page(TypedDict):
+    """A list call's query, checked (see Emulator._page_query)."""
+
+    offset: int
+    limit: int
+    name: str
+    order: str
+    dir: str
+    metadata: dict | None
+    disconnected: bool
+    token: str
+
+
+class _ReadQuery(TypedDict):
+    """The reader's paging and format; its filters are echoed back separately."""
+
+    offset: int
+    limit: int
+    format: str
 
 
 class Emulator:
@@ -458,16 +487,15 @@ class Emulator:
     # --- things and channels ---
 
     def _entity_fields(self, kind: str, body: dict) -> dict:
-        fields = {
-            "name": _string_field(body, "name"),
-            "metadata": _metadata_field(body),
-            "id": _string_field(body, "id"),
-        }
+        name = _string_field(body, "name")
+        metadata = _metadata_field(body)
+        entity_id = _string_field(body, "id")
+        fields: dict[str, str | dict | None] = {"name": name, "metadata": metadata, "id": entity_id}
         if kind == "things":
             fields["key"] = _string_field(body, "key")
-        if len(fields["name"]) > MAX_NAME:
+        if len(name) > MAX_NAME:
             fail(400, ERR_MALFORMED)
-        if fields["id"] and not _canonical_uuid(fields["id"]):
+        if entity_id and not _canonical_uuid(entity_id):
             fail(400, ERR_MALFORMED)
         return fields
 
@@ -552,26 +580,33 @@ class Emulator:
                 return ok(204)
         fail(500)
 
-    def _page_query(self, request) -> dict:
+    def _page_query(self, request) -> _Page:
         """Query of a list call, checked in the platform's order: parse, token, limits."""
-        page = {
-            "offset": _query_uint(request, "offset", 0),
-            "limit": _query_uint(request, "limit", DEFAULT_LIMIT),
-            "name": _query_value(request, "name") or "",
-            "order": _query_value(request, "order") or "",
-            "dir": _query_value(request, "dir") or "",
-            "metadata": None,
-            "disconnected": _query_bool(request, "disconnected") or False,
-        }
-        metadata = _query_value(request, "metadata")
-        if metadata:
+        offset = _query_uint(request, "offset", 0)
+        limit = _query_uint(request, "limit", DEFAULT_LIMIT)
+        name = _query_value(request, "name") or ""
+        order = _query_value(request, "order") or ""
+        direction = _query_value(request, "dir") or ""
+        disconnected = _query_bool(request, "disconnected") or False
+        metadata = None
+        metadata_text = _query_value(request, "metadata")
+        if metadata_text:
             try:
-                page["metadata"] = json.loads(metadata)
+                metadata = json.loads(metadata_text)
             except ValueError:
                 fail(400, ERR_MALFORMED)
-            if not isinstance(page["metadata"], dict):
+            if not isinstance(metadata, dict):
                 fail(400, ERR_MALFORMED)
-        page["token"] = _bearer(request)
+        page = _Page(
+            offset=offset,
+            limit=limit,
+            name=name,
+            order=order,
+            dir=direction,
+            metadata=metadata,
+            disconnected=disconnected,
+            token=_bearer(request),
+        )
         if not 1 <= page["limit"] <= THINGS_MAX_LIMIT:
             fail(400, ERR_LIMIT)
         if len(page["name"]) > MAX_NAME:
@@ -580,7 +615,7 @@ class Emulator:
             fail(400, ERR_MALFORMED)
         return page
 
-    def _select_page(self, conn, kind, where: list[str], params: list, page: dict):
+    def _select_page(self, conn, kind, where: list[str], params: list, page: _Page):
         if page["name"]:
             where.append("name_like(name, ?)")
             params.append(page["name"])
@@ -756,20 +791,20 @@ class Emulator:
     # --- reader ---
 
     def do_read(self, request, channel_id):
-        query = {
-            "offset": _query_uint(request, "offset", 0),
-            "limit": _query_uint(request, "limit", DEFAULT_LIMIT),
-            "format": _query_value(request, "format") or "messages",
-        }
-        echoed = {}
+        query = _ReadQuery(
+            offset=_query_uint(request, "offset", 0),
+            limit=_query_uint(request, "limit", DEFAULT_LIMIT),
+            format=_query_value(request, "format") or "messages",
+        )
+        echoed: dict[str, str | float | bool] = {}
         for key in ("subtopic", "publisher", "protocol", "name", "comparator", "vs", "vd"):
-            value = _query_value(request, key)
-            if value:
-                echoed[key] = value
+            text = _query_value(request, key)
+            if text:
+                echoed[key] = text
         for key in ("v", "from", "to"):
-            value = _query_float(request, key)
-            if value is not None:
-                echoed[key] = value
+            number = _query_float(request, key)
+            if number is not None:
+                echoed[key] = number
         vb = _query_bool(request, "vb")
         if vb is not None:
             echoed["vb"] = vb
@@ -797,7 +832,7 @@ class Emulator:
                 fail(500, ERR_READ)
             total, messages = self._messages(conn, channel_id, echoed, query)
 
-        page = {"offset": query["offset"], "limit": query["limit"]}
+        page: dict[str, object] = {"offset": query["offset"], "limit": query["limit"]}
         for key in ("subtopic", "publisher", "protocol", "name", "v", "comparator", "vb", "vs", "vd", "from", "to"):
             if key in echoed:
                 page[key] = echoed[key]
