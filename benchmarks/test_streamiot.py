@@ -16,9 +16,8 @@ import uuid
 
 import pytest
 
-from portal.streamiot.deployment import client_from_config
 from portal.streamiot import messages
-from portal.streamiot.client import StreamIoT
+from portal.streamiot.deployment import client_from_config
 
 from .conftest import soft_target
 

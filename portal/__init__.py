@@ -10,10 +10,10 @@ from sqlalchemy import event, orm
 from werkzeug.exceptions import HTTPException
 
 from config import BASE_DIR, config_from_env
+from portal.extensions import csrf, db, login_manager, migrate
 from portal.jobs import handlers as _job_handlers  # noqa: F401  (registers every job kind)
 from portal.jobs import virtual_gateways
 from portal.streamiot.deployment import device_urls
-from portal.extensions import csrf, db, login_manager, migrate
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,8 @@ Revises: a0bf8f642718
 Create Date: 2026-12-04 12:42:58.861388
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'ed7217d2ce43'
@@ -30,9 +29,18 @@ def upgrade():
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('why', sa.String(length=200), nullable=False),
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_ignored_device_messages_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['gateway_id'], ['gateways.id'], name=op.f('fk_ignored_device_messages_gateway_id_gateways'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], name=op.f('fk_ignored_device_messages_mailbox_id_mailboxes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(
+        ['account_id'], ['accounts.id'],
+        name=op.f('fk_ignored_device_messages_account_id_accounts'), ondelete='CASCADE'
+    ),
+    sa.ForeignKeyConstraint(
+        ['gateway_id'], ['gateways.id'],
+        name=op.f('fk_ignored_device_messages_gateway_id_gateways'), ondelete='CASCADE'
+    ),
+    sa.ForeignKeyConstraint(
+        ['mailbox_id'], ['mailboxes.id'],
+        name=op.f('fk_ignored_device_messages_mailbox_id_mailboxes'), ondelete='CASCADE'
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ignored_device_messages'))
     )
     with op.batch_alter_table('ignored_device_messages', schema=None) as batch_op:

@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -81,12 +82,16 @@ def enqueue_household_link(account: Account) -> Job:
 def requeue(job_id: int) -> bool:
     """Give a failed (or cancelled) job a fresh set of attempts, due now: a compare-and-set,
     False when the job is not failed or cancelled (any more). The caller commits."""
-    result = db.session.execute(
-        sa.update(Job)
-        .where(Job.id == job_id, Job.state.in_((JOB_FAILED, JOB_CANCELLED)))
-        .values(state=JOB_QUEUED, attempts=0, run_after=utcnow(), lease_until=None, locked_by=None,
-                finished_at=None)
-        .execution_options(synchronize_session="fetch")
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id, Job.state.in_((JOB_FAILED, JOB_CANCELLED)))
+            .values(state=JOB_QUEUED, attempts=0, run_after=utcnow(), lease_until=None, locked_by=None,
+                    finished_at=None)
+            .execution_options(synchronize_session="fetch")
+        ),
     )
     if result.rowcount != 1:
         return False
@@ -98,10 +103,14 @@ def cancel(job_id: int, reason: str = "Cancelled") -> bool:
     """Stop a job that has not started (queued) or has failed: a compare-and-set, False when
     it is running or finished. Nothing else happens: whoever cancels a job has already
     recorded what that means for its domain. The caller commits."""
-    result = db.session.execute(
-        sa.update(Job)
-        .where(Job.id == job_id, Job.state.in_((JOB_QUEUED, JOB_FAILED)))
-        .values(state=JOB_CANCELLED, last_error=reason, finished_at=utcnow(), lease_until=None, locked_by=None)
-        .execution_options(synchronize_session="fetch")
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id, Job.state.in_((JOB_QUEUED, JOB_FAILED)))
+            .values(state=JOB_CANCELLED, last_error=reason, finished_at=utcnow(), lease_until=None, locked_by=None)
+            .execution_options(synchronize_session="fetch")
+        ),
     )
     return result.rowcount == 1

@@ -3,8 +3,8 @@
 Handler modules register themselves when imported; create_app() imports them all
 (portal.jobs.handlers), so every app, web or worker, knows every job kind.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

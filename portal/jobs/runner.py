@@ -98,8 +98,9 @@ def claim_next(
     PostgreSQL locks the pick with FOR UPDATE SKIP LOCKED, so any number of workers
     claim side by side without waiting for or double-taking a row; on SQLite the
     UPDATE is the transaction's first statement, so it takes the single write lock
-    before it reads and a second worker waits instead of reading the same row as free. `take_over` also looks for running jobs
-    whose lease ran out. Needs an app context (or `conn`, reused between claims).
+    before it reads and a second worker waits instead of reading the same row as free.
+    `take_over` also looks for running jobs whose lease ran out. Needs an app context
+    (or `conn`, reused between claims).
     """
     if conn is None:
         with db.engine.connect() as own:

@@ -1,7 +1,6 @@
 """Gateways, mailboxes, PINs, the commands that carry changes to them, and reader cursors."""
 import uuid
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -41,14 +40,14 @@ class Gateway(Base):
     status: Mapped[str] = mapped_column(sa.String(16))
     # Provisioning steps done so far, e.g. {"thing": true, "channel": true, ...}.
     progress: Mapped[dict] = mapped_column(default=dict)
-    last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
-    thing_id: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
-    thing_key_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    channel_id: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
-    last_heartbeat_at: Mapped[Optional[datetime]]
-    settings_downloaded_at: Mapped[Optional[datetime]]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    thing_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    thing_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    channel_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    last_heartbeat_at: Mapped[datetime | None]
+    settings_downloaded_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    created_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
 
@@ -83,14 +82,14 @@ class Mailbox(Base):
     key_generated: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(sa.String(16))
     progress: Mapped[dict] = mapped_column(default=dict)
-    last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
-    channel_id: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
-    battery_percent: Mapped[Optional[int]]
-    battery_at: Mapped[Optional[datetime]]
-    is_open: Mapped[Optional[bool]]
-    last_event_at: Mapped[Optional[datetime]]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    channel_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    battery_percent: Mapped[int | None]
+    battery_at: Mapped[datetime | None]
+    is_open: Mapped[bool | None]
+    last_event_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    created_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
 
@@ -128,12 +127,12 @@ class Pin(Base):
     status: Mapped[str] = mapped_column(sa.String(16))
     # The command that currently carries this PIN's change (AUTH, then UNAUTH): its state
     # is the PIN's delivery state. No foreign key: commands also point at pins.
-    command_id: Mapped[Optional[uuid.UUID]]
-    created_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    command_id: Mapped[uuid.UUID | None]
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    removed_at: Mapped[Optional[datetime]]
+    removed_at: Mapped[datetime | None]
 
     mailbox: Mapped[Mailbox] = relationship(back_populates="pins")
 
@@ -157,10 +156,10 @@ class Command(Base):
     gateway_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("gateways.id", ondelete="CASCADE"), index=True
     )
-    mailbox_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    mailbox_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
     )
-    pin_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    pin_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("pins.id", ondelete="CASCADE"), index=True
     )
     # The record name of the message: CONNECT, REGISTER, ADD, Mailbox, AUTH, UNAUTH, ...
@@ -168,21 +167,21 @@ class Command(Base):
     # "gateway" or "mailbox": which channel it travels on (ACTION_CHANNEL).
     channel_key: Mapped[str] = mapped_column(sa.String(16))
     # The StreamIoT channel it was published on (set when sent; replies are matched on it).
-    channel_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    channel_id: Mapped[str | None] = mapped_column(sa.String(64))
     state: Mapped[str] = mapped_column(sa.String(16))
-    reason: Mapped[Optional[str]] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
     # The job that sends it now; an older job of a requeued command finds itself stale.
-    job_id: Mapped[Optional[int]] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
-    requested_by_id: Mapped[Optional[uuid.UUID]] = mapped_column(
+    job_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
+    requested_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When the portal first handed it to StreamIoT: from then on it may reach the box, so
     # it can no longer be withdrawn, and an answer received after it may be its answer.
-    publish_started_at: Mapped[Optional[datetime]]
-    sent_at: Mapped[Optional[datetime]]
-    answered_at: Mapped[Optional[datetime]]
-    expires_at: Mapped[Optional[datetime]]
+    publish_started_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
 
 
 
@@ -197,12 +196,12 @@ class IgnoredDeviceMessage(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
     gateway_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("gateways.id", ondelete="CASCADE"), index=True)
-    mailbox_id: Mapped[Optional[uuid.UUID]] = mapped_column(sa.ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    mailbox_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("mailboxes.id", ondelete="CASCADE"))
     channel_id: Mapped[str] = mapped_column(sa.String(64))
-    publisher: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    publisher: Mapped[str | None] = mapped_column(sa.String(64))
     # The record name and unit, e.g. "AUTH" / "Done".
     name: Mapped[str] = mapped_column(sa.String(64))
-    unit: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    unit: Mapped[str | None] = mapped_column(sa.String(32))
     received_at: Mapped[datetime]
     why: Mapped[str] = mapped_column(sa.String(200))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -220,4 +219,4 @@ class ChannelCursor(Base):
     last_time: Mapped[float] = mapped_column(sa.Float, default=0.0)
     # Digests of the messages already applied at exactly last_time (reads overlap by design).
     seen_at_last_time: Mapped[dict] = mapped_column(default=dict)
-    last_polled_at: Mapped[Optional[datetime]]
+    last_polled_at: Mapped[datetime | None]

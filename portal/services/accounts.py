@@ -3,6 +3,7 @@ import contextlib
 import functools
 import uuid
 from pathlib import Path
+from typing import cast
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -172,6 +173,8 @@ def authenticate(email: str, password: str, *, client_address: str | None = None
     # The account's failures are forgiven; the client address's count keeps only failures.
     throttle.reset(throttle.account_key(email))
     throttle.release(attempt)
+    # verify_password refuses a missing hash, so a user who got this far has one.
+    assert user.password_hash is not None, "a verified password implies a stored hash"
     if crypto.password_needs_rehash(user.password_hash):
         user.password_hash = crypto.hash_password(password)
         db.session.commit()
@@ -234,7 +237,8 @@ def revoke_sessions(user_id: uuid.UUID, *, keep_session_id=None) -> int:
     )
     if keep_session_id is not None:
         stmt = stmt.where(LoginSession.id != keep_session_id)
-    return db.session.execute(stmt).rowcount
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    return cast(sa.CursorResult, db.session.execute(stmt)).rowcount
 
 
 # --- households --------------------------------------------------------------------------

@@ -5,10 +5,8 @@ boxes and PINs there are; every state is put into words (portal.services.deliver
 """
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 
 from portal.extensions import db
 from portal.models import Account, Command, Gateway, Mailbox, Pin, utcnow

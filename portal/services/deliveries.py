@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -123,11 +124,15 @@ def _check(table: dict, expected: Iterable, new) -> list:
 def _cas(model, row_id, column, expected: list, new, *conditions, **values) -> bool:
     """UPDATE one row to `new` if its state is still one of `expected`: True if this
     call won. Objects of the row loaded in the session are brought up to date."""
-    result = db.session.execute(
-        sa.update(model)
-        .where(model.id == row_id, column.in_(expected), *conditions)
-        .values({column.key: new, **values})
-        .execution_options(synchronize_session="fetch")
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(model)
+            .where(model.id == row_id, column.in_(expected), *conditions)
+            .values({column.key: new, **values})
+            .execution_options(synchronize_session="fetch")
+        ),
     )
     return result.rowcount == 1
 
@@ -308,7 +313,7 @@ def answer_candidates(*, gateway_id, mailbox_id, action: str, received_at: datet
     """Commands a device answer may settle: same device and record name, handed to
     StreamIoT before the answer was received, and still waiting (an unlock the portal
     stopped waiting for, too). Oldest first."""
-    waiting = Command.state.in_(ANSWERABLE)
+    waiting: sa.ColumnElement[bool] = Command.state.in_(ANSWERABLE)
     if action == "UNLOCK":
         waiting = sa.or_(waiting, Command.state == C.EXPIRED)
     stmt = sa.select(Command).where(
@@ -356,9 +361,13 @@ def expired_on_device(command: Command) -> bool:
     if _command_cas(command.id, [C.SENDING, C.SENT], C.EXPIRED, answered_at=utcnow(), reason=reason):
         return True
     # The portal had stopped waiting already: the box's word replaces its guess (no new state).
-    result = db.session.execute(
-        sa.update(Command).where(Command.id == command.id, Command.state == C.EXPIRED)
-        .values(reason=reason, answered_at=utcnow()).execution_options(synchronize_session="fetch")
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(Command).where(Command.id == command.id, Command.state == C.EXPIRED)
+            .values(reason=reason, answered_at=utcnow()).execution_options(synchronize_session="fetch")
+        ),
     )
     return result.rowcount == 1
 
@@ -383,7 +392,7 @@ def expire_if_due(command: Command, now: datetime | None = None) -> bool:
         reason = f"Not delivered within {ttl} seconds, so it was never sent; the box stayed shut."
     else:
         reason = f"The box did not answer within {ttl} seconds."
-    return _command_cas(command.id, [command.state], C.EXPIRED, answered_at=now, reason=reason) \
+    return _command_cas(command.id, [C(command.state)], C.EXPIRED, answered_at=now, reason=reason) \
         if command.state in PENDING else False
 
 

@@ -13,7 +13,7 @@ import enum
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -225,7 +225,7 @@ def _ignore(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, report: 
 
 def _moment(at: float) -> datetime:
     try:
-        return datetime.fromtimestamp(at, timezone.utc)
+        return datetime.fromtimestamp(at, UTC)
     except (OverflowError, OSError, ValueError):
         return utcnow()
 
@@ -350,7 +350,9 @@ def _opened(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
         _record(gateway, mailbox, "box.opened_pin", "Opened with a PIN")
         return
     pin = db.session.scalars(
-        sa.select(Pin).where(Pin.mailbox_id == mailbox.id, Pin.digits_digest == digest_of(mailbox.id, str(report.value)))
+        sa.select(Pin).where(
+            Pin.mailbox_id == mailbox.id, Pin.digits_digest == digest_of(mailbox.id, str(report.value))
+        )
     ).first()
     if pin is not None:
         _record(gateway, mailbox, "box.opened_pin", f"Opened with PIN “{pin.label}”", {"pin_id": str(pin.id)})

@@ -220,6 +220,8 @@ def confirm_password_for(account_id, gateway_id, login_session, user: User, pass
 
 def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
     """The settings file of the contract (the virtual gateway reads the same shape)."""
+    # Only handed out once the gateway is set up in StreamIoT (device_settings checks).
+    assert gateway.thing_key_enc is not None, "settings of a gateway without a thing key"
     settings = {
         "streamiot_url": current_app.config["STREAMIOT_DEVICE_URL"],
         "streamiot_reader_url": current_app.config["STREAMIOT_DEVICE_READER_URL"],

@@ -10,7 +10,7 @@ from portal.models import Gateway, Mailbox, User, utcnow
 from portal.models.devices import MAILBOX_KINDS
 from portal.services import activity, deliveries
 from portal.services.deliveries import DeviceState
-from portal.services.errors import Conflict, ValidationFailed
+from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.gateways import clean_name, key_pair_from, requeue_mailbox_setup
 from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped
@@ -177,6 +177,9 @@ def press_keypad(account_id, mailbox_id, digits: str) -> str:
     if not digits.isascii() or not digits.isdigit() or not 1 <= len(digits) <= 8:
         raise ValidationFailed("Type up to 8 digits.", field="digits")
     gateway = db.session.get(Gateway, mailbox.gateway_id)
+    if gateway is None:
+        # Removed since the box was loaded (its boxes go with it): the box is gone too.
+        raise NotFound()
     vg = _virtual_gateway(gateway)
     if vg is None:
         raise Conflict("The keypad works with virtual gateways only (VIRTUAL_GATEWAYS=on).")

@@ -6,6 +6,7 @@ intents: two members removing one PIN at once make one removal and one log line.
 Digits are stored encrypted, with a keyed digest for the uniqueness check, and never
 appear in a summary or a list.
 """
+import itertools
 import uuid
 
 import sqlalchemy as sa
@@ -42,7 +43,7 @@ def check_digits(text: str | None) -> str:
         refuse("A PIN cannot start with 0: the box receives it as a number, which drops a leading zero.")
     if len(set(digits)) == 1:
         refuse("One digit repeated is the first thing anyone tries. Use different digits.")
-    steps = {int(b) - int(a) for a, b in zip(digits, digits[1:])}
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(digits)}
     if steps in ({1}, {-1}):
         refuse("Digits in a straight run (like 1234 or 9876) are easy to guess. Mix them up.")
     return digits

@@ -4,6 +4,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import pyotp
 import sqlalchemy as sa
@@ -215,11 +216,11 @@ def verify(user: User, login_session: LoginSession, code: str) -> str:
 
 
 def recovery_codes_left(user: User) -> int:
-    return db.session.scalar(
+    return db.session.execute(
         sa.select(sa.func.count())
         .select_from(RecoveryCode)
         .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
-    )
+    ).scalar_one()
 
 
 def _normalize(code: str) -> str:
@@ -233,6 +234,9 @@ def _encrypt_secret(user: User, secret: str) -> bytes:
 
 
 def _decrypt_secret(user: User) -> str:
+    # Callers check first: begin_enrolment and confirm_enrolment test the secret, verify
+    # requires enrolment, and the secret is only ever cleared together with the enrolment.
+    assert user.totp_secret_enc is not None, "only called for a user with a TOTP secret"
     return crypto.decrypt(user.totp_secret_enc, table="users", column="totp_secret_enc", row_id=user.id)
 
 
@@ -249,13 +253,17 @@ def _accept_totp(user: User, code: str) -> bool:
             continue
         if hmac.compare_digest(totp.generate_otp(counter), code):
             # Conditional UPDATE: of two requests racing with the same code, one wins.
-            spent = db.session.execute(
-                sa.update(User)
-                .where(
-                    User.id == user.id,
-                    sa.or_(User.totp_last_counter.is_(None), User.totp_last_counter < counter),
-                )
-                .values(totp_last_counter=counter)
+            # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+            spent = cast(
+                sa.CursorResult,
+                db.session.execute(
+                    sa.update(User)
+                    .where(
+                        User.id == user.id,
+                        sa.or_(User.totp_last_counter.is_(None), User.totp_last_counter < counter),
+                    )
+                    .values(totp_last_counter=counter)
+                ),
             )
             return spent.rowcount == 1
     return False
@@ -280,14 +288,18 @@ def _use_recovery_code(user: User, normalized: str) -> bool:
         return False
     # The UPDATE ... WHERE used_at IS NULL makes a code single-use even under two
     # simultaneous requests.
-    result = db.session.execute(
-        sa.update(RecoveryCode)
-        .where(
-            RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == _recovery_digest(normalized),
-            RecoveryCode.used_at.is_(None),
-        )
-        .values(used_at=utcnow())
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(RecoveryCode)
+            .where(
+                RecoveryCode.user_id == user.id,
+                RecoveryCode.code_hash == _recovery_digest(normalized),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+        ),
     )
     return result.rowcount == 1
 

@@ -460,9 +460,15 @@ def _requeue_refusal(c: Command, job, newest, pins_by_id, gateways, mailboxes) -
     if c.action in _ADDING_ACTIONS or c.action == "AUTH":
         gateway = next((g for g in gateways if g.id == c.gateway_id), None)
         mailbox = next((m for m in mailboxes if m.id == c.mailbox_id), None) if c.mailbox_id else None
-        if gateway is None or gateway.status == DeviceState.REMOVING or (mailbox and mailbox.status == DeviceState.REMOVING):
+        if (
+            gateway is None
+            or gateway.status == DeviceState.REMOVING
+            or (mailbox and mailbox.status == DeviceState.REMOVING)
+        ):
             return "This device is being removed."
-        if c.action == "AUTH" and (gateway.status == DeviceState.FAILED or (mailbox and mailbox.status == DeviceState.FAILED)):
+        if c.action == "AUTH" and (
+            gateway.status == DeviceState.FAILED or (mailbox and mailbox.status == DeviceState.FAILED)
+        ):
             return "The box's own set-up failed: the household retries that first."
     return None
 

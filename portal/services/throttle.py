@@ -7,6 +7,7 @@ at once, at most `limit` of them per key and window are ever checked, so guessin
 the attacker time and costs the server nothing. A failed attempt keeps its slot and locks
 the key once no slot is left; an attempt that must not count gives its slot back."""
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +20,10 @@ from portal.models import LoginThrottle, utcnow
 from portal.services.errors import ServiceError
 
 # The upsert of a claim is dialect-specific SQL (ON CONFLICT ... DO UPDATE ... WHERE).
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_INSERT: dict[str, Callable[[type[LoginThrottle]], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 
 
 class Throttled(ServiceError):
@@ -155,8 +159,9 @@ def _retry_after(keys: list[tuple[str, int]], now: datetime) -> int:
     window: timedelta = current_app.config["LOGIN_THROTTLE_WINDOW"]
     limits = dict(keys)
     rows = db.session.execute(
-        sa.select(LoginThrottle.key, LoginThrottle.failures, LoginThrottle.window_started_at, LoginThrottle.locked_until)
-        .where(LoginThrottle.key.in_(limits))
+        sa.select(
+            LoginThrottle.key, LoginThrottle.failures, LoginThrottle.window_started_at, LoginThrottle.locked_until
+        ).where(LoginThrottle.key.in_(limits))
     ).all()
     waits = [0.0]
     for key, failures, started, locked_until in rows:

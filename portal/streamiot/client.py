@@ -11,8 +11,8 @@ import json
 import logging
 import re
 import time
-from datetime import timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -76,7 +76,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when is None:
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         current = now if now is not None else time.time()
         seconds = when.timestamp() - current
     if seconds != seconds:  # NaN
@@ -89,32 +89,49 @@ def _error_for(resp: requests.Response, operation: str) -> StreamIoTError:
     platform_error = _platform_error(resp)
     body = _body_text(resp)
     said = f": {platform_error}" if platform_error else (" with an empty body" if not resp.content else "")
-    kwargs = dict(status=status, body=body, error=platform_error, operation=operation)
     if status in (429, 502, 503, 504):
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         return Unavailable(
             f"StreamIoT is unavailable ({operation} answered {status}{said})",
             retry_after=retry_after,
-            **kwargs,
+            status=status,
+            body=body,
+            error=platform_error,
+            operation=operation,
         )
     message = f"StreamIoT refused {operation} ({status}{said})"
     if status in (401, 403):
-        return Unauthorized(message, **kwargs)
+        return Unauthorized(message, status=status, body=body, error=platform_error, operation=operation)
     if status == 404:
-        return NotFound(message, **kwargs)
+        return NotFound(message, status=status, body=body, error=platform_error, operation=operation)
     if status == 409:
-        return Conflict(message, **kwargs)
+        return Conflict(message, status=status, body=body, error=platform_error, operation=operation)
     if 400 <= status < 500:
-        return BadRequest(message, **kwargs)
+        return BadRequest(message, status=status, body=body, error=platform_error, operation=operation)
     if 500 <= status < 600:
-        return ServerError(f"StreamIoT failed on {operation} ({status}{said})", **kwargs)
+        return ServerError(
+            f"StreamIoT failed on {operation} ({status}{said})",
+            status=status,
+            body=body,
+            error=platform_error,
+            operation=operation,
+        )
     if 300 <= status < 400:
         where = urlsplit(resp.headers.get("Location", "")).netloc or "elsewhere"
         return ProtocolError(
             f"StreamIoT redirected {operation} to {where}; set its URL to the final address",
-            **kwargs,
+            status=status,
+            body=body,
+            error=platform_error,
+            operation=operation,
         )
-    return ProtocolError(f"StreamIoT answered {operation} with {status}", **kwargs)
+    return ProtocolError(
+        f"StreamIoT answered {operation} with {status}",
+        status=status,
+        body=body,
+        error=platform_error,
+        operation=operation,
+    )
 
 
 def _is_expired_token_answer(exc: StreamIoTError) -> bool:
@@ -340,7 +357,7 @@ class StreamIoT:
         """
         if bool(thing_key) == bool(token):
             raise ValueError("read as a thing (thing_key) or as a user (token), one of them")
-        params = {"offset": offset, "limit": limit}
+        params: dict[str, object] = {"offset": offset, "limit": limit}
         for key, value in filters.items():
             if value is None:
                 continue
@@ -435,7 +452,7 @@ class UserAPI:
 
     def create_thing(self, name: str, metadata: dict | None = None, key: str | None = None) -> str:
         """POST /things; the id (its key comes from get_thing, or use create_things)."""
-        body = {"name": name}
+        body: dict[str, object] = {"name": name}
         if metadata is not None:
             body["metadata"] = metadata
         if key is not None:
@@ -483,7 +500,7 @@ class UserAPI:
 
     def create_channel(self, name: str, metadata: dict | None = None) -> str:
         """POST /channels; the id."""
-        body = {"name": name}
+        body: dict[str, object] = {"name": name}
         if metadata is not None:
             body["metadata"] = metadata
         resp, operation = self._bearer("POST", "/channels", json_body=body)

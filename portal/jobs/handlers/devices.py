@@ -8,6 +8,7 @@ progress of each step is committed as soon as it is done. No transaction is open
 StreamIoT is asked. All jobs of one gateway share a target, so they run in the order
 they were queued (deliveries.job_target).
 """
+import contextlib
 import uuid
 
 import sqlalchemy as sa
@@ -34,10 +35,8 @@ def _progress(device, step: str) -> None:
 
 
 def _connect(api, channel_id: str, thing_id: str) -> None:
-    try:
+    with contextlib.suppress(sie.Conflict):  # already connected: a retried step
         api.connect([channel_id], [thing_id])
-    except sie.Conflict:
-        pass  # already connected: a retried step
 
 
 def _find_or_create_thing(api, name: str, metadata: dict) -> str:
@@ -55,6 +54,14 @@ def _household(device) -> Account:
     if account is None or not account.portal_thing_id or not account.portal_thing_key_enc:
         raise RetryLater("waiting for the household's StreamIoT link")
     return account
+
+
+def _portal_thing_id(account: Account) -> str:
+    """The household's portal thing, which _household made sure of (read again here, as
+    a commit since may have expired it)."""
+    if not account.portal_thing_id:
+        raise RetryLater("waiting for the household's StreamIoT link")
+    return account.portal_thing_id
 
 
 # --- gateway set-up ----------------------------------------------------------------------
@@ -94,7 +101,7 @@ def provision_gateway(job, ctx) -> None:
         _progress(gateway, "channel")
     if not (gateway.progress or {}).get("connect"):
         _connect(api, gateway.channel_id, gateway.thing_id)
-        _connect(api, gateway.channel_id, account.portal_thing_id)
+        _connect(api, gateway.channel_id, _portal_thing_id(account))
         _progress(gateway, "connect")
     if not gateway.thing_key_enc:
         key = api.get_thing(gateway.thing_id)["key"]
@@ -147,7 +154,10 @@ def provision_mailbox(job, ctx) -> None:
         return
     gateway = db.session.get(Gateway, mailbox.gateway_id)
     if not _gateway_ready(gateway):
-        raise PermanentFailure("Its gateway is not set up in StreamIoT yet; the box goes again when the gateway is retried.")
+        raise PermanentFailure(
+            "Its gateway is not set up in StreamIoT yet; the box goes again when the gateway is retried."
+        )
+    assert gateway is not None and gateway.thing_id, "_gateway_ready checked the gateway and its thing"
     account = _household(mailbox)
     api = ctx.user_api(account)
     if not mailbox.channel_id:
@@ -156,7 +166,7 @@ def provision_mailbox(job, ctx) -> None:
         _progress(mailbox, "channel")
     if not (mailbox.progress or {}).get("connect"):
         _connect(api, mailbox.channel_id, gateway.thing_id)
-        _connect(api, mailbox.channel_id, account.portal_thing_id)
+        _connect(api, mailbox.channel_id, _portal_thing_id(account))
         mailbox.last_error = None
         _progress(mailbox, "connect")
 
@@ -171,9 +181,18 @@ def _send_gave_up(job, reason) -> None:
     deliveries.give_up(_uuid(job.payload["command_id"]), reason, job_id=job.id)
 
 
+def _box_channel(mailbox: Mailbox) -> str:
+    """The box's channel, which send_command made sure of before packing its commands."""
+    if not mailbox.channel_id:
+        raise PermanentFailure("The box's channel is not set up yet; retry the box.")
+    return mailbox.channel_id
+
+
 def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin | None) -> tuple[str, list[dict]]:
     """(channel, pack) of a command, exactly as docs/device-protocol.md has it."""
     g, gc = gateway.thing_id, gateway.channel_id
+    if not g or not gc:  # send_command checked _gateway_ready first
+        raise PermanentFailure("The gateway is not set up in StreamIoT yet; retry the gateway.")
     action = command.action
     if action in ("CONNECT", "REGISTER"):
         return gc, (messages.connect_gateway(g) if action == "CONNECT" else messages.register_gateway(g))
@@ -182,16 +201,16 @@ def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin 
     if action == "ADD":
         return gc, messages.add_mailbox(g, mailbox.public_key)
     if action == "Mailbox":
-        return gc, messages.register_mailbox(mailbox.channel_id, mailbox.public_key)
+        return gc, messages.register_mailbox(_box_channel(mailbox), mailbox.public_key)
     if action in deliveries.PIN_ACTIONS:
         if pin is None or not pin.digits_enc:
             raise PermanentFailure("The PIN's digits are gone; nothing to send.")
         build = messages.add_pin if action == "AUTH" else messages.remove_pin
-        return mailbox.channel_id, build(g, deliveries.pin_digits(pin))
+        return _box_channel(mailbox), build(g, deliveries.pin_digits(pin))
     if action == "UNLOCK":
         if command.expires_at is None:
             raise PermanentFailure("An unlock without a time to live is never sent.")
-        return mailbox.channel_id, messages.unlock(g, deliveries.unlock_deadline(command))
+        return _box_channel(mailbox), messages.unlock(g, deliveries.unlock_deadline(command))
     raise PermanentFailure(f"IoTLock does not send {action} this way")
 
 
@@ -282,10 +301,8 @@ def _removal_gave_up(model, key):
 
 def _ignore_missing(call, *args) -> None:
     """Delete or disconnect; "not there" (404) counts as done."""
-    try:
+    with contextlib.suppress(sie.NotFound):
         call(*args)
-    except sie.NotFound:
-        pass
 
 
 def _publish_unless_channel_gone(ctx, api, channel_id: str, key: str, pack: list[dict]) -> bool:
@@ -366,6 +383,7 @@ def remove_mailbox(job, ctx) -> None:
         api = ctx.user_api(account)
         progress = mailbox.progress or {}
         if not progress.get("delete_sent") and progress.get("add_sent") and _gateway_ready(gateway):
+            assert gateway is not None and gateway.thing_id and gateway.channel_id, "_gateway_ready checked them"
             key = ctx.portal_thing_key(account)
             pack = messages.remove_mailbox(gateway.thing_id, mailbox.public_key)
             _publish_removal(ctx, api, job, Command.mailbox_id == mailbox.id, "DELETE", gateway.channel_id, key,

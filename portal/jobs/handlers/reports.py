@@ -58,7 +58,8 @@ def _whole(value) -> int | None:
 
 def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
     """The reports among reader messages; a REASON record joins the Failed it explains."""
-    reasons = {}
+    # Keyed on the message's own time and publisher, as the reader gave them.
+    reasons: dict[tuple[object, object], str] = {}
     parsed = []
     for message in reader_messages:
         time = message.get("time")
@@ -75,8 +76,8 @@ def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
     for time, base, name, message in parsed:
         unit = message.get("unit")
         value = m.message_value(message)
-        common = dict(at=time, digest=m.message_digest(message), publisher=message.get("publisher"),
-                      subject=base, name=name, unit=unit)
+        digest = m.message_digest(message)
+        publisher = message.get("publisher")
         if unit in (m.DONE, m.FAILED):
             if name == m.UNLOCK:
                 value = m.unlock_deadline(value)
@@ -85,7 +86,7 @@ def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
             reports.append(DeviceReport(
                 ReportKind.ANSWER, value=value, done=unit == m.DONE,
                 reason=None if unit == m.DONE else reasons.get((message.get("time"), message.get("publisher"))),
-                **common,
+                at=time, digest=digest, publisher=publisher, subject=base, name=name, unit=unit,
             ))
             continue
         kind = _EVENT_KINDS.get(name, ReportKind.UNKNOWN)
@@ -94,7 +95,7 @@ def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
         elif kind in (ReportKind.OPENED, ReportKind.REJECTED):
             value = _whole(value)
         reports.append(DeviceReport(kind, value=value, remote=kind == ReportKind.OPENED and unit == "Remote",
-                                    **common))
+                                    at=time, digest=digest, publisher=publisher, subject=base, name=name, unit=unit))
     return reports
 
 
