@@ -1,5 +1,7 @@
 """Shared fixtures: an app per test on SQLite and (when TEST_DATABASE_URL is set) on
-PostgreSQL, a test client, and helpers to create users and households.
+PostgreSQL, a test client, and helpers to create users and households. Modules marked
+`pytest.mark.rollback` share one app per backend and roll back after each test instead
+(tests/plugins/rollback.py).
 
 Skips happen only when a service is absent on this machine; with
 IOTLOCK_REQUIRE_ALL_TESTS=1 (CI) such a skip fails the run instead."""
@@ -15,6 +17,7 @@ from portal.crypto import generate_data_key
 from portal.extensions import db
 
 pytest_plugins = [
+    "tests.plugins.rollback",
     "tests.plugins.accounts",
     "tests.plugins.streamiot",
     "tests.plugins.devices",
@@ -119,7 +122,13 @@ def app_overrides():
 
 
 @pytest.fixture
-def app(backend, tmp_path, request, app_overrides):
+def app(backend, request, app_overrides):
+    from tests.plugins import rollback
+
+    if rollback.is_rolled_back(request):
+        yield from rollback.rolled_back_app(request, backend, app_overrides)
+        return
+    tmp_path = request.getfixturevalue("tmp_path")
     app = _make_app(backend, tmp_path, request, **app_overrides)
     ctx = app.app_context()
     ctx.push()
