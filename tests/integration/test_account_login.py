@@ -11,6 +11,8 @@ from portal.models import LoginSession, utcnow
 from portal.services import accounts
 from tests.plugins.accounts import PASSWORD, Auth
 
+pytestmark = pytest.mark.rollback
+
 FAILED = "That email and password do not match an account."
 
 

@@ -16,6 +16,8 @@ from portal.models import ActivityEvent, Invite, utcnow
 from portal.services import accounts
 from tests.plugins.accounts import PASSWORD, csrf_from, invite_link_from
 
+pytestmark = pytest.mark.rollback
+
 
 @pytest.fixture
 def owner(auth, make_household):
