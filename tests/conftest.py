@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from jinja2 import BytecodeCache
 
 from config import TestConfig
 from portal import create_app
@@ -61,6 +62,25 @@ def pg_database_url():
 _pg_schema_ready = False
 
 
+class _TemplateBytecode(BytecodeCache):
+    """Jinja's compiled templates kept across the run's apps: a fresh app would otherwise
+    compile every template again on its first pages (~50 ms per test). Keyed by template name
+    and source checksum, so an edited template is compiled anew."""
+
+    def __init__(self):
+        self.compiled = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_template_bytecode = _TemplateBytecode()
+
+
 def _fresh_request_globals():
     """The app fixture keeps an app context pushed, so test-client requests would share one
     flask.g (cached CSRF token, login session, membership); production gives each its own."""
@@ -88,6 +108,7 @@ def _make_app(backend, tmp_path, request, **overrides):
     )
     settings.update(overrides)
     app = create_app(TestConfig, **settings)
+    app.jinja_env.bytecode_cache = _template_bytecode
     app.before_request_funcs.setdefault(None, []).insert(0, _fresh_request_globals)
     with app.app_context():
         if backend == "postgresql":
