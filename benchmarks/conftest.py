@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from portal.extensions import db
-from tests.conftest import PG_URL, _make_app, _truncate_all
+from tests.conftest import PG_URL, _empty_all, _make_app
 from tests.conftest import app_overrides, pg_database_url, sqlite_app  # noqa: F401  (fixtures)
 
 # The tests' household fixtures, by module name (already registered when tests/ runs too).
@@ -44,7 +44,7 @@ def app(backend, tmp_path, request):
     db.session.remove()
     ctx.pop()
     if backend == "postgresql":
-        _truncate_all(app)
+        _empty_all(app)
     else:
         with app.app_context():
             db.engine.dispose()
