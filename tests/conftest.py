@@ -40,12 +40,14 @@ def skip_or_fail(reason: str):
 
 @pytest.fixture(scope="session")
 def pg_database_url():
-    """A private PostgreSQL database for this test run, so parallel runs never collide."""
+    """A private PostgreSQL database for this test run (and for each of its pytest-xdist
+    workers, each a process of its own), so parallel runs never collide."""
     if not PG_URL:
         skip_or_fail("PostgreSQL tests need TEST_DATABASE_URL")
     import psycopg
 
-    name = f"iotlock_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"iotlock_test_{worker}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin_url = sa.engine.make_url(PG_URL)
     conninfo = admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
