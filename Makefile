@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 PYTEST_ARGS ?=
+# `make test` runs the tests in this many pytest-xdist processes (CI has 2 cores; 0 = one
+# process, e.g. for --pdb). Not part of PYTEST_ARGS, which `make bench` shares: benchmarks
+# switch themselves off under xdist.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint setup db-upgrade emulator worker bench clean
 
@@ -34,7 +38,7 @@ emulator: $(VENV)/.deps-run
 	$(BIN)/flask --app wsgi streamiot-emulator --host 127.0.0.1 --port 8181
 
 test: $(VENV)/.deps-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.deps-test
 	$(BIN)/ruff check portal tests benchmarks config.py wsgi.py migrations

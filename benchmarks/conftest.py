@@ -9,8 +9,8 @@ import pytest
 from portal.extensions import db
 from tests.conftest import (
     PG_URL,
+    _empty_all,
     _make_app,
-    _truncate_all,
     app_overrides,  # noqa: F401  (fixture)
     pg_database_url,  # noqa: F401  (fixture)
     sqlite_app,  # noqa: F401  (fixture)
@@ -50,7 +50,7 @@ def app(backend, tmp_path, request):
     db.session.remove()
     ctx.pop()
     if backend == "postgresql":
-        _truncate_all(app)
+        _empty_all(app)
     else:
         with app.app_context():
             db.engine.dispose()

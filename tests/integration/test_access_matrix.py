@@ -6,6 +6,8 @@ from flask import url_for
 from tests.access import all_routes
 from tests.plugins.accounts import PASSWORD, Auth
 
+pytestmark = pytest.mark.rollback
+
 ROUTES = all_routes()
 SKIP_METHODS = {"HEAD", "OPTIONS"}
 

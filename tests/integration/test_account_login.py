@@ -6,12 +6,13 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-import portal.auth
 import portal.crypto
 from portal.extensions import db
 from portal.models import LoginSession, LoginThrottle, utcnow
 from portal.services import accounts, throttle
 from tests.plugins.accounts import PASSWORD, Auth
+
+pytestmark = pytest.mark.rollback
 
 FAILED = "That email and password do not match an account."
 
@@ -103,39 +104,40 @@ def test_production_marks_the_session_cookie_secure():
     assert ProductionConfig.HSTS is True
 
 
-def _at(monkeypatch, when):
-    monkeypatch.setattr(portal.auth, "utcnow", lambda: when)
+def _at(time_machine, when):
+    """Every clock of the process (datetime, time) reads `when`, and stands still there."""
+    time_machine.move_to(when, tick=False)
 
 
-def test_idle_session_expires(auth, alice, monkeypatch):
+def test_idle_session_expires(auth, alice, time_machine):
     auth.login("alice@example.com", PASSWORD)
     start = utcnow()
-    _at(monkeypatch, start + timedelta(minutes=119))
+    _at(time_machine, start + timedelta(minutes=119))
     assert auth.client.get("/gateways/").status_code == 200
-    _at(monkeypatch, start + timedelta(minutes=119 + 121))
+    _at(time_machine, start + timedelta(minutes=119 + 121))
     response = auth.client.get("/gateways/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
 
 
-def test_active_session_still_ends_at_the_absolute_timeout(auth, alice, monkeypatch):
+def test_active_session_still_ends_at_the_absolute_timeout(auth, alice, time_machine):
     auth.login("alice@example.com", PASSWORD)
     start = utcnow()
     for minutes in range(100, 701, 100):
-        _at(monkeypatch, start + timedelta(minutes=minutes))
+        _at(time_machine, start + timedelta(minutes=minutes))
         assert auth.client.get("/gateways/").status_code == 200, minutes
-    _at(monkeypatch, start + timedelta(hours=12, minutes=5))
+    _at(time_machine, start + timedelta(hours=12, minutes=5))
     assert auth.client.get("/gateways/").status_code == 302
 
 
-def test_polling_does_not_keep_an_idle_session_alive(auth, alice, monkeypatch):
+def test_polling_does_not_keep_an_idle_session_alive(auth, alice, time_machine):
     auth.login("alice@example.com", PASSWORD)
     start = utcnow()
     poll = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
     for minutes in (30, 60, 90, 115):
-        _at(monkeypatch, start + timedelta(minutes=minutes))
+        _at(time_machine, start + timedelta(minutes=minutes))
         assert auth.client.get("/activity", headers=poll).status_code == 200
-    _at(monkeypatch, start + timedelta(minutes=125))
+    _at(time_machine, start + timedelta(minutes=125))
     response = auth.client.get("/activity", headers=poll)
     assert response.status_code == 401
     assert response.headers["HX-Redirect"].startswith("/login")

@@ -9,6 +9,8 @@ from portal.services import accounts
 from portal.services.errors import ValidationFailed
 from tests.plugins.accounts import PASSWORD
 
+pytestmark = pytest.mark.rollback
+
 
 def _counts():
     return tuple(db.session.scalar(sa.select(sa.func.count()).select_from(m)) for m in (User, Account, Membership))

@@ -8,6 +8,8 @@ from portal.models import ActivityEvent, LoginSession
 from portal.services import accounts
 from tests.plugins.accounts import PASSWORD
 
+pytestmark = pytest.mark.rollback
+
 NEW = "a completely different passphrase"
 
 

@@ -11,6 +11,8 @@ from portal.models import utcnow
 from portal.services import activity
 from tests.plugins.accounts import PASSWORD, Auth
 
+pytestmark = pytest.mark.rollback
+
 HTMX = {"HX-Request": "true"}
 
 

@@ -7,6 +7,8 @@ from portal.services import accounts, activity
 from portal.services import members as members_service
 from portal.services.errors import NotFound
 
+pytestmark = pytest.mark.rollback
+
 
 def _owner_membership(world, household):
     return db.session.get(Membership, getattr(world, household)["owner_membership"].id)

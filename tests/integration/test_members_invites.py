@@ -16,6 +16,8 @@ from portal.models import ActivityEvent, Invite, utcnow
 from portal.services import accounts
 from tests.plugins.accounts import PASSWORD, csrf_from, invite_link_from
 
+pytestmark = pytest.mark.rollback
+
 
 @pytest.fixture
 def owner(auth, make_household):
@@ -203,10 +205,9 @@ def test_the_link_works_once(auth, owner, make_household, new_client):
     assert _member_emails("Elm Street") == ["guest@example.com", "owner@example.com"]
 
 
-def test_an_expired_link_gets_a_clear_page(auth, owner, new_client, monkeypatch):
+def test_an_expired_link_gets_a_clear_page(auth, owner, new_client, time_machine):
     path = invite_link_from(_invite(auth).get_data(as_text=True))
-    later = utcnow() + timedelta(hours=72, minutes=1)
-    monkeypatch.setattr(members_service, "utcnow", lambda: later)
+    time_machine.move_to(utcnow() + timedelta(hours=72, minutes=1), tick=False)
     guest = new_client()
     response = guest.client.get(path)
     assert response.status_code == 410

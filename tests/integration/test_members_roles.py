@@ -10,6 +10,8 @@ from portal.services import members as members_service
 from portal.services.errors import Conflict, Forbidden
 from tests.plugins.accounts import PASSWORD
 
+pytestmark = pytest.mark.rollback
+
 HTMX = {"HX-Request": "true"}
 
 

@@ -3,6 +3,8 @@ import pytest
 
 from tests.plugins.accounts import PASSWORD
 
+pytestmark = pytest.mark.rollback
+
 HTMX = {"HX-Request": "true"}
 
 

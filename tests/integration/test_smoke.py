@@ -1,4 +1,7 @@
 """The app starts, serves its pages, and a household can register and log in."""
+import pytest
+
+pytestmark = pytest.mark.rollback
 
 
 def test_register_creates_household_and_logs_in(client, auth):

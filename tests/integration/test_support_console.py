@@ -12,6 +12,8 @@ from portal.models import ActivityEvent, Command, Gateway, Job, Mailbox, Pin, ne
 from tests.plugins.accounts import csrf_from
 from tests.plugins.support import isolated_client
 
+pytestmark = pytest.mark.rollback
+
 
 @pytest.fixture
 def client(app):

@@ -15,6 +15,8 @@ from portal.services import staff as staff_service
 from tests.plugins.accounts import PASSWORD, csrf_from
 from tests.plugins.support import STAFF_EMAIL, fresh_code, isolated_client
 
+pytestmark = pytest.mark.rollback
+
 NEW_PASSWORD = "lantern orchard violet 42"
 
 

@@ -22,6 +22,7 @@ from portal.models import (
     utcnow,
 )
 from portal.services import accounts
+from tests.plugins import rollback
 
 PASSWORD = "correct horse battery staple"
 
@@ -216,8 +217,16 @@ def _household(prefix: str, name: str, with_devices: bool) -> dict:
     return things
 
 
-@pytest.fixture
-def world(app):
-    """Households A and B, each with an owner, a second member and an open invite; A (and B,
-    so B's own pages render) with a gateway, a mailbox, a PIN, a command and an event."""
+def build_world() -> World:
     return World(a=_household("a", "Household A", True), b=_household("b", "Household B", True))
+
+
+@pytest.fixture
+def world(app, request):
+    """Households A and B, each with an owner, a second member and an open invite; A (and B,
+    so B's own pages render) with a gateway, a mailbox, a PIN, a command and an event.
+
+    In a rolled-back module (tests/plugins/rollback.py) it is built once per module and
+    backend; each test gets its own instances of the same rows, and its changes to them are
+    rolled back after it."""
+    return rollback.shared(request, "world") or build_world()
