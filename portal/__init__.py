@@ -3,17 +3,28 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, g, has_request_context, render_template, request
+from flask import Flask, g, has_request_context, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import event, orm
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
+from portal import auth, filters, logredact
+from portal.account import bp as account_bp
+from portal.cli import register
+from portal.crypto import generate_data_key
 from portal.extensions import csrf, db, login_manager, migrate
+from portal.gateways import bp as gateways_bp
 from portal.jobs import handlers as _job_handlers  # noqa: F401  (registers every job kind)
 from portal.jobs import virtual_gateways
+from portal.mailboxes import bp as mailboxes_bp
+from portal.members import bp as members_bp
+from portal.models.base import utcnow
+from portal.services import deliveries
 from portal.streamiot.deployment import device_urls
+from portal.support import bp as support_bp
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +46,10 @@ def create_app(config_object=None, **overrides) -> Flask:
         )
 
     if app.config.get("TRUSTED_PROXIES"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = app.config["TRUSTED_PROXIES"]
         # Replacing wsgi_app is how Flask's docs add WSGI middleware; mypy sees only a method.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    from portal import logredact
 
     logredact.install()
     register_extensions(app)
@@ -56,7 +65,6 @@ def create_app(config_object=None, **overrides) -> Flask:
 def _load_secrets(app: Flask) -> None:
     """Production refuses to start without its secrets; elsewhere they are generated once
     into instance/ (git-ignored) and kept, so sessions and encrypted data survive restarts."""
-    from portal.crypto import generate_data_key
 
     required = app.config.get("REQUIRED_SECRETS", ())
     if required:
@@ -103,7 +111,6 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
     login_manager.session_protection = None  # server-side sessions do this job (portal/auth.py)
-    import portal.auth  # noqa: F401  (registers the user loader)
 
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
@@ -132,7 +139,6 @@ def _tune_sqlite(engine) -> None:
             g.sqlite_write_lock = True
 
 
-
 _lazy_guard_installed = False
 
 
@@ -151,11 +157,6 @@ def _raise_on_lazy_load() -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from portal.account import bp as account_bp
-    from portal.gateways import bp as gateways_bp
-    from portal.mailboxes import bp as mailboxes_bp
-    from portal.members import bp as members_bp
-    from portal.support import bp as support_bp
 
     app.register_blueprint(account_bp)
     app.register_blueprint(members_bp, url_prefix="/members")
@@ -228,8 +229,14 @@ def register_security_headers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from portal import auth
-    from portal.models.base import utcnow
+    # States are compared with their enums and shown through one helper per kind
+    # (portal/services/deliveries.py): templates never spell a state word.
+    app.jinja_env.globals.update(
+        DeviceState=deliveries.DeviceState,
+        PinState=deliveries.PinState,
+        CommandState=deliveries.CommandState,
+        can_withdraw=deliveries.can_withdraw,
+    )
 
     @app.context_processor
     def inject():
@@ -247,17 +254,14 @@ def register_template_helpers(app: Flask) -> None:
                 f'<script src="https://cdn.jsdelivr.net/npm/htmx.org@{version}/dist/htmx.min.js" '
                 f'integrity="{app.config["HTMX_SRI"]}" crossorigin="anonymous"></script>'
             )
-        from flask import url_for
 
         src = url_for("static", filename=f"vendor/htmx-{app.config['HTMX_VERSION']}.min.js")
         return Markup(f'<script src="{src}"></script>')
 
-    from portal import filters
 
     filters.register(app)
 
 
 def register_commands(app: Flask) -> None:
-    from portal.cli import register
 
     register(app)

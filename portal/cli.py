@@ -1,14 +1,16 @@
 """Command-line entry points: `flask --app wsgi <command>`."""
 import click
-from flask import Flask
+from flask import Flask, current_app
+from werkzeug.serving import run_simple
+
+from portal.devices.cli import virtual_gateway_command
+from portal.jobs.cli import worker_command
+from portal.jobs.worker import start_in_background
+from portal.streamiot.emulator.cli import emulator_command
+from portal.support.cli import staff_group
 
 
 def register(app: Flask) -> None:
-    from portal.devices.cli import virtual_gateway_command
-    from portal.jobs.cli import worker_command
-    from portal.streamiot.emulator.cli import emulator_command
-    from portal.support.cli import staff_group
-
     app.cli.add_command(serve_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(emulator_command)
@@ -21,11 +23,6 @@ def register(app: Flask) -> None:
 @click.option("--port", default=5000, type=int, envvar="PORT", show_default=True)
 def serve_command(host: str, port: int) -> None:
     """Serve the whole product: the portal, the job worker and (when on) virtual gateways."""
-    from flask import current_app
-    from werkzeug.serving import run_simple
-
-    from portal.jobs.worker import start_in_background
-
     # current_app is a LocalProxy that Flask types as Flask (Flask's own cli.py ignores this the same way).
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = start_in_background(app) if app.config["EMBEDDED_WORKER"] else None

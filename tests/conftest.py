@@ -95,10 +95,7 @@ def _fresh_request_globals():
 def _make_app(backend, tmp_path, request, **overrides):
     global _pg_schema_ready
     sqlite_path = tmp_path / "portal.sqlite3"
-    if backend == "postgresql":
-        uri = request.getfixturevalue("pg_database_url")
-    else:
-        uri = f"sqlite:///{sqlite_path}"
+    uri = request.getfixturevalue("pg_database_url") if backend == "postgresql" else f"sqlite:///{sqlite_path}"
     settings = dict(
         SQLALCHEMY_DATABASE_URI=uri,
         SECRET_KEY="test-secret-key",

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import TypedDict
 
+from portal.crypto import public_from_private
 from portal.devices import firmware as fw
 from portal.devices.firmware import UnknownMailbox  # noqa: F401  (part of this module's API)
 from portal.devices.store import StateFile
@@ -54,8 +55,6 @@ def parse_settings(settings: dict) -> dict:
     parsed = dict(settings)
     public_key = settings.get("public_key")
     if not public_key and settings.get("private_key"):
-        from portal.crypto import public_from_private
-
         try:
             public_key = public_from_private(settings["private_key"])
         except ValueError as exc:

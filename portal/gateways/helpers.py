@@ -6,8 +6,9 @@ private key a member's login session holds until its first download.
 import base64
 import json
 import re
+from urllib.parse import urlsplit
 
-from flask import Response, abort, current_app, flash, g, make_response, redirect, session
+from flask import Response, abort, current_app, flash, g, make_response, redirect, request, session, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -55,10 +56,6 @@ def refuse(exc: ServiceError, back: str) -> BaseResponse:
 
 def back() -> str:
     """Where the button was pressed (this site only), else the dashboard."""
-    from urllib.parse import urlsplit
-
-    from flask import request, url_for
-
     referrer = urlsplit(request.referrer or "")
     if referrer.netloc == request.host and referrer.path.startswith("/"):
         return referrer.path + (f"?{referrer.query}" if referrer.query else "")

@@ -8,16 +8,16 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from portal.jobs.outbox import wakeup
+from portal.jobs.runner import drain
+from portal.jobs.worker import Worker
+
 
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Run the jobs that are due now, then exit.")
 @with_appcontext
 def worker_command(once: bool) -> None:
     """Run the job worker in the foreground (several may run at once on PostgreSQL)."""
-    from portal.jobs.outbox import wakeup
-    from portal.jobs.runner import drain
-    from portal.jobs.worker import Worker
-
     # current_app is a LocalProxy that Flask types as Flask (Flask's own cli.py ignores this the same way).
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not logging.getLogger().handlers:

@@ -3,6 +3,7 @@
 The household dashboard, a gateway page and a mailbox page cost the same however many
 boxes and PINs there are; every state is put into words (portal.services.deliveries.Shown).
 """
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -306,8 +307,6 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> Mailb
 
 
 def _as_uuid(value):
-    import uuid
-
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:

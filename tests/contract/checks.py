@@ -2,6 +2,7 @@
 
 A `Target` is one deployment under test; the assertions check the platform's answer shapes.
 """
+import contextlib
 import json
 import os
 import time
@@ -140,10 +141,8 @@ class Target:
 
     def cleanup(self) -> None:
         for kind, entity_id, user in reversed(self._created):
-            try:
+            with contextlib.suppress(requests.RequestException):
                 self.call("DELETE", f"/{kind}/{entity_id}", user=user)
-            except requests.RequestException:
-                pass
         self._created.clear()
 
 

@@ -150,7 +150,7 @@ def test_user_creates_another_household_and_switches_between_them(auth, alice):
     elm = next(m for m in accounts.memberships_of(alice.id) if m.account.name == "Elm Street")
     response = auth.post("/household/switch", {"account_id": str(elm.account_id)}, page="/gateways/")
     assert response.status_code == 302
-    assert '<option value="%s" selected>' % elm.account_id in auth.client.get("/gateways/").get_data(as_text=True)
+    assert f'<option value="{elm.account_id}" selected>' in auth.client.get("/gateways/").get_data(as_text=True)
     session_row = db.session.scalars(sa.select(LoginSession).where(LoginSession.revoked_at.is_(None))).one()
     assert session_row.current_account_id == elm.account_id
 

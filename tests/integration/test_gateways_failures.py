@@ -3,13 +3,13 @@ says so, and Retry picks up where it stopped. Also a device that refuses a set-u
 import pytest
 import sqlalchemy as sa
 
-from portal.streamiot.deployment import client_from_config
 from portal.extensions import db
 from portal.jobs.context import set_streamiot
 from portal.models import ActivityEvent, Gateway
 from portal.services import dashboard, gateways, mailboxes
 from portal.services.errors import Conflict
 from portal.streamiot.client import StreamIoT
+from portal.streamiot.deployment import client_from_config
 
 
 @pytest.fixture

@@ -6,17 +6,16 @@ import uuid
 import requests
 import sqlalchemy as sa
 
-from portal.streamiot.deployment import client_from_config
 from portal.extensions import db
+from portal.jobs.context import account_secret, seal_account_secret, set_streamiot
+from portal.jobs.handlers.accounts import portal_thing_name
 from portal.jobs.outbox import cancel, enqueue, enqueue_household_link
 from portal.jobs.registry import handler
 from portal.jobs.runner import drain, run_due_jobs
-from portal.jobs.context import account_secret, seal_account_secret, set_streamiot
-from portal.jobs.handlers.accounts import portal_thing_name
 from portal.models import Account, Job
 from portal.streamiot.client import StreamIoT
-from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL
-from portal.streamiot.emulator import EmbeddedAdapter, make_emulator
+from portal.streamiot.deployment import client_from_config
+from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL, EmbeddedAdapter, make_emulator
 
 SEEN_BY_HANDLER: list = []
 

@@ -11,15 +11,14 @@ import sqlalchemy as sa
 from requests.adapters import BaseAdapter
 from requests.models import Response
 
-from portal.streamiot.deployment import client_from_config
 from portal.extensions import db
-from portal.jobs.runner import drain, run_due_jobs
 from portal.jobs.context import account_secret, set_streamiot
 from portal.jobs.handlers.accounts import portal_thing_name
+from portal.jobs.runner import drain, run_due_jobs
 from portal.models import Job, utcnow
 from portal.streamiot.client import StreamIoT
-from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL
-from portal.streamiot.emulator import EmbeddedAdapter, get_emulator, make_emulator
+from portal.streamiot.deployment import client_from_config
+from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL, EmbeddedAdapter, get_emulator, make_emulator
 from portal.streamiot.emulator.server import serve_in_thread
 
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from flask import render_template
 
-from portal.streamiot.deployment import client_from_config
 from portal.jobs.runner import drain, run_due_jobs
 from portal.models import Account, utcnow
+from portal.streamiot.deployment import client_from_config
 
 
 def render(account, poll_url=None) -> str:
@@ -103,7 +103,6 @@ def test_partial_follows_the_link_job_from_connecting_to_connected(app, make_hou
         assert "Problem" in html and "StreamIoT could not be reached" in html and polls(html)
 
         from portal.jobs.context import set_streamiot
-        from portal.streamiot.client import StreamIoT
 
         app.config["STREAMIOT_URL"] = "embedded"
         set_streamiot(app, client_from_config(app.config))

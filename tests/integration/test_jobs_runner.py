@@ -11,10 +11,8 @@ from portal.extensions import db
 from portal.jobs.errors import PermanentFailure, RetryLater
 from portal.jobs.outbox import cancel, enqueue, requeue
 from portal.jobs.registry import handler
-from portal.jobs.runner import drain, run_due_jobs
-from portal.jobs.runner import claim_next
+from portal.jobs.runner import claim_next, drain, run_due_jobs
 from portal.models import Job, utcnow
-from portal.services.errors import Conflict
 from portal.streamiot import errors as sie
 
 RUNS: list[tuple[int, int, str]] = []  # (job id, attempt, target) for every handler call
@@ -186,7 +184,7 @@ def test_retry_later_counts_as_an_attempt_and_waits_its_delay(app):
     assert (job.state, job.attempts) == ("queued", 1)
     assert job.last_error == "waiting for the household's link to StreamIoT"
     assert before + timedelta(seconds=30) <= job.run_after <= utcnow() + timedelta(seconds=30)
-    assert RETRIES == [(job.id, "waiting for the household's link to StreamIoT")]
+    assert [(job.id, "waiting for the household's link to StreamIoT")] == RETRIES
 
 
 def test_job_gives_up_after_max_attempts_and_stays_visible(app):
@@ -195,7 +193,7 @@ def test_job_gives_up_after_max_attempts_and_stays_visible(app):
     assert runs_of(job) == [1, 2, 3]
     assert job.state == "failed" and job.finished_at is not None
     assert job.last_error == "StreamIoT could not be reached (POST /things) (gave up after 3 attempts)"
-    assert GAVE_UP == [(job.id, job.last_error)]
+    assert [(job.id, job.last_error)] == GAVE_UP
 
 
 def test_bad_request_fails_at_once_with_the_reason(app):
@@ -204,7 +202,7 @@ def test_bad_request_fails_at_once_with_the_reason(app):
     assert runs_of(job) == [1]
     assert job.state == "failed"
     assert job.last_error == "StreamIoT refused POST /things (400: malformed entity specification)"
-    assert GAVE_UP == [(job.id, job.last_error)]
+    assert [(job.id, job.last_error)] == GAVE_UP
 
 
 def test_permanent_failure_stops_retrying(app):

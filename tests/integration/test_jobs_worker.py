@@ -82,7 +82,7 @@ def test_background_worker_runs_committed_jobs(app, worker):
     worker()
     job = add("test.worker_note")
     assert wait_for(lambda: state_of(job) == "done")
-    assert SEEN == [job.id]
+    assert [job.id] == SEEN
 
 
 def test_worker_wakes_at_once_when_a_job_is_committed(app, worker):

@@ -52,7 +52,7 @@ def _household_with(make_household, email, boxes, pins_per_box):
         for _ in range(4):
             db.session.add(Command(account_id=account.id, gateway_id=gateway.id, mailbox_id=mailbox.id,
                                    action="UNLOCK", channel_key="mailbox", state="confirmed"))
-        for e in range(3):
+        for _e in range(3):
             db.session.add(ActivityEvent(account_id=account.id, actor_kind="box", actor_label=mailbox.name,
                                          kind="box.closed", summary="Closed", gateway_id=gateway.id,
                                          mailbox_id=mailbox.id))

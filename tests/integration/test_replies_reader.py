@@ -3,8 +3,8 @@ believed, every message counts once, and each event lands in the log in plain wo
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ActivityEvent, ChannelCursor
 from portal.jobs.handlers.reports import to_reports
+from portal.models import ActivityEvent, ChannelCursor
 from portal.services import device_reports
 from portal.streamiot import messages
 

@@ -55,6 +55,5 @@ def test_6_app_config_is_back(app):
 
 
 def test_7_a_second_connection_is_refused(app):
-    with pytest.raises(RuntimeError, match="second database connection"):
-        with db.engine.connect():
-            pass
+    with pytest.raises(RuntimeError, match="second database connection"), db.engine.connect():
+        pass

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from portal.crypto import encrypt, generate_keypair
-from portal.jobs import virtual_gateways as manager
 from portal.devices.virtual_gateway import VirtualGateway
 from portal.extensions import db
+from portal.jobs import virtual_gateways as manager
 from portal.models import Account, Gateway
 from portal.streamiot import messages
 from portal.streamiot.client import StreamIoT

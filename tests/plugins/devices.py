@@ -9,14 +9,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from portal.streamiot.deployment import client_from_config
 from portal import crypto
 from portal.extensions import db
 from portal.jobs.handlers import reports
 from portal.jobs.runner import drain
 from portal.models import Account, Command, Gateway, Mailbox, Pin
 from portal.streamiot import messages
-from portal.streamiot.client import StreamIoT
+from portal.streamiot.deployment import client_from_config
 from tests.plugins.accounts import PASSWORD
 
 

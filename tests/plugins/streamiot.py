@@ -5,7 +5,6 @@ import pytest
 import requests
 
 from portal.streamiot.deployment import client_from_config
-from portal.streamiot.client import StreamIoT
 from portal.streamiot.emulator import EmbeddedAdapter
 
 

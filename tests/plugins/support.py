@@ -1,13 +1,12 @@
 """Shared fixtures: support staff with a second factor, and a household whose secrets are
 planted with distinctive values so a test can prove the console never shows them."""
 import contextvars
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pyotp
 import pytest
 import sqlalchemy as sa
-
 from flask.testing import FlaskClient
 
 from portal import crypto
@@ -46,7 +45,7 @@ def fresh_code(secret: str, user_id) -> str:
     db.session.expire_all()
     last = db.session.scalar(sa.select(User.totp_last_counter).where(User.id == user_id))
     totp = pyotp.TOTP(secret)
-    now = totp.timecode(datetime.now(timezone.utc))
+    now = totp.timecode(datetime.now(UTC))
     counter = max(now - 1, (last if last is not None else -2) + 1)
     assert counter <= now + 1, "no unused TOTP step left in the window; the test used too many"
     return totp.generate_otp(counter)

@@ -25,24 +25,15 @@ import pytest
 import sqlalchemy as sa
 
 from portal import crypto
-from portal.devices import manager
 from portal.devices.store import StateFile
 from portal.extensions import db
-from portal.jobs import run_due_jobs
+from portal.jobs import virtual_gateways as manager
+from portal.jobs.handlers import reports
+from portal.jobs.runner import run_due_jobs
 from portal.models import Account, Command, Gateway, Job, Mailbox, Pin, User
-from portal.models.devices import (
-    CMD_CONFIRMED,
-    CMD_QUEUED,
-    CMD_SENT,
-    CMD_WITHDRAWN,
-    DEVICE_ACTIVE,
-    PIN_ACTIVE,
-    PIN_ADDING,
-    PIN_REMOVED,
-    PIN_REMOVING,
-)
 from portal.models.jobs import JOB_FAILED, JOB_QUEUED, JOB_RUNNING
-from portal.services import commands, pins
+from portal.services import commands, deliveries, pins
+from portal.services.deliveries import CommandState, DeviceState, PinState
 from portal.services.errors import ServiceError, ValidationFailed
 from portal.streamiot import messages
 
@@ -172,15 +163,15 @@ class Member(threading.Thread):
         if r < 0.5:
             self.add()
         elif r < 0.68:
-            self.act("remove", self.pick((PIN_ADDING, PIN_ACTIVE), recent_share=0.4))
+            self.act("remove", self.pick((PinState.ADDING, PinState.ACTIVE), recent_share=0.4))
         elif r < 0.82:
-            self.act("withdraw", self.pick((PIN_ADDING, PIN_REMOVING), recent_share=0.6))
+            self.act("withdraw", self.pick((PinState.ADDING, PinState.REMOVING), recent_share=0.6))
         elif r < 0.92:
             # Both members remove the same confirmed PIN at once.
-            self.duel("remove", self.pick((PIN_ACTIVE,), recent_share=0.0))
+            self.duel("remove", self.pick((PinState.ACTIVE,), recent_share=0.0))
         else:
             # Both members withdraw the same pending change at once.
-            self.duel("withdraw", self.pick((PIN_ADDING, PIN_REMOVING), recent_share=0.7))
+            self.duel("withdraw", self.pick((PinState.ADDING, PinState.REMOVING), recent_share=0.7))
 
     def pick(self, statuses, recent_share: float):
         if self.rng.random() < recent_share:
@@ -284,10 +275,10 @@ class Member(threading.Thread):
             return
         soak.remember(pin_id)
         note = soak.notes.get(pin_id)
-        if status == PIN_REMOVED and note is not None and self.rng.random() < 0.4:
+        if status == PinState.REMOVED and note is not None and self.rng.random() < 0.4:
             # Withdrew a new PIN (say, to fix its label): add the same digits again at once.
             self.add(note.mailbox_id, note.digits)
-        elif op == "remove" and status == PIN_REMOVING and self.rng.random() < 0.15:
+        elif op == "remove" and status == PinState.REMOVING and self.rng.random() < 0.15:
             self.act("withdraw", pin_id)  # changed my mind at once
 
 
@@ -338,13 +329,12 @@ class Actors:
         return False
 
     def _replies(self, name) -> bool:
-        from portal.jobs.handlers import devices as device_jobs
 
         with self.app.app_context():
-            device_jobs.poll_waiting_channels(self.app)
+            reports.poll_waiting_channels(self.app)
         if self.polls % 20 == 0:  # every couple of seconds: events and late answers
             with self.app.app_context():
-                device_jobs.poll_all_channels(self.app)
+                reports.poll_all_channels(self.app)
         self.polls += 1
         return False
 
@@ -385,7 +375,7 @@ def in_flight(app, account_id, gateway_ids) -> tuple[tuple, bool]:
         ).all()
         pending = db.session.execute(
             sa.select(Command.id, Command.state).where(
-                Command.account_id == account_id, Command.state.in_((CMD_QUEUED, CMD_SENT))
+                Command.account_id == account_id, Command.state.in_(deliveries.PENDING)
             ).order_by(Command.id)
         ).all()
         unsent = tuple(manager.virtual_gateway_for(app, gid).snapshot()["unsent"] for gid in gateway_ids)
@@ -491,9 +481,9 @@ class FinalCheck:
             self.findings.held += len(held)
             active = {}
             for pin in (p for p in all_pins if p.mailbox_id == box.id):
-                if pin.status == PIN_ACTIVE:
-                    active[commands.pin_digits(pin)] = pin
-                elif pin.status in (PIN_ADDING, PIN_REMOVING):
+                if pin.status == PinState.ACTIVE:
+                    active[deliveries.pin_digits(pin)] = pin
+                elif pin.status in (PinState.ADDING, PinState.REMOVING):
                     last = self.commands_of.get(pin.id, [None])[-1]
                     category = f"PIN left {pin.status} (its last command {self._short(last)})"
                     problem((category, f"{where}: PIN still {pin.status}, on the box: "
@@ -512,17 +502,21 @@ class FinalCheck:
 
         boxes_by_id = {b.id: b for b in boxes}
         for command in all_commands:
-            if command.state in (CMD_QUEUED, CMD_SENT):
+            if command.state in deliveries.PENDING:
                 pin = self.pins.get(command.pin_id)
                 box = boxes_by_id.get(command.mailbox_id)
                 text = f"{command.action} command {command.id} left {command.state}"
                 if pin is not None and box is not None:
                     text += f" (PIN “{pin.label}” on box “{box.name}”)\n" + self.describe(box, self._digits(pin))
                 problem((f"{command.action} command left {command.state}", text))
+            elif command.state == CommandState.CONFIRMED and command.publish_started_at is None:
+                # An answer settled a command the portal never handed to StreamIoT.
+                problem((f"{command.action} confirmed, never sent", f"{command.action} command {command.id}"))
             elif command.action in ("AUTH", "UNAUTH") and (
-                (command.state == CMD_CONFIRMED and command.sent_at is None)
-                or (command.state == CMD_WITHDRAWN and command.sent_at is not None)
+                command.state == CommandState.WITHDRAWN and command.publish_started_at is not None
             ):
+                # Legitimate only when the box itself refused it first (then it is not on the
+                # box); counted to explain any difference.
                 # Not a difference by itself (the box may agree by luck), but the portal's
                 # record contradicts the wire: counted to explain the differences.
                 pin = self.pins.get(command.pin_id)
@@ -545,7 +539,7 @@ class FinalCheck:
         note = self.soak.notes.get(pin.id)
         if note is not None:
             return int(note.digits)
-        return commands.pin_digits(pin) if pin.digits_enc else None
+        return deliveries.pin_digits(pin) if pin.digits_enc else None
 
     def _notes(self, box, digits: int | None) -> list[PinNote]:
         """The soak's PINs that had these digits on this box, oldest first."""
@@ -566,9 +560,9 @@ class FinalCheck:
         if command is None:
             return "none"
         text = f"{command.action} {command.state}"
-        if command.state == CMD_WITHDRAWN and command.sent_at is not None:
+        if command.state == CommandState.WITHDRAWN and command.publish_started_at is not None:
             text += " after it was sent"
-        elif command.state == CMD_CONFIRMED and command.sent_at is None and command.action in ("AUTH", "UNAUTH"):
+        elif command.state == CommandState.CONFIRMED and command.publish_started_at is None:
             text += ", never sent"
         return text
 
@@ -637,10 +631,10 @@ def set_up_boxes(kit) -> dict:
         boxes = db.session.scalars(sa.select(Mailbox).where(Mailbox.account_id == kit.account.id)).all()
         pending = db.session.scalars(
             sa.select(Command).where(Command.account_id == kit.account.id,
-                                     Command.state.in_((CMD_QUEUED, CMD_SENT)))
+                                     Command.state.in_(deliveries.PENDING))
         ).all()
         known = sum(len(manager.virtual_gateway_for(kit.app, gid).snapshot()["mailboxes"]) for gid in layout)
-        if all(b.status == DEVICE_ACTIVE for b in boxes) and not pending and known == len(boxes):
+        if all(b.status == DeviceState.ACTIVE for b in boxes) and not pending and known == len(boxes):
             return layout
     raise AssertionError(
         "the boxes never finished setting up: "
@@ -653,7 +647,7 @@ def set_up_boxes(kit) -> dict:
 
 def report(backend, seed, soak, actors, findings, logs, timing, settle, *, details: bool) -> str:
     ops = Counter()
-    for (op, outcome), n in soak.outcomes.items():
+    for (op, _outcome), n in soak.outcomes.items():
         ops[op] += n
     lines = [
         (f"SOAK on {backend}: {actors.workers} workers, {MEMBERS} members, {sum(ops.values())} operations over "

@@ -57,7 +57,7 @@ def test_development_generates_secrets_once_and_keeps_them(tmp_path):
 def test_htmx_sri_hash_matches_the_local_copy():
     local = Path(BASE_DIR, "static", "vendor", f"htmx-{Config.HTMX_VERSION}.min.js").read_bytes()
     digest = base64.b64encode(hashlib.sha384(local).digest()).decode()
-    assert Config.HTMX_SRI == f"sha384-{digest}"
+    assert f"sha384-{digest}" == Config.HTMX_SRI
 
 
 def test_cdn_mode_pins_version_and_integrity(tmp_path):

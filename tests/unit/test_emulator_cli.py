@@ -37,7 +37,7 @@ def _serve(tmp_path, *args, env_extra=None):
         except requests.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise AssertionError(process.stdout.read().decode())
+                raise AssertionError(process.stdout.read().decode()) from None
             time.sleep(0.1)
 
 

@@ -3,8 +3,7 @@ import random
 
 import pytest
 
-from portal.jobs.errors import PermanentFailure, RetryLater
-from portal.jobs.errors import judge
+from portal.jobs.errors import PermanentFailure, RetryLater, judge
 from portal.jobs.runner import backoff_delay, retry_delay
 from portal.streamiot import errors as sie
 

@@ -2,17 +2,16 @@
 import json
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from portal.streamiot import deployment
-from portal.streamiot.deployment import client_from_config
-from portal.streamiot import messages
+from portal.streamiot import deployment, messages
 from portal.streamiot.client import StreamIoT, UserAPI, parse_retry_after
+from portal.streamiot.deployment import client_from_config
 from portal.streamiot.errors import (
     BadRequest,
     Conflict,
@@ -588,7 +587,7 @@ def test_503_with_retry_after_seconds_says_when_to_come_back(user, requests_mock
 
 
 def test_429_with_retry_after_date_says_when_to_come_back(sio, requests_mock):
-    when = datetime.now(timezone.utc) + timedelta(seconds=120)
+    when = datetime.now(UTC) + timedelta(seconds=120)
     retry_after = {"Retry-After": format_datetime(when, usegmt=True)}
     requests_mock.post(f"{BASE}/tokens", status_code=429, headers=retry_after)
     with pytest.raises(Unavailable) as caught:

@@ -1,7 +1,7 @@
 """Pure rules of the support console: the QR code markup, which deliveries may be requeued,
 the words the household reads, and the redaction of secrets from error texts."""
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -9,7 +9,7 @@ from portal.models import Command, Gateway, Job, Mailbox, Pin
 from portal.services.support import TraceRow, _newest_per_subject, _Redactor, _requeue_refusal, _requeued_what
 from portal.support.qr import svg
 
-T0 = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_qr_code_is_inline_svg_without_style_or_script():

@@ -242,6 +242,12 @@ def send_command(job, ctx) -> None:
         mailbox and mailbox.channel_id and (mailbox.progress or {}).get("connect")
     ):
         raise PermanentFailure("The box's channel is not set up yet; retry the box.")
+    if pin is not None and not pin.digits_enc:
+        # Its PIN was withdrawn a moment ago (the withdraw won while this job was starting):
+        # the command is settled already, or fails here with the reason; the job is done.
+        deliveries.give_up(command.id, "The PIN was removed before this could be sent.", job_id=job.id)
+        db.session.commit()
+        return
     if command.channel_key == "mailbox" and mailbox is not None and mailbox.status != DeviceState.ACTIVE:
         _wait_for_registration(job, mailbox)
     channel, pack = _pack(command, gateway, mailbox, pin)

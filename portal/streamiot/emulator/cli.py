@@ -2,6 +2,9 @@
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from werkzeug.serving import run_simple
+
+from portal.streamiot.emulator import make_emulator
 
 
 @click.command("streamiot-emulator")
@@ -16,10 +19,6 @@ from flask.cli import with_appcontext
 @with_appcontext
 def emulator_command(host: str, port: int, db_path: str | None) -> None:
     """Serve the StreamIoT emulator over HTTP (proxy paths at /, the reader at /reader)."""
-    from werkzeug.serving import run_simple
-
-    from portal.streamiot.emulator import make_emulator
-
     config = current_app.config
     db_path = db_path or config["STREAMIOT_EMULATOR_DB"]
     app = make_emulator(db_path, token_ttl=config["STREAMIOT_EMULATOR_TOKEN_TTL"])
