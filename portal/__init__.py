@@ -3,7 +3,7 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, g, has_request_context, render_template, request, url_for
+from flask import Flask, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import event, orm
@@ -88,13 +88,6 @@ def _load_secrets(app: Flask) -> None:
         app.config[name] = path.read_text().strip()
 
 
-def _release_sqlite_write_lock(_exc) -> None:
-    """A change that did not commit (a form error, a refusal) must not keep SQLite's write
-    lock past its request, even where the app context lives on (tests, CLI)."""
-    if g.pop("sqlite_write_lock", False):
-        db.session.rollback()
-
-
 def register_jobs(app: Flask) -> None:
     """Every job kind's handler is registered by importing portal.jobs.handlers (top of
     this file); the virtual gateways offer the services their keypad when they are on."""
@@ -115,7 +108,6 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _tune_sqlite(db.engine)
-            app.teardown_request(_release_sqlite_write_lock)
     if app.config.get("RAISE_ON_LAZY_LOAD"):
         _raise_on_lazy_load()
 
@@ -128,15 +120,6 @@ def _tune_sqlite(engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        # A transaction that reads and then writes fails at once on SQLite (WAL) when another
-        # writer committed in between; a change (non-GET request) takes the write lock first
-        # and so waits its turn instead. Elsewhere the driver begins before the first write.
-        if has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            g.sqlite_write_lock = True
 
 
 _lazy_guard_installed = False

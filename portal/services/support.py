@@ -21,6 +21,7 @@ from portal.models import (
     ActivityEvent,
     Command,
     Gateway,
+    IgnoredDeviceMessage,
     Job,
     Mailbox,
     Membership,
@@ -37,6 +38,13 @@ from portal.services.scope import get_scoped, scoped
 PAGE_SIZE = 20
 TRACE_LENGTH = 15  # newest commands shown per mailbox (and per gateway channel)
 JOB_LIST_LIMIT = 50
+IGNORED_LIMIT = 20  # newest ignored device messages shown
+
+
+@dataclass(frozen=True)
+class IgnoredRow:
+    message: IgnoredDeviceMessage
+    where: str  # the box's or gateway's name
 # One "viewed your household" entry per staff member per household in this window, so a
 # refresh (or the page's live updates) does not flood the household's log.
 VISIT_THROTTLE = timedelta(minutes=10)
@@ -236,6 +244,8 @@ class HouseholdView:
     gateways: list
     pending_jobs: list
     failed_jobs: list
+    # Device messages that changed nothing (forged, late, unknown), newest first.
+    ignored: list = field(default_factory=list)
 
     @property
     def in_flight(self) -> bool:
@@ -364,6 +374,11 @@ def household_view(staff: User, account_id) -> HouseholdView:
 
     pending = [job_row(j) for j in open_jobs if j.state in (JOB_QUEUED, JOB_RUNNING)][:JOB_LIST_LIMIT]
     failed = [job_row(j) for j in open_jobs if j.state == JOB_FAILED][:JOB_LIST_LIMIT]
+    ignored = db.session.scalars(
+        scoped(IgnoredDeviceMessage, account.id)
+        .order_by(IgnoredDeviceMessage.received_at.desc(), IgnoredDeviceMessage.id)
+        .limit(IGNORED_LIMIT)
+    ).all()
     view = HouseholdView(
         account=account,
         link_error=redact(account.link_error),
@@ -371,6 +386,8 @@ def household_view(staff: User, account_id) -> HouseholdView:
         gateways=gateway_views,
         pending_jobs=pending,
         failed_jobs=failed,
+        ignored=[IgnoredRow(message=i, where=mailbox_names.get(i.mailbox_id) or gateway_names.get(i.gateway_id) or "?")
+                 for i in ignored],
     )
     _record_visit(staff, account)
     return view

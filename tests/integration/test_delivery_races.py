@@ -98,7 +98,8 @@ def test_withdraw_racing_the_send_never_wipes_a_pin_that_reached_the_box(app, ki
     assert _box_pins(kit, gateway, mailbox) == _portal_pins_on_box(mailbox)
 
 
-def test_a_done_for_a_command_never_sent_changes_nothing_and_is_kept_for_support(app, kit, box):
+def test_a_done_for_a_command_never_sent_changes_nothing_and_is_kept_for_support(app, kit, box, client,
+                                                                                  signed_in_staff):
     gateway, mailbox = box
     pin = kit.add_pin(mailbox, "Grandma", "4821", run=False)
     _settle(kit, gateway)
@@ -117,6 +118,8 @@ def test_a_done_for_a_command_never_sent_changes_nothing_and_is_kept_for_support
     ignored = db.session.scalars(sa.select(IgnoredDeviceMessage).where(IgnoredDeviceMessage.mailbox_id == mailbox.id))
     assert [(i.name, i.unit, i.why) for i in ignored] == [
         ("UNAUTH", "Done", "an answer to no command waiting for one")]
+    console = client.get(f"/support/households/{kit.account.id}").get_data(as_text=True)
+    assert "Ignored device messages" in console and "an answer to no command waiting for one" in console
 
     _settle(kit, gateway)  # the real UNAUTH goes out and the box confirms it
     assert kit.reload(unauth).state == "confirmed"
