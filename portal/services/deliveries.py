@@ -195,6 +195,16 @@ def queue_command(
     command_id: uuid.UUID | None = None,
 ) -> Command:
     """A new command in state queued, with the job that will send it (the caller commits)."""
+    job = enqueue_device_job(JOB_SEND, {}, account_id=account_id, gateway_id=gateway_id)
+    command = _new_command(account_id, gateway_id, action, job, mailbox_id=mailbox_id, pin_id=pin_id,
+                           requested_by=requested_by, expires_at=expires_at, command_id=command_id)
+    job.payload = {"command_id": str(command.id)}
+    return command
+
+
+def _new_command(account_id, gateway_id, action: str, job: Job, *, mailbox_id=None, pin_id=None,
+                 requested_by: User | None = None, expires_at: datetime | None = None,
+                 command_id: uuid.UUID | None = None) -> Command:
     command = Command(
         id=command_id or uuid.uuid4(),
         account_id=account_id,
@@ -207,10 +217,9 @@ def queue_command(
         requested_by_id=requested_by.id if requested_by else None,
         created_at=utcnow(),
         expires_at=expires_at,
+        job_id=job.id,
     )
     db.session.add(command)
-    job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=account_id, gateway_id=gateway_id)
-    command.job_id = job.id
     return command
 
 
@@ -222,19 +231,7 @@ def queue_removal(job_kind: str, payload: dict, *, account_id, gateway_id, actio
     owner = Command.mailbox_id == mailbox_id if mailbox_id else Command.gateway_id == gateway_id
     command = db.session.scalars(sa.select(Command).where(owner, Command.action == action)).first()
     if command is None:
-        command = Command(
-            account_id=account_id,
-            gateway_id=gateway_id,
-            mailbox_id=mailbox_id,
-            action=action,
-            channel_key=ACTION_CHANNEL[action],
-            state=C.QUEUED,
-            requested_by_id=actor.id if actor else None,
-            created_at=utcnow(),
-            job_id=job.id,
-        )
-        db.session.add(command)
-        return command
+        return _new_command(account_id, gateway_id, action, job, mailbox_id=mailbox_id, requested_by=actor)
     if not _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, job_id=job.id):
         command.job_id = job.id
     return command
