@@ -654,14 +654,9 @@ def command_shown(command: Command) -> Shown:
 
 def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
     now = now or utcnow()
-    if gateway.status == D.REMOVING:
-        if gateway.last_error:
-            return Shown("failed", "Removal stuck", gateway.last_error)
-        return Shown("removing", "Removing", live=True)
-    if gateway.status == D.FAILED:
-        return Shown("failed", "Set-up failed", gateway.last_error)
-    if gateway.status == D.PROVISIONING:
-        return Shown("provisioning", "Setting up", gateway.last_error, live=True)
+    lifecycle = _lifecycle_shown(gateway)
+    if lifecycle is not None:
+        return lifecycle
     if gateway.last_heartbeat_at is None:
         return Shown("waiting", "Waiting for the device", live=True)
     window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
@@ -670,15 +665,23 @@ def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
     return Shown("offline", "Offline")
 
 
-def mailbox_shown(mailbox: Mailbox) -> Shown:
-    if mailbox.status == D.REMOVING:
-        if mailbox.last_error:
-            return Shown("failed", "Removal stuck", mailbox.last_error)
+def _lifecycle_shown(device: Gateway | Mailbox) -> Shown | None:
+    """Removing, failed or setting up, in words; None once the device is active."""
+    if device.status == D.REMOVING:
+        if device.last_error:
+            return Shown("failed", "Removal stuck", device.last_error)
         return Shown("removing", "Removing", live=True)
-    if mailbox.status == D.FAILED:
-        return Shown("failed", "Set-up failed", mailbox.last_error)
-    if mailbox.status == D.PROVISIONING:
-        return Shown("provisioning", "Setting up", mailbox.last_error, live=True)
+    if device.status == D.FAILED:
+        return Shown("failed", "Set-up failed", device.last_error)
+    if device.status == D.PROVISIONING:
+        return Shown("provisioning", "Setting up", device.last_error, live=True)
+    return None
+
+
+def mailbox_shown(mailbox: Mailbox) -> Shown:
+    lifecycle = _lifecycle_shown(mailbox)
+    if lifecycle is not None:
+        return lifecycle
     if (mailbox.progress or {}).get("mailbox_confirmed"):
         return Shown("active", "Ready")
     return Shown("sent", "Waiting for the gateway to confirm", live=True)
