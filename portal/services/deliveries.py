@@ -60,8 +60,9 @@ class DeviceState(enum.StrEnum):
 C, P, D = CommandState, PinState, DeviceState
 
 COMMAND_TRANSITIONS: dict[CommandState, frozenset[CommandState]] = {
-    # withdrawn only while never handed to StreamIoT (publish_started_at IS NULL)
-    C.QUEUED: frozenset({C.SENDING, C.FAILED, C.EXPIRED, C.WITHDRAWN}),
+    # withdrawn only while never handed to StreamIoT (publish_started_at IS NULL); queued
+    # again behind a fresh job when its device's set-up is retried
+    C.QUEUED: frozenset({C.QUEUED, C.SENDING, C.FAILED, C.EXPIRED, C.WITHDRAWN}),
     # back to queued when the publish failed and will be tried again; confirmed or
     # failed when the box's answer overtakes the publish's own acknowledgement
     C.SENDING: frozenset({C.SENDING, C.SENT, C.QUEUED, C.CONFIRMED, C.FAILED, C.EXPIRED}),
@@ -382,15 +383,14 @@ def confirm_waiting_unlock(mailbox_id) -> bool:
 def expire_if_due(command: Command, now: datetime | None = None) -> bool:
     """An UNLOCK past its time to live is expired, never sent (or answered) late."""
     now = now or utcnow()
-    if command.expires_at is None or now < command.expires_at:
+    if command.expires_at is None or now < command.expires_at or command.state not in PENDING:
         return False
     ttl = current_app.config["UNLOCK_TTL_SECONDS"]
     if command.state == C.QUEUED:
         reason = f"Not delivered within {ttl} seconds, so it was never sent; the box stayed shut."
     else:
         reason = f"The box did not answer within {ttl} seconds."
-    return _command_cas(command.id, [C(command.state)], C.EXPIRED, answered_at=now, reason=reason) \
-        if command.state in PENDING else False
+    return _command_cas(command.id, [C(command.state)], C.EXPIRED, answered_at=now, reason=reason)
 
 
 def expire_overdue_unlocks(now: datetime | None = None) -> int:
@@ -495,11 +495,12 @@ def withdraw(command: Command, reason: str = "Withdrawn before it reached the bo
     return True
 
 
-def requeue(command: Command) -> bool:
-    """Send a failed command again, with a fresh job behind whatever is queued now."""
+def requeue(command: Command, expected: Iterable[CommandState] = (C.FAILED,)) -> bool:
+    """Send a command again with a fresh job behind whatever is queued now (a job it had
+    finds itself replaced and does nothing)."""
     job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=command.account_id,
                              gateway_id=command.gateway_id)
-    return _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, sent_at=None, answered_at=None,
+    return _command_cas(command.id, expected, C.QUEUED, reason=None, sent_at=None, answered_at=None,
                         job_id=job.id)
 
 
@@ -511,23 +512,35 @@ def requeue_with_its_job(command: Command) -> bool:
     return _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, sent_at=None, answered_at=None)
 
 
-def requeue_unless_confirmed(commands: Iterable[Command]) -> None:
-    """A device's set-up goes again, in order: each step not confirmed gets a fresh job
-    behind the new set-up job (an old job finds itself replaced and does nothing). A step
-    sent but never answered is sent again (set-up steps are idempotent on the device);
-    PIN changes only when they failed or wait."""
+def retry_mailbox_setup(mailbox: Mailbox) -> bool:
+    """Set a failed box up again, then send its PIN changes that were waiting for it: its
+    set-up job first, then ADD and Mailbox in protocol order (sent again when they were
+    never answered: set-up steps are idempotent on the device), then the PIN changes that
+    failed or wait. False when the box had not failed (any more)."""
+    if not retry_device_setup(Mailbox, mailbox.id):
+        return False
+    mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
+    enqueue_device_job(JOB_PROVISION_MAILBOX, {"mailbox_id": str(mailbox.id)}, account_id=mailbox.account_id,
+                       gateway_id=mailbox.gateway_id)
+    waiting = db.session.scalars(
+        sa.select(Command)
+        .where(Command.mailbox_id == mailbox.id, Command.action.in_(MAILBOX_SETUP_ACTIONS + PIN_ACTIONS))
+        .order_by(Command.created_at)
+    ).all()
+    setup = sorted((c for c in waiting if c.action in MAILBOX_SETUP_ACTIONS),
+                   key=lambda c: MAILBOX_SETUP_ACTIONS.index(c.action))
+    retry_setup_steps(setup)
+    for command in waiting:
+        if command.action in PIN_ACTIONS and command.state in (C.FAILED, C.QUEUED):
+            requeue(command, [C(command.state)])
+    return True
+
+
+def retry_setup_steps(commands: Iterable[Command]) -> None:
+    """A device's set-up steps go again, in order, unless the device confirmed them."""
     for command in commands:
-        again = [C.FAILED, C.QUEUED] + ([C.SENT] if command.action not in PIN_ACTIONS + ("UNLOCK",) else [])
-        if command.state not in again:
-            continue
-        job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=command.account_id,
-                                 gateway_id=command.gateway_id)
-        db.session.execute(
-            sa.update(Command).where(Command.id == command.id, Command.state.in_(_check(
-                COMMAND_TRANSITIONS, [s for s in again if s != C.QUEUED], C.QUEUED) + [C.QUEUED]))
-            .values(state=C.QUEUED, job_id=job.id, reason=None, sent_at=None, answered_at=None)
-            .execution_options(synchronize_session="fetch")
-        )
+        if command.state in (C.FAILED, C.QUEUED, C.SENT):
+            requeue(command, [C(command.state)])
 
 
 # --- PINs ------------------------------------------------------------------------------

@@ -80,7 +80,6 @@ class ChannelToRead:
     gateway_id: uuid.UUID
     mailbox_id: uuid.UUID | None
     publisher: str  # the gateway's thing id: the only publisher trusted on this channel
-    portal_thing_id: str | None  # the portal's own messages travel here too: not reports
     thing_key: str  # the household's portal thing key: reads as a thing of the channel
     since: float | None  # cursor time; the reader's `from`
 
@@ -153,9 +152,8 @@ def _channels(channel_ids: set | None) -> list[ChannelToRead]:
         key = key_of(gateway.account_id)
         if not key or not gateway.thing_id or not channel_id:
             return None
-        account = accounts.get(gateway.account_id)
-        return ChannelToRead(channel_id, gateway.account_id, gateway.id, mailbox_id, gateway.thing_id,
-                             account.portal_thing_id if account else None, key, cursors.get(channel_id) or None)
+        return ChannelToRead(channel_id, gateway.account_id, gateway.id, mailbox_id, gateway.thing_id, key,
+                             cursors.get(channel_id) or None)
 
     found = [target(g.channel_id, g, None) for g in gateways] + [target(mb.channel_id, g, mb.id) for mb, g in boxes]
     return [t for t in found if t is not None]
@@ -195,8 +193,6 @@ def apply_reports(target: ChannelToRead, reports: list[DeviceReport]) -> int:
             last_time, seen = report.at, {report.digest}
         else:
             seen.add(report.digest)
-        if report.publisher == target.portal_thing_id:
-            continue  # the portal's own commands
         why = _apply_one(gateway, mailbox, report, target.channel_id)
         if why is None:
             applied += 1

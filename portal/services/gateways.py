@@ -13,7 +13,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.models import Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
 from portal.services import activity, deliveries
-from portal.services.deliveries import CommandState, DeviceState
+from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
 from portal.services.reauth import reauth_is_fresh, require_recent_password
 from portal.services.scope import get_scoped
@@ -162,12 +162,12 @@ def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:
     # CONNECT and REGISTER go again as a pair, in order, unless the gateway confirmed them.
     gateway.progress = {k: v for k, v in (gateway.progress or {}).items()
                         if k in ("thing", "channel", "connect", "key")}
-    deliveries.requeue_unless_confirmed(setup)
+    deliveries.retry_setup_steps(setup)
     # Boxes that failed because their gateway was not there yet go again behind it.
     for mailbox in db.session.scalars(
         sa.select(Mailbox).where(Mailbox.gateway_id == gateway.id, Mailbox.status == DeviceState.FAILED)
     ).all():
-        requeue_mailbox_setup(mailbox)
+        deliveries.retry_mailbox_setup(mailbox)
     db.session.commit()
     return gateway
 
@@ -265,30 +265,3 @@ def device_settings(
     db.session.commit()
     return gateway, settings
 
-
-def requeue_mailbox_setup(mailbox: Mailbox) -> None:
-    """Set a failed box up again, then send its PIN changes that were waiting for it."""
-    deliveries.retry_device_setup(Mailbox, mailbox.id)
-    # ADD and Mailbox go again as a pair, in order, whatever became of them before.
-    mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
-    deliveries.enqueue_device_job(
-        deliveries.JOB_PROVISION_MAILBOX,
-        {"mailbox_id": str(mailbox.id)},
-        account_id=mailbox.account_id,
-        gateway_id=mailbox.gateway_id,
-    )
-    waiting = db.session.scalars(
-        sa.select(Command)
-        .where(
-            Command.mailbox_id == mailbox.id,
-            Command.state.in_((CommandState.FAILED, CommandState.QUEUED, CommandState.SENT)),
-            Command.action.in_(deliveries.MAILBOX_SETUP_ACTIONS + deliveries.PIN_ACTIONS),
-        )
-        .order_by(Command.created_at)
-    ).all()
-    setup = sorted((c for c in waiting if c.action in deliveries.MAILBOX_SETUP_ACTIONS),
-                   key=lambda c: deliveries.MAILBOX_SETUP_ACTIONS.index(c.action))
-    pin_changes = [c for c in waiting if c.action in deliveries.PIN_ACTIONS]
-    # Set-up first, in protocol order, then the PIN changes; a new job each, so the old
-    # ones (if still queued) find themselves replaced and do nothing.
-    deliveries.requeue_unless_confirmed(setup + pin_changes)

@@ -11,7 +11,7 @@ from portal.models.devices import MAILBOX_KINDS
 from portal.services import activity, deliveries
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, NotFound, ValidationFailed
-from portal.services.gateways import clean_name, key_pair_from, requeue_mailbox_setup
+from portal.services.gateways import clean_name, key_pair_from
 from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped
 
@@ -157,7 +157,9 @@ def retry_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
     gateway = db.session.get(Gateway, mailbox.gateway_id)
     if gateway is None or gateway.status == DeviceState.FAILED:
         raise Conflict("Its gateway is not set up yet: retry the gateway first.")
-    requeue_mailbox_setup(mailbox)
+    if not deliveries.retry_mailbox_setup(mailbox):
+        db.session.rollback()
+        raise Conflict("Only a failed set-up can be retried.")
     db.session.commit()
     return mailbox
 
