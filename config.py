@@ -68,8 +68,12 @@ class Config:
     JOB_POLL_SECONDS = _float("JOB_POLL_SECONDS", 1.0)
     UNLOCK_TTL_SECONDS = _int("UNLOCK_TTL_SECONDS", 60)
     HEARTBEAT_WINDOW_SECONDS = _int("HEARTBEAT_WINDOW_SECONDS", 120)
-    REPLY_POLL_SECONDS = _float("REPLY_POLL_SECONDS", 1.5)
+    # Answers to commands and the boxes of households someone is looking at are read every
+    # REPLY_POLL_SECONDS; the boxes of every other household every IDLE_POLL_SECONDS. A
+    # household counts as looked at for WATCH_SECONDS after its last page or live refresh.
+    REPLY_POLL_SECONDS = _float("REPLY_POLL_SECONDS", 1.0)
     IDLE_POLL_SECONDS = _float("IDLE_POLL_SECONDS", 30.0)
+    WATCH_SECONDS = _float("WATCH_SECONDS", 60.0)
     HOUSEKEEPING_SECONDS = _float("HOUSEKEEPING_SECONDS", 3600.0)
 
     HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", False)

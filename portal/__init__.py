@@ -3,7 +3,7 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, render_template, request, url_for
+from flask import Flask, g, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import event, orm
@@ -22,7 +22,7 @@ from portal.jobs import virtual_gateways
 from portal.mailboxes import bp as mailboxes_bp
 from portal.members import bp as members_bp
 from portal.models.base import utcnow
-from portal.services import deliveries
+from portal.services import deliveries, presence
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
 
@@ -208,6 +208,14 @@ def register_security_headers(app: Flask) -> None:
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
         response.vary.add("HX-Request")
+        return response
+
+    @app.after_request
+    def household_watched(response):
+        # A household page was served (not streamed: a CSV export still reads as it sends).
+        account = g.get("account")
+        if account is not None and response.status_code < 400 and not response.is_streamed:
+            presence.keep_watched(account)
         return response
 
 

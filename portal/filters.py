@@ -29,7 +29,7 @@ def when(value: datetime | None) -> Markup:
     if value is None:
         return Markup("never")
     iso = value.astimezone(UTC).isoformat(timespec="seconds")
-    exact = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    exact = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return Markup(f'<time datetime="{iso}" title="{exact}">{escape(timeago(value))}</time>')
 
 

@@ -80,6 +80,9 @@ class Account(Base):
     streamiot_token_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     portal_thing_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     portal_thing_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # A member had a page of the household open until about then: its boxes are read at
+    # the fast interval (portal/services/presence.py).
+    watched_until: Mapped[datetime | None]
 
     memberships: Mapped[list["Membership"]] = relationship(
         back_populates="account", cascade="all, delete-orphan"

@@ -17,7 +17,10 @@ class ActivityEvent(Base):
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
     account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
+    # When it happened (for a box event: when the platform received it, or the box's own
+    # clock when that is trustworthy) and when the portal wrote it down.
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     # member | box | support | system
     actor_kind: Mapped[str] = mapped_column(sa.String(16))
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -216,7 +216,11 @@ class ChannelCursor(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
+    # The newest platform time read from the gateway on this channel (never a device time
+    # outside the trusted window: see portal/services/device_reports.py).
     last_time: Mapped[float] = mapped_column(sa.Float, default=0.0)
-    # Digests of the messages already applied at exactly last_time (reads overlap by design).
-    seen_at_last_time: Mapped[dict] = mapped_column(default=dict)
+    # What was applied already, so overlapping reads change nothing: {"recent": {digest:
+    # time} of the look-back window, "strays": {digest: count} of device-dated messages,
+    # "stray_total": how many of those the reader held at the last sweep}.
+    seen: Mapped[dict] = mapped_column(default=dict)
     last_polled_at: Mapped[datetime | None]

@@ -4,11 +4,12 @@ import io
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ActivityEvent, Mailbox, User
+from portal.models import ActivityEvent, Mailbox, User, utcnow
 from portal.services.scope import scoped
 
 ACTOR_KINDS = ("member", "box", "support", "system")
@@ -41,9 +42,11 @@ def record(
     gateway_id: uuid.UUID | None = None,
     mailbox_id: uuid.UUID | None = None,
     details: dict | None = None,
+    occurred_at: datetime | None = None,
 ) -> ActivityEvent:
     """Add one event to the session (the caller commits it with the change it describes).
-    Summaries are plain words for the household: never PIN digits or secrets."""
+    Summaries are plain words for the household: never PIN digits or secrets.
+    `occurred_at`: when it happened, if not now (a box event read from the platform)."""
     if actor_kind not in ACTOR_KINDS:
         raise ValueError(f"unknown actor kind {actor_kind!r}")
     label = actor_label or (actor_user.email if actor_user is not None else None) or _ACTOR_FALLBACK[actor_kind]
@@ -58,6 +61,9 @@ def record(
         mailbox_id=mailbox_id,
         details=details or {},
     )
+    recorded_at = utcnow()
+    event.recorded_at = recorded_at
+    event.occurred_at = min(occurred_at, recorded_at) if occurred_at is not None else recorded_at
     db.session.add(event)
     return event
 
@@ -121,7 +127,10 @@ def mailbox_names(account_id: uuid.UUID) -> dict[uuid.UUID, str]:
     return {row.id: row.name for row in rows}
 
 
-CSV_COLUMNS = ["time_utc", "actor", "actor_kind", "kind", "mailbox", "summary"]
+# time_utc: when it happened; recorded_utc: when the portal wrote it down (a box event is
+# read from the platform a moment after it happened).
+CSV_COLUMNS = ["time_utc", "actor", "actor_kind", "kind", "mailbox", "summary", "recorded_utc"]
+_CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def export_csv(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None) -> Iterator[str]:
@@ -137,12 +146,13 @@ def export_csv(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = Non
     for event in result:
         writer.writerow(
             [
-                event.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                event.occurred_at.strftime(_CSV_TIME),
                 _cell(event.actor_label),
                 event.actor_kind,
                 event.kind,
                 _cell(names.get(event.mailbox_id, "")),
                 _cell(event.summary),
+                event.recorded_at.strftime(_CSV_TIME),
             ]
         )
         if buffer.tell() > 16_384:

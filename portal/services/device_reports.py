@@ -3,15 +3,24 @@ report once.
 
 The worker reads the platform and turns every message into a `DeviceReport`
 (portal/jobs/handlers/reports.py); this module never sees SenML. A cursor per channel
-(receive time + digests of the reports at that time) makes every report apply exactly
-once, however reads overlap. A report counts only when its publisher is the gateway's
-own thing; an answer settles only a command that was handed to StreamIoT before the
-answer arrived and is still waiting for it. Anything else changes nothing and is kept
+(the newest receive time read, and the digests of what was applied within a look-back
+window before it) makes every report apply exactly once, however reads overlap.
+
+Time: the reader dates a message by the moment the platform received it, unless the
+device sent its own `t`, which the platform keeps as given. A time is believed only
+between 2024 and a minute after the read; anything else (a relative `t`, a clock never
+set, a clock ahead) is dated by the read instead, counted apart from the cursor, and
+found again by a sweep below 2024 (docs/device-protocol.md, "Time").
+
+A report counts only when its publisher is the gateway's own thing; an answer settles
+only a command that was handed to StreamIoT before the answer arrived and is still
+waiting for it. Anything else changes nothing and is kept
 as an ignored device message for the support trace.
 """
 import enum
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,6 +52,17 @@ BATTERY_LOW = 20
 # opened in time (the answer travels; the box checked its deadline).
 UNLOCK_ANSWER_GRACE_SECONDS = 10.0
 
+# Platform times before this cannot be a receive time (IoTLock did not exist): a device
+# clock. The sweep for such messages reads below it (`to`).
+EARLIEST_REAL_TIME = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+# A device time this far ahead of the read is a clock running fast.
+MAX_AHEAD_SECONDS = 60.0
+# Reads start this long before the cursor: a message the platform stored a moment late
+# (or dated by a device clock a little behind) is still read, and its digest dedupes it.
+LOOKBACK_SECONDS = 30.0
+# How many device-dated messages a cursor remembers (a misbehaving device cannot grow it).
+MAX_STRAYS = 1000
+
 
 class ReportKind(enum.StrEnum):
     ANSWER = "answer"  # Done / Failed to a command
@@ -59,7 +79,10 @@ class DeviceReport:
     """One message of a device channel, as the domain needs it."""
 
     kind: ReportKind
-    at: float  # the platform's receive time (seconds since the epoch): orders and dedups
+    at: float  # the platform's time for it (seconds since the epoch), as the reader gave it
+    # When it was received: `at` when that is a receive time (or a believable device
+    # time), else the moment the reader was asked. Orders the reports and dates events.
+    received: float
     digest: str  # identifies the message among those received at the same time
     publisher: str | None
     subject: str  # the record's base name: the gateway thing, or the channel it names
@@ -72,6 +95,20 @@ class DeviceReport:
     reason: str | None = None  # ANSWER: the Failed reason
     remote: bool = False  # OPENED: by a remote unlock
 
+    @property
+    def device_dated(self) -> bool:
+        """The platform kept a device time no receive time can be: not cursor material."""
+        return self.received != self.at
+
+
+def received_time(platform_time: float, read_at: float) -> float:
+    """The platform's time for a message when it can be when the message was received (or a
+    device time close to it), else `read_at`: the reader was asked then, so it was received
+    before and, read at the fast interval, only a second or two before."""
+    if EARLIEST_REAL_TIME <= platform_time <= read_at + MAX_AHEAD_SECONDS:
+        return platform_time
+    return read_at
+
 
 @dataclass(frozen=True)
 class ChannelToRead:
@@ -81,14 +118,33 @@ class ChannelToRead:
     mailbox_id: uuid.UUID | None
     publisher: str  # the gateway's thing id: the only publisher trusted on this channel
     thing_key: str  # the household's portal thing key: reads as a thing of the channel
-    since: float | None  # cursor time; the reader's `from`
+    since: float | None  # the reader's `from`: the cursor's time less the look-back
+    undated_total: int = 0  # device-dated messages below 2024 the reader held at the last sweep
 
 
 # --- which channels -------------------------------------------------------------------
 
+def channels_to_read_fast() -> list[ChannelToRead]:
+    """Channels read every REPLY_POLL_SECONDS: those with a command waiting for its answer,
+    and every channel of a household a member is looking at (portal/services/presence.py).
+    Idle households are left to the slow read, so the cost grows with active households."""
+    waiting = _waiting_channel_ids()
+    watched = db.session.scalars(
+        sa.select(Account.id).where(Account.watched_until > utcnow(), Account.link_state == LINK_CONNECTED)
+    ).all()
+    if not waiting and not watched:
+        return []
+    return _channels(channel_ids=waiting, account_ids=set(watched))
+
+
 def channels_waiting() -> list[ChannelToRead]:
     """Channels with a command handed to StreamIoT and not answered yet."""
-    ids = db.session.scalars(
+    ids = _waiting_channel_ids()
+    return _channels(channel_ids=ids) if ids else []
+
+
+def _waiting_channel_ids() -> set[str]:
+    return {channel_id for channel_id in db.session.scalars(
         sa.select(Command.channel_id)
         .where(
             Command.state.in_((CommandState.SENDING, CommandState.SENT)),
@@ -96,9 +152,7 @@ def channels_waiting() -> list[ChannelToRead]:
             # Their channels are deleted right after they go out: no answer can be read.
             Command.action.not_in(("DESTRUCT", "DELETE")),
         )
-        .distinct()
-    ).all()
-    return _channels(channel_ids=set(ids)) if ids else []
+    ) if channel_id}
 
 
 def channels_of_linked_households() -> list[ChannelToRead]:
@@ -106,7 +160,9 @@ def channels_of_linked_households() -> list[ChannelToRead]:
     return _channels(channel_ids=None)
 
 
-def _channels(channel_ids: set | None) -> list[ChannelToRead]:
+def _channels(channel_ids: set | None, account_ids: set | None = None) -> list[ChannelToRead]:
+    """The channels to read, with what reading them needs. None for both: all of them;
+    else the channels named, and every channel of the households named."""
     linked = sa.select(Account.id).where(Account.link_state == LINK_CONNECTED)
     gw_stmt = sa.select(Gateway).where(
         Gateway.channel_id.is_not(None), Gateway.thing_id.is_not(None), Gateway.account_id.in_(linked)
@@ -116,9 +172,10 @@ def _channels(channel_ids: set | None) -> list[ChannelToRead]:
         .join(Gateway, Gateway.id == Mailbox.gateway_id)
         .where(Mailbox.channel_id.is_not(None), Gateway.thing_id.is_not(None), Mailbox.account_id.in_(linked))
     )
-    if channel_ids is not None:
-        gw_stmt = gw_stmt.where(Gateway.channel_id.in_(channel_ids))
-        mb_stmt = mb_stmt.where(Mailbox.channel_id.in_(channel_ids))
+    if channel_ids is not None or account_ids is not None:
+        named, households = channel_ids or set(), account_ids or set()
+        gw_stmt = gw_stmt.where(sa.or_(Gateway.channel_id.in_(named), Gateway.account_id.in_(households)))
+        mb_stmt = mb_stmt.where(sa.or_(Mailbox.channel_id.in_(named), Mailbox.account_id.in_(households)))
     gateways = db.session.scalars(gw_stmt).all()
     boxes = db.session.execute(mb_stmt).all()
     account_ids = {g.account_id for g in gateways} | {mb.account_id for mb, _g in boxes}
@@ -126,11 +183,13 @@ def _channels(channel_ids: set | None) -> list[ChannelToRead]:
         return []
     accounts = {a.id: a for a in db.session.scalars(sa.select(Account).where(Account.id.in_(account_ids)))}
     wanted = [g.channel_id for g in gateways] + [mb.channel_id for mb, _g in boxes]
-    cursors = dict(
-        db.session.execute(
-            sa.select(ChannelCursor.channel_id, ChannelCursor.last_time).where(ChannelCursor.channel_id.in_(wanted))
-        ).all()
-    )
+    cursors = {
+        row.channel_id: row
+        for row in db.session.execute(
+            sa.select(ChannelCursor.channel_id, ChannelCursor.last_time, ChannelCursor.seen)
+            .where(ChannelCursor.channel_id.in_(wanted))
+        )
+    }
     keys: dict = {}
 
     def key_of(account_id) -> str | None:
@@ -152,8 +211,11 @@ def _channels(channel_ids: set | None) -> list[ChannelToRead]:
         key = key_of(gateway.account_id)
         if not key or not gateway.thing_id or not channel_id:
             return None
+        cursor = cursors.get(channel_id)
+        last_time = cursor.last_time if cursor is not None else 0.0
         return ChannelToRead(channel_id, gateway.account_id, gateway.id, mailbox_id, gateway.thing_id, key,
-                             cursors.get(channel_id) or None)
+                             since=max(last_time - LOOKBACK_SECONDS, 1.0) if last_time else None,
+                             undated_total=int((cursor.seen or {}).get("stray_total", 0)) if cursor else 0)
 
     found = [target(g.channel_id, g, None) for g in gateways] + [target(mb.channel_id, g, mb.id) for mb, g in boxes]
     return [t for t in found if t is not None]
@@ -161,13 +223,15 @@ def _channels(channel_ids: set | None) -> list[ChannelToRead]:
 
 # --- applying reports -------------------------------------------------------------------
 
-def apply_reports(target: ChannelToRead, reports: list[DeviceReport]) -> int:
+def apply_reports(target: ChannelToRead, reports: list[DeviceReport], *, undated_total: int | None = None) -> int:
     """Apply the reports of one channel not applied before, in the order they were
-    received, and commit. Returns how many changed something."""
+    received, and commit. Returns how many changed something.
+
+    `undated_total`: how many messages the sweep below 2024 found (None: no sweep).
+    """
     cursor = db.session.get(ChannelCursor, target.channel_id, with_for_update=True)
     if cursor is None:
-        cursor = ChannelCursor(channel_id=target.channel_id, account_id=target.account_id, last_time=0.0,
-                               seen_at_last_time={})
+        cursor = ChannelCursor(channel_id=target.channel_id, account_id=target.account_id, last_time=0.0, seen={})
         db.session.add(cursor)
         try:
             db.session.flush()
@@ -181,28 +245,53 @@ def apply_reports(target: ChannelToRead, reports: list[DeviceReport]) -> int:
         return 0
 
     last_time = cursor.last_time or 0.0
-    seen = set((cursor.seen_at_last_time or {}).get("digests", []))
-    fresh: dict[str, DeviceReport] = {}
-    for report in reports:
-        if report.digest in fresh or report.at < last_time or (report.at == last_time and report.digest in seen):
-            continue
-        fresh[report.digest] = report
+    seen = cursor.seen or {}
+    recent: dict[str, float] = dict(seen.get("recent", {}))
+    strays: Counter[str] = Counter(seen.get("strays", {}))
+    fresh = _fresh(reports, last_time, recent, strays)
     applied = 0
-    for report in sorted(fresh.values(), key=lambda r: r.at):
-        if report.at > last_time:
-            last_time, seen = report.at, {report.digest}
+    for report in sorted(fresh, key=lambda r: (r.received, r.at)):
+        if report.device_dated:
+            strays[report.digest] += 1
         else:
-            seen.add(report.digest)
+            recent[report.digest] = report.at
+            last_time = max(last_time, report.at)
         why = _apply_one(gateway, mailbox, report, target.channel_id)
         if why is None:
             applied += 1
         else:
             _ignore(gateway, mailbox, target.channel_id, report, why)
     cursor.last_time = last_time
-    cursor.seen_at_last_time = {"digests": sorted(seen)}
+    cursor.seen = {
+        "recent": {d: t for d, t in recent.items() if t >= last_time - LOOKBACK_SECONDS},
+        "strays": dict(strays.most_common(MAX_STRAYS)),
+        "stray_total": undated_total if undated_total is not None else seen.get("stray_total", 0),
+    }
     cursor.last_polled_at = utcnow()
     db.session.commit()
     return applied
+
+
+def _fresh(reports: list[DeviceReport], last_time: float, recent: dict, strays: Counter) -> list[DeviceReport]:
+    """The reports not applied before. A receive-dated report is known by its digest within
+    the look-back window; device-dated ones (identical twins possible: a relative `t`
+    repeats) by how many of each the reads have held."""
+    fresh: list[DeviceReport] = []
+    known: set[str] = set()
+    held: Counter[str] = Counter()
+    for report in reports:
+        if report.device_dated:
+            held[report.digest] += 1
+            if held[report.digest] > strays[report.digest]:
+                fresh.append(report)
+            continue
+        if report.digest in known or report.digest in recent or report.digest in strays:
+            continue  # a repeat, or a clock-ahead message whose time has come
+        if last_time and report.at < last_time - LOOKBACK_SECONDS:
+            continue
+        known.add(report.digest)
+        fresh.append(report)
+    return fresh
 
 
 def _ignore(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, report: DeviceReport, why: str) -> None:
@@ -214,7 +303,7 @@ def _ignore(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, report: 
         publisher=(report.publisher or "")[:64] or None,
         name=report.name[:64],
         unit=(report.unit or "")[:32] or None,
-        received_at=_moment(report.at),
+        received_at=_moment(report.received),
         why=why[:200],
     ))
 
@@ -227,7 +316,7 @@ def _moment(at: float) -> datetime:
 
 
 def _when(report: DeviceReport) -> datetime:
-    return min(_moment(report.at), utcnow())
+    return min(_moment(report.received), utcnow())
 
 
 def _apply_one(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport, channel_id: str) -> str | None:
@@ -260,7 +349,7 @@ def _apply_answer(gateway: Gateway, mailbox: Mailbox | None, report: DeviceRepor
     if command is None:
         return "an answer to no command waiting for one"
     if report.done:
-        late = command.action == "UNLOCK" and _opened_late(command, report.at)
+        late = command.action == "UNLOCK" and _opened_late(command, report.received)
         settled = deliveries.confirm(command, late=late)
     elif command.action == "UNLOCK" and report.reason == "expired":
         settled = deliveries.expired_on_device(command)
@@ -287,7 +376,7 @@ def _match_command(gateway: Gateway, mailbox: Mailbox | None, report: DeviceRepo
         return None
     candidates = deliveries.answer_candidates(
         gateway_id=gateway.id, mailbox_id=mailbox.id if mailbox else None, action=report.name,
-        received_at=_moment(report.at),
+        received_at=_moment(report.received),
     )
     matching = [c for c in candidates if _same_value(c, gateway, mailbox, report)]
     # The one waiting for its answer first (an expired unlock only after those).
@@ -323,7 +412,8 @@ def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, rep
 
 # --- events -----------------------------------------------------------------------------
 
-def _record(gateway: Gateway, mailbox: Mailbox, kind: str, summary: str, details: dict | None = None) -> None:
+def _record(gateway: Gateway, mailbox: Mailbox, report: DeviceReport, kind: str, summary: str,
+            details: dict | None = None) -> None:
     activity.record(
         mailbox.account_id,
         kind=kind,
@@ -333,17 +423,18 @@ def _record(gateway: Gateway, mailbox: Mailbox, kind: str, summary: str, details
         gateway_id=gateway.id,
         mailbox_id=mailbox.id,
         details=details,
+        occurred_at=_when(report),
     )
 
 
 def _opened(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     mailbox.is_open = True
     if report.remote:
-        _record(gateway, mailbox, "box.opened_remote", "Opened remotely")
+        _record(gateway, mailbox, report, "box.opened_remote", "Opened remotely")
         deliveries.confirm_waiting_unlock(mailbox.id)
         return
     if not isinstance(report.value, int) or isinstance(report.value, bool):
-        _record(gateway, mailbox, "box.opened_pin", "Opened with a PIN")
+        _record(gateway, mailbox, report, "box.opened_pin", "Opened with a PIN")
         return
     pin = db.session.scalars(
         sa.select(Pin).where(
@@ -351,20 +442,20 @@ def _opened(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
         )
     ).first()
     if pin is not None:
-        _record(gateway, mailbox, "box.opened_pin", f"Opened with PIN “{pin.label}”", {"pin_id": str(pin.id)})
+        _record(gateway, mailbox, report, "box.opened_pin", f"Opened with PIN “{pin.label}”", {"pin_id": str(pin.id)})
     else:
-        _record(gateway, mailbox, "box.opened_pin", "Opened with a PIN that is not on the list any more")
+        _record(gateway, mailbox, report, "box.opened_pin", "Opened with a PIN that is not on the list any more")
 
 
 def _closed(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     mailbox.is_open = False
-    _record(gateway, mailbox, "box.closed", "Closed")
+    _record(gateway, mailbox, report, "box.closed", "Closed")
 
 
 def _rejected(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     attempts = report.value if isinstance(report.value, int) and not isinstance(report.value, bool) else 1
     words = "1 wrong attempt" if attempts == 1 else f"{attempts} wrong attempts in a row"
-    _record(gateway, mailbox, "box.rejected", f"Wrong PIN entered ({words})", {"attempts": attempts})
+    _record(gateway, mailbox, report, "box.rejected", f"Wrong PIN entered ({words})", {"attempts": attempts})
 
 
 def _battery(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
@@ -378,7 +469,7 @@ def _battery(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     if before is None or (percent < BATTERY_LOW <= before) or abs(percent - before) >= 10:
         low = percent < BATTERY_LOW
         summary = f"Battery low: {percent}%" if low else f"Battery at {percent}%"
-        _record(gateway, mailbox, "box.battery", summary, {"percent": percent, "low": low})
+        _record(gateway, mailbox, report, "box.battery", summary, {"percent": percent, "low": low})
 
 
 _EVENTS = {

@@ -1,6 +1,6 @@
 """Unlock now: UNLOCK exactly as the protocol says, a time to live so it never opens the
 box late, and the result shown as opened, refused or expired."""
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -129,17 +129,16 @@ def test_an_answer_sent_in_time_but_read_after_the_portal_gave_up_says_opened(ki
     assert (command.state, deliveries.unlock_shown(command).label, command.reason) == ("confirmed", "Opened", None)
 
 
-def test_a_box_that_opens_after_the_deadline_anyway_is_shown_as_opened_late(kit):
+def test_a_box_that_opens_after_the_deadline_anyway_is_shown_as_opened_late(kit, time_machine):
     gateway, mailbox = kit.ready_mailbox()
     command = commands.unlock(kit.account.id, mailbox.id, kit.user)
     kit.drain()
     command = kit.reload(command)
     deadline = int(command.expires_at.timestamp())
     deliveries.expire_overdue_unlocks(now=command.expires_at + timedelta(seconds=1))
-    # A box that ignores the deadline (a correct one never does): its Done is stamped late.
-    answer = messages.reply(kit.sent_record(command), True)
-    answer[0]["t"] = deadline + 30
-    kit.device(gateway).publish(answer, mailbox.channel_id)
+    # A box that ignores the deadline (a correct one never does): its Done is received late.
+    time_machine.move_to(datetime.fromtimestamp(deadline + 30, UTC), tick=False)
+    kit.device(gateway).publish(messages.reply(kit.sent_record(command), True), mailbox.channel_id)
     kit.poll()
     command = kit.reload(command)
     assert command.state == "confirmed" and "late" in command.reason

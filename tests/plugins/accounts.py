@@ -133,8 +133,13 @@ class World:
         value = getattr(self, household)[key]
         return str(getattr(value, "id", value))
 
+    # Bookkeeping that a page view may write without changing the household's data: "a
+    # member is looking" (portal/services/presence.py).
+    VOLATILE = {("accounts", "watched_until")}
+
     def snapshot(self, household="a") -> dict:
-        """Every row that belongs to the household, as plain values, to compare before/after."""
+        """Every row that belongs to the household, as plain values, to compare before/after
+        (leaving out VOLATILE columns)."""
         account_id = getattr(self, household)["account"].id
         db.session.expire_all()
         rows = {}
@@ -146,7 +151,8 @@ class World:
             else:
                 continue
             rows[table.name] = sorted(
-                (tuple(sorted((k, repr(v)) for k, v in row.items())) for row in db.session.execute(stmt).mappings()),
+                (tuple(sorted((k, repr(v)) for k, v in row.items() if (table.name, k) not in self.VOLATILE))
+                 for row in db.session.execute(stmt).mappings()),
             )
         return rows
 

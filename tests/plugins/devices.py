@@ -55,7 +55,7 @@ class DeviceKit:
 
     def poll(self):
         """One round of the reply readers (what the worker does every second or so)."""
-        reports.poll_waiting_channels(self.app)
+        reports.poll_active_channels(self.app)
         reports.poll_all_channels(self.app)
         db.session.expire_all()
 

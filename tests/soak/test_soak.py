@@ -331,7 +331,7 @@ class Actors:
     def _replies(self, name) -> bool:
 
         with self.app.app_context():
-            reports.poll_waiting_channels(self.app)
+            reports.poll_active_channels(self.app)
         if self.polls % 20 == 0:  # every couple of seconds: events and late answers
             with self.app.app_context():
                 reports.poll_all_channels(self.app)

@@ -4,6 +4,7 @@ The only place that parses device SenML (through portal.streamiot.messages); the
 service (portal/services/device_reports.py) applies the reports.
 """
 import logging
+import time as time_module
 
 from portal.extensions import db
 from portal.jobs.context import get_streamiot
@@ -28,25 +29,43 @@ _EVENT_KINDS = {
 
 
 def read_channel(client, target: ChannelToRead) -> list[dict]:
-    """Every message of the gateway on this channel since the cursor, newest first.
+    """Every message of the gateway on this channel from the cursor's look-back on, newest first.
 
     Pages shift while new messages arrive (newest first), which only repeats messages;
     the cursor's digests make repeats harmless.
     """
     filters: dict = {"publisher": target.publisher}
     if target.since:
-        filters["from"] = target.since
+        filters["from"] = target.since  # a zero `from` is ignored by the reader: left out
+    return _read_pages(client, target, filters)[0]
+
+
+def sweep_undated(client, target: ChannelToRead) -> tuple[list[dict], int] | None:
+    """The gateway's messages the platform stored with a device time before any real one
+    (a relative `t`, a clock never set): no `from` cursor reaches them. One cheap call
+    learns how many there are; they are read only when that number changed. Returns
+    (messages, total), or None when nothing changed."""
+    filters = {"publisher": target.publisher, "to": device_reports.EARLIEST_REAL_TIME}
+    page = client.read_messages(target.channel_id, thing_key=target.thing_key, offset=0, limit=1, **filters)
+    total = int(page.get("total") or 0)
+    if total == target.undated_total:
+        return None
+    return _read_pages(client, target, filters)
+
+
+def _read_pages(client, target: ChannelToRead, filters: dict) -> tuple[list[dict], int]:
     found: list[dict] = []
-    offset = 0
+    offset = total = 0
     for _ in range(READ_MAX_PAGES):
         page = client.read_messages(target.channel_id, thing_key=target.thing_key, offset=offset,
                                     limit=READ_PAGE, **filters)
         batch = page["messages"]
+        total = int(page.get("total") or 0)
         found.extend(batch)
         offset += len(batch)
-        if not batch or offset >= int(page.get("total") or 0):
+        if not batch or offset >= total:
             break
-    return found
+    return found, total
 
 
 def _whole(value) -> int | None:
@@ -56,8 +75,14 @@ def _whole(value) -> int | None:
     return int(value) if float(value).is_integer() else None
 
 
-def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
-    """The reports among reader messages; a REASON record joins the Failed it explains."""
+def to_reports(reader_messages: list[dict], read_at: float | None = None) -> list[DeviceReport]:
+    """The reports among reader messages; a REASON record joins the Failed it explains.
+
+    `read_at` (epoch seconds, default now): when the reader was asked. A message whose
+    platform time cannot be a receive time (a device clock: before 2024, or ahead of the
+    read) is dated by the read instead, the best estimate of when it was received.
+    """
+    read_at = time_module.time() if read_at is None else read_at
     # Keyed on the message's own time and publisher, as the reader gave them.
     reasons: dict[tuple[object, object], str] = {}
     parsed = []
@@ -86,7 +111,8 @@ def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
             reports.append(DeviceReport(
                 ReportKind.ANSWER, value=value, done=unit == m.DONE,
                 reason=None if unit == m.DONE else reasons.get((message.get("time"), message.get("publisher"))),
-                at=time, digest=digest, publisher=publisher, subject=base, name=name, unit=unit,
+                at=time, received=device_reports.received_time(time, read_at), digest=digest,
+                publisher=publisher, subject=base, name=name, unit=unit,
             ))
             continue
         kind = _EVENT_KINDS.get(name, ReportKind.UNKNOWN)
@@ -95,22 +121,31 @@ def to_reports(reader_messages: list[dict]) -> list[DeviceReport]:
         elif kind in (ReportKind.OPENED, ReportKind.REJECTED):
             value = _whole(value)
         reports.append(DeviceReport(kind, value=value, remote=kind == ReportKind.OPENED and unit == "Remote",
-                                    at=time, digest=digest, publisher=publisher, subject=base, name=name, unit=unit))
+                                    at=time, received=device_reports.received_time(time, read_at), digest=digest,
+                                    publisher=publisher, subject=base, name=name, unit=unit))
     return reports
 
 
 def poll(app, targets: list[ChannelToRead]) -> int:
-    """Read and apply each channel; one unreadable channel does not stop the others."""
+    """One batched pass: read and apply each channel in turn (one keep-alive connection, no
+    thread per channel); one unreadable channel does not stop the others."""
     client = get_streamiot(app)
     applied = 0
     for target in targets:
         try:
+            read_at = time_module.time()
             found = read_channel(client, target)
+            undated = sweep_undated(client, target)
         except sie.StreamIoTError as exc:
             log.warning("reading channel %s failed: %s", target.channel_id, exc)
             continue
+        reports = to_reports(found, read_at)
+        undated_total = None
+        if undated is not None:
+            reports += to_reports(undated[0], read_at)
+            undated_total = undated[1]
         try:
-            applied += device_reports.apply_reports(target, to_reports(found))
+            applied += device_reports.apply_reports(target, reports, undated_total=undated_total)
         except Exception:  # noqa: BLE001  (one bad channel must not stop the rest)
             db.session.rollback()
             log.exception("applying the messages of channel %s failed", target.channel_id)
@@ -118,9 +153,10 @@ def poll(app, targets: list[ChannelToRead]) -> int:
 
 
 @periodic("REPLY_POLL_SECONDS")
-def poll_waiting_channels(app) -> None:
-    """Channels with a command waiting for its answer, every second or two."""
-    targets = device_reports.channels_waiting()
+def poll_active_channels(app) -> None:
+    """Every second or so: the channels with a command waiting for its answer, and every
+    channel of a household a member is looking at (events show within seconds)."""
+    targets = device_reports.channels_to_read_fast()
     db.session.commit()  # no transaction stays open while the reader is asked
     # Read first, then expire: an answer already in the reader is the box's word.
     poll(app, targets)
@@ -129,7 +165,8 @@ def poll_waiting_channels(app) -> None:
 
 @periodic("IDLE_POLL_SECONDS")
 def poll_all_channels(app) -> None:
-    """Every channel of every linked household, now and then: events and heartbeats."""
+    """Every channel of every linked household, now and then: events and heartbeats of the
+    households nobody is looking at."""
     targets = device_reports.channels_of_linked_households()
     db.session.commit()
     poll(app, targets)
