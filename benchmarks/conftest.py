@@ -35,9 +35,10 @@ def backend(request):
 
 
 @pytest.fixture
-def app(backend, tmp_path, request):
-    """The tests' app on SQLite or PostgreSQL, with an app context pushed."""
-    overrides = {}
+def app(backend, tmp_path, request, app_overrides):  # noqa: F811  (the imported fixture)
+    """The tests' app on SQLite or PostgreSQL, with an app context pushed (and a module's
+    `app_overrides`, as in the tests)."""
+    overrides = dict(app_overrides)
     if backend == "postgresql":
         # Our own private database. The factory's "sqlite" branch only runs create_all,
         # which makes the schema here once without touching the tests' once-per-run flag
