@@ -141,6 +141,22 @@ def _is_expired_token_answer(exc: StreamIoTError) -> bool:
     return isinstance(exc, ServerError) and exc.status == 500 and not exc.body.strip()
 
 
+# The reader answers a bad or expired Bearer token with a 500 and this message (the same it
+# gives a channel that does not exist), not with an empty 500.
+READER_REFUSED = "failed to perform authorization over the entity"
+
+
+def _is_expired_reader_token_answer(exc: StreamIoTError) -> bool:
+    return _is_expired_token_answer(exc) or (
+        isinstance(exc, ServerError) and exc.status == 500 and exc.error == READER_REFUSED
+    )
+
+
+# Reader filters whose zero value the platform ignores: `v=0`, `vb=false`, `from=0`, `to=0`
+# return every message, as if not given.
+_IGNORED_WHEN_ZERO = ("v", "vb", "from", "to")
+
+
 class StreamIoT:
     """A StreamIoT deployment: its proxy base URL and its reader's own base URL."""
 
@@ -354,6 +370,8 @@ class StreamIoT:
 
         Filters: publisher, name (the resolved bn+n), subtopic, v + comparator, vs, vb,
         from (also as `from_`, `from` being a Python keyword) and to (epoch seconds).
+        A zero `v`, `vb=False` or a zero `from`/`to` is a ValueError: the platform would
+        ignore it and return everything.
         """
         if bool(thing_key) == bool(token):
             raise ValueError("read as a thing (thing_key) or as a user (token), one of them")
@@ -362,6 +380,8 @@ class StreamIoT:
             if value is None:
                 continue
             key = key.rstrip("_")  # from_ -> from
+            if key in _IGNORED_WHEN_ZERO and not value:
+                raise ValueError(f"StreamIoT ignores {key}={value!r} (a zero value): leave the filter out")
             params[key] = ("true" if value else "false") if isinstance(value, bool) else value
         operation = f"GET /channels/{channel_id}/messages"
         resp = self._send(
@@ -418,7 +438,7 @@ class UserAPI:
             self._on_token(self.token)
         return self.token
 
-    def _with_login(self, call):
+    def _with_login(self, call, expired=_is_expired_token_answer):
         """Run call(token); on an expired-token answer, log in again once and retry once."""
         if not self.token:
             self.login()
@@ -426,7 +446,7 @@ class UserAPI:
         try:
             return call(self.token)
         except (Unauthorized, ServerError) as exc:
-            if not _is_expired_token_answer(exc):
+            if not expired(exc):
                 raise
         self.login()
         return call(self.token)
@@ -559,7 +579,10 @@ class UserAPI:
 
     def read_messages(self, channel_id: str, **query) -> dict:
         """The reader as this user (Bearer); same query and answer as StreamIoT.read_messages."""
-        return self._with_login(lambda token: self.client.read_messages(channel_id, token=token, **query))
+        return self._with_login(
+            lambda token: self.client.read_messages(channel_id, token=token, **query),
+            expired=_is_expired_reader_token_answer,
+        )
 
     # --- helpers --------------------------------------------------------------
 

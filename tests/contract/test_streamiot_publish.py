@@ -1,7 +1,14 @@
-"""Contract: the HTTP adapter (POST /http/channels/{id}/messages)."""
-import base64
+"""Contract: the HTTP adapter (POST /http/channels/{id}/messages).
 
-from tests.contract.checks import assert_empty, assert_error
+Sources, Mainflux 0.13.0: http/api/transport.go (content type, Basic auth or `Thing `),
+http/api/requests.go (no key: apiutil.ErrBearerToken).
+"""
+import base64
+import json
+
+import pytest
+
+from tests.contract.checks import SENML, TIMEOUT, assert_empty, assert_error
 
 PIN_PACK = [{"bn": "x_", "n": "AUTH", "u": "PIN", "v": 1234}]
 
@@ -51,12 +58,19 @@ def test_a_thing_not_connected_to_the_channel_is_an_empty_500(target, tag):
     assert_empty(target.publish(channel_id, stranger_key, PIN_PACK), 500)
 
 
-def test_a_key_without_the_thing_prefix_is_401(target, tag):
+@pytest.mark.parametrize("scheme", ["none", "lower-case-thing", "bearer", "bare-key"])
+def test_every_unreadable_authorization_is_401_with_the_bearer_message(target, tag, scheme):
     channel_id, _, key = target.device(target.user(), tag)
+    authorization = {"lower-case-thing": f"thing {key}", "bearer": "Bearer x", "bare-key": key}.get(scheme)
 
-    answer = target.publish(channel_id, key, PIN_PACK, headers={"Authorization": key})
+    answer = target.http.post(
+        f"{target.url}/http/channels/{channel_id}/messages",
+        data=json.dumps(PIN_PACK),
+        headers={"Content-Type": SENML, **({"Authorization": authorization} if authorization else {})},
+        timeout=TIMEOUT,
+    )
 
-    assert answer.status_code == 401
+    assert_error(answer, 401, "missing or invalid bearer user token")
 
 
 def test_basic_auth_with_an_empty_user_and_the_key_as_password_publishes(target, tag):

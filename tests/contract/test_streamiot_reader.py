@@ -1,4 +1,9 @@
-"""Contract: the reader (GET {reader}/channels/{id}/messages)."""
+"""Contract: the reader (GET {reader}/channels/{id}/messages).
+
+Sources, Mainflux 0.13.0: readers/api/transport.go (query, auth headers),
+readers/api/requests.go (limits), readers/postgres/messages.go (filters, `format`),
+pkg/transformers/senml/transformer.go and mainflux/senml Normalize (what a pack is stored as).
+"""
 import base64
 import time
 
@@ -92,16 +97,46 @@ def test_messages_come_newest_first_whatever_the_publish_order(target, tag):
     assert [m["time"] for m in page["messages"]] == [T0 + 20, T0 + 10, T0]
 
 
-def test_a_record_without_time_is_stamped_with_the_moment_of_reception(target, tag):
+@pytest.mark.parametrize("given", [{}, {"t": 0}], ids=["no-t", "t-0"])
+def test_a_record_without_time_is_stamped_with_the_moment_of_reception(target, tag, given):
     user = target.user()
     channel_id, thing_id, key = target.device(user, tag)
     before = time.time()
-    target.publish(channel_id, key, [{"bn": f"{thing_id}_", "n": "HEARTBEAT", "u": "s", "v": 5}])
+    target.publish(channel_id, key, [{"bn": f"{thing_id}_", "n": "HEARTBEAT", "u": "s", "v": 5, **given}])
 
     page = target.read_until(channel_id, _thing(key), total=1)
 
     # A deployment's clock may differ a little from ours.
     assert abs(page["messages"][0]["time"] - before) < 120
+
+
+def test_a_small_or_negative_time_is_stored_as_given_and_sorts_last(target, tag):
+    """transformer.go keeps any non-zero time: `t: -5` is 1970, not "5 seconds ago"."""
+    user = target.user()
+    channel_id, thing_id, key = target.device(user, tag)
+    target.publish(channel_id, key, [{"bn": f"{thing_id}_", "n": "OLD", "v": 1, "t": -5},
+                                     {"n": "SMALL", "v": 2, "t": 10}])
+    target.publish(channel_id, key, [{"bn": f"{thing_id}_", "n": "NOW", "v": 3}])
+
+    page = target.read_until(channel_id, _thing(key), total=3)
+    recent = target.read(channel_id, headers=_thing(key), params={"from": time.time() - 3600}).json()
+
+    assert [(m["name"], m["time"]) for m in page["messages"][1:]] == [
+        (f"{thing_id}_SMALL", 10), (f"{thing_id}_OLD", -5)]
+    assert [m["name"] for m in recent["messages"]] == [f"{thing_id}_NOW"]
+
+
+def test_base_value_applies_to_its_own_record_only(target, tag):
+    """mainflux/senml Normalize adds `bv` to the `v` of its record; `bn` carries over."""
+    user = target.user()
+    channel_id, thing_id, key = target.device(user, tag)
+    target.publish(channel_id, key, [{"bn": f"{thing_id}_", "bv": 100, "n": "A", "v": 1, "t": T0},
+                                     {"n": "B", "v": 2, "t": T0 + 1}])
+
+    page = target.read_until(channel_id, _thing(key), total=2)
+
+    assert [(m["name"], m["value"]) for m in page["messages"]] == [
+        (f"{thing_id}_B", 2), (f"{thing_id}_A", 101)]
 
 
 def test_publisher_filter_keeps_only_that_things_messages(target, tag):
@@ -163,6 +198,58 @@ def test_value_filters_with_comparators(target, tag):
     assert values(vs="slots full") == ["slots full"]
 
 
+@pytest.mark.parametrize(
+    "params", [{"v": "0"}, {"v": "0", "comparator": "gt"}, {"vb": "false"}, {"from": "0"}, {"to": "0"}]
+)
+def test_zero_valued_filters_are_ignored_and_not_echoed(target, tag, params):
+    """readers.PageMetadata's fields are `omitempty`: Go's zero value is no filter at all
+    (readers/postgres/messages.go builds the WHERE from the marshalled page)."""
+    user = target.user()
+    channel_id, thing_id, key = target.device(user, tag)
+    target.publish(
+        channel_id,
+        key,
+        [{"bn": f"{thing_id}_", "n": "BATTERY", "v": 20, "t": T0}, {"n": "CLOSED", "vb": True, "t": T0 + 1}],
+    )
+    target.read_until(channel_id, _thing(key), total=2)
+
+    page = target.read(channel_id, headers=_thing(key), params=params).json()
+
+    assert page["total"] == 2
+    assert not {"v", "vb", "from", "to"} & set(page)
+
+
+def test_a_filter_value_with_a_comma_is_400_invalid_query_parameters(target, tag):
+    """The router (go-zoo/bone) splits every query value at commas: two values are a 400."""
+    channel_id, _, key = target.device(target.user(), tag)
+
+    answer = target.read(channel_id, headers=_thing(key), params={"vs": "a,b"})
+
+    assert_error(answer, 400, "invalid query parameters")
+
+
+def test_an_empty_format_reads_messages_without_echoing_a_format(target, tag):
+    channel_id, _, key = target.device(target.user(), tag)
+
+    page = target.read(channel_id, headers=_thing(key), params={"format": ""}).json()
+
+    assert page == {"offset": 0, "limit": 10, "total": 0}
+
+
+def test_a_format_naming_no_table_is_an_empty_page_with_zero_paging(target, tag):
+    """readers/postgres/messages.go reads the table named by `format`; when PostgreSQL has
+    no such table it returns MessagesPage{}, so even offset and limit come back as 0."""
+    user = target.user()
+    channel_id, thing_id, key = target.device(user, tag)
+    target.publish(channel_id, key, [{"bn": f"{thing_id}_", "n": "E", "v": 1}])
+    target.read_until(channel_id, _thing(key), total=1)
+
+    answer = target.read(channel_id, headers=_thing(key), params={"format": "no_such_format", "limit": 5})
+
+    assert answer.status_code == 200
+    assert answer.json() == {"offset": 0, "limit": 0, "total": 0}
+
+
 def test_offset_and_limit_page_through_newest_first(target, tag):
     user = target.user()
     channel_id, thing_id, key = target.device(user, tag)
@@ -205,11 +292,27 @@ def test_bearer_token_reads_any_existing_channel_even_another_users(target, tag)
     assert page["messages"][0]["publisher"] == thing_id
 
 
-def test_basic_auth_with_the_thing_key_reads(target, tag):
+@pytest.mark.parametrize("scheme", ["basic", "none", "lower-case-thing", "bare-key"])
+def test_an_unreadable_authorization_is_401_even_basic_auth_with_the_key(target, tag, scheme):
+    """apiutil.ExtractThingKey / ExtractBearerToken take only `Thing ` and `Bearer `."""
     channel_id, _, key = target.device(target.user(), tag)
-    basic = base64.b64encode(f":{key}".encode()).decode()
+    headers = {
+        "basic": {"Authorization": "Basic " + base64.b64encode(f":{key}".encode()).decode()},
+        "none": {},
+        "lower-case-thing": {"Authorization": f"thing {key}"},
+        "bare-key": {"Authorization": key},
+    }[scheme]
 
-    assert target.read(channel_id, headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    assert_error(target.read(channel_id, headers=headers), 401, "missing or invalid bearer user token")
+
+
+def test_a_garbage_bearer_token_is_500_with_the_authorization_error(target, tag):
+    channel_id, _, _ = target.device(target.user(), tag)
+
+    answer = target.read(channel_id, headers={"Authorization": "Bearer not-a-token"})
+
+    assert_error(answer, 500, "failed to perform authorization over the entity")
+
 
 
 def test_a_wrong_key_is_500_with_the_authorization_error(target, tag):

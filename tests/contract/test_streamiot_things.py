@@ -1,4 +1,10 @@
-"""Contract: things and channels (create, bulk, get, list with its filters, delete)."""
+"""Contract: things and channels (create, bulk, get, list with its filters, key, delete).
+
+Sources, Mainflux 0.13.0: things/api/things/http/transport.go (query reading),
+things/api/things/http/requests.go (validation and its order), internal/apiutil/errors.go
+(texts), internal/apiutil/transport.go (Read*Query), go-zoo/bone GetQuery (comma split),
+things/service.go and things/redis (the key cache).
+"""
 import json
 import uuid
 
@@ -202,16 +208,71 @@ def test_names_are_not_unique(target, tag):
     assert page["total"] == 2
 
 
-def test_metadata_filter_returns_things_whose_metadata_contains_it(target, tag):
+def test_a_one_key_metadata_filter_returns_things_whose_metadata_contains_it(target, tag):
     user = target.user()
-    target.create_thing(user, f"{tag}-a", metadata={"tag": tag, "role": "gateway"})
-    target.create_thing(user, f"{tag}-b", metadata={"tag": tag, "role": "portal"})
+    target.create_thing(user, f"{tag}-a", metadata={"tag": f"{tag}-gateway", "role": "gateway"})
+    target.create_thing(user, f"{tag}-b", metadata={"tag": f"{tag}-portal", "role": "portal"})
 
-    page = target.call(
-        "GET", "/things", user=user, params={"metadata": json.dumps({"tag": tag, "role": "portal"})}
-    ).json()
+    page = target.call("GET", "/things", user=user, params={"metadata": json.dumps({"tag": f"{tag}-portal"})}).json()
 
     assert [thing["name"] for thing in page["things"]] == [f"{tag}-b"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"metadata": json.dumps({"a": 1, "b": 2})},  # two keys: the comma splits it
+        {"metadata": "not json"},
+        {"metadata": "[1]"},
+        {"metadata": ""},
+        {"name": "gw,1"},
+        {"limit": "ten"},
+    ],
+    ids=["two-key-metadata", "metadata-not-json", "metadata-not-object", "metadata-empty", "name-comma", "limit-nan"],
+)
+def test_a_query_the_router_cannot_read_is_400_invalid_query_parameters(target, params):
+    """bone splits every query value at commas; apiutil.Read*Query refuses two values and
+    metadata that does not decode into a JSON object."""
+    answer = target.call("GET", "/things", user=target.user(), params=params)
+
+    assert_error(answer, 400, "invalid query parameters")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"order": "created"}, "invalid list order provided"),
+        ({"dir": "up"}, "invalid list direction provided"),
+        ({"name": "n" * 1025}, "invalid name size"),
+    ],
+    ids=["order", "dir", "name-1025"],
+)
+def test_a_bad_order_direction_or_name_size_has_its_own_400(target, params, message):
+    answer = target.call("GET", "/things", user=target.user(), params=params)
+
+    assert_error(answer, 400, message)
+
+
+def test_a_name_filter_of_1024_characters_is_accepted(target):
+    answer = target.call("GET", "/things", user=target.user(), params={"name": "n" * 1024})
+
+    assert answer.status_code == 200
+    assert answer.json()["total"] == 0
+
+
+def test_connection_pages_ignore_name_and_metadata(target, tag):
+    """decodeListByConnection reads offset, limit, disconnected, order and dir only."""
+    user = target.user()
+    channel_id = target.create_channel(user, f"{tag}-ch")
+    thing_id, _ = target.create_thing(user, f"{tag}-th")
+    target.connect(user, [channel_id], [thing_id])
+
+    page = target.call(
+        "GET", f"/channels/{channel_id}/things", user=user, params={"name": "nothing-like-it", "metadata": "x"}
+    )
+
+    assert page.status_code == 200
+    assert [thing["id"] for thing in page.json()["things"]] == [thing_id]
 
 
 def test_a_user_lists_only_its_own_things_and_channels(target, tag):
@@ -302,3 +363,65 @@ def test_channel_list_limit_over_100_is_400(target):
     answer = target.call("GET", "/channels", user=target.user(), params={"limit": 101})
 
     assert_error(answer, 400, "invalid limit size")
+
+
+# --- changing a thing's key ---
+
+
+def _patch_key(target, user, thing_id, key):
+    return target.call("PATCH", f"/things/{thing_id}/key", user=user, json={"key": key})
+
+
+def test_changing_a_key_answers_200_with_an_empty_json_body_and_the_new_key_is_stored(target, tag):
+    user = target.user()
+    thing_id, _ = target.create_thing(user, f"{tag}-gw")
+    new_key = str(uuid.uuid4())
+
+    assert_json_empty(_patch_key(target, user, thing_id, new_key), 200)
+    assert target.call("GET", f"/things/{thing_id}", user=user).json()["key"] == new_key
+
+
+def test_changing_to_a_key_already_taken_is_409(target, tag):
+    user = target.user()
+    thing_id, _ = target.create_thing(user, f"{tag}-a")
+    _, taken = target.create_thing(user, f"{tag}-b")
+
+    assert_error(_patch_key(target, user, thing_id, taken), 409, "entity already exists")
+
+
+def test_changing_the_key_of_an_unknown_or_foreign_thing_is_404(target, tag):
+    foreign_id, _ = target.create_thing(target.user("other"), f"{tag}-gw")
+
+    assert_error(_patch_key(target, target.user(), str(uuid.uuid4()), str(uuid.uuid4())), 404, "entity not found")
+    assert_error(_patch_key(target, target.user(), foreign_id, str(uuid.uuid4())), 404, "entity not found")
+
+
+def test_changing_to_an_empty_key_is_400(target, tag):
+    user = target.user()
+    thing_id, _ = target.create_thing(user, f"{tag}-gw")
+
+    assert_error(_patch_key(target, user, thing_id, ""), 400, "missing or invalid bearer entity key")
+
+
+def test_an_old_key_that_was_used_keeps_working_until_the_thing_is_deleted(target, tag):
+    """things/service.go caches key -> thing in Redis when a key is used, and UpdateKey
+    does not clear it; RemoveThing clears the key the thing used last (here the old one:
+    the new key is never used, see tests/unit/test_emulator_key_cache.py for when it is)."""
+    user = target.user()
+    channel_id, thing_id, old_key = target.device(user, tag)
+    pack = [{"bn": f"{thing_id}_", "n": "E", "v": 1}]
+    assert target.publish(channel_id, old_key, pack).status_code == 202
+    assert _patch_key(target, user, thing_id, str(uuid.uuid4())).status_code == 200
+
+    old_publish = target.publish(channel_id, old_key, pack)
+    old_read = target.read_until(channel_id, {"Authorization": f"Thing {old_key}"}, total=2)
+    target.call("DELETE", f"/things/{thing_id}", user=user)
+
+    assert old_publish.status_code == 202
+    assert {m["publisher"] for m in old_read["messages"]} == {thing_id}
+    assert_empty(target.publish(channel_id, old_key, pack), 500)
+    assert_error(
+        target.read(channel_id, headers={"Authorization": f"Thing {old_key}"}),
+        500,
+        "failed to perform authorization over the entity",
+    )

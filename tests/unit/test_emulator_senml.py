@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from portal.streamiot.emulator.senml import RELATIVE_TIME_LIMIT, InvalidPack, resolve
+from portal.streamiot.emulator.senml import InvalidPack, resolve
 
 NOW = 1_800_000_000.0
 G = "6f1c3c1e-7d0a-4c55-9a43-2a1f0c6f1d2e"
@@ -39,18 +39,17 @@ def test_absolute_time_is_kept_and_base_time_is_added():
     assert [r["time"] for r in records] == [1_700_000_005, 1_700_000_000]
 
 
-def test_small_times_are_relative_to_reception():
-    records = _resolve([{"n": "a", "v": 1, "t": -30}, {"n": "b", "v": 1}, {"n": "c", "v": 1, "t": 10}])
+def test_small_and_negative_times_are_kept_as_given_not_relative():
+    # Unlike RFC 8428, release 0.13.0 stores t as given: -30 is 1970, not "30 s ago".
+    records = _resolve([{"n": "a", "v": 1, "t": -30}, {"n": "c", "v": 1, "t": 10}, {"n": "d", "v": 1, "t": 2**28 - 1}])
 
-    assert [r["time"] for r in records] == [NOW - 30, NOW, NOW + 10]
+    assert [r["time"] for r in records] == [-30, 10, 2**28 - 1]
 
 
-def test_the_relative_limit_is_two_to_the_28():
-    [at_limit] = _resolve([{"n": "a", "v": 1, "t": RELATIVE_TIME_LIMIT}])
-    [below] = _resolve([{"n": "a", "v": 1, "t": RELATIVE_TIME_LIMIT - 1}])
+def test_no_time_or_a_time_of_zero_is_the_moment_of_reception():
+    records = _resolve([{"n": "a", "v": 1}, {"n": "b", "v": 1, "t": 0}, {"bt": 5, "n": "c", "v": 1, "t": -5}])
 
-    assert at_limit["time"] == RELATIVE_TIME_LIMIT
-    assert below["time"] == NOW + RELATIVE_TIME_LIMIT - 1
+    assert [r["time"] for r in records] == [NOW, NOW, NOW]
 
 
 def test_base_unit_applies_when_a_record_has_no_unit():
@@ -63,6 +62,12 @@ def test_base_value_and_base_sum_are_added():
     [record] = _resolve([{"bv": 100, "bs": 10, "n": "a", "v": 5, "s": 1}])
 
     assert (record["value"], record["sum"]) == (105, 11)
+
+
+def test_base_value_applies_to_its_own_record_only_but_base_sum_carries_over():
+    records = _resolve([{"bv": 100, "bs": 10, "n": "a", "v": 5, "s": 1}, {"n": "b", "v": 5, "s": 1}])
+
+    assert [(r["value"], r["sum"]) for r in records] == [(105, 11), (5, 11)]
 
 
 def test_data_value_and_update_time_are_kept():
@@ -99,3 +104,11 @@ def test_an_empty_pack_stores_nothing():
 def test_invalid_packs_are_refused_whole(raw):
     with pytest.raises(InvalidPack):
         resolve(raw, now=NOW)
+
+
+def test_a_zero_or_empty_base_field_does_not_reset_the_carried_one():
+    records = _resolve([{"bn": "a_", "bt": 1_700_000_000, "bu": "s", "n": "x", "v": 1},
+                        {"bn": "", "bt": 0, "bu": "", "n": "y", "v": 1}])
+
+    assert [(r["name"], r["time"], r["unit"]) for r in records] == [
+        ("a_x", 1_700_000_000, "s"), ("a_y", 1_700_000_000, "s")]

@@ -12,6 +12,7 @@ import requests
 from portal.streamiot import deployment, messages
 from portal.streamiot.client import StreamIoT, UserAPI, parse_retry_after
 from portal.streamiot.deployment import client_from_config
+from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL, EmbeddedAdapter, make_emulator
 from portal.streamiot.errors import (
     BadRequest,
     Conflict,
@@ -534,6 +535,52 @@ def test_reading_as_the_user_logs_in_again_on_401(user, requests_mock, login, st
     assert user.read_messages(CHANNEL_ID)["messages"] == []
     assert auth_of(requests_mock.last_request) == f"Bearer {NEW_TOKEN}"
     assert stored_tokens == [NEW_TOKEN]
+
+
+def test_reading_as_the_user_logs_in_again_when_the_reader_refuses_the_token(user, requests_mock, login,
+                                                                             stored_tokens):
+    # The reader's answer to an expired Bearer token: a 500 WITH a JSON error, not an empty one.
+    requests_mock.get(READ_URL, [{"status_code": 500, **error("failed to perform authorization over the entity")},
+                                 {"json": {"total": 0}}])
+    assert user.read_messages(CHANNEL_ID)["messages"] == []
+    assert auth_of(requests_mock.last_request) == f"Bearer {NEW_TOKEN}"
+    assert stored_tokens == [NEW_TOKEN]
+
+
+def test_reader_refusing_the_fresh_token_too_is_a_server_error(user, requests_mock, login):
+    requests_mock.get(READ_URL, status_code=500, **error("failed to perform authorization over the entity"))
+    with pytest.raises(ServerError):
+        user.read_messages(CHANNEL_ID)
+    assert requests_mock.call_count == 3  # read, login, read again: no second login
+
+
+@pytest.mark.parametrize("zero", [{"v": 0}, {"vb": False}, {"from_": 0}, {"to": 0.0}])
+def test_a_zero_valued_filter_the_platform_would_ignore_is_refused(sio, requests_mock, zero):
+    with pytest.raises(ValueError, match="zero value"):
+        sio.read_messages(CHANNEL_ID, thing_key=THING_KEY, **zero)
+    assert requests_mock.call_count == 0
+
+
+def test_reading_with_zero_filters_on_the_emulator_returns_everything(tmp_path):
+    # Why the client refuses them: the emulator, like the platform, ignores them.
+    emulator = make_emulator(tmp_path / "streamiot.sqlite3")
+    session = requests.Session()
+    session.mount(f"{EMBEDDED_URL}/", EmbeddedAdapter(emulator))
+    client = StreamIoT(EMBEDDED_URL, EMBEDDED_READER_URL, session=session)
+    client.create_user("zero@example.com", "long-enough")
+    api = client.as_user("zero@example.com", "long-enough")
+    channel_id = api.create_channel("ch")
+    thing_id = api.create_thing("th")
+    key = api.get_thing(thing_id)["key"]
+    api.connect(channel_id, thing_id)
+    client.publish(channel_id, key, [{"bn": f"{thing_id}_", "n": "OPENED", "vb": True, "t": 1_700_000_000},
+                                     {"n": "CLOSED", "vb": False, "t": 1_700_000_001}])
+
+    raw = session.get(f"{EMBEDDED_READER_URL}/channels/{channel_id}/messages",
+                      params={"vb": "false"}, headers={"Authorization": f"Thing {key}"}).json()
+
+    assert raw["total"] == 2 and "vb" not in raw
+    assert client.read_messages(channel_id, thing_key=key, vb=True)["total"] == 1
 
 
 def test_reader_refusing_a_key_is_a_server_error_with_its_message(sio, requests_mock):

@@ -27,8 +27,10 @@ from portal.streamiot.emulator.store import Store
 
 log = logging.getLogger(__name__)
 
-# The platform's error messages, word for word.
+# The platform's error messages, word for word: internal/apiutil/errors.go and pkg/errors
+# of release 0.13.0, and readers/postgres/messages.go for ERR_READ.
 ERR_BEARER = "missing or invalid bearer user token"
+ERR_BEARER_KEY = "missing or invalid bearer entity key"
 ERR_AUTHENTICATION = "failed to perform authentication over the entity"
 ERR_AUTHORIZATION = "failed to perform authorization over the entity"
 ERR_CONFLICT = "entity already exists"
@@ -38,10 +40,13 @@ ERR_PASSWORD = "password does not meet the requirements"
 ERR_CONTENT_TYPE = "unsupported content type"
 ERR_EMPTY_LIST = "empty list provided"
 ERR_LIMIT = "invalid limit size"
+ERR_NAME_SIZE = "invalid name size"
+ERR_ORDER = "invalid list order provided"
+ERR_DIRECTION = "invalid list direction provided"
 ERR_QUERY = "invalid query parameters"
 ERR_COMPARATOR = "invalid comparator"
 ERR_SUBTOPIC = "malformed subtopic"
-ERR_READ = "failed to read messages from database"
+ERR_READ = "failed to read messages from postgres database"
 
 DEPRECATED_THING = (
     "This endpoint will be depreciated in v1.0.0. It will be replaced with the bulk "
@@ -56,7 +61,8 @@ DEPRECATED_CONNECT = (
     "endpoint found at /connect."
 )
 
-MAX_NAME = 1024
+MAX_NAME = 1024  # maxNameSize, things/api/things/http/requests.go
+MAX_UINT64 = 2**64 - 1
 THINGS_MAX_LIMIT = 100
 READER_MAX_LIMIT = 1000
 DEFAULT_LIMIT = 10
@@ -70,6 +76,8 @@ PASSWORD_ROUNDS = 1000
 _EMAIL_USER = re.compile(r"[a-zA-Z0-9!#$%&'*+/=?^_`{|}~.-]+\Z")
 _EMAIL_USER_DOTS = re.compile(r"(^\.)|(\.$)|(\.\.)")
 _EMAIL_HOST = re.compile(r"[^\s]+\.[^\s]+\Z")
+# A table name PostgreSQL would look up (and not find) rather than fail to parse.
+_SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\Z", re.I)
 
 
@@ -154,22 +162,32 @@ def _bearer(request: Request) -> str:
 
 
 def _thing_key(request: Request) -> str:
-    """The key of `Authorization: Thing <key>`, or the password of Basic auth."""
+    """The key of `Authorization: Thing <key>` (apiutil.ExtractThingKey: case-sensitive
+    prefix), else ""."""
     header = request.headers.get("Authorization", "")
-    if header.startswith("Thing "):
-        return header[len("Thing "):]
+    return header[len("Thing "):] if header.startswith("Thing ") else ""
+
+
+def _publisher_key(request: Request) -> str:
+    """The HTTP adapter's key: the password of Basic auth when the header is Basic
+    (Go's Request.BasicAuth), else the `Thing ` key (http/api/transport.go)."""
+    header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
         try:
             decoded = base64.b64decode(header[6:], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             return ""
         _, sep, password = decoded.partition(":")
-        return password if sep else ""
-    return ""
+        if sep:
+            return password
+    return _thing_key(request)
 
 
 def _query_value(request: Request, key: str) -> str | None:
-    values = request.args.getlist(key)
+    """One query value as the platform's router (go-zoo/bone GetQuery) hands it over: every
+    value is split at commas first, so `a,b` counts as two values, and more than one value
+    is `invalid query parameters` (internal/apiutil/transport.go, Read*Query)."""
+    values = [part for value in request.args.getlist(key) for part in value.split(",")]
     if len(values) > 1:
         fail(400, ERR_QUERY)
     return values[0] if values else None
@@ -179,7 +197,8 @@ def _query_uint(request: Request, key: str, default: int) -> int:
     text = _query_value(request, key)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit():
+    # strconv.ParseUint(text, 10, 64): plain ASCII digits that fit 64 bits.
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_UINT64:
         fail(400, ERR_QUERY)
     return int(text)
 
@@ -202,6 +221,22 @@ def _query_bool(request: Request, key: str) -> bool | None:
     if text in GO_FALSE:
         return False
     fail(400, ERR_QUERY)
+
+
+def _metadata_query(request: Request) -> dict | None:
+    """`metadata` as apiutil.ReadMetadataQuery reads it: JSON decoded into a Go map, so
+    anything but an object (or `null`, which means no filter) is `invalid query
+    parameters`, an empty value included."""
+    text = _query_value(request, "metadata")
+    if text is None:
+        return None
+    try:
+        metadata = json.loads(text, parse_constant=_reject)
+    except ValueError:
+        fail(400, ERR_QUERY)
+    if metadata is not None and not isinstance(metadata, dict):
+        fail(400, ERR_QUERY)
+    return metadata or None
 
 
 def _string_field(body: dict, key: str) -> str:
@@ -371,6 +406,7 @@ class Emulator:
                 Rule("/<any(things,channels):kind>", methods=["GET"], endpoint="list"),
                 Rule("/<any(things,channels):kind>/<id>", methods=["GET"], endpoint="view"),
                 Rule("/<any(things,channels):kind>/<id>", methods=["DELETE"], endpoint="remove"),
+                Rule("/things/<id>/key", methods=["PATCH"], endpoint="update_key"),
                 Rule("/things/<id>/channels", methods=["GET"], endpoint="channels_of_thing"),
                 Rule("/channels/<id>/things", methods=["GET"], endpoint="things_of_channel"),
                 Rule("/channels/<channel_id>/things/<thing_id>", methods=["PUT"], endpoint="connect_one"),
@@ -556,6 +592,25 @@ class Emulator:
         # Unknown, or another user's: the platform fails deep inside and says nothing.
         fail(500)
 
+    def do_update_key(self, request, id):
+        """PATCH /things/{id}/key. The service updates the key in its database only
+        (things/service.go UpdateKey): the Redis cache keeps the old key working wherever
+        it was used, until the thing is deleted (see _thing_on_channel)."""
+        body = _json_body(request, dict)
+        key = _string_field(body, "key")
+        token = _bearer(request)
+        if not key:  # requests.go updateKeyReq.validate
+            fail(400, ERR_BEARER_KEY)
+        with self.store.transaction() as conn:
+            owner = self._things_user(conn, token)
+            row = conn.execute("SELECT key FROM things WHERE id = ? AND owner = ?", (id, owner)).fetchone()
+            if row is None:  # UPDATE ... WHERE owner AND id touched no row
+                fail(404, ERR_NOT_FOUND)
+            if conn.execute("SELECT 1 FROM things WHERE key = ? AND id != ?", (key, id)).fetchone():
+                fail(409, ERR_CONFLICT)
+            conn.execute("UPDATE things SET key = ? WHERE id = ?", (key, id))
+        return ok(200)
+
     def _was_deleted(self, conn, kind, entity_id, owner) -> bool:
         return bool(
             conn.execute(
@@ -572,6 +627,10 @@ class Emulator:
                 conn.execute(f"DELETE FROM {kind} WHERE id = ?", (id,))
                 column = "thing_id" if kind == "things" else "channel_id"
                 conn.execute(f"DELETE FROM connections WHERE {column} = ?", (id,))
+                if kind == "things":
+                    _uncache_thing(conn, id)
+                else:  # channelCache.Remove
+                    conn.execute("DELETE FROM channel_things WHERE channel_id = ?", (id,))
                 conn.execute(
                     "INSERT OR REPLACE INTO deleted (kind, id, owner) VALUES (?, ?, ?)", (kind, id, owner)
                 )
@@ -580,23 +639,25 @@ class Emulator:
                 return ok(204)
         fail(500)
 
-    def _page_query(self, request) -> _Page:
-        """Query of a list call, checked in the platform's order: parse, token, limits."""
+    def _page_query(self, request, *, by_connection: bool = False) -> _Page:
+        """Query of a list call, checked in the platform's order: parse, token, limits.
+
+        things/api/things/http/transport.go: `decodeList` reads offset, limit, name, order,
+        dir and metadata; `decodeListByConnection` (the pages of connected objects) reads
+        offset, limit, disconnected, order and dir, and nothing else. Then requests.go
+        validates: token, limit, name size (lists only), order, dir.
+        """
         offset = _query_uint(request, "offset", 0)
         limit = _query_uint(request, "limit", DEFAULT_LIMIT)
-        name = _query_value(request, "name") or ""
+        name, metadata, disconnected = "", None, False
+        if by_connection:
+            disconnected = _query_bool(request, "disconnected") or False
+        else:
+            name = _query_value(request, "name") or ""
         order = _query_value(request, "order") or ""
         direction = _query_value(request, "dir") or ""
-        disconnected = _query_bool(request, "disconnected") or False
-        metadata = None
-        metadata_text = _query_value(request, "metadata")
-        if metadata_text:
-            try:
-                metadata = json.loads(metadata_text)
-            except ValueError:
-                fail(400, ERR_MALFORMED)
-            if not isinstance(metadata, dict):
-                fail(400, ERR_MALFORMED)
+        if not by_connection:
+            metadata = _metadata_query(request)
         page = _Page(
             offset=offset,
             limit=limit,
@@ -610,9 +671,11 @@ class Emulator:
         if not 1 <= page["limit"] <= THINGS_MAX_LIMIT:
             fail(400, ERR_LIMIT)
         if len(page["name"]) > MAX_NAME:
-            fail(400, ERR_MALFORMED)
-        if page["order"] not in ("", "name", "id") or page["dir"] not in ("", "asc", "desc"):
-            fail(400, ERR_MALFORMED)
+            fail(400, ERR_NAME_SIZE)
+        if page["order"] not in ("", "name", "id"):
+            fail(400, ERR_ORDER)
+        if page["dir"] not in ("", "asc", "desc"):
+            fail(400, ERR_DIRECTION)
         return page
 
     def _select_page(self, conn, kind, where: list[str], params: list, page: _Page):
@@ -652,7 +715,7 @@ class Emulator:
         )
 
     def _list_connected(self, request, id, kind, own_column, other_column):
-        page = self._page_query(request)
+        page = self._page_query(request, by_connection=True)
         with self.store.transaction() as conn:
             owner = self._things_user(conn, page["token"])
             membership = "NOT IN" if page["disconnected"] else "IN"
@@ -714,6 +777,9 @@ class Emulator:
                 ).rowcount
                 if not removed:
                     fail(404, ERR_NOT_FOUND)
+                conn.execute(  # channelCache.Disconnect
+                    "DELETE FROM channel_things WHERE channel_id = ? AND thing_id = ?", (channel_id, thing_id)
+                )
 
     def do_connect(self, request):
         token, channel_ids, thing_ids = self._connection_lists(request)
@@ -741,25 +807,48 @@ class Emulator:
 
     # --- HTTP adapter ---
 
-    def _thing_on_channel(self, conn, key: str, channel_id: str):
-        return conn.execute(
+    def _thing_on_channel(self, conn, key: str, channel_id: str) -> str | None:
+        """The id of the thing whose key may use the channel, else None.
+
+        things/service.go CanAccessByKey: the Redis caches first (key -> thing id, and the
+        channel's set of thing ids); on a miss, the database, and a hit there is cached.
+        Nothing but deleting the thing drops a key from the cache, so a key replaced with
+        PATCH /things/{id}/key keeps working where it was used before.
+        """
+        cached = conn.execute(
+            "SELECT thing_keys.thing_id FROM thing_keys JOIN channel_things "
+            "ON channel_things.thing_id = thing_keys.thing_id "
+            "WHERE thing_keys.key = ? AND channel_things.channel_id = ?",
+            (key, channel_id),
+        ).fetchone()
+        if cached is not None:
+            return cached["thing_id"]
+        row = conn.execute(
             "SELECT things.id FROM things JOIN connections ON connections.thing_id = things.id "
             "WHERE things.key = ? AND connections.channel_id = ?",
             (key, channel_id),
         ).fetchone()
+        if row is None:
+            return None
+        conn.execute("INSERT OR REPLACE INTO thing_keys (key, thing_id) VALUES (?, ?)", (key, row["id"]))
+        conn.execute("INSERT OR REPLACE INTO thing_ids (thing_id, key) VALUES (?, ?)", (row["id"], key))
+        conn.execute(
+            "INSERT OR IGNORE INTO channel_things (channel_id, thing_id) VALUES (?, ?)", (channel_id, row["id"])
+        )
+        return row["id"]
 
     def do_publish(self, request, channel_id, subtopic=""):
         if not request.headers.get("Content-Type", "").startswith("application/senml+json"):
             fail(415, ERR_CONTENT_TYPE)
         subtopic = _parse_subtopic(subtopic)
-        key = _thing_key(request)
-        if not key:
-            fail(401, ERR_AUTHENTICATION)
+        key = _publisher_key(request)
+        if not key:  # http/api/requests.go: publishReq.validate -> apiutil.ErrBearerToken
+            fail(401, ERR_BEARER)
         payload = request.get_data()
         now = self.clock()
         with self.store.transaction() as conn:
-            thing = self._thing_on_channel(conn, key, channel_id)
-            if thing is None:
+            thing_id = self._thing_on_channel(conn, key, channel_id)
+            if thing_id is None:
                 fail(500)
             try:
                 records = senml.resolve(payload, now=now)
@@ -774,7 +863,7 @@ class Emulator:
                     (
                         channel_id,
                         subtopic,
-                        thing["id"],
+                        thing_id,
                         record["name"],
                         record.get("unit"),
                         record["time"],
@@ -791,10 +880,18 @@ class Emulator:
     # --- reader ---
 
     def do_read(self, request, channel_id):
+        """readers/api: decode (transport.go), validate (requests.go), authorize, then the
+        PostgreSQL reader (readers/postgres/messages.go).
+
+        The query lands in readers.PageMetadata, whose fields are all `omitempty`: a zero
+        value (`v=0`, `vb=false`, `from=0`, `to=0`, an empty string) is neither a filter
+        nor echoed back.
+        """
+        offset = _query_uint(request, "offset", 0)
+        limit = _query_uint(request, "limit", DEFAULT_LIMIT)
+        given_format = _query_value(request, "format")  # absent: "messages"; `format=`: ""
         query = _ReadQuery(
-            offset=_query_uint(request, "offset", 0),
-            limit=_query_uint(request, "limit", DEFAULT_LIMIT),
-            format=_query_value(request, "format") or "messages",
+            offset=offset, limit=limit, format="messages" if given_format is None else given_format
         )
         echoed: dict[str, str | float | bool] = {}
         for key in ("subtopic", "publisher", "protocol", "name", "comparator", "vs", "vd"):
@@ -803,15 +900,15 @@ class Emulator:
                 echoed[key] = text
         for key in ("v", "from", "to"):
             number = _query_float(request, key)
-            if number is not None:
+            if number:  # 0 is Go's zero value: ignored
                 echoed[key] = number
-        vb = _query_bool(request, "vb")
-        if vb is not None:
-            echoed["vb"] = vb
+        if _query_bool(request, "vb"):  # false is Go's zero value: ignored
+            echoed["vb"] = True
 
+        # apiutil.ExtractBearerToken / ExtractThingKey: exact prefixes, no Basic auth.
         header = request.headers.get("Authorization", "")
         token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-        key = "" if token else _thing_key(request)
+        key = _thing_key(request)
         if not token and not key:
             fail(401, ERR_BEARER)
         if not 1 <= query["limit"] <= READER_MAX_LIMIT:
@@ -821,22 +918,32 @@ class Emulator:
 
         with self.store.transaction() as conn:
             if token:
+                # A token the auth service refuses, and a channel that does not exist, end
+                # the same way. Release 0.13.0 checks only that the channel exists, not
+                # whose it is.
                 if self._user_of_token(conn, token) is None:
-                    fail(500)
-                # Release 0.13.0 checks only that the channel exists, not whose it is.
+                    fail(500, ERR_AUTHORIZATION)
                 if not conn.execute("SELECT 1 FROM channels WHERE id = ?", (channel_id,)).fetchone():
                     fail(500, ERR_AUTHORIZATION)
             elif self._thing_on_channel(conn, key, channel_id) is None:
                 fail(500, ERR_AUTHORIZATION)
-            if query["format"] != "messages":
-                fail(500, ERR_READ)
+            table = query["format"] or "messages"
+            if table != "messages":
+                # Any other format is read from the table of that name, ordered by a
+                # `created` column. No such table: an EMPTY page whose paging is zero
+                # (MessagesPage{}); anything PostgreSQL cannot run: errReadMessages.
+                if not _SQL_IDENTIFIER.match(table) or table.lower() == "messages":
+                    fail(500, ERR_READ)
+                return Response(_encode({"offset": 0, "limit": 0, "total": 0}), status=200,
+                                content_type="application/json")
             total, messages = self._messages(conn, channel_id, echoed, query)
 
         page: dict[str, object] = {"offset": query["offset"], "limit": query["limit"]}
         for key in ("subtopic", "publisher", "protocol", "name", "v", "comparator", "vb", "vs", "vd", "from", "to"):
             if key in echoed:
                 page[key] = echoed[key]
-        page["format"] = query["format"]
+        if query["format"]:
+            page["format"] = query["format"]
         page["total"] = total
         if messages:  # `omitempty`: no `messages` key at all on an empty page
             page["messages"] = messages
@@ -874,6 +981,15 @@ class Emulator:
             [*params, query["limit"], query["offset"]],
         ).fetchall()
         return total, [_message_view(row) for row in rows]
+
+
+def _uncache_thing(conn, thing_id: str) -> None:
+    """thingCache.Remove(id): drops "thing:<id>" and the ONE key it points at (the key the
+    thing last used). The channel sets keep the id (things/redis/things.go)."""
+    row = conn.execute("SELECT key FROM thing_ids WHERE thing_id = ?", (thing_id,)).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM thing_keys WHERE key = ?", (row["key"],))
+        conn.execute("DELETE FROM thing_ids WHERE thing_id = ?", (thing_id,))
 
 
 def _parse_subtopic(path: str) -> str:

@@ -1,8 +1,18 @@
-"""SenML (RFC 8428) resolution as the platform's message writer does it before storing.
+"""SenML resolution as the platform's message writer does it before storing.
 
-A pack resolves to records with the base fields applied (`bn`+`n`, `bt`+`t`, `bu`,
-`bv`+`v`, `bs`+`s`). A pack that is not valid SenML raises `InvalidPack`; the HTTP
-adapter has already answered 202 by then, so such a pack is silently dropped.
+Release 0.13.0 normalizes with the `mainflux/senml` library, then
+`pkg/transformers/senml/transformer.go` stamps the time. That is not quite RFC 8428:
+
+- `bn`, `bt`, `bu` and `bs` carry over to later records until given again (a zero or
+  empty one changes nothing), but `bv` is added to the `v` of its own record only
+  (STREAMIOT_API.md, "bv"; mainflux/senml Normalize).
+- time is `bt` + `t` exactly as given: a small or negative `t` is NOT relative to the
+  reception (`t: -5` is stored as -5, in 1970). Only a resolved time of exactly 0 (no
+  `t` and no `bt`, or they add up to 0) becomes the moment of reception
+  (transformer.go: "Use reception timestamp if SenML message Time is missing").
+
+A pack that is not valid SenML raises `InvalidPack`; the HTTP adapter has already
+answered 202 by then, so such a pack is silently dropped.
 """
 import json
 import math
@@ -10,9 +20,6 @@ import re
 
 # RFC 8428 section 4.5.1: what a resolved name may contain.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*\Z")
-# RFC 8428 section 4.5.3: times below 2**28 are relative to the moment of reception.
-RELATIVE_TIME_LIMIT = 2**28
-
 _VALUE_FIELDS = {"v": "value", "vs": "string_value", "vb": "bool_value", "vd": "data_value"}
 
 
@@ -57,22 +64,18 @@ def resolve(raw: bytes | str, *, now: float) -> list[dict]:
         raise InvalidPack("a pack is a JSON array")
 
     base_name, base_time, base_unit = "", 0.0, None
-    base_value, base_sum = None, None
+    base_sum = None
     resolved = []
     for record in pack:
         if not isinstance(record, dict):
             raise InvalidPack("a record is a JSON object")
-        # Base fields apply to this record and every later one until given again.
-        if "bn" in record:
-            base_name = _string(record, "bn")
-        if "bt" in record:
-            base_time = _number(record, "bt")
-        if "bu" in record:
-            base_unit = _string(record, "bu")
-        if "bv" in record:
-            base_value = _number(record, "bv")
-        if "bs" in record:
-            base_sum = _number(record, "bs")
+        # mainflux/senml Normalize: a non-zero `bn`, `bt`, `bu` or `bs` applies to this record
+        # and every later one until another non-zero one; `bv` only to its own record.
+        base_name = _string(record, "bn") or base_name
+        base_time = _number(record, "bt") or base_time
+        base_unit = _string(record, "bu") or base_unit
+        base_value = _number(record, "bv")
+        base_sum = _number(record, "bs") or base_sum
         if "bver" in record:
             _typed(record, "bver", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
 
@@ -98,8 +101,8 @@ def resolve(raw: bytes | str, *, now: float) -> list[dict]:
             raise InvalidPack("a record carries a value or a sum")
 
         time = base_time + (_number(record, "t") or 0)
-        if time < RELATIVE_TIME_LIMIT:
-            time = now + time
+        if time == 0:  # no time at all: the moment of reception
+            time = now
 
         out = {"name": name, "time": time}
         unit = _string(record, "u") if "u" in record else base_unit
@@ -119,4 +122,4 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-__all__ = ["InvalidPack", "resolve", "RELATIVE_TIME_LIMIT"]
+__all__ = ["InvalidPack", "resolve"]

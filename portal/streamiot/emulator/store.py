@@ -68,6 +68,17 @@ CREATE TABLE IF NOT EXISTS messages (
     sum REAL
 );
 CREATE INDEX IF NOT EXISTS messages_channel_time ON messages (channel, time);
+-- The things service's Redis caches (things/redis/things.go, things/redis/channels.go),
+-- filled when a key is first used on a channel and never expired. `thing_keys` is
+-- "thing_key:<key> -> id", `thing_ids` is "thing:<id> -> key", `channel_things` the set
+-- "channel:<id>" of thing ids that used a key on it.
+CREATE TABLE IF NOT EXISTS thing_keys (key TEXT PRIMARY KEY, thing_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS thing_ids (thing_id TEXT PRIMARY KEY, key TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channel_things (
+    channel_id TEXT NOT NULL,
+    thing_id TEXT NOT NULL,
+    PRIMARY KEY (channel_id, thing_id)
+);
 """
 
 
