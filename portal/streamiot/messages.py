@@ -45,8 +45,6 @@ STORED_FIELDS = {"v": "value", "vs": "string_value", "vb": "bool_value", "vd": "
 
 # The platform (Mainflux senml) accepts only these characters in a resolved name.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*\Z")
-# RFC 8428: times below 2**28 are relative to "now".
-_RELATIVE_TIME_LIMIT = 2**28
 
 
 # --- validation -------------------------------------------------------------
@@ -210,8 +208,11 @@ def parse_pack(raw, *, now: float | None = None) -> list[dict]:
     """Resolve a SenML pack (RFC 8428) into records shaped like the reader's messages.
 
     Each record becomes {"name": bn+n, "unit"?, "time"?, "value" | "string_value" |
-    "bool_value" | "data_value", "sum"?}. Base fields carry over to later records.
-    With `now`, a missing or relative time becomes absolute, as the platform does.
+    "bool_value" | "data_value", "sum"?}, as Mainflux 0.13.0 stores it (mainflux/senml
+    Normalize): `bn`, `bt`, `bu` and `bs` carry over to later records (a zero or empty one
+    changes nothing), `bv` applies to its own record only. With `now` (the moment the
+    platform received the pack), a time that resolves to 0 becomes `now`; any other time
+    is kept as given, even a relative one (`t: -5` stays -5, 1970).
     Raises ValueError on anything the platform would drop as invalid SenML.
     """
     if isinstance(raw, (bytes, bytearray, str)):
@@ -226,16 +227,15 @@ def parse_pack(raw, *, now: float | None = None) -> list[dict]:
     for record in raw:
         if not isinstance(record, dict):
             raise ValueError("a record is a JSON object")
-        if "bn" in record:
-            base_name = _field(record, "bn", str)
-        if "bt" in record:
-            base_time = _field(record, "bt", float)
-        if "bu" in record:
-            base_unit = _field(record, "bu", str)
-        if "bv" in record:
-            base_value = _field(record, "bv", float)
-        if "bs" in record:
-            base_sum = _field(record, "bs", float)
+        if "bn" in record and _field(record, "bn", str):
+            base_name = record["bn"]
+        if "bt" in record and _field(record, "bt", float):
+            base_time = record["bt"]
+        if "bu" in record and _field(record, "bu", str):
+            base_unit = record["bu"]
+        base_value = _field(record, "bv", float) if "bv" in record else 0.0
+        if "bs" in record and _field(record, "bs", float):
+            base_sum = record["bs"]
         name = base_name + (_field(record, "n", str) if "n" in record else "")
         if not _NAME.match(name):
             raise ValueError(f"invalid record name {name!r}")
@@ -250,8 +250,8 @@ def parse_pack(raw, *, now: float | None = None) -> list[dict]:
             raise ValueError(f"record {name!r} has no value")
         if "t" in record or base_time is not None or now is not None:
             time = (base_time or 0.0) + (_field(record, "t", float) if "t" in record else 0.0)
-            if now is not None and time < _RELATIVE_TIME_LIMIT:
-                time += now
+            if now is not None and time == 0:
+                time = now
             out["time"] = time
         if values:
             field = values[0]

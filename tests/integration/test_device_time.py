@@ -58,6 +58,43 @@ def test_three_presses_five_seconds_apart_read_together_keep_three_times_in_the_
     assert {r["recorded_utc"] for r in rows} == {"2026-12-04T09:06:00Z"}
 
 
+def test_a_relative_device_time_is_still_applied_and_ordered_by_when_it_was_received(kit, time_machine):
+    time_machine.move_to(START, tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    device, g = kit.device(gateway), gateway.thing_id
+    time_machine.move_to(START + timedelta(minutes=1), tick=False)
+    device.publish(messages.battery(g, 87), mailbox.channel_id)
+    kit.poll()
+    # A box that sends a relative time: the platform keeps it as given, dated 1970.
+    time_machine.move_to(START + timedelta(minutes=2), tick=False)
+    device.publish(_with_t(messages.closed(g), -5), mailbox.channel_id)
+    assert [m["time"] for m in kit.read(mailbox.channel_id, publisher=g, name=f"{g}_CLOSED")] == [-5]
+    kit.poll()
+    time_machine.move_to(START + timedelta(minutes=3), tick=False)
+    device.publish(messages.opened_with_pin(g, 4821), mailbox.channel_id)
+    kit.poll()
+    kit.poll()  # read again: still applied once
+
+    events = _box_events()
+    assert [e.kind for e in events] == ["box.battery", "box.closed", "box.opened_pin"]
+    closed = events[1]
+    # Dated by the read that found it, right after it was received; never 1970.
+    assert closed.occurred_at == START + timedelta(minutes=2)
+    assert kit.reload(mailbox).is_open is True  # the later OPENED wins: order is by receipt
+
+
+def test_identical_relative_time_messages_each_count_once(kit, time_machine):
+    time_machine.move_to(START, tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    device, g = kit.device(gateway), gateway.thing_id
+    device.publish(_with_t(messages.rejected(g, 1), -1), mailbox.channel_id)
+    kit.poll()
+    device.publish(_with_t(messages.rejected(g, 1), -1), mailbox.channel_id)  # the same bytes again
+    kit.poll()
+    kit.poll()
+    assert [e.kind for e in _box_events()] == ["box.rejected", "box.rejected"]
+
+
 def test_a_believable_absolute_device_time_dates_the_event(kit, time_machine):
     time_machine.move_to(START, tick=False)
     gateway, mailbox = kit.ready_mailbox()

@@ -170,9 +170,14 @@ def test_parse_pack_maps_every_value_field_and_base_fields():
     ]
 
 
-def test_parse_pack_makes_missing_and_relative_times_absolute_with_now():
+def test_parse_pack_gives_a_missing_time_the_receive_time_and_keeps_a_relative_one_raw():
     resolved = m.parse_pack([{"bn": "G_", "n": "A", "vb": True}, {"n": "B", "t": -2, "vb": True}], now=1000.0)
-    assert [r["time"] for r in resolved] == [1000.0, 998.0]
+    assert [r["time"] for r in resolved] == [1000.0, -2]  # as Mainflux 0.13.0 stores them
+
+
+def test_parse_pack_applies_bv_to_its_own_record_only_and_ignores_empty_bases():
+    resolved = m.parse_pack([{"bn": "G_", "bv": 10, "n": "A", "v": 1}, {"bn": "", "n": "B", "v": 2}])
+    assert [(r["name"], r["value"]) for r in resolved] == [("G_A", 11), ("G_B", 2)]
 
 
 @pytest.mark.parametrize(

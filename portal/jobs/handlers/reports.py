@@ -29,15 +29,14 @@ _EVENT_KINDS = {
 
 
 def read_channel(client, target: ChannelToRead) -> list[dict]:
-    """Every message of the gateway on this channel from the cursor's look-back on, newest first.
+    """The gateway's messages on this channel from the cursor's look-back on, newest first.
 
     Pages shift while new messages arrive (newest first), which only repeats messages;
     the cursor's digests make repeats harmless.
     """
-    filters: dict = {"publisher": target.publisher}
-    if target.since:
-        filters["from"] = target.since  # a zero `from` is ignored by the reader: left out
-    return _read_pages(client, target, filters)[0]
+    # Never below 2024: what lies there is the sweep's (sweep_undated), read once, not twice.
+    since = max(target.since or 0.0, device_reports.EARLIEST_REAL_TIME)
+    return _read_pages(client, target, {"publisher": target.publisher, "from": since})[0]
 
 
 def sweep_undated(client, target: ChannelToRead) -> tuple[list[dict], int] | None:
