@@ -135,7 +135,8 @@ def unreachable(worker_id: str, reason: str, now: datetime, *, probing: bool, co
 def _went_down(reason: str, now: datetime, base: float, retry_after: float | None) -> bool:
     """up -> down (the row is made on the platform's first outage). True if this call won."""
     values = dict(state=PLATFORM_DOWN, reason=reason, down_since=now, probes=0, probe_interval=base,
-                  next_probe_at=now + timedelta(seconds=max(base, retry_after or 0.0)), probe_by=None, probe_until=None, up_since=None,
+                  next_probe_at=now + timedelta(seconds=max(base, retry_after or 0.0)),
+                  probe_by=None, probe_until=None, up_since=None,
                   updated_at=now)
     won = _rowcount(db.session.execute(
         sa.update(_health).where(_health.c.name == STREAMIOT, _health.c.state == PLATFORM_UP).values(**values)
