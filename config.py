@@ -66,6 +66,10 @@ class Config:
     JOB_BACKOFF_CAP = _float("JOB_BACKOFF_CAP", 300.0)
     JOB_LEASE_SECONDS = _int("JOB_LEASE_SECONDS", 60)
     JOB_POLL_SECONDS = _float("JOB_POLL_SECONDS", 1.0)
+    # While StreamIoT can't be reached, one probe goes after this wait, doubled after each
+    # failed probe up to the cap (portal/jobs/platform.py).
+    PLATFORM_PROBE_BASE = _float("PLATFORM_PROBE_BASE", 0.5)
+    PLATFORM_PROBE_CAP = _float("PLATFORM_PROBE_CAP", 5.0)
     UNLOCK_TTL_SECONDS = _int("UNLOCK_TTL_SECONDS", 60)
     HEARTBEAT_WINDOW_SECONDS = _int("HEARTBEAT_WINDOW_SECONDS", 120)
     # Answers to commands and the boxes of households someone is looking at are read every
@@ -149,6 +153,8 @@ class TestConfig(Config):
     EMBEDDED_WORKER = False
     RAISE_ON_LAZY_LOAD = True
     JOB_BACKOFF_BASE = 0.0
+    # A probe may go at once, as retries do: tests that drain the queue need no waiting.
+    PLATFORM_PROBE_BASE = 0.0
 
 
 CONFIGS = {

@@ -34,6 +34,11 @@ class Verdict:
     exact_delay: float | None = None
     # A bug rather than a refusal: the worker logs its traceback.
     unexpected: bool = False
+    # The platform could not be reached at all: a matter for the platform's health
+    # (portal/jobs/platform.py), not for this job's attempts.
+    unreachable: bool = False
+    # The platform did answer (even if with an error): it is up.
+    platform_answered: bool = False
 
 
 def judge(exc: BaseException) -> Verdict:
@@ -49,13 +54,18 @@ def judge(exc: BaseException) -> Verdict:
     if isinstance(exc, PermanentFailure):
         return Verdict(exc.reason, False)
     if isinstance(exc, sie.BadRequest):
-        return Verdict(_plain(exc, "StreamIoT refused the request as invalid"), False)
+        return Verdict(_plain(exc, "StreamIoT refused the request as invalid"), False, platform_answered=True)
+    if isinstance(exc, sie.StreamIoTError) and unreachable(exc):
+        return Verdict(_plain(exc, "StreamIoT is not answering"), True, min_delay=exc.retry_after, unreachable=True)
     if isinstance(exc, sie.Unavailable):
-        return Verdict(_plain(exc, "StreamIoT is not answering"), True, min_delay=exc.retry_after)
+        # 429: it answered, asking this caller to slow down (Retry-After).
+        return Verdict(_plain(exc, "StreamIoT is not answering"), True, min_delay=exc.retry_after,
+                       platform_answered=True)
     if isinstance(exc, sie.StreamIoTError):
         # ServerError, ProtocolError, Unauthorized, NotFound, Conflict: a later attempt
         # may succeed (expired token, platform hiccup); max_attempts bounds the hope.
-        return Verdict(_plain(exc, "StreamIoT answered with an error"), True)
+        return Verdict(_plain(exc, "StreamIoT answered with an error"), True,
+                       platform_answered=exc.status is not None)
     if isinstance(exc, DecryptionError):
         return Verdict(
             "A stored StreamIoT secret could not be decrypted (was IOTLOCK_DATA_KEY changed?)",
@@ -66,6 +76,23 @@ def judge(exc: BaseException) -> Verdict:
         True,
         unexpected=True,
     )
+
+
+# Statuses of the proxy (or a service behind it) with nobody able to do the work.
+UNREACHABLE_STATUSES = (502, 503, 504)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether StreamIoT as a whole could not be reached: no connection, no answer in time,
+    502/503/504 from its proxy, or the EMPTY-body 500 its services give when something deep
+    inside them fails (STREAMIOT_API.md). That empty 500 is ambiguous: the things service
+    also gives it for an unknown id; the client has already logged in again and retried
+    once before it raises one, so what is left is counted as the platform's."""
+    if isinstance(exc, sie.Unavailable):
+        return exc.status is None or exc.status in UNREACHABLE_STATUSES
+    if isinstance(exc, sie.ServerError):
+        return exc.status == 500 and not (exc.body or "").strip()
+    return False
 
 
 def _plain(exc: BaseException, fallback: str) -> str:

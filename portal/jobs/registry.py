@@ -15,6 +15,8 @@ class Handler:
     on_give_up: Callable | None = None
     # on_retry(job, reason, retry_at): an attempt failed and another is planned.
     on_retry: Callable | None = None
+    # Talks to StreamIoT: held while the platform is down (portal/jobs/platform.py).
+    streamiot: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,16 @@ def _same_function(a: Callable, b: Callable) -> bool:
     return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
-def handler(kind: str, on_give_up: Callable | None = None, on_retry: Callable | None = None):
-    """Register `fn(job, ctx)` as the handler of `kind`."""
+def handler(kind: str, on_give_up: Callable | None = None, on_retry: Callable | None = None, *,
+            streamiot: bool = True):
+    """Register `fn(job, ctx)` as the handler of `kind`; `streamiot=False` for one that never
+    talks to StreamIoT (it keeps running while the platform is down)."""
 
     def register(fn: Callable) -> Callable:
         existing = _handlers.get(kind)
         if existing is not None and not _same_function(existing.fn, fn):
             raise ValueError(f"job kind {kind!r} already has a handler: {existing.fn.__qualname__}")
-        _handlers[kind] = Handler(kind, fn, on_give_up, on_retry)
+        _handlers[kind] = Handler(kind, fn, on_give_up, on_retry, streamiot)
         return fn
 
     return register
@@ -67,6 +71,11 @@ def periodic(seconds: float | str):
 
 def get_handler(kind: str) -> Handler | None:
     return _handlers.get(kind)
+
+
+def streamiot_kinds() -> tuple[str, ...]:
+    """The job kinds whose handlers talk to StreamIoT."""
+    return tuple(sorted(kind for kind, registered in _handlers.items() if registered.streamiot))
 
 
 def periodic_tasks() -> list[Periodic]:

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from flask import current_app, has_app_context
 
 from portal.extensions import db
+from portal.jobs import platform
 from portal.jobs.context import JobContext
 from portal.jobs.errors import RetryLater, Verdict, judge
-from portal.jobs.registry import get_handler, periodic_tasks
+from portal.jobs.registry import get_handler, periodic_tasks, streamiot_kinds
 from portal.models import Job, utcnow
 from portal.models.jobs import JOB_DONE, JOB_FAILED, JOB_QUEUED, JOB_RUNNING
 
@@ -53,8 +54,9 @@ def retry_delay(verdict: Verdict, attempt: int, config, rng=random) -> float:
 
 # --- claiming ------------------------------------------------------------------------
 
-def _pick(now: datetime, exclude, *, taking_over: bool) -> sa.Select:
-    """The one job to claim next: due, not held up by an older job of its target."""
+def _pick(now: datetime, exclude, *, taking_over: bool, only_kinds=None, skip_kinds=None) -> sa.Select:
+    """The one job to claim next: due, not held up by an older job of its target (and of
+    `only_kinds` / none of `skip_kinds`, while StreamIoT is down)."""
     job, earlier = _PICKED, _EARLIER
     # Same-target order: nothing runs while an older job for its target is unfinished.
     blocked = (
@@ -82,6 +84,10 @@ def _pick(now: datetime, exclude, *, taking_over: bool) -> sa.Select:
     query = sa.select(job.c.id).where(due, ~blocked)
     if exclude:
         query = query.where(job.c.id.not_in(list(exclude)))
+    if only_kinds is not None:
+        query = query.where(job.c.kind.in_(list(only_kinds)))
+    if skip_kinds:
+        query = query.where(job.c.kind.not_in(list(skip_kinds)))
     # run_after alone, the order of the due index, so the scan stops at the first free job.
     query = query.order_by(job.c.run_after).limit(1)
     if db.engine.dialect.name != "sqlite":
@@ -90,7 +96,8 @@ def _pick(now: datetime, exclude, *, taking_over: bool) -> sa.Select:
 
 
 def claim_next(
-    worker_id: str, now: datetime, lease_seconds: float, exclude=(), *, take_over=True, conn=None
+    worker_id: str, now: datetime, lease_seconds: float, exclude=(), *, take_over=True, conn=None,
+    only_kinds=None, skip_kinds=None,
 ) -> int | None:
     """Claim one due job and commit the claim at once; return its id (None: nothing due).
 
@@ -100,15 +107,18 @@ def claim_next(
     UPDATE is the transaction's first statement, so it takes the single write lock
     before it reads and a second worker waits instead of reading the same row as free.
     `take_over` also looks for running jobs whose lease ran out. Needs an app context
-    (or `conn`, reused between claims).
+    (or `conn`, reused between claims). `only_kinds` / `skip_kinds` narrow the pick (the
+    platform gate: portal/jobs/platform.py).
     """
     if conn is None:
         with db.engine.connect() as own:
-            return claim_next(worker_id, now, lease_seconds, exclude, take_over=take_over, conn=own)
+            return claim_next(worker_id, now, lease_seconds, exclude, take_over=take_over, conn=own,
+                              only_kinds=only_kinds, skip_kinds=skip_kinds)
     job_id = None
     try:
         for taking_over in (True, False) if take_over else (False,):
-            pick = _pick(now, exclude, taking_over=taking_over).scalar_subquery()
+            pick = _pick(now, exclude, taking_over=taking_over, only_kinds=only_kinds,
+                         skip_kinds=skip_kinds).scalar_subquery()
             job_id = conn.execute(
                 sa.update(_jobs)
                 .where(_jobs.c.id == pick)
@@ -205,8 +215,9 @@ def _call_hook(hook, job_id: int, *args) -> None:
         log.exception("job %s: the %s hook failed", job_id, getattr(hook, "__name__", "domain"))
 
 
-def run_claimed(app, job_id: int, worker_id: str, clock=utcnow) -> str:
-    """Run the handler of a job this worker claimed and record the outcome."""
+def run_claimed(app, job_id: int, worker_id: str, clock=utcnow, gate: platform.Gate = platform.KNOWN_UP) -> str:
+    """Run the handler of a job this worker claimed and record the outcome. `gate` is what
+    the platform's health was at the claim: a probe's outcome moves it up or keeps it down."""
     with app.app_context():
         job = db.session.get(Job, job_id)
         if job is None:
@@ -227,6 +238,8 @@ def run_claimed(app, job_id: int, worker_id: str, clock=utcnow) -> str:
                 log.warning("job %s (%s) attempt %d failed: %s", job_id, kind, attempts, verdict.reason)
         else:
             now = clock()
+            if registered is not None and registered.streamiot and not gate.platform_known_up:
+                platform.answered(now)
             if not _record(job_id, worker_id, state=JOB_DONE, finished_at=now, updated_at=now):
                 log.warning("job %s (%s) finished after its lease was taken over", job_id, kind)
                 return LOST
@@ -234,6 +247,16 @@ def run_claimed(app, job_id: int, worker_id: str, clock=utcnow) -> str:
             return DONE
 
         now = clock()
+        if verdict.unreachable and registered is not None and registered.streamiot:
+            return _hold(app, job_id, worker_id, registered, verdict, attempts, max_attempts, now, gate)
+        if gate.mode == platform.PROBE:
+            if verdict.platform_answered:
+                platform.answered(now)
+            else:
+                platform.release_probe(db.session, worker_id, sent=True)
+                db.session.commit()
+        elif verdict.platform_answered and not gate.platform_known_up:
+            platform.answered(now)
         if verdict.retry and attempts < max_attempts:
             retry_at = now + timedelta(seconds=retry_delay(verdict, attempts, app.config))
             recorded = _record(
@@ -254,6 +277,29 @@ def run_claimed(app, job_id: int, worker_id: str, clock=utcnow) -> str:
         if registered and registered.on_give_up:
             _call_hook(registered.on_give_up, job_id, reason)
         return FAILED
+
+
+def _hold(app, job_id: int, worker_id: str, registered, verdict: Verdict, attempts: int, max_attempts: int,
+          now: datetime, gate: platform.Gate) -> str:
+    """StreamIoT could not be reached: the platform's health takes it from here. The job
+    waits queued and due (the gate holds it until StreamIoT answers), its attempt given
+    back unless it is the one that found the platform up."""
+    reason = verdict.reason
+    retry_at, counted = platform.unreachable(worker_id, reason, now, probing=gate.mode == platform.PROBE,
+                                             config=app.config, retry_after=verdict.min_delay)
+    if counted and attempts >= max_attempts:
+        reason = f"{reason} (gave up after {attempts} attempts)"
+        if not _record(job_id, worker_id, state=JOB_FAILED, last_error=reason, finished_at=now, updated_at=now):
+            return LOST
+        if registered.on_give_up:
+            _call_hook(registered.on_give_up, job_id, reason)
+        return FAILED
+    values = {} if counted else {"attempts": _jobs.c.attempts - 1}
+    if not _record(job_id, worker_id, state=JOB_QUEUED, run_after=now, last_error=reason, updated_at=now, **values):
+        return LOST
+    if registered.on_retry:
+        _call_hook(registered.on_retry, job_id, reason, retry_at)
+    return RETRY
 
 
 # --- passes ----------------------------------------------------------------------------
@@ -280,12 +326,12 @@ def run_due_jobs(app, limit: int | None = None, *, worker_id: str | None = None,
                     take_over = time.monotonic() >= next_takeover
                     if take_over:
                         next_takeover = time.monotonic() + TAKEOVER_CHECK_SECONDS
-                    job_id = claim_next(worker_id, clock(), lease_seconds, retried, take_over=take_over, conn=conn)
+                    gate, job_id = _claim_through_gate(worker_id, clock(), lease_seconds, retried, take_over, conn)
                     if job_id is None:
                         break
                     keeper.track(job_id)
                     try:
-                        outcome = run_claimed(app, job_id, worker_id, clock)
+                        outcome = run_claimed(app, job_id, worker_id, clock, gate)
                     finally:
                         keeper.track(None)
                     if outcome == RETRY:
@@ -295,6 +341,34 @@ def run_due_jobs(app, limit: int | None = None, *, worker_id: str | None = None,
             keeper.stop()
     _show_results_to_caller(app)
     return count
+
+
+def _claim_through_gate(worker_id: str, now: datetime, lease_seconds: float, exclude, take_over: bool, conn
+                        ) -> tuple[platform.Gate, int | None]:
+    """Claim the next job the platform's health allows: any (up), one StreamIoT job as the
+    probe (this worker won it), or none of the StreamIoT jobs (down, not probing)."""
+    try:
+        gate = platform.gate(conn, worker_id, now, lease_seconds)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    if gate.mode == platform.OPEN:
+        return gate, claim_next(worker_id, now, lease_seconds, exclude, take_over=take_over, conn=conn)
+    kinds = streamiot_kinds()
+    if gate.mode == platform.PROBE:
+        job_id = claim_next(worker_id, now, lease_seconds, exclude, take_over=take_over, conn=conn, only_kinds=kinds)
+        if job_id is not None:
+            return gate, job_id
+        try:
+            platform.release_probe(conn, worker_id, sent=False)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        gate = platform.Gate(platform.CLOSED)
+    return gate, claim_next(worker_id, now, lease_seconds, exclude, take_over=take_over, conn=conn,
+                            skip_kinds=kinds)
 
 
 def drain(app, max_rounds: int = 100) -> int:

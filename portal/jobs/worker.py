@@ -2,6 +2,7 @@
 import logging
 import threading
 
+from portal.jobs import platform
 from portal.jobs.outbox import wakeup
 from portal.jobs.runner import PeriodicSchedule, new_worker_id, next_job_due_in, run_due_jobs
 
@@ -48,6 +49,14 @@ class Worker:
             if due_in is not None and due_in > 0:
                 # A retry due sooner than the next poll (e.g. Retry-After: 0.5).
                 wait = min(wait, due_in)
+            try:
+                with self.app.app_context():
+                    probe_in = platform.next_probe_in()
+            except Exception:  # noqa: BLE001
+                probe_in = None
+            if probe_in is not None:
+                # StreamIoT is down: be there when its next probe may go.
+                wait = min(wait, probe_in)
             wakeup.wait(max(wait, 0.05))
             wakeup.clear()
         log.info("worker %s stopped", self.worker_id)

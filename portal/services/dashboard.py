@@ -22,6 +22,7 @@ from portal.services.deliveries import (
     gateway_shown,
     mailbox_shown,
     pin_shown,
+    platform_waiting,
     unlock_shown,
 )
 from portal.services.errors import NotFound
@@ -138,8 +139,9 @@ class Dashboard:
         return any(card.live for card in self.gateways)
 
 
-def _cards(account_id, gateways: Sequence[Gateway]) -> list[GatewayCard]:
-    """Cards for these gateways: 3 queries (boxes, PIN counts, change counts)."""
+def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None) -> list[GatewayCard]:
+    """Cards for these gateways: 3 queries (boxes, PIN counts, change counts); `waiting` is
+    deliveries.platform_waiting."""
     ids = [g.id for g in gateways]
     boxes = db.session.scalars(
         scoped(Mailbox, account_id).where(Mailbox.gateway_id.in_(ids)).order_by(Mailbox.created_at, Mailbox.id)
@@ -166,7 +168,7 @@ def _cards(account_id, gateways: Sequence[Gateway]) -> list[GatewayCard]:
     cards = {
         g.id: GatewayCard(
             gateway=g,
-            shown=gateway_shown(g, now),
+            shown=gateway_shown(g, now, waiting),
             pending=counts.get((g.id, None, "all-pending"), 0),
             failed=counts.get((g.id, None, "all-failed"), 0),
         )
@@ -176,7 +178,7 @@ def _cards(account_id, gateways: Sequence[Gateway]) -> list[GatewayCard]:
         cards[box.gateway_id].mailboxes.append(
             MailboxRow(
                 mailbox=box,
-                shown=mailbox_shown(box),
+                shown=mailbox_shown(box, waiting),
                 pins=pin_counts.get(box.id, 0),
                 pending=counts.get((box.gateway_id, box.id, "pending"), 0),
                 failed=counts.get((box.gateway_id, box.id, "failed"), 0),
@@ -186,11 +188,11 @@ def _cards(account_id, gateways: Sequence[Gateway]) -> list[GatewayCard]:
 
 
 def dashboard(account: Account) -> Dashboard:
-    """The household's gateways with their boxes, every state at a glance: 4 queries."""
+    """The household's gateways with their boxes, every state at a glance: 5 queries."""
     gateways = db.session.scalars(
         scoped(Gateway, account.id).order_by(Gateway.created_at, Gateway.id)
     ).all()
-    return Dashboard(account=account, gateways=_cards(account.id, gateways))
+    return Dashboard(account=account, gateways=_cards(account.id, gateways, platform_waiting()))
 
 
 @dataclass
@@ -209,17 +211,18 @@ class GatewayPage:
 
 
 def gateway_page(account_id, gateway_id) -> GatewayPage:
-    """One gateway with its set-up steps and boxes: 5 queries."""
+    """One gateway with its set-up steps and boxes: 6 queries."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
     setup = db.session.scalars(
         scoped(Command, account_id)
         .where(Command.gateway_id == gateway.id, Command.mailbox_id.is_(None))
         .order_by(Command.created_at)
     ).all()
+    waiting = platform_waiting()
     return GatewayPage(
-        card=_cards(account_id, [gateway])[0],
+        card=_cards(account_id, [gateway], waiting)[0],
         steps=gateway_steps(gateway),
-        setup_commands=[(c, command_shown(c)) for c in setup],
+        setup_commands=[(c, command_shown(c, waiting)) for c in setup],
     )
 
 
@@ -262,7 +265,7 @@ class MailboxPage:
 
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> MailboxPage:
-    """One box: its PINs with their delivery states, recent unlocks and events: 5 queries."""
+    """One box: its PINs with their delivery states, recent unlocks and events: 6 queries."""
     row = db.session.execute(
         sa.select(Mailbox, Gateway)
         .join(Gateway, Gateway.id == Mailbox.gateway_id)
@@ -291,14 +294,16 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> Mailb
     ).all()
     by_id = {c.id: c for c in found}
     unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
+    now = utcnow()
+    waiting = platform_waiting(now)
     page = MailboxPage(
         mailbox=mailbox,
         gateway=gateway,
-        gateway_shown=gateway_shown(gateway),
-        shown=mailbox_shown(mailbox),
+        gateway_shown=gateway_shown(gateway, now, waiting),
+        shown=mailbox_shown(mailbox, waiting),
         steps=mailbox_steps(mailbox),
-        pins=[PinRow(p, by_id.get(p.command_id), pin_shown(p, by_id.get(p.command_id))) for p in pins],
-        unlocks=[(c, unlock_shown(c)) for c in unlocks],
+        pins=[PinRow(p, by_id.get(p.command_id), pin_shown(p, by_id.get(p.command_id), waiting)) for p in pins],
+        unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
         events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS),
     )
     if with_snapshot:

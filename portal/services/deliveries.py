@@ -12,6 +12,7 @@ from that moment it may reach the box, so it can no longer be withdrawn, and onl
 then on can a device answer match it.
 """
 import enum
+import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from flask import current_app
 from portal import crypto
 from portal.extensions import db
 from portal.jobs import outbox
-from portal.models import Command, Gateway, Job, Mailbox, Pin, User, utcnow
+from portal.models import PLATFORM_DOWN, STREAMIOT, Command, Gateway, Job, Mailbox, Pin, PlatformHealth, User, utcnow
 from portal.models.devices import ACTION_CHANNEL
 from portal.services import activity
 
@@ -603,6 +604,27 @@ def retry_device_setup(model, device_id) -> bool:
 
 # --- what members see -----------------------------------------------------------------
 
+def platform_waiting(now: datetime | None = None, *, staff: bool = False) -> str | None:
+    """Why every queued change waits while StreamIoT can't be reached, and when the next try
+    is (portal/jobs/platform.py keeps the row): None while it is up. One query. Households
+    read "the device service"; staff read StreamIoT's name."""
+    health = db.session.get(PlatformHealth, STREAMIOT, populate_existing=True)
+    if health is None or health.state != PLATFORM_DOWN:
+        return None
+    who = "StreamIoT" if staff else "The device service"
+    return f"{who} can't be reached; {next_try_words(health.next_probe_at, now or utcnow())}"
+
+
+def next_try_words(when: datetime | None, now: datetime) -> str:
+    """"trying again in 4 s", counted at render from the stored time so it stays honest."""
+    seconds = math.ceil((when - now).total_seconds()) if when is not None else 0
+    if seconds <= 0:
+        return "trying again now"
+    if seconds < 120:
+        return f"trying again in {seconds} s"
+    return f"trying again in {math.ceil(seconds / 60)} min"
+
+
 @dataclass(frozen=True)
 class Shown:
     """A state as a page shows it: CSS state key, words, optional reason, still moving?"""
@@ -624,16 +646,20 @@ _UNLOCK_WORDS = {
 }
 
 
-def unlock_shown(command: Command) -> Shown:
+def unlock_shown(command: Command, waiting: str | None = None) -> Shown:
+    """`waiting` (platform_waiting) is why a queued change waits, when StreamIoT is down."""
     key, label = _UNLOCK_WORDS[C(command.state)]
     reason = command.reason
+    if command.state == C.QUEUED and waiting:
+        reason = waiting
     if command.state == C.EXPIRED and not reason:
         reason = "Not answered in time; the box was not opened."
     return Shown(key, label, reason, live=command.state in PENDING)
 
 
-def pin_shown(pin: Pin, command: Command | None) -> Shown:
-    """A PIN's delivery state: queued, sent, confirmed on the box, failed (and removal)."""
+def pin_shown(pin: Pin, command: Command | None, waiting: str | None = None) -> Shown:
+    """A PIN's delivery state: queued, sent, confirmed on the box, failed (and removal);
+    `waiting` (platform_waiting) is why a queued change waits, when StreamIoT is down."""
     state = command.state if command is not None else None
     if pin.status == P.ACTIVE:
         return Shown("confirmed", "Confirmed on the box")
@@ -645,7 +671,7 @@ def pin_shown(pin: Pin, command: Command | None) -> Shown:
     if state in (C.SENDING, C.SENT):
         return Shown("sent", "Removal sent, waiting for the box" if removing else "Sent, waiting for the box",
                      live=True)
-    reason = command.reason if command is not None and state == C.QUEUED else None
+    reason = (waiting or command.reason) if command is not None and state == C.QUEUED else None
     return Shown("removing" if removing else "queued", "Removal queued" if removing else "Queued", reason, live=True)
 
 
@@ -660,14 +686,15 @@ _COMMAND_WORDS = {
 }
 
 
-def command_shown(command: Command) -> Shown:
+def command_shown(command: Command, waiting: str | None = None) -> Shown:
     key = C.SENT.value if command.state == C.SENDING else command.state
-    return Shown(key, _COMMAND_WORDS[C(command.state)], command.reason, live=command.state in PENDING)
+    reason = (waiting or command.reason) if command.state == C.QUEUED else command.reason
+    return Shown(key, _COMMAND_WORDS[C(command.state)], reason, live=command.state in PENDING)
 
 
-def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
+def gateway_shown(gateway: Gateway, now: datetime | None = None, waiting: str | None = None) -> Shown:
     now = now or utcnow()
-    lifecycle = _lifecycle_shown(gateway)
+    lifecycle = _lifecycle_shown(gateway, waiting)
     if lifecycle is not None:
         return lifecycle
     if gateway.last_heartbeat_at is None:
@@ -678,21 +705,22 @@ def gateway_shown(gateway: Gateway, now: datetime | None = None) -> Shown:
     return Shown("offline", "Offline")
 
 
-def _lifecycle_shown(device: Gateway | Mailbox) -> Shown | None:
-    """Removing, failed or setting up, in words; None once the device is active."""
+def _lifecycle_shown(device: Gateway | Mailbox, waiting: str | None = None) -> Shown | None:
+    """Removing, failed or setting up, in words; None once the device is active. `waiting`
+    (platform_waiting) is why a set-up or removal in progress waits, when StreamIoT is down."""
     if device.status == D.REMOVING:
         if device.last_error:
             return Shown("failed", "Removal stuck", device.last_error)
-        return Shown("removing", "Removing", live=True)
+        return Shown("removing", "Removing", waiting, live=True)
     if device.status == D.FAILED:
         return Shown("failed", "Set-up failed", device.last_error)
     if device.status == D.PROVISIONING:
-        return Shown("provisioning", "Setting up", device.last_error, live=True)
+        return Shown("provisioning", "Setting up", waiting or device.last_error, live=True)
     return None
 
 
-def mailbox_shown(mailbox: Mailbox) -> Shown:
-    lifecycle = _lifecycle_shown(mailbox)
+def mailbox_shown(mailbox: Mailbox, waiting: str | None = None) -> Shown:
+    lifecycle = _lifecycle_shown(mailbox, waiting)
     if lifecycle is not None:
         return lifecycle
     if (mailbox.progress or {}).get("mailbox_confirmed"):

@@ -246,11 +246,13 @@ class HouseholdView:
     failed_jobs: list
     # Device messages that changed nothing (forged, late, unknown), newest first.
     ignored: list = field(default_factory=list)
+    # Why queued changes wait, while StreamIoT can't be reached (deliveries.platform_waiting).
+    platform_waiting: str | None = None
 
     @property
     def in_flight(self) -> bool:
         """Something may still change by itself: the page keeps itself up to date."""
-        if self.pending_jobs:
+        if self.pending_jobs or self.platform_waiting:
             return True
         return any(
             row.in_flight
@@ -301,6 +303,8 @@ def household_view(staff: User, account_id) -> HouseholdView:
         ):
             commands_by_id[c.id] = c
     redact = _Redactor.for_household(account, gateways, pins)
+    now = utcnow()
+    waiting = deliveries.platform_waiting(now, staff=True)
 
     pins_by_id = {p.id: p for p in pins}
     commands_by_job = {c.job_id: c for c in commands_by_id.values() if c.job_id is not None}
@@ -322,7 +326,7 @@ def household_view(staff: User, account_id) -> HouseholdView:
             command=c,
             description=describe(c),
             job=job,
-            reason=redact(c.reason),
+            reason=waiting if waiting and c.state == CommandState.QUEUED else redact(c.reason),
             job_error=redact(job.last_error) if job else None,
             can_requeue=_requeue_refusal(c, job, newest, pins_by_id, gateways, mailboxes) is None,
         )
@@ -336,7 +340,6 @@ def household_view(staff: User, account_id) -> HouseholdView:
             trace_by_gateway.setdefault(c.gateway_id, []).append(row(c))
 
     window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
-    now = utcnow()
     gateway_views = []
     for g in gateways:
         boxes = []
@@ -347,7 +350,8 @@ def household_view(staff: User, account_id) -> HouseholdView:
                 MailboxView(
                     mailbox=m,
                     pins=[
-                        PinRow(pin=p, shown=_redacted_shown(pin_shown(p, commands_by_id.get(p.command_id)), redact))
+                        PinRow(pin=p,
+                               shown=_redacted_shown(pin_shown(p, commands_by_id.get(p.command_id), waiting), redact))
                         for p in pins
                         if p.mailbox_id == m.id and p.status != PinState.REMOVED
                     ],
@@ -388,6 +392,7 @@ def household_view(staff: User, account_id) -> HouseholdView:
         failed_jobs=failed,
         ignored=[IgnoredRow(message=i, where=mailbox_names.get(i.mailbox_id) or gateway_names.get(i.gateway_id) or "?")
                  for i in ignored],
+        platform_waiting=waiting,
     )
     _record_visit(staff, account)
     return view

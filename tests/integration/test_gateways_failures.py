@@ -1,6 +1,7 @@
 """When set-up or removal cannot finish: the member sees "failed" with the reason, the log
 says so, and Retry picks up where it stopped. Also a device that refuses a set-up step."""
 import pytest
+import requests
 import sqlalchemy as sa
 
 from portal.extensions import db
@@ -17,14 +18,33 @@ def app_overrides():
     return {"JOB_MAX_ATTEMPTS": 2}
 
 
+class _AnswersWithErrors(requests.adapters.BaseAdapter):
+    """A StreamIoT that answers every request with its own error (500 with a JSON body):
+    the job's own retries run out. (Out of reach is another matter: the platform's health
+    holds the jobs without using up their attempts, tests/integration/test_platform_health.py.)"""
+
+    def send(self, request, *args, **kwargs):
+        response = requests.Response()
+        response.status_code = 500
+        response._content = b'{"error":"internal server error"}'
+        response.headers["Content-Type"] = "text/plain; charset=utf-8"
+        response.request, response.url = request, request.url
+        return response
+
+    def close(self):
+        pass
+
+
 @pytest.fixture
 def streamiot_down(app):
-    """StreamIoT stops answering (connection refused) until `.restore()`."""
+    """StreamIoT fails every request with an error until `.restore()`."""
 
     class Switch:
         def __init__(self):
-            set_streamiot(app, StreamIoT("http://127.0.0.1:9", "http://127.0.0.1:9/reader",
-                                         connect_timeout=0.2, read_timeout=0.2))
+            session = requests.Session()
+            session.mount("http://", _AnswersWithErrors())
+            set_streamiot(app, StreamIoT("http://streamiot.invalid", "http://streamiot.invalid/reader",
+                                         session=session))
 
         def restore(self):
             set_streamiot(app, client_from_config(app.config))
@@ -41,7 +61,7 @@ def _delivery_failures(account):
     ).all()
 
 
-def test_unreachable_streamiot_fails_the_set_up_with_the_reason_and_retry_finishes_it(kit, streamiot_down):
+def test_failing_streamiot_fails_the_set_up_with_the_reason_and_retry_finishes_it(kit, streamiot_down):
     gateway = kit.add_gateway("Hallway")
     gateway = kit.reload(gateway)
     shown = dashboard.gateway_shown(gateway)

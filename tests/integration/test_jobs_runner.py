@@ -41,10 +41,18 @@ def _record(job, ctx):
 
 @handler("test.flaky", on_give_up=_gave_up, on_retry=_retrying)
 def _flaky(job, ctx):
-    """Fails its first `fail_times` attempts as if StreamIoT were down."""
+    """Fails its first `fail_times` attempts with an error StreamIoT answered (the job's own
+    backoff; StreamIoT out of reach is the platform's: test_platform_health.py)."""
     _note(job)
     if job.attempts <= job.payload.get("fail_times", 0):
-        raise sie.Unavailable("StreamIoT could not be reached (POST /things)")
+        raise _server_error()
+
+
+FAILED_ON = "StreamIoT failed on POST /things (500: internal server error)"
+
+
+def _server_error():
+    return sie.ServerError(FAILED_ON, status=500, body='{"error":"internal server error"}')
 
 
 class Platform:
@@ -55,7 +63,7 @@ class Platform:
 def _while_down(job, ctx):
     _note(job)
     if Platform.down:
-        raise sie.Unavailable("StreamIoT could not be reached (POST /things)")
+        raise _server_error()
 
 
 @handler("test.bad_request", on_give_up=_gave_up)
@@ -87,7 +95,8 @@ def _wait(job, ctx):
 @handler("test.retry_after")
 def _retry_after(job, ctx):
     _note(job)
-    raise sie.Unavailable("StreamIoT is unavailable (POST /things answered 503)", status=503, retry_after=120)
+    # 429: StreamIoT answered, asking this caller to slow down (503 would be the platform's: its probe waits).
+    raise sie.Unavailable("StreamIoT is unavailable (POST /things answered 429)", status=429, retry_after=120)
 
 
 @pytest.fixture(autouse=True)
@@ -148,8 +157,8 @@ def test_failing_job_is_retried_until_it_succeeds(app):
     assert runs_of(job) == [1, 2, 3]
     assert job.state == "done"
     # The reason of the last failure stays visible for support.
-    assert job.last_error == "StreamIoT could not be reached (POST /things)"
-    assert [reason for _, reason in RETRIES] == ["StreamIoT could not be reached (POST /things)"] * 2
+    assert job.last_error == FAILED_ON
+    assert [reason for _, reason in RETRIES] == [FAILED_ON] * 2
 
 
 def test_one_pass_runs_each_job_at_most_once(app):
@@ -192,7 +201,7 @@ def test_job_gives_up_after_max_attempts_and_stays_visible(app):
     drain(app)
     assert runs_of(job) == [1, 2, 3]
     assert job.state == "failed" and job.finished_at is not None
-    assert job.last_error == "StreamIoT could not be reached (POST /things) (gave up after 3 attempts)"
+    assert job.last_error == f"{FAILED_ON} (gave up after 3 attempts)"
     assert [(job.id, job.last_error)] == GAVE_UP
 
 
