@@ -1,8 +1,9 @@
-"""platform health: StreamIoT up or down, shared by every worker (portal/jobs/platform.py)
+"""platform health: StreamIoT up or down, shared by every worker (portal/jobs/platform.py);
+when a queued command is tried next
 
 Revision ID: 5c1d7e9a4b20
-Revises: ed7217d2ce43
-Create Date: 2026-12-05 10:00:00
+Revises: 5c1d2e7f9a30
+Create Date: 2026-12-04 15:30:00
 
 """
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5c1d7e9a4b20'
-down_revision = 'ed7217d2ce43'
+down_revision = '5c1d2e7f9a30'
 branch_labels = None
 depends_on = None
 
@@ -30,7 +31,11 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_platform_health'))
     )
+    with op.batch_alter_table('commands', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('retry_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('commands', schema=None) as batch_op:
+        batch_op.drop_column('retry_at')
     op.drop_table('platform_health')

@@ -170,6 +170,8 @@ class Command(Base):
     channel_id: Mapped[str | None] = mapped_column(sa.String(64))
     state: Mapped[str] = mapped_column(sa.String(16))
     reason: Mapped[str | None] = mapped_column(sa.Text)
+    # A queued command whose last attempt failed: when its job tries again (shown in words).
+    retry_at: Mapped[datetime | None]
     # The job that sends it now; an older job of a requeued command finds itself stale.
     job_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
     requested_by_id: Mapped[uuid.UUID | None] = mapped_column(

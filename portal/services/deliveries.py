@@ -253,6 +253,7 @@ def start_sending(command_id, job_id: int, channel_id: str) -> bool:
         channel_id=channel_id,
         publish_started_at=sa.func.coalesce(Command.publish_started_at, now),
         reason=None,
+        retry_at=None,
     )
 
 
@@ -270,11 +271,12 @@ def publish_failed(command_id, reason: str) -> bool:
 
 
 def note_retry(command_id, job_id: int, reason: str, retry_at: datetime) -> None:
-    """Say why a queued command waits and when it is tried next (not a state change)."""
+    """Keep why a queued command waits (for support: the platform's words) and when it is
+    tried next (members see "not delivered yet; trying again in 8 s"). Not a state change."""
     db.session.execute(
         sa.update(Command)
         .where(Command.id == command_id, Command.job_id == job_id, Command.state == C.QUEUED)
-        .values(reason=f"Trying again: {reason}")
+        .values(reason=f"Trying again: {reason}", retry_at=retry_at)
         .execution_options(synchronize_session="fetch")
     )
 
@@ -501,8 +503,8 @@ def requeue(command: Command, expected: Iterable[CommandState] = (C.FAILED,)) ->
     finds itself replaced and does nothing)."""
     job = enqueue_device_job(JOB_SEND, {"command_id": str(command.id)}, account_id=command.account_id,
                              gateway_id=command.gateway_id)
-    return _command_cas(command.id, expected, C.QUEUED, reason=None, sent_at=None, answered_at=None,
-                        job_id=job.id)
+    return _command_cas(command.id, expected, C.QUEUED, reason=None, retry_at=None, sent_at=None,
+                        answered_at=None, job_id=job.id)
 
 
 def requeue_with_its_job(command: Command) -> bool:
@@ -510,7 +512,8 @@ def requeue_with_its_job(command: Command) -> bool:
     attempts, and the command to queued; both compare-and-set, so two staff can't both."""
     if command.job_id is None or not outbox.requeue(command.job_id):
         return False
-    return _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, sent_at=None, answered_at=None)
+    return _command_cas(command.id, [C.FAILED], C.QUEUED, reason=None, retry_at=None, sent_at=None,
+                        answered_at=None)
 
 
 def retry_mailbox_setup(mailbox: Mailbox) -> bool:
@@ -646,12 +649,23 @@ _UNLOCK_WORDS = {
 }
 
 
+def queued_reason(command: Command, waiting: str | None = None, now: datetime | None = None) -> str | None:
+    """Why a queued command waits, in household words: StreamIoT can't be reached (`waiting`,
+    platform_waiting), or its last attempt failed and it is tried again soon (the platform's
+    own words stay in command.reason, for support's trace)."""
+    if waiting:
+        return waiting
+    if command.retry_at is not None:
+        return f"Not delivered yet; {next_try_words(command.retry_at, now or utcnow())}"
+    return None
+
+
 def unlock_shown(command: Command, waiting: str | None = None) -> Shown:
     """`waiting` (platform_waiting) is why a queued change waits, when StreamIoT is down."""
     key, label = _UNLOCK_WORDS[C(command.state)]
     reason = command.reason
-    if command.state == C.QUEUED and waiting:
-        reason = waiting
+    if command.state == C.QUEUED:
+        reason = queued_reason(command, waiting)
     if command.state == C.EXPIRED and not reason:
         reason = "Not answered in time; the box was not opened."
     return Shown(key, label, reason, live=command.state in PENDING)
@@ -671,7 +685,7 @@ def pin_shown(pin: Pin, command: Command | None, waiting: str | None = None) -> 
     if state in (C.SENDING, C.SENT):
         return Shown("sent", "Removal sent, waiting for the box" if removing else "Sent, waiting for the box",
                      live=True)
-    reason = (waiting or command.reason) if command is not None and state == C.QUEUED else None
+    reason = queued_reason(command, waiting) if command is not None and state == C.QUEUED else None
     return Shown("removing" if removing else "queued", "Removal queued" if removing else "Queued", reason, live=True)
 
 
@@ -688,7 +702,7 @@ _COMMAND_WORDS = {
 
 def command_shown(command: Command, waiting: str | None = None) -> Shown:
     key = C.SENT.value if command.state == C.SENDING else command.state
-    reason = (waiting or command.reason) if command.state == C.QUEUED else command.reason
+    reason = queued_reason(command, waiting) if command.state == C.QUEUED else command.reason
     return Shown(key, _COMMAND_WORDS[C(command.state)], reason, live=command.state in PENDING)
 
 

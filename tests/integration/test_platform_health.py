@@ -11,7 +11,7 @@ from portal.jobs import platform
 from portal.jobs.outbox import enqueue
 from portal.jobs.registry import handler
 from portal.jobs.runner import run_due_jobs
-from portal.models import STREAMIOT, Job, PlatformHealth, utcnow
+from portal.models import STREAMIOT, Command, Job, PlatformHealth, utcnow
 from portal.services import deliveries, support
 from portal.streamiot import errors as sie
 
@@ -218,3 +218,22 @@ def test_queued_changes_say_why_they_wait_on_the_households_pages_and_in_the_con
     assert view.platform_waiting == "StreamIoT can't be reached; trying again in 4 s"
     [pin_row] = [row for gv in view.gateways for mv in gv.mailboxes for row in mv.pins]
     assert pin_row.shown.reason == "StreamIoT can't be reached; trying again in 4 s"
+
+
+def test_a_change_whose_attempt_failed_while_the_platform_is_up_says_when_it_is_tried_again(
+    app, kit, member_client, frozen
+):
+    gateway = kit.add_gateway()
+    mailbox = kit.add_mailbox(gateway)
+    pin = kit.add_pin(mailbox, "Grandma", "4821", run=False)
+    command = kit.reload(pin).command_id
+    job_id = db.session.get(Command, command).job_id
+    deliveries.note_retry(command, job_id, "StreamIoT answered POST /http/channels/x/messages with 429",
+                          frozen + timedelta(seconds=8))
+    db.session.commit()
+    box_page = member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
+    pin_list = box_page.split('id="pins"', 1)[1].split('id="unlock"', 1)[0]
+    assert "Not delivered yet; trying again in 8 s" in pin_list
+    assert "StreamIoT" not in pin_list and "429" not in pin_list
+    # Support keeps the platform's own words.
+    assert "429" in db.session.get(Command, command).reason
