@@ -124,35 +124,30 @@ class ChannelToRead:
 
 # --- which channels -------------------------------------------------------------------
 
+# A command handed to StreamIoT and not answered yet, on a channel an answer can come back on.
+_WAITING = (
+    Command.state.in_((CommandState.SENDING, CommandState.SENT)),
+    Command.channel_id.is_not(None),
+    # Their channels are deleted right after they go out: no answer can be read.
+    Command.action.not_in(("DESTRUCT", "DELETE")),
+)
+
 def channels_to_read_fast() -> list[ChannelToRead]:
-    """Channels read every REPLY_POLL_SECONDS: those with a command waiting for its answer,
-    and every channel of a household a member is looking at (portal/services/presence.py).
+    """Channels read every REPLY_POLL_SECONDS: every channel of a household a member is
+    looking at (portal/services/presence.py) or with a command waiting for its answer.
     Idle households are left to the slow read, so the cost grows with active households."""
-    waiting = _waiting_channel_ids()
-    watched = db.session.scalars(
+    watched = set(db.session.scalars(
         sa.select(Account.id).where(Account.watched_until > utcnow(), Account.link_state == LINK_CONNECTED)
-    ).all()
-    if not waiting and not watched:
-        return []
-    return _channels(channel_ids=waiting, account_ids=set(watched))
+    ))
+    active = watched | _accounts_waiting()
+    return _channels(channel_ids=set(), account_ids=active) if active else []
 
 
-def channels_waiting() -> list[ChannelToRead]:
-    """Channels with a command handed to StreamIoT and not answered yet."""
-    ids = _waiting_channel_ids()
-    return _channels(channel_ids=ids) if ids else []
-
-
-def _waiting_channel_ids() -> set[str]:
-    return {channel_id for channel_id in db.session.scalars(
-        sa.select(Command.channel_id)
-        .where(
-            Command.state.in_((CommandState.SENDING, CommandState.SENT)),
-            Command.channel_id.is_not(None),
-            # Their channels are deleted right after they go out: no answer can be read.
-            Command.action.not_in(("DESTRUCT", "DELETE")),
-        )
-    ) if channel_id}
+def _accounts_waiting() -> set[uuid.UUID]:
+    """Households with a command handed to StreamIoT and not answered yet."""
+    return set(db.session.scalars(
+        sa.select(Command.account_id).where(*_WAITING).distinct()
+    ))
 
 
 def channels_of_linked_households() -> list[ChannelToRead]:

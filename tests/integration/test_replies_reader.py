@@ -119,15 +119,16 @@ def test_a_failed_answer_carries_the_reason_record_of_the_same_pack(kit):
     assert kit.reload(first).status == kit.reload(second).status == "adding"
 
 
-def test_only_channels_with_a_command_waiting_are_read_every_second(kit):
+def test_a_household_with_a_command_waiting_has_every_channel_read_every_second(kit):
     gateway, mailbox = kit.ready_mailbox()
-    assert device_reports.channels_waiting() == []
+    assert device_reports.channels_to_read_fast() == []
     kit.add_pin(mailbox)
-    assert [t.channel_id for t in device_reports.channels_waiting()] == [mailbox.channel_id]
+    fast = {t.channel_id: t for t in device_reports.channels_to_read_fast()}
+    assert set(fast) == {gateway.channel_id, mailbox.channel_id}
+    assert fast[mailbox.channel_id].publisher == gateway.thing_id
+    assert fast[mailbox.channel_id].mailbox_id == mailbox.id
     every = {t.channel_id for t in device_reports.channels_of_linked_households()}
     assert every == {gateway.channel_id, mailbox.channel_id}
-    [target] = [t for t in device_reports.channels_waiting()]
-    assert target.publisher == gateway.thing_id and target.mailbox_id == mailbox.id
 
 
 def test_households_that_are_not_linked_are_not_read(kit):
