@@ -11,10 +11,15 @@ import unicodedata
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey as NaclPrivateKey
+from nacl.public import PublicKey as NaclPublicKey
+from nacl.public import SealedBox
 
 _VERSION = b"\x01"
 
@@ -163,3 +168,47 @@ def normalize_public_key(text: str) -> str:
         )
     X25519PublicKey.from_public_bytes(raw)
     return base64.b64encode(raw).decode()
+
+
+# --- the device link: sealed secrets and authenticated messages (docs/device-protocol.md) --
+#
+# libsodium's primitives (through PyNaCl), so firmware on an ESP32 can use libsodium too:
+# crypto_box_seal for secrets sent to a device, X25519 + HKDF-SHA256 for the key both ends
+# share, HMAC-SHA256 for every message on a "sealed" gateway.
+
+LINK_INFO = {"command": b"iotlock link v1 portal->gateway", "report": b"iotlock link v1 gateway->portal"}
+
+
+def seal(public_key_b64: str, plaintext: bytes) -> str:
+    """crypto_box_seal of `plaintext` to an X25519 public key, as base64: only the holder of
+    the private key can open it; each sealing differs (a fresh ephemeral key)."""
+    box = SealedBox(NaclPublicKey(base64.b64decode(public_key_b64)))
+    return base64.b64encode(box.encrypt(plaintext)).decode()
+
+
+def open_sealed(private_key_b64: str, sealed_b64: str) -> bytes:
+    """crypto_box_seal_open; raises DecryptionError when it was not sealed to this key."""
+    try:
+        box = SealedBox(NaclPrivateKey(base64.b64decode(private_key_b64)))
+        return box.decrypt(base64.b64decode(sealed_b64, validate=True))
+    except (CryptoError, binascii.Error, ValueError, TypeError) as exc:
+        raise DecryptionError("not sealed to this key") from exc
+
+
+def link_key(own_private_b64: str, their_public_b64: str, direction: str) -> bytes:
+    """The 32-byte HMAC key of one direction of a gateway link: HKDF-SHA256 (no salt) over
+    X25519(own private, their public), info LINK_INFO[direction]. Both ends derive the same
+    key, the portal from its household key and the gateway's public key, the gateway from
+    its own key and the portal's public key."""
+    private = X25519PrivateKey.from_private_bytes(base64.b64decode(own_private_b64))
+    shared = private.exchange(X25519PublicKey.from_public_bytes(base64.b64decode(their_public_b64)))
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=LINK_INFO[direction]).derive(shared)
+
+
+def mac(key: bytes, message: bytes) -> str:
+    """HMAC-SHA256 as base64."""
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def mac_ok(key: bytes, message: bytes, claimed) -> bool:
+    return isinstance(claimed, str) and hmac.compare_digest(mac(key, message), claimed)
