@@ -21,6 +21,7 @@ from portal.jobs import handlers as _job_handlers  # noqa: F401  (registers ever
 from portal.jobs import virtual_gateways
 from portal.mailboxes import bp as mailboxes_bp
 from portal.members import bp as members_bp
+from portal.models import PROTOCOL_SEALED
 from portal.models.base import utcnow
 from portal.services import deliveries, presence
 from portal.streamiot.deployment import device_urls
@@ -227,6 +228,7 @@ def register_template_helpers(app: Flask) -> None:
         PinState=deliveries.PinState,
         CommandState=deliveries.CommandState,
         can_withdraw=deliveries.can_withdraw,
+        PROTOCOL_SEALED=PROTOCOL_SEALED,
     )
 
     @app.context_processor

@@ -10,11 +10,18 @@ in one JSON-able dict, so a restart that reloads it loses nothing:
                         "wrong_attempts", "battery", "battery_reported_at"}},
      "cursors": {channel: {"time": float, "seen": {digest: time, ...}}},
      "outbox": [{"channel", "pack", "queued_at", "attempts"}],
-     "last_heartbeat_at": float | None}
+     "last_heartbeat_at": float | None,
+     "counters": {"in": {channel: int}, "out": {channel: int}}}   # sealed level
+
+A "sealed" gateway (docs/device-protocol.md) opens sealed PINs with its private key,
+remembers each PIN's reference and names PINs only by it, accepts a command only with a
+MAC under the portal's command key and a counter above the last one on its channel, and
+adds a counter and a MAC to everything it publishes.
 """
 import logging
 import math
 
+from portal import crypto
 from portal.streamiot import messages as m
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,8 @@ WRONG_CHANNEL = "wrong channel"
 CHANNEL_IN_USE = "channel serves another mailbox"
 EXPIRED = m.EXPIRED  # an UNLOCK read after its deadline: the box stays shut
 INVALID_DEADLINE = "invalid deadline"
+SEALED_PIN_UNREADABLE = "cannot open the sealed PIN"
+UNKNOWN_REF = "unknown"  # an OPENED of a PIN whose reference this box never got
 
 
 class UnknownMailbox(LookupError):
@@ -62,6 +71,7 @@ def empty_state(thing_id: str) -> dict:
         "cursors": {},
         "outbox": [],
         "last_heartbeat_at": None,
+        "counters": {"in": {}, "out": {}},
     }
 
 
@@ -99,8 +109,20 @@ class Firmware:
         open_seconds: float = OPEN_SECONDS,
         battery_seconds: float = BATTERY_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        protocol: str = m.SEED,
+        private_key: str | None = None,
+        portal_public_key: str | None = None,
     ):
         self.state = state
+        self.state.setdefault("counters", {"in": {}, "out": {}})
+        self.protocol = protocol
+        self.private_key = private_key
+        # The link keys (sealed): None when this gateway lacks its private key or the
+        # portal's public key, and then it can neither trust nor be trusted.
+        self.command_key = self.report_key = None
+        if protocol == m.SEALED and private_key and portal_public_key:
+            self.command_key = crypto.link_key(private_key, portal_public_key, "command")
+            self.report_key = crypto.link_key(private_key, portal_public_key, "report")
         self.thing_id = thing_id
         self.channel_id = channel_id
         self.public_key = public_key.strip()
@@ -164,11 +186,14 @@ class Firmware:
             fresh.append((float(time), digest, message))
         fresh.sort(key=lambda item: item[0])  # stable: ties stay in platform order
 
+        accepted = self._authentic(channel, fresh) if self.protocol == m.SEALED else None
         applied = 0
         for time, digest, message in fresh:
             seen[digest] = time
             if cursor["time"] is None or time > cursor["time"]:
                 cursor["time"] = time
+            if accepted is not None and digest not in accepted:
+                continue
             try:
                 if self._apply(channel, message, now):
                     applied += 1
@@ -178,6 +203,27 @@ class Firmware:
             horizon = cursor["time"] - READ_LOOKBACK_SECONDS
             cursor["seen"] = {d: t for d, t in seen.items() if t >= horizon}
         return applied
+
+    def _authentic(self, channel: str, fresh: list) -> set[str]:
+        """Sealed: the digests of the messages whose pack (same time and publisher) has a MAC
+        under the command key and a counter above the last accepted on this channel; packs
+        are taken in the order received, each counter once."""
+        packs: dict[tuple, list] = {}
+        for time, digest, message in fresh:
+            packs.setdefault((time, message.get("publisher")), []).append((digest, message))
+        accepted: set[str] = set()
+        last = self.state["counters"]["in"]
+        for _key, items in sorted(packs.items(), key=lambda kv: kv[0][0]):
+            counter = (m.verify(channel, [msg for _d, msg in items], self.command_key)
+                       if self.command_key is not None else None)
+            if counter is None or counter <= last.get(channel, 0):
+                log.warning("virtual gateway %s: ignored a command on %s that is not authentic (%s)",
+                            self.thing_id, channel, "no valid MAC" if counter is None else "replayed counter")
+                continue
+            last[channel] = counter
+            accepted.update(d for d, msg in items
+                            if (m.split_name(msg.get("name")) or ("", ""))[1] not in (m.CTR, m.MAC))
+        return accepted
 
     def _trusted(self, channel: str, publisher, base: str, name: str) -> bool:
         if publisher == self.thing_id:
@@ -210,7 +256,7 @@ class Firmware:
         record = m.record_from_message(message, base)
         if record is None or not any(f in record for f in m.STORED_FIELDS):
             return False
-        if name == m.AUTH or name == m.UNAUTH:
+        if (name == m.AUTH or name == m.UNAUTH) and "v" in record:
             pin = _pin_value(record.get("v"))
             if pin is not None:
                 record["v"] = pin  # the platform stores numbers as floats; answer the PIN as sent
@@ -304,18 +350,37 @@ class Firmware:
     def _on_destruct(self, channel, base, record, now):
         if _key_value(record.get("vs")) != self.public_key:
             return KEY_MISMATCH
-        # A factory reset: forget everything, but keep the cursors (so nothing is applied
-        # twice) and the outbox (so this very answer still goes out).
-        kept = {"cursors": self.state["cursors"], "outbox": self.state["outbox"]}
+        # A factory reset: forget everything, but keep the cursors and counters (so nothing
+        # is applied twice) and the outbox (so this very answer still goes out).
+        kept = {"cursors": self.state["cursors"], "outbox": self.state["outbox"],
+                "counters": self.state.get("counters", {"in": {}, "out": {}})}
         self.state.clear()
         self.state.update(empty_state(self.thing_id), **kept)
         log.info("virtual gateway %s: destructed, state wiped", self.thing_id)
 
-    def _on_auth(self, channel, base, record, now):
+    def _pin_of(self, record) -> tuple[int | None, str | None, str | None]:
+        """(PIN, reference, failure) of an AUTH/UNAUTH: sealed in `vs` (then the answer
+        echoes the reference, never the sealed blob), or the seed's digits in `v`."""
+        if "vs" in record:
+            if self.private_key is None:
+                return None, None, SEALED_PIN_UNREADABLE
+            try:
+                sealed_pin, ref = m.open_pin(self.private_key, record["vs"])
+            except ValueError:
+                return None, None, SEALED_PIN_UNREADABLE
+            record["vs"] = ref
+            return sealed_pin, ref, None
         pin = _pin_value(record.get("v"))
+        return pin, None, None if pin is not None else INVALID_PIN
+
+    def _on_auth(self, channel, base, record, now):
+        pin, ref, failure = self._pin_of(record)
         if pin is None:
-            return INVALID_PIN
-        pins = self._box_on(channel)["pins"]
+            return failure
+        box = self._box_on(channel)
+        pins = box["pins"]
+        if ref is not None:
+            box.setdefault("refs", {})[str(pin)] = ref
         if pin in pins:
             return None
         if len(pins) >= self.pin_slots:
@@ -323,12 +388,13 @@ class Firmware:
         pins.append(pin)
 
     def _on_unauth(self, channel, base, record, now):
-        pin = _pin_value(record.get("v"))
+        pin, _ref, failure = self._pin_of(record)
         if pin is None:
-            return INVALID_PIN
-        pins = self._box_on(channel)["pins"]
-        if pin in pins:
-            pins.remove(pin)
+            return failure
+        box = self._box_on(channel)
+        if pin in box["pins"]:
+            box["pins"].remove(pin)
+        box.get("refs", {}).pop(str(pin), None)
 
     def _on_unlock(self, channel, base, record, now):
         # Only until its deadline: an unlock read late never opens the box by surprise.
@@ -349,7 +415,12 @@ class Firmware:
         text = str(digits).strip()
         if text.isascii() and text.isdigit() and text[0] != "0" and int(text) in box["pins"]:
             box["wrong_attempts"] = 0
-            self._open(box, m.opened_with_pin(self.thing_id, int(text)), now)
+            if self.protocol == m.SEALED:
+                # The digits never leave a sealed box: it names the PIN by its reference.
+                ref = box.get("refs", {}).get(text, UNKNOWN_REF)
+                self._open(box, m.opened_with_ref(self.thing_id, ref), now)
+            else:
+                self._open(box, m.opened_with_pin(self.thing_id, int(text)), now)
             return "opened"
         box["wrong_attempts"] += 1
         self._publish(box["channel"], m.rejected(self.thing_id, box["wrong_attempts"]), now)
@@ -381,7 +452,17 @@ class Firmware:
         box["battery"] = max(1, box["battery"] - 1)  # every opening drains the battery a little
         self._publish(box["channel"], pack, now)
 
+    def sign(self, channel: str, pack: list[dict]) -> list[dict]:
+        """A pack ready to go out on `channel`: sealed, with the channel's next counter and
+        its MAC; as it is on the seed level (or without the keys to sign with)."""
+        if self.protocol != m.SEALED or self.report_key is None:
+            return pack
+        out = self.state["counters"]["out"]
+        out[channel] = out.get(channel, 0) + 1
+        return m.signed(pack, channel, out[channel], self.report_key)
+
     def _publish(self, channel: str, pack: list[dict], now: float) -> None:
+        pack = self.sign(channel, pack)
         self.state["outbox"].append({"channel": channel, "pack": pack, "queued_at": now, "attempts": 0})
 
     def _box_on(self, channel: str) -> dict:

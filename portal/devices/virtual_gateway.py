@@ -35,6 +35,9 @@ class _FirmwareOptions(TypedDict):
     """What every Firmware this gateway builds is given besides its state and identity."""
 
     controller: str | None
+    protocol: str
+    private_key: str | None
+    portal_public_key: str | None
     pin_slots: int
     open_seconds: float
     battery_seconds: float
@@ -89,6 +92,10 @@ class VirtualGateway:
         self._key = self.settings["thing_key"]
         self._options = _FirmwareOptions(
             controller=self.settings.get("portal_thing_id") or None,
+            # Settings files from before the sealed level name no protocol: the seed's.
+            protocol=self.settings.get("protocol") or messages.SEED,
+            private_key=self.settings.get("private_key") or None,
+            portal_public_key=self.settings.get("portal_public_key") or None,
             pin_slots=pin_slots,
             open_seconds=open_seconds,
             battery_seconds=battery_seconds,
@@ -233,7 +240,9 @@ class VirtualGateway:
             return
         uptime = max(0, int(now - self._booted))
         try:
-            self.streamiot.publish(self.channel_id, self._key, messages.heartbeat(self.thing_id, uptime))
+            pack = firmware.sign(self.channel_id, messages.heartbeat(self.thing_id, uptime))
+            save()  # a counter is used once, even if this publish fails
+            self.streamiot.publish(self.channel_id, self._key, pack)
         except StreamIoTError as exc:
             self._problem(f"heartbeat failed: {exc}")
             return

@@ -21,12 +21,21 @@ class DeviceKeyMixin:
     )
 
 
+PROTOCOL_CHOICES = [
+    SelectChoice("sealed", "Sealed (recommended)"),
+    SelectChoice("seed", "Basic"),
+]
+
+
 class GatewayForm(DeviceKeyMixin, FlaskForm):
     name = StringField(
         "Name",
         description="Where it is, so everyone recognises it, e.g. “Hallway gateway”.",
         validators=[DataRequired("Give the gateway a name."), Length(max=80, message="Keep it under 80 characters.")],
     )
+    # Not sent by an older form (or a script): the service's default, sealed, applies.
+    protocol = RadioField("How it talks to IoTLock", choices=PROTOCOL_CHOICES, default="sealed",
+                          validate_choice=False)
 
 
 class RenameForm(FlaskForm):

@@ -42,7 +42,8 @@ def add():
     if form.validate_on_submit():
         try:
             gateway, private_key = gateways.add_gateway(
-                account_id(), user(), name=form.name.data, key_mode=form.key_mode.data, public_key=form.public_key.data
+                account_id(), user(), name=form.name.data, key_mode=form.key_mode.data, public_key=form.public_key.data,
+                protocol=form.protocol.data or gateways.DEFAULT_PROTOCOL,
             )
         except ServiceError as exc:
             field_error(form, exc)

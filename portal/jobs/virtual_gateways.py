@@ -11,19 +11,21 @@ the port the services name (`VIRTUAL_DEVICES`), which `init_app` fills: the serv
 never import this side.
 """
 import hashlib
+import json
 import logging
+import os
 import threading
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from portal.crypto import decrypt
+from portal.crypto import decrypt, public_from_private
 from portal.devices.virtual_gateway import VirtualGateway
 from portal.extensions import db
 from portal.jobs.registry import periodic
 from portal.models import Account, Gateway
-from portal.services.mailboxes import VIRTUAL_DEVICES
+from portal.services.ports import VIRTUAL_DEVICE_KEYS, VIRTUAL_DEVICES
 from portal.streamiot.deployment import client_from_config
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,9 @@ def _rows(gateway_id=None) -> list:
             Gateway.thing_key_enc,
             Gateway.channel_id,
             Gateway.public_key,
+            Gateway.protocol,
             Account.portal_thing_id,
+            Account.link_public_key,
         )
         .join(Account, Account.id == Gateway.account_id)
         .where(
@@ -72,8 +76,37 @@ def _rows(gateway_id=None) -> list:
     return list(db.session.execute(query))
 
 
-def _fingerprint(row) -> str:
-    parts = [row.thing_id, row.channel_id, row.public_key, row.portal_thing_id or "", row.thing_key_enc.hex()]
+def key_path(app, gateway_id) -> Path:
+    """Where the virtual gateway keeps its private key: the device's own storage."""
+    return Path(app.config["VIRTUAL_GATEWAY_DIR"]) / f"{gateway_id}.key.json"
+
+
+def keep_private_key(app, gateway_id, private_key: str) -> None:
+    """A generated private key, handed over by the services when the gateway was added or
+    got a new key pair (the VIRTUAL_DEVICE_KEYS port): written for the owner only."""
+    path = key_path(app, gateway_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"public_key": public_from_private(private_key), "private_key": private_key}, out)
+    partial.replace(path)
+
+
+def _private_key(app, row) -> str | None:
+    """The virtual device's private key for the row's current public key, if it holds one."""
+    try:
+        held = json.loads(key_path(app, row.id).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(held, dict) or held.get("public_key") != row.public_key:
+        return None  # a key for an older pair, or none
+    return held.get("private_key") if isinstance(held.get("private_key"), str) else None
+
+
+def _fingerprint(app, row) -> str:
+    parts = [row.thing_id, row.channel_id, row.public_key, row.portal_thing_id or "", row.thing_key_enc.hex(),
+             row.protocol, row.link_public_key or "", "key" if _private_key(app, row) else ""]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -85,6 +118,9 @@ def _build(app, row) -> VirtualGateway:
         "public_key": row.public_key,
         # The portal knows its own thing, so its gateways need not learn it from CONNECT.
         "portal_thing_id": row.portal_thing_id,
+        "protocol": row.protocol,
+        "portal_public_key": row.link_public_key,
+        "private_key": _private_key(app, row),
     }
     # One client per gateway: web requests (keypad) and the worker use them from
     # different threads, and a requests.Session is not meant to be shared that way.
@@ -99,7 +135,7 @@ def _build(app, row) -> VirtualGateway:
 def _current(app, row) -> VirtualGateway:
     """The registered virtual gateway of a row, (re)built when the row's settings changed."""
     registry = _registry(app)
-    fingerprint = _fingerprint(row)
+    fingerprint = _fingerprint(app, row)
     with registry.lock:
         known = registry.gateways.get(row.id)
         if known is not None and known[0] == fingerprint:
@@ -118,10 +154,12 @@ def tick(app) -> int:
         try:
             rows = _rows()
             gateways = [(row.id, _current(app, row)) for row in rows]
+            # A gateway still being set up has a private key but no virtual gateway yet.
+            existing = set(db.session.scalars(sa.select(Gateway.id)))
         finally:
             # End the read transaction before talking to StreamIoT.
             db.session.remove()
-    _drop_missing(app, {gateway_id for gateway_id, _ in gateways})
+    _drop_missing(app, {gateway_id for gateway_id, _ in gateways}, existing)
     for gateway_id, gateway in gateways:
         try:
             gateway.step()
@@ -130,7 +168,7 @@ def tick(app) -> int:
     return len(gateways)
 
 
-def _drop_missing(app, present: set) -> None:
+def _drop_missing(app, present: set, existing: set) -> None:
     registry = _registry(app)
     with registry.lock:
         gone = [gid for gid in registry.gateways if gid not in present]
@@ -141,11 +179,12 @@ def _drop_missing(app, present: set) -> None:
     folder = Path(app.config["VIRTUAL_GATEWAY_DIR"])
     if folder.is_dir():
         for path in folder.glob("*.json"):
+            is_key = path.name.endswith(".key.json")
             try:
-                gateway_id = uuid.UUID(path.stem)
+                gateway_id = uuid.UUID(path.name.removesuffix(".key.json") if is_key else path.stem)
             except ValueError:
                 continue  # not ours (e.g. a CLI gateway's state)
-            if gateway_id not in present:
+            if gateway_id not in (existing if is_key else present):
                 path.unlink(missing_ok=True)
                 path.with_name(path.name + ".lock").unlink(missing_ok=True)
 
@@ -166,3 +205,6 @@ def init_app(app) -> None:
     """Offer the virtual gateways to the services (keypad, box snapshot); the offer answers
     None while VIRTUAL_GATEWAYS is off."""
     app.extensions[VIRTUAL_DEVICES] = lambda gateway: virtual_gateway_for(app, gateway)
+    if app.config.get("VIRTUAL_GATEWAYS"):
+        app.extensions[VIRTUAL_DEVICE_KEYS] = lambda gateway_id, private_key: keep_private_key(
+            app, gateway_id, private_key)

@@ -80,6 +80,11 @@ class Account(Base):
     streamiot_token_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     portal_thing_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     portal_thing_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # The household's X25519 key pair for its sealed gateways: the public half goes into
+    # their settings files; with it each gateway and the portal derive the keys that
+    # authenticate their messages (portal/crypto.py link_key).
+    link_public_key: Mapped[str | None] = mapped_column(sa.String(44))
+    link_private_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     # A member had a page of the household open until about then: its boxes are read at
     # the fast interval (portal/services/presence.py).
     watched_until: Mapped[datetime | None]

@@ -9,6 +9,11 @@ from portal.models.base import Base, new_id, utcnow
 
 MAILBOX_KINDS = {"mailbox": "Mailbox", "parcel_box": "Parcel box", "gun_safe": "Gun safe"}
 
+# Protocol levels a gateway's firmware speaks (docs/device-protocol.md).
+PROTOCOL_SEALED = "sealed"
+PROTOCOL_SEED = "seed"
+PROTOCOLS = (PROTOCOL_SEALED, PROTOCOL_SEED)
+
 # Record names of the messages (docs/device-protocol.md) and the channel each travels on.
 ACTION_CHANNEL = {
     "CONNECT": "gateway",
@@ -37,6 +42,12 @@ class Gateway(Base):
     name: Mapped[str] = mapped_column(sa.String(80))
     public_key: Mapped[str] = mapped_column(sa.String(44))  # base64 of raw X25519, 44 chars
     key_generated: Mapped[bool] = mapped_column(default=False)
+    # The protocol level its firmware speaks (docs/device-protocol.md): "sealed" (PINs
+    # sealed to its key, every message authenticated) or "seed" (the first messages, PINs
+    # readable by the platform). Chosen when it is added.
+    protocol: Mapped[str] = mapped_column(sa.String(8), default=PROTOCOL_SEALED)
+    # Sealed: the counter of the last command the portal authenticated on its channel.
+    command_counter: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(sa.String(16))
     # Provisioning steps done so far, e.g. {"thing": true, "channel": true, ...}.
     progress: Mapped[dict] = mapped_column(default=dict)
@@ -80,6 +91,8 @@ class Mailbox(Base):
     kind: Mapped[str] = mapped_column(sa.String(16), default="mailbox")
     public_key: Mapped[str] = mapped_column(sa.String(44))
     key_generated: Mapped[bool] = mapped_column(default=False)
+    # Sealed: the counter of the last command the portal authenticated on the box's channel.
+    command_counter: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(sa.String(16))
     progress: Mapped[dict] = mapped_column(default=dict)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -124,6 +137,8 @@ class Pin(Base):
     label: Mapped[str] = mapped_column(sa.String(60))
     digits_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     digits_digest: Mapped[str] = mapped_column(sa.String(64))
+    # Sealed: how the box names this PIN in its reports (it never sends the digits back).
+    ref: Mapped[str | None] = mapped_column(sa.String(16))
     status: Mapped[str] = mapped_column(sa.String(16))
     # The command that currently carries this PIN's change (AUTH, then UNAUTH): its state
     # is the PIN's delivery state. No foreign key: commands also point at pins.
@@ -172,6 +187,9 @@ class Command(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     # A queued command whose last attempt failed: when its job tries again (shown in words).
     retry_at: Mapped[datetime | None]
+    # Sealed: the counter it is authenticated with, given at its first publish and kept,
+    # so a publish repeated after a crash is the same message to the gateway.
+    counter: Mapped[int | None]
     # The job that sends it now; an older job of a requeued command finds itself stale.
     job_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
     requested_by_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -226,3 +244,6 @@ class ChannelCursor(Base):
     # "stray_total": how many of those the reader held at the last sweep}.
     seen: Mapped[dict] = mapped_column(default=dict)
     last_polled_at: Mapped[datetime | None]
+    # Sealed gateways: the counter of the last authenticated report applied from this
+    # channel; a report must carry a higher one (no replays).
+    report_counter: Mapped[int] = mapped_column(default=0)

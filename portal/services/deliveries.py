@@ -13,6 +13,8 @@ then on can a device answer match it.
 """
 import enum
 import math
+import secrets
+import string
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -255,6 +257,29 @@ def start_sending(command_id, job_id: int, channel_id: str) -> bool:
         reason=None,
         retry_at=None,
     )
+
+
+def counter_for(command_id) -> int:
+    """The counter a command is authenticated with on a sealed gateway: the next of its
+    channel's counter at its first publish, then kept, so a publish repeated after a crash
+    is the same command to the gateway (which ignores a counter it has seen). The caller
+    commits it with start_sending."""
+    command = db.session.get(Command, command_id, populate_existing=True)
+    if command is None:
+        raise LookupError("no such command")
+    if command.counter is not None:
+        return command.counter
+    model: type[Gateway] | type[Mailbox] = Mailbox if command.channel_key == "mailbox" else Gateway
+    device_id = command.mailbox_id if model is Mailbox else command.gateway_id
+    counter = db.session.execute(
+        sa.update(model).where(model.id == device_id)
+        .values(command_counter=model.command_counter + 1).returning(model.command_counter)
+    ).scalar_one()
+    db.session.execute(
+        sa.update(Command).where(Command.id == command_id, Command.counter.is_(None)).values(counter=counter)
+        .execution_options(synchronize_session="fetch")
+    )
+    return counter
 
 
 def mark_sent(command_id) -> bool:
@@ -548,6 +573,27 @@ def retry_setup_steps(commands: Iterable[Command]) -> None:
 
 
 # --- PINs ------------------------------------------------------------------------------
+
+REF_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_pin_ref() -> str:
+    """8 random letters and digits (47 bits): how a sealed box names a PIN in its reports."""
+    return "".join(secrets.choice(REF_ALPHABET) for _ in range(8))
+
+
+def pin_ref(pin: Pin) -> str:
+    """The PIN's reference, given now if it has none (a PIN older than the sealed level);
+    set once, so every command of the PIN carries the same one. The caller commits."""
+    if not pin.ref:
+        db.session.execute(
+            sa.update(Pin).where(Pin.id == pin.id, Pin.ref.is_(None)).values(ref=new_pin_ref())
+            .execution_options(synchronize_session="fetch")
+        )
+        db.session.refresh(pin, ["ref"])
+    assert pin.ref, "set just now"
+    return pin.ref
+
 
 def pin_digits(pin: Pin) -> int:
     return int(crypto.decrypt(pin.digits_enc, table="pins", column="digits_enc", row_id=pin.id))

@@ -19,6 +19,7 @@ as an ignored device message for the support trace.
 """
 import enum
 import logging
+import secrets
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.models import (
     LINK_CONNECTED,
+    PROTOCOL_SEALED,
     Account,
     ChannelCursor,
     Command,
@@ -41,7 +43,7 @@ from portal.models import (
     utcnow,
 )
 from portal.models.devices import ACTION_CHANNEL
-from portal.services import activity, deliveries
+from portal.services import activity, deliveries, device_link
 from portal.services.deliveries import CommandState, DeviceState
 from portal.services.pins import digest_of
 
@@ -62,6 +64,9 @@ MAX_AHEAD_SECONDS = 60.0
 LOOKBACK_SECONDS = 30.0
 # How many device-dated messages a cursor remembers (a misbehaving device cannot grow it).
 MAX_STRAYS = 1000
+# The report key of a sealed gateway whose household key is missing: a secret of this
+# process that nobody can have MAC'd with, so nothing it says is applied.
+UNCHECKABLE = secrets.token_bytes(32)
 
 
 class ReportKind(enum.StrEnum):
@@ -94,6 +99,8 @@ class DeviceReport:
     done: bool | None = None  # ANSWER: Done (True) or Failed (False)
     reason: str | None = None  # ANSWER: the Failed reason
     remote: bool = False  # OPENED: by a remote unlock
+    # A sealed gateway's report: the counter of its pack when its MAC checked out, else None.
+    counter: int | None = None
 
     @property
     def device_dated(self) -> bool:
@@ -120,6 +127,8 @@ class ChannelToRead:
     thing_key: str  # the household's portal thing key: reads as a thing of the channel
     since: float | None  # the reader's `from`: the cursor's time less the look-back
     undated_total: int = 0  # device-dated messages below 2024 the reader held at the last sweep
+    # A sealed gateway's: the key its reports are authenticated with (None: seed, unchecked).
+    report_key: bytes | None = None
 
 
 # --- which channels -------------------------------------------------------------------
@@ -202,6 +211,25 @@ def _channels(channel_ids: set | None, account_ids: set | None = None) -> list[C
                 keys[account_id] = None
         return keys[account_id]
 
+    report_keys: dict = {}
+
+    def report_key_of(gateway: Gateway) -> bytes | None:
+        if gateway.protocol != PROTOCOL_SEALED:
+            return None
+        if gateway.id not in report_keys:
+            account = accounts.get(gateway.account_id)
+            try:
+                report_keys[gateway.id] = (
+                    device_link.link_key(account, gateway, device_link.REPORT) if account else None
+                )
+            except crypto.DecryptionError:
+                log.error("household %s: its link key does not decrypt", gateway.account_id)
+                report_keys[gateway.id] = None
+            if report_keys[gateway.id] is None:
+                # Sealed, yet no key to check its reports with: nothing it says can be trusted.
+                report_keys[gateway.id] = UNCHECKABLE
+        return report_keys[gateway.id]
+
     def target(channel_id, gateway: Gateway, mailbox_id) -> ChannelToRead | None:
         key = key_of(gateway.account_id)
         if not key or not gateway.thing_id or not channel_id:
@@ -210,7 +238,8 @@ def _channels(channel_ids: set | None, account_ids: set | None = None) -> list[C
         last_time = cursor.last_time if cursor is not None else 0.0
         return ChannelToRead(channel_id, gateway.account_id, gateway.id, mailbox_id, gateway.thing_id, key,
                              since=max(last_time - LOOKBACK_SECONDS, 1.0) if last_time else None,
-                             undated_total=int((cursor.seen or {}).get("stray_total", 0)) if cursor else 0)
+                             undated_total=int((cursor.seen or {}).get("stray_total", 0)) if cursor else 0,
+                             report_key=report_key_of(gateway))
 
     found = [target(g.channel_id, g, None) for g in gateways] + [target(mb.channel_id, g, mb.id) for mb, g in boxes]
     return [t for t in found if t is not None]
@@ -251,7 +280,9 @@ def apply_reports(target: ChannelToRead, reports: list[DeviceReport], *, undated
         else:
             recent[report.digest] = report.at
             last_time = max(last_time, report.at)
-        why = _apply_one(gateway, mailbox, report, target.channel_id)
+        why = _unauthentic(target, cursor, report)
+        if why is None:
+            why = _apply_one(gateway, mailbox, report, target.channel_id)
         if why is None:
             applied += 1
         else:
@@ -265,6 +296,19 @@ def apply_reports(target: ChannelToRead, reports: list[DeviceReport], *, undated
     cursor.last_polled_at = utcnow()
     db.session.commit()
     return applied
+
+
+def _unauthentic(target: ChannelToRead, cursor: ChannelCursor, report: DeviceReport) -> str | None:
+    """Why a sealed gateway's report cannot be believed (None: it can, and its counter is
+    taken). A seed gateway's reports are not checked."""
+    if target.report_key is None:
+        return None
+    if report.counter is None:
+        return "not authenticated: its MAC is missing or wrong"
+    if report.counter <= (cursor.report_counter or 0):
+        return "a replay: its counter is not newer than the last report's"
+    cursor.report_counter = report.counter
+    return None
 
 
 def _fresh(reports: list[DeviceReport], last_time: float, recent: dict, strays: Counter) -> list[DeviceReport]:
@@ -397,6 +441,10 @@ def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, rep
             return False
         return command.action != "Mailbox" or report.subject == row.channel_id
     if command.action in deliveries.PIN_ACTIONS and mailbox is not None:
+        if gateway.protocol == PROTOCOL_SEALED:
+            # A sealed box echoes the PIN's reference, never its digits.
+            return isinstance(value, str) and value == db.session.scalar(
+                sa.select(Pin.ref).where(Pin.id == command.pin_id))
         # The keyed digest finds the PIN without decrypting any digits.
         if isinstance(value, bool) or not isinstance(value, int):
             return False
@@ -428,14 +476,15 @@ def _opened(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
         _record(gateway, mailbox, report, "box.opened_remote", "Opened remotely")
         deliveries.confirm_waiting_unlock(mailbox.id)
         return
-    if not isinstance(report.value, int) or isinstance(report.value, bool):
+    if isinstance(report.value, str):
+        # A sealed box names the PIN by the reference it was given with it.
+        found = Pin.ref == report.value
+    elif isinstance(report.value, int) and not isinstance(report.value, bool):
+        found = Pin.digits_digest == digest_of(mailbox.id, str(report.value))
+    else:
         _record(gateway, mailbox, report, "box.opened_pin", "Opened with a PIN")
         return
-    pin = db.session.scalars(
-        sa.select(Pin).where(
-            Pin.mailbox_id == mailbox.id, Pin.digits_digest == digest_of(mailbox.id, str(report.value))
-        )
-    ).first()
+    pin = db.session.scalars(sa.select(Pin).where(Pin.mailbox_id == mailbox.id, found)).first()
     if pin is not None:
         _record(gateway, mailbox, report, "box.opened_pin", f"Opened with PIN “{pin.label}”", {"pin_id": str(pin.id)})
     else:

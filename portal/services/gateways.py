@@ -11,16 +11,18 @@ from flask import current_app
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
-from portal.services import activity, deliveries
+from portal.models import PROTOCOL_SEALED, PROTOCOLS, Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
+from portal.services import activity, deliveries, device_link
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
+from portal.services.ports import VIRTUAL_DEVICE_KEYS
 from portal.services.reauth import reauth_is_fresh, require_recent_password
 from portal.services.scope import get_scoped
 
 NAME_MAX = 80
 KEY_GENERATE = "generate"
 KEY_PASTE = "paste"
+DEFAULT_PROTOCOL = PROTOCOL_SEALED
 
 
 # --- small shared checks ----------------------------------------------------------------
@@ -53,15 +55,28 @@ def get_gateway(account_id, gateway_id) -> Gateway:
     return get_scoped(Gateway, account_id, gateway_id)
 
 
-def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key: str | None = None):
+def check_protocol(protocol: str | None) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValidationFailed("Choose how the gateway talks to IoTLock: sealed, or the first protocol.",
+                               field="protocol")
+    return protocol
+
+
+def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key: str | None = None,
+                protocol: str = PROTOCOL_SEALED):
     """Save the gateway and queue its set-up: StreamIoT thing and channel, then CONNECT and
-    REGISTER. Returns (gateway, private key or None); a generated private key is never stored."""
+    REGISTER. Returns (gateway, private key or None); a generated private key is never stored
+    (only the virtual gateway that plays the device gets it, in its own storage)."""
     name = clean_name(name)
+    protocol = check_protocol(protocol)
     public, private, generated = key_pair_from(key_mode, public_key)
+    if protocol == PROTOCOL_SEALED:
+        device_link.household_public_key(account_id)
     gateway = deliveries.new_gateway(
         id=uuid.uuid4(),
         account_id=account_id,
         name=name,
+        protocol=protocol,
         public_key=public,
         key_generated=generated,
         created_by_id=actor.id,
@@ -80,10 +95,19 @@ def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key
         summary=f"Added gateway “{name}”",
         actor_user=actor,
         gateway_id=gateway.id,
-        details={"key": "generated" if generated else "pasted"},
+        details={"key": "generated" if generated else "pasted", "protocol": protocol},
     )
     db.session.commit()
+    if private:
+        _give_virtual_device(gateway.id, private)
     return gateway, private
+
+
+def _give_virtual_device(gateway_id, private_key: str) -> None:
+    """Hand a generated private key to the virtual gateway that plays this device, if any."""
+    keep = current_app.extensions.get(VIRTUAL_DEVICE_KEYS)
+    if keep is not None:
+        keep(gateway_id, private_key)
 
 
 def rename_gateway(account_id, gateway_id, actor: User, name: str) -> Gateway:
@@ -190,6 +214,7 @@ def rotate_gateway_key(account_id, gateway_id, actor: User) -> tuple[Gateway, st
         gateway_id=gateway.id,
     )
     db.session.commit()
+    _give_virtual_device(gateway.id, private)
     return gateway, private
 
 
@@ -234,6 +259,13 @@ def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
             sa.select(Account.portal_thing_id).where(Account.id == gateway.account_id)
         ),
     }
+    settings["protocol"] = gateway.protocol
+    if gateway.protocol == PROTOCOL_SEALED:
+        # The household's link key: the gateway derives from it the keys that authenticate
+        # every message both ways.
+        settings["portal_public_key"] = db.session.scalar(
+            sa.select(Account.link_public_key).where(Account.id == gateway.account_id)
+        )
     if private_key:
         settings["private_key"] = private_key
     return settings

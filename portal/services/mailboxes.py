@@ -12,13 +12,9 @@ from portal.services import activity, deliveries
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.gateways import clean_name, key_pair_from
+from portal.services.ports import VIRTUAL_DEVICES
 from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped
-
-# The port through which the virtual gateways (portal/jobs/virtual_gateways.py, when
-# VIRTUAL_GATEWAYS is on) offer the keypad and "what the box holds": app.extensions holds
-# a callable gateway -> VirtualGateway | None. The services never import that side.
-VIRTUAL_DEVICES = "iotlock.virtual_devices"
 
 
 def get_mailbox(account_id, mailbox_id) -> Mailbox:

@@ -83,6 +83,8 @@ def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> 
         label=label,
         digits_digest=digest,
         digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
+        # How a sealed box names this PIN in its reports, instead of the digits.
+        ref=deliveries.new_pin_ref(),
         created_by_id=actor.id,
         created_at=utcnow(),
     )

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from portal import crypto
+
 # Record names (`n`), as the seed and DEVICE_PROTOCOL.md spell them.
 CONNECT = "CONNECT"
 REGISTER = "REGISTER"
@@ -396,3 +398,116 @@ def message_digest(message: dict) -> str:
     """A stable fingerprint of a reader message, to recognise one already applied."""
     text = json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- the sealed level (docs/device-protocol.md, "The sealed level") -----------------------
+#
+# A "sealed" gateway gets the same messages with two changes: PIN digits travel sealed to
+# its X25519 key (crypto_box_seal, base64 in `vs`) and the box names a PIN by a reference
+# instead of its digits; and every pack, both ways, ends with a counter record and a MAC
+# record (HMAC-SHA256 under the link key of its direction, portal/crypto.py link_key).
+
+SEED = "seed"
+SEALED = "sealed"
+PROTOCOLS = (SEALED, SEED)
+CTR = "CTR"
+MAC = "MAC"
+MAC_LABEL = "iotlock-mac-v1"
+REF_MAX_LENGTH = 16
+_REF = re.compile(r"[A-Za-z0-9]{4,16}\Z")
+
+
+def check_ref(ref) -> str:
+    if not isinstance(ref, str) or not _REF.match(ref):
+        raise ValueError("a PIN reference is 4 to 16 letters and digits")
+    return ref
+
+
+def sealed_pin(gk: str, pin: int, ref: str) -> str:
+    """The PIN and its reference, sealed to the gateway's public key: `{"pin":"4821","ref":"…"}`."""
+    plain = json.dumps({"pin": str(check_pin(pin)), "ref": check_ref(ref)}, separators=(",", ":"))
+    return crypto.seal(_text(gk, "the gateway key"), plain.encode())
+
+
+def open_pin(private_key: str, sealed: str) -> tuple[int, str]:
+    """(PIN, reference) of a sealed PIN; ValueError when it cannot be opened or read."""
+    try:
+        content = json.loads(crypto.open_sealed(private_key, sealed))
+    except (crypto.DecryptionError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("the PIN is not sealed to this gateway") from exc
+    if not isinstance(content, dict) or not isinstance(content.get("pin"), str):
+        raise ValueError("a sealed PIN holds pin and ref")
+    return pin_from_text(content["pin"]), check_ref(content.get("ref"))
+
+
+def add_pin_sealed(g: str, sealed: str) -> list[dict]:
+    return [_record(g, AUTH, "PIN", "vs", _text(sealed, "the sealed PIN"))]
+
+
+def remove_pin_sealed(g: str, sealed: str) -> list[dict]:
+    return [_record(g, UNAUTH, "PIN", "vs", _text(sealed, "the sealed PIN"))]
+
+
+def opened_with_ref(g: str, ref: str) -> list[dict]:
+    """A sealed box opened with a PIN: named by the reference it was given with it."""
+    return [_record(g, OPENED, "PIN", "vs", check_ref(ref))]
+
+
+def _mac_value(item: dict) -> tuple[str, str]:
+    """(field, text) of a resolved record or reader message, as the MAC covers it."""
+    if "value" in item:
+        value = item["value"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ValueError("an authenticated number is a whole number")
+        return "v", str(int(value))
+    if "string_value" in item:
+        return "vs", str(item["string_value"])
+    if "bool_value" in item:
+        return "vb", "true" if item["bool_value"] else "false"
+    raise ValueError("an authenticated record has a value, a string or a boolean")
+
+
+def _netstring(text: str) -> bytes:
+    raw = text.encode()
+    return str(len(raw)).encode() + b":" + raw + b","
+
+
+def mac_input(channel_id: str, items: Iterable[dict]) -> bytes:
+    """The bytes a MAC covers: netstrings of the label, the channel id, then per record,
+    sorted by name, its resolved name, unit ("" if none), value field and value text.
+    `items` are resolved records (parse_pack) or reader messages of one pack, without
+    the MAC record itself."""
+    parts = [MAC_LABEL, _text(channel_id, "the channel id")]
+    for item in sorted(items, key=lambda i: str(i.get("name"))):
+        field, text = _mac_value(item)
+        parts += [str(item.get("name")), str(item.get("unit") or ""), field, text]
+    return b"".join(_netstring(p) for p in parts)
+
+
+def signed(pack: list[dict], channel_id: str, counter: int, key: bytes) -> list[dict]:
+    """The pack with its counter and MAC records appended (both inherit the pack's bn)."""
+    if isinstance(counter, bool) or not isinstance(counter, int) or counter < 1:
+        raise ValueError("a counter is a whole number from 1 up")
+    counted = [*pack, {"n": CTR, "v": counter}]
+    tag = crypto.mac(key, mac_input(channel_id, parse_pack(counted)))
+    signed_pack = [*counted, {"n": MAC, "vs": tag}]
+    validate_pack(signed_pack)
+    return signed_pack
+
+
+def verify(channel_id: str, items: list[dict], key: bytes) -> int | None:
+    """The counter of one pack read back (its reader messages: same time and publisher),
+    or None unless it carries a counter and a MAC that checks out under `key`."""
+    macs = [i for i in items if (split_name(i.get("name")) or ("", ""))[1] == MAC]
+    counters = [i for i in items if (split_name(i.get("name")) or ("", ""))[1] == CTR]
+    if len(macs) != 1 or len(counters) != 1:
+        return None
+    counter = counters[0].get("value")
+    if isinstance(counter, bool) or not isinstance(counter, (int, float)) or not float(counter).is_integer():
+        return None
+    covered = [i for i in items if i is not macs[0]]
+    try:
+        message = mac_input(channel_id, covered)
+    except ValueError:
+        return None
+    return int(counter) if crypto.mac_ok(key, message, macs[0].get("string_value")) else None

@@ -259,8 +259,11 @@ def test_the_settings_file_holds_what_the_gateway_needs_and_the_private_key_only
         "channel_id": gateway.channel_id,
         "public_key": gateway.public_key,
         "portal_thing_id": db.session.get(Account, kit.account.id).portal_thing_id,
+        "protocol": "sealed",
+        "portal_public_key": db.session.get(Account, kit.account.id).link_public_key,
         "private_key": settings["private_key"],
     }
+    assert len(settings["portal_public_key"]) == 44
     assert crypto.public_from_private(settings["private_key"]) == gateway.public_key
 
     second = member_client.post(f"/gateways/{gateway_id}/settings/download", data={"csrf_token": csrf_from(page)})

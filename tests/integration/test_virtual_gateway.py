@@ -355,7 +355,7 @@ def portal_gateway(app, world, make_household):
         db.update(Account).where(Account.id == account.id).values(portal_thing_id=world.portal)
     )
     gateway = Gateway(
-        id=uuid.uuid4(), account_id=account.id, name="Porch", public_key=world.gk,
+        id=uuid.uuid4(), account_id=account.id, name="Porch", public_key=world.gk, protocol="seed",
         status="active", thing_id=world.gw, channel_id=world.gc,
     )
     gateway.thing_key_enc = encrypt(world.gw_key, table="gateways", column="thing_key_enc", row_id=gateway.id)

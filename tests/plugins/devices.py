@@ -76,11 +76,13 @@ class DeviceKit:
 
     # --- making things through the services --------------------------------------------
 
-    def add_gateway(self, name="Hallway", key_mode="generate", public_key=None, run=True):
+    def add_gateway(self, name="Hallway", key_mode="generate", public_key=None, run=True, protocol="seed"):
+        """A gateway through the service. The fake device below speaks the seed's protocol
+        (tests of the sealed level use the firmware, tests/integration/test_sealed_protocol.py)."""
         from portal.services import gateways
 
         gateway, private_key = gateways.add_gateway(
-            self.account.id, self.user, name=name, key_mode=key_mode, public_key=public_key
+            self.account.id, self.user, name=name, key_mode=key_mode, public_key=public_key, protocol=protocol
         )
         self.last_private_key = private_key
         if run:

@@ -17,8 +17,8 @@ from portal import crypto
 from portal.extensions import db
 from portal.jobs.errors import PermanentFailure, RetryLater, judge
 from portal.jobs.registry import handler
-from portal.models import Account, Command, Gateway, Mailbox, Pin
-from portal.services import activity, deliveries, device_reports
+from portal.models import PROTOCOL_SEALED, Account, Command, Gateway, Mailbox, Pin
+from portal.services import activity, deliveries, device_link, device_reports
 from portal.services.deliveries import CommandState, DeviceState
 from portal.streamiot import errors as sie
 from portal.streamiot import messages
@@ -205,8 +205,14 @@ def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin 
     if action in deliveries.PIN_ACTIONS:
         if pin is None or not pin.digits_enc:
             raise PermanentFailure("The PIN's digits are gone; nothing to send.")
+        digits = deliveries.pin_digits(pin)
+        if gateway.protocol == PROTOCOL_SEALED:
+            # Only the gateway's private key opens it; the platform stores a sealed blob.
+            sealed = messages.sealed_pin(gateway.public_key, digits, deliveries.pin_ref(pin))
+            build_sealed = messages.add_pin_sealed if action == "AUTH" else messages.remove_pin_sealed
+            return _box_channel(mailbox), build_sealed(g, sealed)
         build = messages.add_pin if action == "AUTH" else messages.remove_pin
-        return _box_channel(mailbox), build(g, deliveries.pin_digits(pin))
+        return _box_channel(mailbox), build(g, digits)
     if action == "UNLOCK":
         if command.expires_at is None:
             raise PermanentFailure("An unlock without a time to live is never sent.")
@@ -252,6 +258,7 @@ def send_command(job, ctx) -> None:
         _wait_for_registration(job, mailbox)
     channel, pack = _pack(command, gateway, mailbox, pin)
     command_id = command.id
+    pack = _signed(account, gateway, command_id, channel, pack)
     # From this commit on the message may reach the box: a member can no longer withdraw it.
     if not deliveries.start_sending(command_id, job.id, channel):
         db.session.rollback()
@@ -265,6 +272,17 @@ def send_command(job, ctx) -> None:
         raise
     deliveries.mark_sent(command_id)
     db.session.commit()
+
+
+def _signed(account: Account, gateway: Gateway, command_id, channel: str, pack: list[dict]) -> list[dict]:
+    """A sealed gateway's command with its counter and MAC (docs/device-protocol.md); a
+    seed gateway's as it is."""
+    key = device_link.link_key(account, gateway, device_link.COMMAND)
+    if gateway.protocol != PROTOCOL_SEALED:
+        return pack
+    if key is None:
+        raise PermanentFailure("The household has no link key for its sealed gateways; add the gateway again.")
+    return messages.signed(pack, channel, deliveries.counter_for(command_id), key)
 
 
 def _wait_for_registration(job, mailbox: Mailbox) -> None:
@@ -329,7 +347,11 @@ def _publish_removal(ctx, api, job, device_filter, action: str, channel_id: str,
     channels are deleted right after)."""
     command = db.session.scalars(sa.select(Command).where(device_filter, Command.action == action)).first()
     command_id = command.id if command is not None else None
-    if command_id is not None:
+    if command is not None:
+        gateway = db.session.get(Gateway, command.gateway_id)
+        account = db.session.get(Account, command.account_id)
+        if gateway is not None and account is not None:
+            pack = _signed(account, gateway, command_id, channel_id, pack)
         deliveries.start_sending(command_id, job.id, channel_id)
     db.session.commit()
     if _publish_unless_channel_gone(ctx, api, channel_id, key, pack) and command_id is not None:

@@ -5,6 +5,7 @@ service (portal/services/device_reports.py) applies the reports.
 """
 import logging
 import time as time_module
+from typing import Any
 
 from portal.extensions import db
 from portal.jobs.context import get_streamiot
@@ -74,55 +75,68 @@ def _whole(value) -> int | None:
     return int(value) if float(value).is_integer() else None
 
 
-def to_reports(reader_messages: list[dict], read_at: float | None = None) -> list[DeviceReport]:
+def to_reports(reader_messages: list[dict], read_at: float | None = None, *, channel_id: str | None = None,
+               report_key: bytes | None = None) -> list[DeviceReport]:
     """The reports among reader messages; a REASON record joins the Failed it explains.
 
     `read_at` (epoch seconds, default now): when the reader was asked. A message whose
     platform time cannot be a receive time (a device clock: before 2024, or ahead of the
     read) is dated by the read instead, the best estimate of when it was received.
+
+    `report_key` (a sealed gateway's): each pack (its messages share time and publisher)
+    is checked against its MAC; its reports carry the pack's counter, or None when the
+    MAC is missing or wrong (the service then ignores them).
     """
     read_at = time_module.time() if read_at is None else read_at
-    # Keyed on the message's own time and publisher, as the reader gave them.
-    reasons: dict[tuple[object, object], str] = {}
+    packs: dict[tuple[object, object], list[dict]] = {}
     parsed = []
     for message in reader_messages:
         time = message.get("time")
         parts = m.split_name(message.get("name"))
         if isinstance(time, bool) or not isinstance(time, (int, float)) or parts is None:
             continue
+        packs.setdefault((time, message.get("publisher")), []).append(message)
         base, name = parts
-        if name == m.REASON:
-            if isinstance(message.get("string_value"), str):
-                reasons[(time, message.get("publisher"))] = message["string_value"]
-            continue
-        parsed.append((float(time), base, name, message))
+        if name not in (m.REASON, m.CTR, m.MAC):
+            parsed.append((float(time), base, name, message))
+    counters: dict[tuple[object, object], int | None] = {}
+    if report_key is not None and channel_id:
+        counters = {key: m.verify(channel_id, items, report_key) for key, items in packs.items()}
     reports = []
     for time, base, name, message in parsed:
+        pack_key = (message.get("time"), message.get("publisher"))
         unit = message.get("unit")
         value = m.message_value(message)
-        digest = m.message_digest(message)
-        publisher = message.get("publisher")
+        common: dict[str, Any] = dict(
+            at=time, received=device_reports.received_time(time, read_at), digest=m.message_digest(message),
+            publisher=message.get("publisher"), subject=base, name=name, unit=unit, counter=counters.get(pack_key),
+        )
         if unit in (m.DONE, m.FAILED):
             if name == m.UNLOCK:
                 value = m.unlock_deadline(value)
             elif name in (m.AUTH, m.UNAUTH):
-                value = _whole(value)
-            reports.append(DeviceReport(
-                ReportKind.ANSWER, value=value, done=unit == m.DONE,
-                reason=None if unit == m.DONE else reasons.get((message.get("time"), message.get("publisher"))),
-                at=time, received=device_reports.received_time(time, read_at), digest=digest,
-                publisher=publisher, subject=base, name=name, unit=unit,
-            ))
+                value = value if isinstance(value, str) else _whole(value)  # a sealed box echoes the reference
+            reports.append(DeviceReport(ReportKind.ANSWER, value=value, done=unit == m.DONE,
+                                        reason=None if unit == m.DONE else _reason(packs[pack_key]), **common))
             continue
         kind = _EVENT_KINDS.get(name, ReportKind.UNKNOWN)
         if kind == ReportKind.BATTERY and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = int(round(value))
+        elif kind == ReportKind.OPENED and isinstance(value, str):
+            pass  # a sealed box names the PIN by its reference
         elif kind in (ReportKind.OPENED, ReportKind.REJECTED):
             value = _whole(value)
         reports.append(DeviceReport(kind, value=value, remote=kind == ReportKind.OPENED and unit == "Remote",
-                                    at=time, received=device_reports.received_time(time, read_at), digest=digest,
-                                    publisher=publisher, subject=base, name=name, unit=unit))
+                                    **common))
     return reports
+
+
+def _reason(pack: list[dict]) -> str | None:
+    for message in pack:
+        parts = m.split_name(message.get("name"))
+        if parts and parts[1] == m.REASON and isinstance(message.get("string_value"), str):
+            return message["string_value"]
+    return None
 
 
 def poll(app, targets: list[ChannelToRead]) -> int:
@@ -138,10 +152,10 @@ def poll(app, targets: list[ChannelToRead]) -> int:
         except sie.StreamIoTError as exc:
             log.warning("reading channel %s failed: %s", target.channel_id, exc)
             continue
-        reports = to_reports(found, read_at)
+        reports = to_reports(found, read_at, channel_id=target.channel_id, report_key=target.report_key)
         undated_total = None
         if undated is not None:
-            reports += to_reports(undated[0], read_at)
+            reports += to_reports(undated[0], read_at, channel_id=target.channel_id, report_key=target.report_key)
             undated_total = undated[1]
         try:
             applied += device_reports.apply_reports(target, reports, undated_total=undated_total)

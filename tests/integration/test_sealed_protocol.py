@@ -1,0 +1,165 @@
+"""The sealed protocol level against the real firmware (the portal's virtual gateways):
+PIN digits never travel readable, reports are authenticated, forgeries and replays change
+nothing."""
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.jobs import virtual_gateways
+from portal.models import ActivityEvent, IgnoredDeviceMessage
+from portal.services import pins
+from portal.services.deliveries import PinState
+from portal.streamiot import messages
+from tests.plugins.devices import FakeGateway
+
+
+@pytest.fixture
+def app_overrides():
+    return {"VIRTUAL_GATEWAYS": True}
+
+
+def _settle(kit, rounds=6):
+    """Worker passes, virtual gateway steps and reads, as the worker does them each second."""
+    for _ in range(rounds):
+        kit.drain()
+        virtual_gateways.tick(kit.app)
+        kit.poll()
+
+
+def test_a_sealed_gateway_comes_online_and_confirms_a_pin(kit):
+    gateway = kit.add_gateway(protocol="sealed")
+    assert gateway.protocol == "sealed"
+    mailbox = kit.add_mailbox(gateway)
+    _settle(kit)
+    pin = kit.add_pin(mailbox, "Grandma", "4821")
+    _settle(kit)
+    gateway = kit.reload(gateway)
+    ignored = db.session.scalars(sa.select(IgnoredDeviceMessage)).all()
+    assert [(i.name, i.why) for i in ignored] == []
+    assert gateway.last_heartbeat_at is not None
+    assert kit.reload(pin).status == PinState.ACTIVE
+
+
+
+def _sealed_box(kit, digits="4821"):
+    gateway = kit.add_gateway(protocol="sealed")
+    mailbox = kit.add_mailbox(gateway)
+    _settle(kit)
+    pin = kit.add_pin(mailbox, "Grandma", digits)
+    _settle(kit)
+    assert kit.reload(pin).status == PinState.ACTIVE
+    return kit.reload(gateway), kit.reload(mailbox), kit.reload(pin)
+
+
+def _everything_readable_with(kit, thing_key, channel_ids) -> str:
+    """What a holder of a thing key connected to these channels can read: all of it."""
+    found = []
+    for channel_id in channel_ids:
+        page = kit.streamiot.read_messages(channel_id, thing_key=thing_key, limit=1000)
+        assert page["total"] == len(page["messages"]) > 0
+        found += page["messages"]
+    return json.dumps(found)
+
+
+def _box_events():
+    db.session.expire_all()
+    return db.session.scalars(
+        sa.select(ActivityEvent).where(ActivityEvent.kind.startswith("box.")).order_by(ActivityEvent.id)
+    ).all()
+
+
+def _ignored():
+    db.session.expire_all()
+    return [(i.name, i.why) for i in db.session.scalars(sa.select(IgnoredDeviceMessage)
+                                                         .order_by(IgnoredDeviceMessage.recorded_at))]
+
+
+def test_a_gateway_key_holder_reads_no_pin_digits_in_any_form(kit):
+    gateway, mailbox, pin = _sealed_box(kit, "43920640")
+    vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
+    assert vg.keypad(mailbox.public_key, "43920640") == "opened"
+    _settle(kit)
+    pins.remove_pin(kit.account.id, pin.id, kit.user)
+    _settle(kit)
+    assert kit.reload(pin).status == PinState.REMOVED
+    assert [e.summary for e in _box_events() if e.kind == "box.opened_pin"] == ["Opened with PIN “Grandma”"]
+
+    stolen = FakeGateway(kit, gateway).key  # what a member who downloaded the settings holds
+    everything = _everything_readable_with(kit, stolen, [gateway.channel_id, mailbox.channel_id])
+    for form in ("43920640", "4392 0640", "43920640.0", "4.392064e+07", "4.392064E7"):
+        assert form not in everything
+    assert '"name": "' in everything and "_AUTH" in everything and "_UNAUTH" in everything
+
+
+def test_forged_and_replayed_reports_change_nothing_and_show_as_ignored(kit):
+    gateway, mailbox, _pin = _sealed_box(kit)
+    g = gateway.thing_id
+    attacker = FakeGateway(kit, gateway)
+    before = len(_box_events())
+    # Unsigned, as the seed would have them.
+    attacker.publish(messages.opened_with_pin(g, 4821), mailbox.channel_id)
+    attacker.publish(messages.battery(g, 3), mailbox.channel_id)
+    # Signed with a key of the attacker's own (a MAC, but not under the link key).
+    attacker.publish(messages.signed(messages.battery(g, 3), mailbox.channel_id, 10_000, b"k" * 32),
+                     mailbox.channel_id)
+    kit.poll()
+    assert len(_box_events()) == before
+    assert kit.reload(mailbox).battery_percent != 3
+    assert _ignored() == [("OPENED", "not authenticated: its MAC is missing or wrong"),
+                          ("BATTERY", "not authenticated: its MAC is missing or wrong"),
+                          ("BATTERY", "not authenticated: its MAC is missing or wrong")]
+
+    # A real report, then the same pack again (the attacker copied it from the reader).
+    vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
+    assert vg.keypad(mailbox.public_key, "4821") == "opened"
+    _settle(kit)
+    opened = [e for e in _box_events() if e.kind == "box.opened_pin"]
+    assert len(opened) == 1
+    [real] = [m for m in kit.read(mailbox.channel_id, publisher=g)
+              if m["name"].endswith("_OPENED") and "string_value" in m]
+    pack = [m for m in kit.read(mailbox.channel_id, publisher=g) if m["time"] == real["time"]]
+    replay = [{"bn": f"{g}_", "n": "OPENED", "u": "PIN", "vs": real["string_value"]}]
+    replay += [{"n": m["name"].rsplit("_", 1)[1], **({"v": m["value"]} if "value" in m else {"vs": m["string_value"]})}
+               for m in pack if m["name"].rsplit("_", 1)[1] in ("CTR", "MAC")]
+    attacker.publish(sorted(replay, key=lambda r: r.get("n") == "MAC"), mailbox.channel_id)
+    _settle(kit, rounds=2)
+    assert len([e for e in _box_events() if e.kind == "box.opened_pin"]) == 1
+    assert _ignored()[-1] == ("OPENED", "a replay: its counter is not newer than the last report's")
+
+
+def test_the_firmware_ignores_a_command_without_a_valid_mac_or_with_an_old_counter(kit):
+    gateway, mailbox, pin = _sealed_box(kit)
+    portal_key = kit.portal_key()
+    g = gateway.thing_id
+    sealed = messages.sealed_pin(gateway.public_key, 9999, "evil1234")
+    # Someone holding the portal's thing key (not the household's link key) sends an AUTH.
+    kit.streamiot.publish(mailbox.channel_id, portal_key, messages.add_pin_sealed(g, sealed))
+    kit.streamiot.publish(mailbox.channel_id, portal_key,
+                          messages.signed(messages.add_pin_sealed(g, sealed), mailbox.channel_id, 99, b"x" * 32))
+    _settle(kit, rounds=2)
+    vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
+
+    def pins_on_box():
+        [box] = [b for b in vg.snapshot()["mailboxes"] if b["public_key"] == mailbox.public_key]
+        return box["pins"]
+
+    assert pins_on_box() == 1  # only Grandma's
+    assert vg.keypad(mailbox.public_key, "9999") == "rejected"
+
+    # Grandma's PIN is removed; then the portal's own AUTH pack for it is replayed, counter
+    # and MAC included (copied from the reader): the box does not take it back.
+    pins.remove_pin(kit.account.id, pin.id, kit.user)
+    _settle(kit)
+    assert pins_on_box() == 0
+    sent = kit.published_by_portal(mailbox.channel_id)
+    counters = {m["time"]: m["value"] for m in sent if m["name"].endswith("_CTR")}
+    [auth] = [m for m in sent if m["name"].endswith("_AUTH") and counters.get(m["time"]) not in (None, 99)]
+    replay = [{"bn": f"{g}_", "n": "AUTH", "u": "PIN", "vs": auth["string_value"]}]
+    replay += [{"n": m["name"].rsplit("_", 1)[1], **({"v": m["value"]} if "value" in m else {"vs": m["string_value"]})}
+               for m in sent if m["time"] == auth["time"] and m["name"].rsplit("_", 1)[1] in ("CTR", "MAC")]
+    kit.streamiot.publish(mailbox.channel_id, portal_key, sorted(replay, key=lambda r: r.get("n") == "MAC"))
+    _settle(kit, rounds=2)
+    assert pins_on_box() == 0
+    assert vg.keypad(mailbox.public_key, "4821") == "rejected"
