@@ -147,7 +147,7 @@ def verify():
 @bp.route("/")
 def index():
     results = support.search_households(
-        request.args.get("q", ""), request.args.get("page", 1, type=int) or 1
+        request.args.get("q", ""), request.args.get("page", 1, type=int)
     )
     return render("support/index.html", "support/_results.html", results=results)
 
