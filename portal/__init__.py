@@ -27,6 +27,8 @@ from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
 
 log = logging.getLogger(__name__)
+# Status codes with a page of their own in templates/errors/.
+ERROR_PAGES = (400, 403, 404, 405, 413, 429, 500)
 
 
 def create_app(config_object=None, **overrides) -> Flask:
@@ -151,12 +153,12 @@ def register_blueprints(app: Flask) -> None:
 def register_errorhandlers(app: Flask) -> None:
     def render_error(error):
         code = getattr(error, "code", 500) or 500
-        if code not in (400, 403, 404, 405, 429, 500):
+        if code not in ERROR_PAGES:
             code = 500 if code >= 500 else 400
         description = getattr(error, "description", None)
         return render_template(f"errors/{code}.html", description=description), code
 
-    for code in (400, 403, 404, 405, 429, 500):
+    for code in ERROR_PAGES:
         app.register_error_handler(code, render_error)
 
     @app.errorhandler(CSRFError)
