@@ -207,7 +207,10 @@ def register_security_headers(app: Flask) -> None:
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
         if app.config.get("HSTS"):
             response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-        if response.mimetype == "text/html":
+        if request.endpoint != "static":
+            # Every answer but a static file is for one user and may hold a secret (the
+            # CSV export, a settings file, a private key, PIN digits): no browser or proxy
+            # keeps a copy. A view that sets its own Cache-Control keeps it.
             response.headers.setdefault("Cache-Control", "no-store")
         response.vary.add("HX-Request")
         return response
