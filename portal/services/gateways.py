@@ -17,6 +17,7 @@ from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
 from portal.services.reauth import reauth_is_fresh, require_recent_password
 from portal.services.scope import get_scoped
+from portal.services.text import refuse_controls
 
 NAME_MAX = 80
 KEY_GENERATE = "generate"
@@ -26,6 +27,7 @@ KEY_PASTE = "paste"
 # --- small shared checks ----------------------------------------------------------------
 
 def clean_name(name: str | None, *, what: str = "the gateway") -> str:
+    refuse_controls(name, "name")
     name = " ".join((name or "").split())
     if not name:
         raise ValidationFailed(f"Give {what} a name.", field="name")

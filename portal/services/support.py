@@ -35,6 +35,7 @@ from portal.services.deliveries import CommandState, DeviceState, PinState, pin_
 from portal.services.errors import Conflict, NotFound
 from portal.services.paging import clamp_page
 from portal.services.scope import get_scoped, scoped
+from portal.services.text import without_controls
 
 PAGE_SIZE = 20
 TRACE_LENGTH = 15  # newest commands shown per mailbox (and per gateway channel)
@@ -108,7 +109,7 @@ class SearchPage:
 def search_households(query: str, page: int | None = 1, per_page: int = PAGE_SIZE) -> SearchPage:
     """Households whose name, member email, gateway or mailbox name contains `query`, or
     whose StreamIoT thing, channel or user id (or household id) is exactly `query`."""
-    query = (query or "").strip()[:200]
+    query = without_controls(query).strip()[:200]
     page = clamp_page(page)
     if not query:
         return SearchPage(query="", page=1, pages=0, total=0, hits=[])
