@@ -9,6 +9,7 @@ from portal.gateways.helpers import (
     drop_private_key,
     field_error,
     gone,
+    held_private_key,
     hold_private_key,
     json_download,
     peek_private_key,
@@ -293,10 +294,11 @@ def key(mailbox_id):
 @household_required
 def key_download(mailbox_id):
     ConfirmForm().validate_on_submit() or abort(400)
-    held = peek_private_key("mailbox", mailbox_id)
+    held = held_private_key("mailbox", mailbox_id)
     try:
         mailbox, document = mailboxes.key_download(
-            account_id(), mailbox_id, user(), current_login_session(), private_key=held
+            account_id(), mailbox_id, user(), current_login_session(),
+            private_key=held.private_key if held else None, offer_id=held.offer_id if held else None,
         )
     except reauth.PasswordRequired:
         return see_other(url_for(".key", mailbox_id=mailbox_id))

@@ -12,7 +12,7 @@ from flask import current_app
 from portal import crypto
 from portal.extensions import db
 from portal.models import Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
-from portal.services import activity, deliveries
+from portal.services import activity, deliveries, key_offers
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
 from portal.services.reauth import reauth_is_fresh, require_recent_password
@@ -242,7 +242,8 @@ def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
 
 
 def device_settings(
-    account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None
+    account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None,
+    offer_id=None,
 ) -> tuple[Gateway, dict]:
     """The settings file, after a fresh password check; recorded in the activity log."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
@@ -253,6 +254,8 @@ def device_settings(
         raise Conflict("The settings are ready once the gateway is set up in StreamIoT. Try again in a moment.")
     if private_key and crypto.public_from_private(private_key) != gateway.public_key:
         private_key = None  # a key held for an older pair (rotated since): never hand it out
+    if private_key and not key_offers.take(login_session, offer_id):
+        private_key = None  # offered once: downloaded already (a replayed cookie, a race)
     settings = settings_document(gateway, private_key)
     gateway.settings_downloaded_at = utcnow()
     activity.record(
