@@ -123,6 +123,9 @@ class Config:
     # Number of trusted reverse proxies in front of the portal (X-Forwarded-For/-Proto/-Host);
     # 0 trusts none. Login throttling per client address needs the real address.
     TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
+    # Largest request body accepted (Flask answers 413 past it). Every form of the portal is
+    # a few kilobytes; 1 MiB leaves room and keeps anonymous posts from filling memory.
+    MAX_CONTENT_LENGTH = _int("MAX_REQUEST_BYTES", 1024 * 1024)
     HSTS = False
     # Tests set this to raise on lazy loads, so pages prove a fixed query count.
     RAISE_ON_LAZY_LOAD = False

@@ -28,6 +28,8 @@ from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
 
 log = logging.getLogger(__name__)
+# Status codes with a page of their own in templates/errors/.
+ERROR_PAGES = (400, 403, 404, 405, 413, 429, 500)
 
 
 def create_app(config_object=None, **overrides) -> Flask:
@@ -152,12 +154,12 @@ def register_blueprints(app: Flask) -> None:
 def register_errorhandlers(app: Flask) -> None:
     def render_error(error):
         code = getattr(error, "code", 500) or 500
-        if code not in (400, 403, 404, 405, 429, 500):
+        if code not in ERROR_PAGES:
             code = 500 if code >= 500 else 400
         description = getattr(error, "description", None)
         return render_template(f"errors/{code}.html", description=description), code
 
-    for code in (400, 403, 404, 405, 429, 500):
+    for code in ERROR_PAGES:
         app.register_error_handler(code, render_error)
 
     @app.errorhandler(CSRFError)
@@ -206,7 +208,10 @@ def register_security_headers(app: Flask) -> None:
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
         if app.config.get("HSTS"):
             response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-        if response.mimetype == "text/html":
+        if request.endpoint != "static":
+            # Every answer but a static file is for one user and may hold a secret (the
+            # CSV export, a settings file, a private key, PIN digits): no browser or proxy
+            # keeps a copy. A view that sets its own Cache-Control keeps it.
             response.headers.setdefault("Cache-Control", "no-store")
         response.vary.add("HX-Request")
         return response

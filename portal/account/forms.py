@@ -1,8 +1,9 @@
 """Forms of the account blueprint. They check presence and size; the service checks the rest
 (password policy, duplicates), so every way in obeys the same rules."""
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length
+
+from portal.forms import Form
 
 EMAIL = [
     DataRequired("Enter your email address."),
@@ -40,7 +41,7 @@ def _new_password(label):
     )
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(Form):
     email = EmailField("Email", validators=EMAIL, filters=[strip])
     password = _new_password("Password")
     household_name = _household_name(
@@ -48,7 +49,7 @@ class RegisterForm(FlaskForm):
     )
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("Email", validators=EMAIL, filters=[strip])
     password = PasswordField(
         "Password",
@@ -59,7 +60,7 @@ class LoginForm(FlaskForm):
     )
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(Form):
     email = EmailField("New email", validators=EMAIL, filters=[strip])
     password = PasswordField(
         "Your password",
@@ -68,12 +69,12 @@ class ChangeEmailForm(FlaskForm):
     )
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField(
         "Current password", validators=[DataRequired("Enter your current password."), Length(max=128)]
     )
     new_password = _new_password("New password")
 
 
-class HouseholdNameForm(FlaskForm):
+class HouseholdNameForm(Form):
     name = _household_name()

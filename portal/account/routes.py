@@ -284,7 +284,7 @@ def _activity_filters():
 @household_required
 def activity():
     names, mailbox, kind = _activity_filters()
-    page_no = max(1, request.args.get("page", 1, type=int) or 1)
+    page_no = request.args.get("page", 1, type=int)  # bounded by the service (services/paging.py)
     result = activity_service.list_events(g.account.id, mailbox_id=mailbox, kind=kind, page=page_no)
     filters = {k: v for k, v in (("mailbox", mailbox), ("kind", kind)) if v}
     return render(

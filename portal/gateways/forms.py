@@ -1,8 +1,9 @@
 """Forms of the gateways blueprint (and the small ones the mailbox pages share)."""
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, RadioField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
+
+from portal.forms import Form
 
 KEY_CHOICES = [
     SelectChoice("generate", "Let IoTLock make a key pair"),
@@ -27,7 +28,7 @@ PROTOCOL_CHOICES = [
 ]
 
 
-class GatewayForm(DeviceKeyMixin, FlaskForm):
+class GatewayForm(DeviceKeyMixin, Form):
     name = StringField(
         "Name",
         description="Where it is, so everyone recognises it, e.g. “Hallway gateway”.",
@@ -38,19 +39,19 @@ class GatewayForm(DeviceKeyMixin, FlaskForm):
                           validate_choice=False)
 
 
-class RenameForm(FlaskForm):
+class RenameForm(Form):
     name = StringField(
         "New name",
         validators=[DataRequired("Enter a name."), Length(max=80, message="Keep it under 80 characters.")],
     )
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(Form):
     password = PasswordField(
         "Your password",
         validators=[DataRequired("Enter your password."), Length(max=128)],
     )
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A button that only needs the CSRF token (remove, retry, unlock...)."""

@@ -9,6 +9,7 @@ from portal.gateways.helpers import (
     drop_private_key,
     field_error,
     gone,
+    held_private_key,
     hold_private_key,
     json_download,
     peek_private_key,
@@ -158,10 +159,11 @@ def settings(gateway_id):
 @household_required
 def settings_download(gateway_id):
     ConfirmForm().validate_on_submit() or abort(400)
-    held = peek_private_key("gateway", gateway_id)
+    held = held_private_key("gateway", gateway_id)
     try:
         gateway, document = gateways.device_settings(
-            account_id(), gateway_id, user(), current_login_session(), private_key=held
+            account_id(), gateway_id, user(), current_login_session(),
+            private_key=held.private_key if held else None, offer_id=held.offer_id if held else None,
         )
     except reauth.PasswordRequired:
         return see_other(url_for(".settings", gateway_id=gateway_id))

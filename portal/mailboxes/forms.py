@@ -1,14 +1,14 @@
 """Forms of the mailboxes blueprint: boxes, PINs and the virtual keypad."""
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
+from portal.forms import Form
 from portal.gateways.forms import DeviceKeyMixin
 from portal.models.devices import MAILBOX_KINDS
 
 
-class MailboxForm(DeviceKeyMixin, FlaskForm):
+class MailboxForm(DeviceKeyMixin, Form):
     name = StringField(
         "Name",
         description="What the household calls it, e.g. “Front mailbox”.",
@@ -21,7 +21,7 @@ class MailboxForm(DeviceKeyMixin, FlaskForm):
     )
 
 
-class PinForm(FlaskForm):
+class PinForm(Form):
     label = StringField(
         "Who is it for?",
         description="A name everyone understands, like “Grandma” or “Parcel courier”.",
@@ -35,11 +35,11 @@ class PinForm(FlaskForm):
     )
 
 
-class ShowPinForm(FlaskForm):
+class ShowPinForm(Form):
     password = PasswordField("Your password", validators=[Optional(), Length(max=128)])
 
 
-class KeypadForm(FlaskForm):
+class KeypadForm(Form):
     digits = StringField(
         "Type a PIN on the box",
         validators=[Optional(), Length(max=8, message="The keypad takes up to 8 digits.")],

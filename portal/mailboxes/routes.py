@@ -9,6 +9,7 @@ from portal.gateways.helpers import (
     drop_private_key,
     field_error,
     gone,
+    held_private_key,
     hold_private_key,
     json_download,
     peek_private_key,
@@ -186,20 +187,23 @@ def remove_pin(pin_id):
 def show_pin(pin_id):
     """The digits of one PIN, after a fresh password check; recorded in the activity log."""
     form = ShowPinForm()
-    form.validate_on_submit() or abort(400)
-    try:
-        pin, digits = pins.show_pin(account_id(), pin_id, user(), current_login_session(), password=form.password.data)
-    except ServiceError as exc:
-        if isinstance(exc, NotFound):
-            raise
-        if exc.field != "password":
-            return refuse(exc, back())
-        field_error(form, exc)
-        form.password.data = ""
-        return render("mailboxes/pin_show.html", "mailboxes/_pin_digits.html",
-                      form=form, pin_id=pin_id, pin=None, digits=None)
+    if form.validate_on_submit():
+        try:
+            pin, digits = pins.show_pin(account_id(), pin_id, user(), current_login_session(),
+                                        password=form.password.data)
+        except ServiceError as exc:
+            if isinstance(exc, NotFound):
+                raise
+            if exc.field != "password":
+                return refuse(exc, back())
+            field_error(form, exc)
+        else:
+            return render("mailboxes/pin_show.html", "mailboxes/_pin_digits.html",
+                          form=form, pin_id=pin.id, pin=pin, digits=digits)
+    # A refused password (wrong, or with a NUL): asked again, the refusal on the field.
+    form.password.data = ""
     return render("mailboxes/pin_show.html", "mailboxes/_pin_digits.html",
-                  form=form, pin_id=pin.id, pin=pin, digits=digits)
+                  form=form, pin_id=pin_id, pin=None, digits=None)
 
 
 @bp.route("/changes/<uuid:command_id>/retry", methods=["POST"])
@@ -290,10 +294,11 @@ def key(mailbox_id):
 @household_required
 def key_download(mailbox_id):
     ConfirmForm().validate_on_submit() or abort(400)
-    held = peek_private_key("mailbox", mailbox_id)
+    held = held_private_key("mailbox", mailbox_id)
     try:
         mailbox, document = mailboxes.key_download(
-            account_id(), mailbox_id, user(), current_login_session(), private_key=held
+            account_id(), mailbox_id, user(), current_login_session(),
+            private_key=held.private_key if held else None, offer_id=held.offer_id if held else None,
         )
     except reauth.PasswordRequired:
         return see_other(url_for(".key", mailbox_id=mailbox_id))

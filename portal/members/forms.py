@@ -1,11 +1,11 @@
 """Forms of the members blueprint."""
-from flask_wtf import FlaskForm
 from wtforms import EmailField
 
 from portal.account.forms import EMAIL, strip
+from portal.forms import Form
 
 
-class InviteForm(FlaskForm):
+class InviteForm(Form):
     email = EmailField(
         "Email address",
         validators=EMAIL,

@@ -27,4 +27,5 @@ from portal.models.devices import (  # noqa: F401
     Pin,
 )
 from portal.models.jobs import Job  # noqa: F401
+from portal.models.offers import KeyOffer  # noqa: F401
 from portal.models.platform import PLATFORM_DOWN, PLATFORM_UP, STREAMIOT, PlatformHealth  # noqa: F401

@@ -15,6 +15,7 @@ from portal.jobs.outbox import enqueue_household_link
 from portal.models import ROLE_OWNER, Account, LoginSession, Membership, User, utcnow
 from portal.services import activity, throttle
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
+from portal.services.text import control_problem, refuse_controls
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
@@ -31,6 +32,7 @@ def normalize_email(email: str) -> str:
 
 def check_email(email: str, field: str = "email") -> str:
     """The normalized address, or ValidationFailed with a message for the field."""
+    refuse_controls(email, field)
     email = normalize_email(email)
     if not email:
         raise ValidationFailed("Enter an email address.", field=field)
@@ -52,6 +54,7 @@ def common_passwords() -> frozenset[str]:
 def check_password(password: str, *, email: str | None = None, field: str = "password") -> None:
     """Length 8..128 and not a known common password; no composition rules (NIST 800-63B)."""
     password = password or ""
+    refuse_controls(password, field, kind="password")
     if len(password) < PASSWORD_MIN:
         raise ValidationFailed(f"Use at least {PASSWORD_MIN} characters.", field=field)
     if len(password) > PASSWORD_MAX:
@@ -68,6 +71,7 @@ def check_password(password: str, *, email: str | None = None, field: str = "pas
 
 
 def check_household_name(name: str, field: str = "name") -> str:
+    refuse_controls(name, field)
     name = " ".join((name or "").split())
     if not name:
         raise ValidationFailed("Give your household a name.", field=field)
@@ -160,6 +164,8 @@ def authenticate(email: str, password: str, *, client_address: str | None = None
     """The user for these credentials, or None (same answer for unknown email and wrong
     password). Raises throttle.Throttled, before any hashing, while the account or the
     client address has no attempt left in its window."""
+    if control_problem(email):
+        return None  # no account's address holds a control character (and PostgreSQL refuses a NUL)
     email = normalize_email(email)
     attempt = throttle.claim(throttle.keys_for(email, client_address))
     user = find_user_by_email(email)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Mailbox, User, utcnow
+from portal.services.paging import clamp_page
 from portal.services.scope import scoped
 
 ACTOR_KINDS = ("member", "box", "support", "system")
@@ -104,10 +105,10 @@ def _as_uuid(value) -> uuid.UUID:
 
 
 def list_events(
-    account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int = 1, per_page: int = PER_PAGE
+    account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int | None = 1, per_page: int = PER_PAGE
 ) -> Page:
     """One page of the household's events, newest first, optionally for one mailbox or kind."""
-    page = max(1, page)
+    page = clamp_page(page)
     rows = db.session.scalars(
         _filtered(account_id, mailbox_id, kind).offset((page - 1) * per_page).limit(per_page + 1)
     ).all()

@@ -12,12 +12,13 @@ from flask import current_app
 from portal import crypto
 from portal.extensions import db
 from portal.models import PROTOCOL_SEALED, PROTOCOLS, Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
-from portal.services import activity, deliveries, device_link
+from portal.services import activity, deliveries, device_link, key_offers
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
 from portal.services.ports import VIRTUAL_DEVICE_KEYS
 from portal.services.reauth import reauth_is_fresh, require_recent_password
 from portal.services.scope import get_scoped
+from portal.services.text import refuse_controls
 
 NAME_MAX = 80
 KEY_GENERATE = "generate"
@@ -28,6 +29,7 @@ DEFAULT_PROTOCOL = PROTOCOL_SEALED
 # --- small shared checks ----------------------------------------------------------------
 
 def clean_name(name: str | None, *, what: str = "the gateway") -> str:
+    refuse_controls(name, "name")
     name = " ".join((name or "").split())
     if not name:
         raise ValidationFailed(f"Give {what} a name.", field="name")
@@ -272,7 +274,8 @@ def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
 
 
 def device_settings(
-    account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None
+    account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None,
+    offer_id=None,
 ) -> tuple[Gateway, dict]:
     """The settings file, after a fresh password check; recorded in the activity log."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
@@ -283,6 +286,8 @@ def device_settings(
         raise Conflict("The settings are ready once the gateway is set up in StreamIoT. Try again in a moment.")
     if private_key and crypto.public_from_private(private_key) != gateway.public_key:
         private_key = None  # a key held for an older pair (rotated since): never hand it out
+    if private_key and not key_offers.take(login_session, offer_id):
+        private_key = None  # offered once: downloaded already (a replayed cookie, a race)
     settings = settings_document(gateway, private_key)
     gateway.settings_downloaded_at = utcnow()
     activity.record(

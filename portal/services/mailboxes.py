@@ -8,7 +8,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.models import Gateway, Mailbox, User, utcnow
 from portal.models.devices import MAILBOX_KINDS
-from portal.services import activity, deliveries
+from portal.services import activity, deliveries, key_offers
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.gateways import clean_name, key_pair_from
@@ -214,12 +214,19 @@ def confirm_password_for(account_id, mailbox_id, login_session, user: User, pass
     return mailbox
 
 
-def key_download(account_id, mailbox_id, actor: User, login_session, *, password=None, private_key=None):
-    """The box's generated key pair, after a fresh password check; once only (the caller
-    holds the private key until then)."""
+def key_download(
+    account_id, mailbox_id, actor: User, login_session, *, password=None, private_key=None, offer_id=None
+):
+    """The box's generated key pair, after a fresh password check; once only: the caller
+    holds the private key until then, and its offer (services/key_offers.py) is closed here."""
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
     require_recent_password(login_session, actor, password)
-    if not private_key or crypto.public_from_private(private_key) != mailbox.public_key:
+    if (
+        not private_key
+        or crypto.public_from_private(private_key) != mailbox.public_key
+        or not key_offers.take(login_session, offer_id)
+    ):
+        db.session.rollback()
         raise Conflict("The private key was already downloaded, or it was made in another login session.")
     activity.record(
         account_id,

@@ -20,6 +20,7 @@ from portal.services.deliveries import DeviceState, PinState
 from portal.services.errors import Conflict, ValidationFailed
 from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped
+from portal.services.text import refuse_controls
 
 LABEL_MAX = 60
 MIN_DIGITS = 4
@@ -50,6 +51,7 @@ def check_digits(text: str | None) -> str:
 
 
 def check_label(label: str | None) -> str:
+    refuse_controls(label, "label")
     label = " ".join((label or "").split())
     if not label:
         raise ValidationFailed("Say who this PIN is for, like “Grandma” or “Parcel courier”.", field="label")

@@ -16,6 +16,7 @@ from portal.models import LoginSession, RecoveryCode, User, utcnow
 from portal.services import throttle
 from portal.services.accounts import check_email, check_password, find_user_by_email, normalize_email
 from portal.services.errors import Conflict, NotFound, ValidationFailed
+from portal.services.text import refuse_controls
 
 PASSWORD_LINK_TTL = timedelta(hours=24)
 RECOVERY_CODE_COUNT = 10
@@ -33,6 +34,7 @@ MAX_CODE_FAILURES = 5
 def create_staff(email: str, name: str | None = None) -> tuple[User, str]:
     """A new staff user without a password; returns it and the set-password token."""
     email = check_email(email)
+    refuse_controls(name, "name")
     if find_user_by_email(email) is not None:
         raise Conflict(
             f"An account with {email} already exists. Staff accounts are separate from "

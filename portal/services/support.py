@@ -33,7 +33,9 @@ from portal.models.jobs import JOB_CANCELLED, JOB_FAILED, JOB_QUEUED, JOB_RUNNIN
 from portal.services import activity, deliveries
 from portal.services.deliveries import CommandState, DeviceState, PinState, pin_shown
 from portal.services.errors import Conflict, NotFound
+from portal.services.paging import clamp_page
 from portal.services.scope import get_scoped, scoped
+from portal.services.text import without_controls
 
 PAGE_SIZE = 20
 TRACE_LENGTH = 15  # newest commands shown per mailbox (and per gateway channel)
@@ -104,11 +106,11 @@ class SearchPage:
         return self.page < self.pages
 
 
-def search_households(query: str, page: int = 1, per_page: int = PAGE_SIZE) -> SearchPage:
+def search_households(query: str, page: int | None = 1, per_page: int = PAGE_SIZE) -> SearchPage:
     """Households whose name, member email, gateway or mailbox name contains `query`, or
     whose StreamIoT thing, channel or user id (or household id) is exactly `query`."""
-    query = (query or "").strip()[:200]
-    page = max(1, page)
+    query = without_controls(query).strip()[:200]
+    page = clamp_page(page)
     if not query:
         return SearchPage(query="", page=1, pages=0, total=0, hits=[])
     like = "%" + re.sub(r"([\\%_])", r"\\\1", query.lower()) + "%"

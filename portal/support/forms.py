@@ -1,10 +1,11 @@
 """Forms of the support console and of the staff member's own sign-in steps."""
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from portal.forms import Form
 
-class SetPasswordForm(FlaskForm):
+
+class SetPasswordForm(Form):
     password = PasswordField(
         "New password",
         description="At least 8 characters; a long phrase is easiest to remember.",
@@ -19,12 +20,12 @@ class SetPasswordForm(FlaskForm):
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(Form):
     code = StringField(
         "Code",
         validators=[DataRequired("Type the code."), Length(max=40, message="That is too long for a code.")],
     )
 
 
-class RequeueForm(FlaskForm):
+class RequeueForm(Form):
     """Only the CSRF token: the command is in the URL."""

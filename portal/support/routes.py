@@ -17,6 +17,8 @@ from portal.urls import safe_next
 PUBLIC = {"support.set_password"}
 # A staff member who logged in with a password but has not passed the second factor yet.
 SIGN_IN_STEPS = {"support.enrol", "support.verify"}
+# All such a staff member reaches anywhere in the app: the steps, logging out, static files.
+HALF_SIGNED_IN = SIGN_IN_STEPS | PUBLIC | {"account.logout", "static"}
 # The one request in the console that changes household data.
 WRITES = {"support.requeue"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -24,6 +26,26 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 def _in_console() -> bool:
     return request.path == "/support" or request.path.startswith("/support/")
+
+
+def _to_second_factor():
+    step = "support.enrol" if staff.needs_enrolment(current_user) else "support.verify"
+    wanted = request.full_path.rstrip("?") if request.method in SAFE_METHODS else None
+    return redirect(url_for(step, next=wanted))
+
+
+@bp.before_app_request
+def second_factor_first():
+    """Staff who logged in with a password but have not passed the second factor reach
+    nothing but its steps (and logout, static files) anywhere in the app: not their own
+    settings, not a household page. Runs before every view's own checks."""
+    if request.endpoint is None or request.endpoint in HALF_SIGNED_IN:
+        return None
+    if not (current_user.is_authenticated and current_user.is_staff):
+        return None
+    if not staff.second_factor_done(current_login_session()):
+        return _to_second_factor()
+    return None
 
 
 @bp.before_app_request
@@ -42,9 +64,7 @@ def guard():
     if endpoint in SIGN_IN_STEPS:
         return None
     if not staff.second_factor_done(current_login_session()):
-        step = "support.enrol" if staff.needs_enrolment(current_user) else "support.verify"
-        wanted = request.full_path.rstrip("?") if request.method in SAFE_METHODS else None
-        return redirect(url_for(step, next=wanted))
+        return _to_second_factor()
     if request.method not in SAFE_METHODS and endpoint not in WRITES:
         abort(403, description="The support console only reads household data; it cannot change it.")
     return None
@@ -127,7 +147,7 @@ def verify():
 @bp.route("/")
 def index():
     results = support.search_households(
-        request.args.get("q", ""), request.args.get("page", 1, type=int) or 1
+        request.args.get("q", ""), request.args.get("page", 1, type=int)
     )
     return render("support/index.html", "support/_results.html", results=results)
 

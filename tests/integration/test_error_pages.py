@@ -38,3 +38,20 @@ def test_a_member_who_is_not_an_owner_gets_the_friendly_403(app, client, auth, m
     response = client.post("/settings/household", data={"household-name": "Mine now", "csrf_token": auth.csrf("/settings")})
     assert response.status_code == 403
     assert "You can’t do that here" in response.get_data(as_text=True)
+
+
+def test_a_request_over_the_size_limit_gets_the_friendly_413_and_nothing_echoed(app, client, auth):
+    """An anonymous 2 MB login post is refused before any form reads it (MAX_CONTENT_LENGTH)."""
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024
+    token = auth.csrf("/login")
+    big = "echo-me-" * (2 * 1024 * 1024 // 8)
+    as_form = client.post("/login", data={"email": big, "password": "x", "csrf_token": token})
+    as_multipart = client.post(
+        "/login", data={"email": big, "password": "x", "csrf_token": token}, content_type="multipart/form-data"
+    )
+    for response in (as_form, as_multipart):
+        html = response.get_data(as_text=True)
+        assert response.status_code == 413
+        assert "That was too much to send" in html
+        assert "echo-me" not in html and len(html) < 20_000
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import requests
 
+from tests.processes import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,15 +43,6 @@ def _serve(tmp_path, *args, env_extra=None):
             time.sleep(0.1)
 
 
-def _stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_the_command_serves_the_proxy_paths_and_the_reader(tmp_path):
     db = tmp_path / "given.sqlite3"
     process, url = _serve(tmp_path, "--db", str(db))
@@ -69,7 +62,7 @@ def test_the_command_serves_the_proxy_paths_and_the_reader(tmp_path):
             timeout=5,
         )
     finally:
-        _stop(process)
+        stop(process)
 
     assert created.status_code == 201
     assert read.status_code == 200 and read.json()["total"] == 0
@@ -82,6 +75,6 @@ def test_the_command_defaults_to_the_configured_database(tmp_path):
     try:
         requests.post(f"{url}/users", json={"email": "cfg@example.com", "password": "long-enough"}, timeout=5)
     finally:
-        _stop(process)
+        stop(process)
 
     assert db.exists()

@@ -29,3 +29,17 @@ def test_the_filter_is_installed_on_the_request_loggers():
 
 def test_other_paths_are_left_alone():
     assert logredact.redact("GET /gateways/123 HTTP/1.1") == "GET /gateways/123 HTTP/1.1"
+
+
+class _Atoms(dict):
+    """Like gunicorn's SafeAtoms: an atom it lacks formats as "-"."""
+
+    def __getitem__(self, key):
+        return super().__getitem__(key) if key in self else "-"
+
+
+def test_a_single_mapping_argument_stays_a_mapping_of_its_own_type_with_its_values_redacted():
+    atoms = _Atoms(h="127.0.0.1", r="GET /members/join/s3cr3tT0ken HTTP/1.1", s=200)
+    line = _line('%(h)s "%(r)s" %(s)s %({x-forwarded-for}i)s', atoms)
+    assert line == '127.0.0.1 "GET /members/join/[redacted] HTTP/1.1" 200 -'
+    assert atoms["r"] == "GET /members/join/s3cr3tT0ken HTTP/1.1"  # the caller's dict is left alone
