@@ -65,6 +65,9 @@ KEY_STEPS = [
     ("old_deleted", "Cancel the old keys"),
 ]
 
+# Steps only the sealed level has; a seed gateway's owner loads new settings instead.
+SEALED_STEPS = ("rekey_sent", "rekey_confirmed")
+
 
 class IllegalKeyTransition(RuntimeError):
     """A transition the table does not allow: a bug in the caller, never a race."""
@@ -295,9 +298,10 @@ class KeyStep:
 
 def key_steps(gateway: Gateway) -> list[KeyStep]:
     done = gateway.key_progress or {}
+    seed = protocol_level(gateway) == SEED
     steps, current_found = [], False
     for key, label in KEY_STEPS:
-        value = done.get(key)
+        value = SKIPPED if seed and key in SEALED_STEPS else done.get(key)
         if value == SKIPPED:
             steps.append(KeyStep(label, "skipped"))
         elif value:
