@@ -3,8 +3,10 @@ owners only, behind the password typed for each download, and recorded; when som
 downloaded them leaves, the owners are told; "Replace keys" gives the gateway a new thing
 and deletes the old one, after which the old key publishes and reads nothing, while the
 gateway (its virtual gateway, or the test kit's device) keeps working."""
+import importlib.util
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -339,3 +341,36 @@ def test_the_virtual_gateway_follows_the_new_keys_and_keeps_its_boxes_and_pins(a
     assert virtual.thing_id == gateway.thing_id
     assert virtual.snapshot()["mailboxes"][0]["pins"] == 2
     assert virtual.keypad(mailbox.public_key, "4821") == "opened"
+
+
+# --- downloads made before key holders were recorded ----------------------------------------------
+
+def _migration():
+    path = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "6b2e4f8a1c37_gateway_keys.py"
+    spec = importlib.util.spec_from_file_location("gateway_keys_migration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migration_makes_key_holders_of_earlier_downloads_and_marks_who_left(app, kit, add_member):
+    gateway = kit.add_gateway("Hallway")
+    stayed, _ = add_member(kit.account, "stayed@example.com")
+    left, left_membership = add_member(kit.account, "left@example.com")
+    for user in (stayed, left, left):
+        db.session.add(ActivityEvent(account_id=kit.account.id, actor_kind="member", actor_user_id=user.id,
+                                     actor_label=user.email, kind="gateway.settings_viewed",
+                                     summary="Downloaded the settings of gateway “Hallway”", gateway_id=gateway.id))
+        db.session.commit()
+    db.session.delete(db.session.get(Membership, left_membership.id))
+    db.session.commit()
+
+    _migration().backfill_key_holders(db.session.connection())
+    db.session.commit()
+
+    found = {h.email: h for h in _holders(gateway)}
+    assert set(found) == {"stayed@example.com", "left@example.com"}
+    assert found["stayed@example.com"].departed_at is None
+    assert found["left@example.com"].departed_at is not None
+    assert found["left@example.com"].first_downloaded_at < found["left@example.com"].last_downloaded_at
+    assert gateway_keys.departed_holders(kit.account.id) == {gateway.id: ["left@example.com"]}
