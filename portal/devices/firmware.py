@@ -37,7 +37,7 @@ HEARTBEAT_SECONDS = 30.0
 # may show up after a later one. Digests of what was applied stop any repeat.
 READ_LOOKBACK_SECONDS = 10.0
 
-GATEWAY_CHANNEL_COMMANDS = (m.CONNECT, m.REGISTER, m.ADD, m.MAILBOX, m.DELETE, m.DESTRUCT)
+GATEWAY_CHANNEL_COMMANDS = (m.CONNECT, m.REGISTER, m.ADD, m.MAILBOX, m.DELETE, m.DESTRUCT, m.REKEY)
 MAILBOX_CHANNEL_COMMANDS = (m.AUTH, m.UNAUTH, m.UNLOCK)
 
 # Reasons a device gives in a Failed answer (the portal shows them to the household).
@@ -52,6 +52,7 @@ CHANNEL_IN_USE = "channel serves another mailbox"
 EXPIRED = m.EXPIRED  # an UNLOCK read after its deadline: the box stays shut
 INVALID_DEADLINE = "invalid deadline"
 SEALED_PIN_UNREADABLE = "cannot open the sealed PIN"
+SEALED_KEYS_UNREADABLE = "cannot open the sealed keys"
 UNKNOWN_REF = "unknown"  # an OPENED of a PIN whose reference this box never got
 
 
@@ -115,6 +116,7 @@ class Firmware:
     ):
         self.state = state
         self.state.setdefault("counters", {"in": {}, "out": {}})
+        self._settings_thing_id = thing_id
         self.protocol = protocol
         self.private_key = private_key
         # The link keys (sealed): None when this gateway lacks its private key or the
@@ -123,7 +125,6 @@ class Firmware:
         if protocol == m.SEALED and private_key and portal_public_key:
             self.command_key = crypto.link_key(private_key, portal_public_key, "command")
             self.report_key = crypto.link_key(private_key, portal_public_key, "report")
-        self.thing_id = thing_id
         self.channel_id = channel_id
         self.public_key = public_key.strip()
         # The portal thing, when the settings name it; else learnt from the first CONNECT.
@@ -133,6 +134,19 @@ class Firmware:
         self.open_seconds = open_seconds
         self.battery_seconds = battery_seconds
         self.heartbeat_seconds = heartbeat_seconds
+
+    # --- who it is ------------------------------------------------------------------
+
+    @property
+    def thing_id(self) -> str:
+        """Its platform thing: the one in its settings, or the one a REKEY gave it since."""
+        identity = self.state.get("identity") or {}
+        return identity.get("thing_id") or self._settings_thing_id
+
+    def thing_key(self, settings_key: str) -> str:
+        """The key to publish and read with: the REKEY's once one was applied."""
+        identity = self.state.get("identity") or {}
+        return identity.get("thing_key") or settings_key
 
     # --- what to read ----------------------------------------------------------
 
@@ -353,7 +367,8 @@ class Firmware:
         # A factory reset: forget everything, but keep the cursors and counters (so nothing
         # is applied twice) and the outbox (so this very answer still goes out).
         kept = {"cursors": self.state["cursors"], "outbox": self.state["outbox"],
-                "counters": self.state.get("counters", {"in": {}, "out": {}})}
+                "counters": self.state.get("counters", {"in": {}, "out": {}}),
+                "identity": self.state.get("identity")}
         self.state.clear()
         self.state.update(empty_state(self.thing_id), **kept)
         log.info("virtual gateway %s: destructed, state wiped", self.thing_id)
@@ -372,6 +387,19 @@ class Firmware:
             return sealed_pin, ref, None
         pin = _pin_value(record.get("v"))
         return pin, None, None if pin is not None else INVALID_PIN
+
+    def _on_rekey(self, channel, base, record, now):
+        """New platform keys (sealed level): from now on it publishes and reads as the new
+        thing; its answer already goes out through it, echoing the new thing id."""
+        if self.private_key is None:
+            return SEALED_KEYS_UNREADABLE
+        try:
+            thing_id, thing_key = m.open_identity(self.private_key, record.get("vs"))
+        except ValueError:
+            return SEALED_KEYS_UNREADABLE
+        self.state["identity"] = {"thing_id": thing_id, "thing_key": thing_key}
+        record["vs"] = thing_id
+        log.info("virtual gateway %s: new platform keys, now thing %s", self._settings_thing_id, thing_id)
 
     def _on_auth(self, channel, base, record, now):
         pin, ref, failure = self._pin_of(record)

@@ -176,7 +176,7 @@ class VirtualGateway:
             channel = todo[0]
             done.append(channel)
             try:
-                found = self._read_new(channel, firmware.read_filters(channel))
+                found = self._read_new(channel, firmware.read_filters(channel), firmware.thing_key(self._key))
             except Unavailable as exc:
                 self._problem(f"StreamIoT unavailable: {exc}")
                 return applied
@@ -186,7 +186,7 @@ class VirtualGateway:
             applied += firmware.receive(channel, found, self._clock())
             save()
 
-    def _read_new(self, channel: str, filters: dict) -> list[dict]:
+    def _read_new(self, channel: str, filters: dict, key: str) -> list[dict]:
         """Every message the reader holds for the filters, newest first, paging to the end.
 
         Messages arriving meanwhile push older ones to later pages, so a page may repeat
@@ -195,7 +195,7 @@ class VirtualGateway:
         found, offset = [], 0
         for _ in range(MAX_READ_PAGES):
             page = self.streamiot.read_messages(
-                channel, thing_key=self._key, offset=offset, limit=READ_PAGE, **filters
+                channel, thing_key=key, offset=offset, limit=READ_PAGE, **filters
             )
             batch = page["messages"]
             found.extend(batch)
@@ -213,7 +213,7 @@ class VirtualGateway:
             if item["channel"] in blocked:
                 continue
             try:
-                self.streamiot.publish(item["channel"], self._key, item["pack"])
+                self.streamiot.publish(item["channel"], firmware.thing_key(self._key), item["pack"])
             except Unavailable as exc:
                 self._problem(f"StreamIoT unavailable: {exc}")
                 return
@@ -240,9 +240,9 @@ class VirtualGateway:
             return
         uptime = max(0, int(now - self._booted))
         try:
-            pack = firmware.sign(self.channel_id, messages.heartbeat(self.thing_id, uptime))
+            pack = firmware.sign(self.channel_id, messages.heartbeat(firmware.thing_id, uptime))
             save()  # a counter is used once, even if this publish fails
-            self.streamiot.publish(self.channel_id, self._key, pack)
+            self.streamiot.publish(self.channel_id, firmware.thing_key(self._key), pack)
         except StreamIoTError as exc:
             self._problem(f"heartbeat failed: {exc}")
             return

@@ -1,7 +1,7 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
 from flask import abort, flash, g, render_template, request, url_for
 
-from portal.auth import current_login_session, household_required
+from portal.auth import current_login_session, household_required, owner_required
 from portal.gateways import bp
 from portal.gateways.forms import ConfirmForm, GatewayForm, PasswordForm, RenameForm
 from portal.gateways.helpers import (
@@ -18,8 +18,8 @@ from portal.gateways.helpers import (
     user,
 )
 from portal.htmx import is_htmx, render
-from portal.services import dashboard, gateways, reauth
-from portal.services.errors import NotFound, ServiceError
+from portal.services import dashboard, gateway_keys, gateways, reauth
+from portal.services.errors import Conflict, NotFound, ServiceError
 
 
 @bp.errorhandler(NotFound)
@@ -32,7 +32,7 @@ def _not_found(_exc):
 @household_required
 def index():
     """The household's dashboard: gateways with their mailboxes, every state at a glance."""
-    board = dashboard.dashboard(g.account)
+    board = dashboard.dashboard(g.account, owner=g.membership.is_owner)
     return render("gateways/index.html", "gateways/_dashboard.html", board=board, account=g.account)
 
 
@@ -60,7 +60,7 @@ def add():
 @household_required
 def show(gateway_id):
     try:
-        page = dashboard.gateway_page(account_id(), gateway_id)
+        page = dashboard.gateway_page(account_id(), gateway_id, owner=g.membership.is_owner)
     except NotFound:
         if is_htmx():
             return gone(url_for(".index"), "The gateway was removed.")
@@ -104,7 +104,7 @@ def remove(gateway_id):
         flash(f"Removing “{gateway.name}”: the gateway is told to forget everything, then "
               "its StreamIoT channels and device are deleted.", "info")
         return see_other(url_for(".show", gateway_id=gateway_id))
-    page = dashboard.gateway_page(account_id(), gateway_id)
+    page = dashboard.gateway_page(account_id(), gateway_id, owner=g.membership.is_owner)
     return render_template("gateways/remove.html", form=form, view=page)
 
 
@@ -121,11 +121,11 @@ def retry(gateway_id):
 
 
 @bp.route("/<uuid:gateway_id>/new-key", methods=["POST"])
-@household_required
+@owner_required
 def rotate_key(gateway_id):
     ConfirmForm().validate_on_submit() or abort(400)
     try:
-        gateway, private_key = gateways.rotate_gateway_key(account_id(), gateway_id, user())
+        gateway, private_key = gateways.rotate_gateway_key(g.membership, gateway_id, user())
     except ServiceError as exc:
         return refuse(exc, url_for(".show", gateway_id=gateway_id))
     hold_private_key("gateway", gateway.id, private_key)
@@ -133,42 +133,67 @@ def rotate_key(gateway_id):
     return see_other(url_for(".settings", gateway_id=gateway.id))
 
 
-@bp.route("/<uuid:gateway_id>/settings", methods=["GET", "POST"])
-@household_required
-def settings(gateway_id):
-    """The device settings: behind a password check younger than REAUTH_WINDOW."""
-    form = PasswordForm()
-    if form.validate_on_submit():
-        try:
-            gateways.confirm_password_for(account_id(), gateway_id, current_login_session(), user(), form.password.data)
-        except ServiceError as exc:
-            field_error(form, exc)
-        else:
-            return see_other(url_for(".settings", gateway_id=gateway_id))
-    access = gateways.settings_access(account_id(), gateway_id, current_login_session())
+def _settings_page(gateway_id, form, status=200):
+    access = gateways.settings_access(g.membership, gateway_id)
     return render_template(
         "gateways/settings.html",
         form=form,
         access=access,
-        download_form=ConfirmForm(),
         key_held=peek_private_key("gateway", gateway_id) is not None,
-    )
+    ), (status if access.allowed else 403)
+
+
+@bp.route("/<uuid:gateway_id>/settings")
+@household_required
+def settings(gateway_id):
+    """The device settings: owners only (members read why); each download asks the password."""
+    return _settings_page(gateway_id, PasswordForm(formdata=None))
 
 
 @bp.route("/<uuid:gateway_id>/settings/download", methods=["POST"])
 @household_required
 def settings_download(gateway_id):
-    ConfirmForm().validate_on_submit() or abort(400)
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        if form.password.errors and form.password.data:
+            return _settings_page(gateway_id, form)  # refused on the field (e.g. a control character)
     held = held_private_key("gateway", gateway_id)
     try:
         gateway, document = gateways.device_settings(
-            account_id(), gateway_id, user(), current_login_session(),
+            g.membership, gateway_id, user(), current_login_session(), password=form.password.data,
             private_key=held.private_key if held else None, offer_id=held.offer_id if held else None,
         )
-    except reauth.PasswordRequired:
-        return see_other(url_for(".settings", gateway_id=gateway_id))
     except ServiceError as exc:
-        return refuse(exc, url_for(".settings", gateway_id=gateway_id))
+        if isinstance(exc, Conflict):
+            return refuse(exc, url_for(".settings", gateway_id=gateway_id))
+        if not form.password.errors:
+            field_error(form, exc)
+        return _settings_page(gateway_id, form)
     if held:
         drop_private_key("gateway", gateway_id)
     return json_download(document, gateway.name)
+
+
+@bp.route("/<uuid:gateway_id>/replace-keys", methods=["GET", "POST"])
+@owner_required
+def replace_keys(gateway_id):
+    """Replace the gateway's keys (its device key): asks for the password, then the job runs."""
+    form = PasswordForm()
+    fresh = reauth.reauth_is_fresh(current_login_session())
+    if request.method == "POST":
+        ConfirmForm().validate_on_submit() or abort(400)  # the CSRF token
+        if fresh or form.validate():
+            try:
+                gateway_keys.start_replacement(g.membership, user(), current_login_session(), gateway_id,
+                                               form.password.data)
+            except Conflict as exc:
+                return refuse(exc, url_for(".show", gateway_id=gateway_id))
+            except ServiceError as exc:
+                field_error(form, exc)
+            else:
+                flash("Replacing the gateway’s keys. Follow the steps below.", "info")
+                return see_other(url_for(".show", gateway_id=gateway_id))
+    page = dashboard.gateway_page(account_id(), gateway_id, owner=True)
+    return render_template("gateways/replace_keys.html", form=form, view=page, needs_password=not fresh)

@@ -21,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from portal.crypto import decrypt, public_from_private
+from portal.devices.store import StateFile
 from portal.devices.virtual_gateway import VirtualGateway
 from portal.extensions import db
 from portal.jobs.registry import periodic
@@ -110,7 +111,22 @@ def _fingerprint(app, row) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def _carry_over(path: Path, thing_id: str) -> None:
+    """The gateway's keys were replaced (a new thing id for the same gateway row, whose id
+    names the state file): the virtual gateway is loaded with the new settings and keeps
+    its boxes, PINs and read positions, as a real gateway given new settings does.
+    Without this the firmware would start empty (it resets a state of another thing)."""
+    state_file = StateFile(path)
+    with state_file.locked():
+        state = state_file.load()
+        if state is not None and state.get("thing_id") not in (None, thing_id):
+            log.info("virtual gateway %s: new keys, keeping what it holds", path.stem)
+            state["thing_id"] = thing_id
+            state_file.save(state)
+
+
 def _build(app, row) -> VirtualGateway:
+    _carry_over(state_path(app, row.id), row.thing_id)
     settings = {
         "thing_id": row.thing_id,
         "thing_key": decrypt(row.thing_key_enc, table="gateways", column="thing_key_enc", row_id=row.id),

@@ -22,6 +22,7 @@ from portal.models.devices import (  # noqa: F401
     ChannelCursor,
     Command,
     Gateway,
+    GatewayKeyHolder,
     IgnoredDeviceMessage,
     Mailbox,
     Pin,

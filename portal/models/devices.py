@@ -61,6 +61,18 @@ class Gateway(Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
+    # Replacing the gateway's StreamIoT thing (its "keys"): KeyState of
+    # portal/services/gateway_keys.py, the one module that writes key_state (compare-and-set).
+    key_state: Mapped[str] = mapped_column(sa.String(16), default="current", server_default="current")
+    # Steps of the current (or last) replacement done so far, e.g. {"new_thing": true, ...}.
+    key_progress: Mapped[dict] = mapped_column(default=dict)
+    key_error: Mapped[str | None] = mapped_column(sa.Text)
+    # The replacement's thing, stored before anything is connected to it (resumable).
+    new_thing_id: Mapped[str | None] = mapped_column(sa.String(64))
+    new_thing_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # The thing replaced, until it is deleted (the only revocation StreamIoT 0.13.0 knows).
+    old_thing_id: Mapped[str | None] = mapped_column(sa.String(64))
+    keys_replaced_at: Mapped[datetime | None]
 
     # Rows are removed with a Core DELETE and the database cascades: never load these
     # collections just to delete them.
@@ -75,6 +87,25 @@ class Gateway(Base):
     @property
     def channel_name(self) -> str:
         return f"iotlock-gw-{self.id}"
+
+
+class GatewayKeyHolder(Base):
+    """Someone who downloaded a gateway's settings (its StreamIoT thing key): first and last
+    download, and when they stopped being a member. Reset when the keys are replaced."""
+
+    __tablename__ = "gateway_key_holders"
+    __table_args__ = (sa.UniqueConstraint("gateway_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    gateway_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("gateways.id", ondelete="CASCADE"), index=True)
+    # Kept when the user is deleted: the email says who had the keys.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    email: Mapped[str] = mapped_column(sa.String(254))
+    first_downloaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_downloaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when they left the household or were removed from it.
+    departed_at: Mapped[datetime | None]
 
 
 class Mailbox(Base):

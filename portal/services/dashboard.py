@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Account, Command, Gateway, Mailbox, Pin, utcnow
-from portal.services import activity
+from portal.services import activity, gateway_keys
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
     CommandState,
@@ -111,10 +111,26 @@ class GatewayCard:
     mailboxes: list[MailboxRow] = field(default_factory=list)
     pending: int = 0
     failed: int = 0
+    # Former members who downloaded its settings (its keys still work): owners only.
+    departed: list[str] = field(default_factory=list)
+
+    @property
+    def replacing_keys(self) -> bool:
+        return self.gateway.key_state != gateway_keys.KeyState.CURRENT
+
+    @property
+    def keys_stopped(self) -> bool:
+        """The key replacement gave up; an owner can try again."""
+        return self.gateway.key_state == gateway_keys.KeyState.FAILED
+
+    @property
+    def needs_new_settings(self) -> bool:
+        return gateway_keys.needs_new_settings(self.gateway)
 
     @property
     def live(self) -> bool:
-        return self.shown.live or self.pending > 0 or any(row.live for row in self.mailboxes)
+        return (self.shown.live or self.pending > 0 or self.gateway.key_state == gateway_keys.KeyState.REPLACING
+                or any(row.live for row in self.mailboxes))
 
 
 @dataclass
@@ -187,12 +203,23 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None) -> list
     return [cards[g.id] for g in gateways]
 
 
-def dashboard(account: Account) -> Dashboard:
-    """The household's gateways with their boxes, every state at a glance: 5 queries."""
+def _departed(cards: list[GatewayCard], account_id, gateway_id=None) -> None:
+    """Owners see who left with a gateway's keys: 1 query."""
+    departed = gateway_keys.departed_holders(account_id, gateway_id)
+    for card in cards:
+        card.departed = departed.get(card.gateway.id, [])
+
+
+def dashboard(account: Account, *, owner: bool = False) -> Dashboard:
+    """The household's gateways with their boxes, every state at a glance: 5 queries (6
+    for owners: former members who had a gateway's keys)."""
     gateways = db.session.scalars(
         scoped(Gateway, account.id).order_by(Gateway.created_at, Gateway.id)
     ).all()
-    return Dashboard(account=account, gateways=_cards(account.id, gateways, platform_waiting()))
+    cards = _cards(account.id, gateways, platform_waiting())
+    if owner:
+        _departed(cards, account.id)
+    return Dashboard(account=account, gateways=cards)
 
 
 @dataclass
@@ -200,6 +227,8 @@ class GatewayPage:
     card: GatewayCard
     steps: list[Step]
     setup_commands: list
+    owner: bool = False
+    key_steps: list = field(default_factory=list)
 
     @property
     def gateway(self) -> Gateway:
@@ -210,8 +239,9 @@ class GatewayPage:
         return self.card.live
 
 
-def gateway_page(account_id, gateway_id) -> GatewayPage:
-    """One gateway with its set-up steps and boxes: 6 queries."""
+def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
+    """One gateway with its set-up steps and boxes: 6 queries (7 for owners: former members
+    who had its keys)."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
     setup = db.session.scalars(
         scoped(Command, account_id)
@@ -219,10 +249,15 @@ def gateway_page(account_id, gateway_id) -> GatewayPage:
         .order_by(Command.created_at)
     ).all()
     waiting = platform_waiting()
+    card = _cards(account_id, [gateway], waiting)[0]
+    if owner:
+        _departed([card], account_id, gateway.id)
     return GatewayPage(
-        card=_cards(account_id, [gateway], waiting)[0],
+        card=card,
         steps=gateway_steps(gateway),
         setup_commands=[(c, command_shown(c, waiting)) for c in setup],
+        owner=owner,
+        key_steps=gateway_keys.key_steps(gateway),
     )
 
 

@@ -48,3 +48,12 @@ def link_key(account: Account, gateway: Gateway, direction: str) -> bytes | None
     private = crypto.decrypt(account.link_private_key_enc, table="accounts", column="link_private_key_enc",
                              row_id=account.id)
     return crypto.link_key(private, gateway.public_key, direction)
+
+
+def next_gateway_counter(gateway_id) -> int:
+    """The next command counter of a gateway's own channel (the caller commits it before
+    the command that uses it goes out)."""
+    return db.session.execute(
+        sa.update(Gateway).where(Gateway.id == gateway_id)
+        .values(command_counter=Gateway.command_counter + 1).returning(Gateway.command_counter)
+    ).scalar_one()

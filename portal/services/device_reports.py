@@ -50,6 +50,7 @@ from portal.services.pins import digest_of
 log = logging.getLogger(__name__)
 
 BATTERY_LOW = 20
+REKEY = "REKEY"  # a sealed gateway's answer to its new keys (portal/jobs/handlers/keys.py)
 # An UNLOCK's Done received up to this long after the deadline it carries still counts as
 # opened in time (the answer travels; the box checked its deadline).
 UNLOCK_ANSWER_GRACE_SECONDS = 10.0
@@ -362,6 +363,8 @@ def _apply_one(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport, 
     """Apply one report; None when it changed something, else why it was ignored."""
     if report.publisher != gateway.thing_id:
         return "published by another thing than the gateway"
+    if report.kind == ReportKind.ANSWER and report.name == REKEY:
+        return None  # the key replacement job read it and switched the gateway over
     if report.kind == ReportKind.ANSWER:
         return _apply_answer(gateway, mailbox, report)
     if report.subject != gateway.thing_id:

@@ -1,7 +1,8 @@
 """Gateways: add, rename, remove, retry, new key pair, and the device settings download.
 
-Keys are pasted or generated (the private half never stored); the settings file sits
-behind a password check younger than REAUTH_WINDOW.
+Keys are pasted or generated (the private half never stored); the settings file (it holds
+the gateway's StreamIoT key) is for owners only, each download behind the password typed
+for it, and every downloader is recorded as a key holder (portal/services/gateway_keys.py).
 """
 import uuid
 from dataclasses import dataclass
@@ -11,12 +12,23 @@ from flask import current_app
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import PROTOCOL_SEALED, PROTOCOLS, Account, Command, Gateway, LoginSession, Mailbox, User, utcnow
-from portal.services import activity, deliveries, device_link, key_offers
+from portal.models import (
+    PROTOCOL_SEALED,
+    PROTOCOLS,
+    Account,
+    Command,
+    Gateway,
+    LoginSession,
+    Mailbox,
+    Membership,
+    User,
+    utcnow,
+)
+from portal.services import activity, deliveries, device_link, gateway_keys, key_offers
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, ValidationFailed
 from portal.services.ports import VIRTUAL_DEVICE_KEYS
-from portal.services.reauth import reauth_is_fresh, require_recent_password
+from portal.services.reauth import require_password_now
 from portal.services.scope import get_scoped
 from portal.services.text import refuse_controls
 
@@ -198,9 +210,12 @@ def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:
     return gateway
 
 
-def rotate_gateway_key(account_id, gateway_id, actor: User) -> tuple[Gateway, str]:
+def rotate_gateway_key(membership: Membership | None, gateway_id, actor: User) -> tuple[Gateway, str]:
     """A new key pair made by IoTLock (e.g. the first download was lost). The private key
-    goes back to the caller only; the device needs the new settings file."""
+    goes back to the caller only; the device needs the new settings file (owners only)."""
+    gateway_keys.require_owner(membership, "Only owners can make a new key pair: it goes into the settings file.")
+    assert membership is not None
+    account_id = membership.account_id
     gateway = get_scoped(Gateway, account_id, gateway_id)
     if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
@@ -225,24 +240,18 @@ def rotate_gateway_key(account_id, gateway_id, actor: User) -> tuple[Gateway, st
 @dataclass
 class SettingsAccess:
     gateway: Gateway
-    needs_password: bool
+    allowed: bool  # owners only: the file holds the gateway's keys
     ready: bool  # the StreamIoT thing and channel exist, so there is something to download
 
 
-def settings_access(account_id, gateway_id, login_session: LoginSession | None) -> SettingsAccess:
-    gateway = get_scoped(Gateway, account_id, gateway_id)
+def settings_access(membership: Membership | None, gateway_id) -> SettingsAccess:
+    assert membership is not None, "household_required gave a membership"
+    gateway = get_scoped(Gateway, membership.account_id, gateway_id)
     return SettingsAccess(
         gateway=gateway,
-        needs_password=not reauth_is_fresh(login_session),
+        allowed=membership.is_owner,
         ready=bool(gateway.thing_id and gateway.channel_id and gateway.thing_key_enc),
     )
-
-
-def confirm_password_for(account_id, gateway_id, login_session, user: User, password: str) -> Gateway:
-    """The password form in front of a gateway's settings."""
-    gateway = get_scoped(Gateway, account_id, gateway_id)
-    require_recent_password(login_session, user, password)
-    return gateway
 
 
 def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
@@ -274,24 +283,29 @@ def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
 
 
 def device_settings(
-    account_id, gateway_id, actor: User, login_session, *, password: str | None = None, private_key: str | None = None,
-    offer_id=None,
+    membership: Membership | None, gateway_id, actor: User, login_session: LoginSession | None, *,
+    password: str | None, private_key: str | None = None, offer_id=None,
 ) -> tuple[Gateway, dict]:
-    """The settings file, after a fresh password check; recorded in the activity log."""
-    gateway = get_scoped(Gateway, account_id, gateway_id)
-    require_recent_password(login_session, actor, password)
+    """The settings file: owners only, after the password typed for THIS download (no
+    earlier check counts); recorded in the activity log and among the key holders."""
+    gateway_keys.require_owner(membership, "Only owners can download a gateway’s settings: they hold its keys.")
+    assert membership is not None
+    gateway = get_scoped(Gateway, membership.account_id, gateway_id)
+    require_password_now(actor, password, "Enter your password to download the settings.")
     if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
     if not (gateway.thing_id and gateway.channel_id and gateway.thing_key_enc):
-        raise Conflict("The settings are ready once the gateway is set up in StreamIoT. Try again in a moment.")
+        raise Conflict("The settings are ready once the gateway is set up. Try again in a moment.")
     if private_key and crypto.public_from_private(private_key) != gateway.public_key:
         private_key = None  # a key held for an older pair (rotated since): never hand it out
     if private_key and not key_offers.take(login_session, offer_id):
         private_key = None  # offered once: downloaded already (a replayed cookie, a race)
     settings = settings_document(gateway, private_key)
-    gateway.settings_downloaded_at = utcnow()
+    now = utcnow()
+    gateway.settings_downloaded_at = now
+    gateway_keys.record_download(gateway, actor, now)
     activity.record(
-        account_id,
+        gateway.account_id,
         kind="gateway.settings_viewed",
         summary=f"Downloaded the settings of gateway “{gateway.name}”"
         + (" with its private key" if private_key else ""),
@@ -301,4 +315,3 @@ def device_settings(
     )
     db.session.commit()
     return gateway, settings
-

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import crypto
 from portal.extensions import db
 from portal.models import ROLE_MEMBER, ROLE_OWNER, Account, Invite, LoginSession, Membership, User, utcnow
-from portal.services import accounts, activity, mail
+from portal.services import accounts, activity, gateway_keys, mail
 from portal.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from portal.services.scope import get_scoped, scoped
 
@@ -324,6 +324,8 @@ def remove_member(membership: Membership, actor: User, membership_id) -> str:
     removed_user_id = target.user_id
     db.session.delete(target)
     accounts.revoke_sessions(removed_user_id)
+    # Gateway settings they downloaded hold keys that still work: the owners are told.
+    gateway_keys.member_departed(membership.account_id, removed_user_id)
     activity.record(
         membership.account_id,
         kind="member.removed",
@@ -344,6 +346,7 @@ def leave(membership: Membership, actor: User) -> None:
         )
     account_id = membership.account_id
     db.session.delete(membership)
+    gateway_keys.member_departed(account_id, membership.user_id)
     activity.record(
         account_id,
         kind="member.left",

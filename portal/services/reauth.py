@@ -24,6 +24,19 @@ def reauth_is_fresh(login_session: LoginSession | None) -> bool:
     return utcnow() - login_session.reauthenticated_at <= current_app.config["REAUTH_WINDOW"]
 
 
+def require_password_now(user: User, password: str | None, message: str = "Enter your password to continue.") -> None:
+    """The password typed for THIS action: no earlier check counts (secrets that leave the
+    portal, like a gateway's settings file). Wrong guesses count towards the login throttle.
+    The re-authentication window is left as it was."""
+    if not password:
+        raise PasswordRequired(message)
+    attempt = throttle.claim(throttle.keys_for(user.email, None))
+    if not crypto.verify_password(user.password_hash, password):
+        throttle.spend(attempt)
+        raise ValidationFailed("That is not your password. Try again.", field="password")
+    throttle.release(attempt)
+
+
 def require_recent_password(login_session: LoginSession | None, user: User, password: str | None) -> None:
     """Pass when the password was checked within REAUTH_WINDOW, or `password` is right now
     (which restarts the window). Wrong guesses count towards the login throttle."""

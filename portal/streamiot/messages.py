@@ -511,3 +511,30 @@ def verify(channel_id: str, items: list[dict], key: bytes) -> int | None:
     except ValueError:
         return None
     return int(counter) if crypto.mac_ok(key, message, macs[0].get("string_value")) else None
+
+
+REKEY = "REKEY"
+
+
+def sealed_identity(gk: str, thing_id: str, thing_key: str) -> str:
+    """A gateway's new thing id and key, sealed to its public key."""
+    plain = json.dumps({"thing_id": _text(thing_id, "the thing id"), "thing_key": _text(thing_key, "the thing key")},
+                       separators=(",", ":"))
+    return crypto.seal(_text(gk, "the gateway key"), plain.encode())
+
+
+def open_identity(private_key: str, sealed: str) -> tuple[str, str]:
+    """(thing id, thing key) of a sealed REKEY; ValueError when it cannot be opened or read."""
+    try:
+        content = json.loads(crypto.open_sealed(private_key, sealed))
+    except (crypto.DecryptionError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("the new keys are not sealed to this gateway") from exc
+    if not isinstance(content, dict):
+        raise ValueError("a sealed REKEY holds thing_id and thing_key")
+    return _text(content.get("thing_id"), "the thing id"), _text(content.get("thing_key"), "the thing key")
+
+
+def rekey(g: str, sealed: str) -> list[dict]:
+    """Sealed level, on GC: take these new platform keys. The gateway answers Done through
+    its NEW thing, echoing the new thing id, and uses only the new keys from then on."""
+    return [_record(g, REKEY, "Thing", "vs", _text(sealed, "the sealed keys"))]

@@ -14,9 +14,11 @@ ROUTES = [
     Route("gateways.rename", ("GET", "POST"), args=GW, data={"name": "Renamed"}),
     Route("gateways.remove", ("GET", "POST"), args=GW),
     Route("gateways.retry", ("POST",), args=GW),
-    Route("gateways.rotate_key", ("POST",), args=GW),
-    Route("gateways.settings", ("GET", "POST"), args=GW, data={"password": "wrong password"}),
-    Route("gateways.settings_download", ("POST",), args=GW),
+    Route("gateways.rotate_key", ("POST",), access="owner", args=GW),
+    # The settings file holds the gateway's keys: owners only (members read why, with a 403).
+    Route("gateways.settings", args=GW, access="owner"),
+    Route("gateways.settings_download", ("POST",), access="owner", args=GW, data={"password": "wrong password"}),
+    Route("gateways.replace_keys", ("GET", "POST"), access="owner", args=GW, data={"password": "wrong password"}),
     # mailboxes
     Route("mailboxes.add", ("GET", "POST"), args=GW,
           data={"name": "Matrix box", "kind": "mailbox", "key_mode": "generate"}),

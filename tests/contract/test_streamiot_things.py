@@ -425,3 +425,22 @@ def test_an_old_key_that_was_used_keeps_working_until_the_thing_is_deleted(targe
         500,
         "failed to perform authorization over the entity",
     )
+
+
+def test_deleting_a_thing_revokes_its_key_for_publish_and_read(target, tag):
+    """How IoTLock replaces a gateway's keys: a new thing, then the old one deleted. The old
+    key, used before (so cached), publishes and reads nothing once its thing is gone."""
+    user = target.user()
+    channel_id, thing_id, key = target.device(user, tag)
+    pack = [{"bn": f"{thing_id}_", "n": "E", "v": 1}]
+    assert target.publish(channel_id, key, pack).status_code == 202
+    target.read_until(channel_id, {"Authorization": f"Thing {key}"}, total=1)
+
+    target.call("DELETE", f"/things/{thing_id}", user=user)
+
+    assert_empty(target.publish(channel_id, key, pack), 500)
+    assert_error(
+        target.read(channel_id, headers={"Authorization": f"Thing {key}"}),
+        500,
+        "failed to perform authorization over the entity",
+    )

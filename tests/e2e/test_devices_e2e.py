@@ -60,7 +60,7 @@ def test_household_runs_a_box_end_to_end_without_hardware(live_server, page, sho
     expect(page.locator("#gateway-live .device-head .badge").first).to_have_text("Online", timeout=SLOW)
     shot("devices-04-gateway-online")
 
-    # The settings page asks nothing more right after logging in, and offers the key once.
+    # The settings page (owners only) asks for the password on download, and offers the key once.
     page.get_by_role("link", name="Device settings").click()
     expect(page.get_by_text("includes the private key IoTLock made")).to_be_visible()
     shot("devices-05-gateway-settings")

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import Account, ActivityEvent, Command, Gateway, LoginSession, Mailbox, utcnow
+from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Membership, utcnow
 from portal.services import dashboard, gateways
 from portal.services.errors import Conflict, ValidationFailed
 from tests.plugins.accounts import PASSWORD, csrf_from
@@ -210,30 +210,33 @@ def test_rename_changes_the_name_and_is_recorded(kit):
 
 # --- the settings file ----------------------------------------------------------------------
 
-def _stale_reauth(user):
-    for login in db.session.scalars(sa.select(LoginSession).where(LoginSession.user_id == user.id)):
-        login.reauthenticated_at = utcnow() - timedelta(minutes=6)
-    db.session.commit()
+def _download(client, gateway_id, password=PASSWORD):
+    page = client.get(f"/gateways/{gateway_id}/settings").get_data(as_text=True)
+    return client.post(f"/gateways/{gateway_id}/settings/download",
+                       data={"csrf_token": csrf_from(page), "password": password})
 
 
-def test_settings_ask_for_the_password_again_after_five_minutes(kit, member_client):
+def test_settings_ask_for_the_password_on_every_download(kit, member_client):
+    """The login (and its re-authentication window) never counts: each download asks."""
     gateway = kit.add_gateway()
-    _stale_reauth(kit.user)
     page = member_client.get(f"/gateways/{gateway.id}/settings").get_data(as_text=True)
-    assert "enter your password" in page and "Download settings file" not in page
-    download = member_client.post(f"/gateways/{gateway.id}/settings/download", data={"csrf_token": csrf_from(page)})
-    assert download.status_code == 303 and download.headers["Location"].endswith("/settings")
+    assert "Your password" in page and "Download settings file" in page
 
-    wrong = member_client.post(f"/gateways/{gateway.id}/settings",
-                               data={"csrf_token": csrf_from(page), "password": "not it at all"})
-    assert wrong.status_code == 200
+    no_password = member_client.post(f"/gateways/{gateway.id}/settings/download", data={"csrf_token": csrf_from(page)})
+    assert no_password.status_code == 200 and no_password.mimetype == "text/html"
+    assert "Enter your password" in no_password.get_data(as_text=True)
+
+    wrong = _download(member_client, gateway.id, "not it at all")
+    assert wrong.status_code == 200 and wrong.mimetype == "text/html"
     assert "That is not your password" in wrong.get_data(as_text=True)
 
-    right = member_client.post(f"/gateways/{gateway.id}/settings",
-                               data={"csrf_token": csrf_from(page), "password": PASSWORD})
-    assert right.status_code == 303
-    page = member_client.get(f"/gateways/{gateway.id}/settings").get_data(as_text=True)
-    assert "Download settings file" in page
+    first = _download(member_client, gateway.id)
+    assert first.status_code == 200 and first.mimetype == "application/json"
+    # Straight after a right password, the next download still needs it.
+    again = member_client.post(f"/gateways/{gateway.id}/settings/download", data={"csrf_token": csrf_from(page)})
+    assert again.mimetype == "text/html" and "Enter your password" in again.get_data(as_text=True)
+    second = _download(member_client, gateway.id)
+    assert second.mimetype == "application/json"
 
 
 def test_the_settings_file_holds_what_the_gateway_needs_and_the_private_key_only_once(kit, member_client):
@@ -246,7 +249,7 @@ def test_the_settings_file_holds_what_the_gateway_needs_and_the_private_key_only
     page = member_client.get(f"/gateways/{gateway_id}/settings").get_data(as_text=True)
     assert "includes the private key IoTLock made" in page
 
-    first = member_client.post(f"/gateways/{gateway_id}/settings/download", data={"csrf_token": csrf_from(page)})
+    first = _download(member_client, gateway_id)
     assert first.status_code == 200
     assert first.headers["Content-Disposition"] == 'attachment; filename="iotlock-hall.json"'
     settings = json.loads(first.get_data(as_text=True))
@@ -266,7 +269,7 @@ def test_the_settings_file_holds_what_the_gateway_needs_and_the_private_key_only
     assert len(settings["portal_public_key"]) == 44
     assert crypto.public_from_private(settings["private_key"]) == gateway.public_key
 
-    second = member_client.post(f"/gateways/{gateway_id}/settings/download", data={"csrf_token": csrf_from(page)})
+    second = _download(member_client, gateway_id)
     assert "private_key" not in json.loads(second.get_data(as_text=True))
     events = _events(kit.account, "gateway.settings_viewed")
     assert [e.summary for e in events] == ["Downloaded the settings of gateway “Hall” with its private key",
@@ -279,8 +282,7 @@ def test_a_new_key_pair_goes_into_the_next_download(kit, member_client):
     page = member_client.get(f"/gateways/{gateway.id}/settings").get_data(as_text=True)
     rotated = member_client.post(f"/gateways/{gateway.id}/new-key", data={"csrf_token": csrf_from(page)})
     assert rotated.status_code == 303
-    settings = json.loads(member_client.post(f"/gateways/{gateway.id}/settings/download",
-                                             data={"csrf_token": csrf_from(page)}).get_data(as_text=True))
+    settings = json.loads(_download(member_client, gateway.id).get_data(as_text=True))
     gateway = kit.reload(gateway)
     assert gateway.key_generated
     assert crypto.public_from_private(settings["private_key"]) == settings["public_key"] == gateway.public_key
@@ -288,11 +290,9 @@ def test_a_new_key_pair_goes_into_the_next_download(kit, member_client):
 
 def test_settings_are_refused_until_the_gateway_exists_in_streamiot(kit):
     gateway = kit.add_gateway(run=False)
-    login = LoginSession(user_id=kit.user.id, token_hash="x" * 64, reauthenticated_at=utcnow())
-    db.session.add(login)
-    db.session.commit()
+    membership = db.session.scalars(sa.select(Membership).where(Membership.user_id == kit.user.id)).one()
     with pytest.raises(Conflict):
-        gateways.device_settings(kit.account.id, gateway.id, kit.user, login)
+        gateways.device_settings(membership, gateway.id, kit.user, None, password=PASSWORD)
 
 
 # --- removal --------------------------------------------------------------------------------

@@ -2,15 +2,18 @@
 PIN digits never travel readable, reports are authenticated, forgeries and replays change
 nothing."""
 import json
+import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.jobs import virtual_gateways
-from portal.models import ActivityEvent, IgnoredDeviceMessage
-from portal.services import pins
+from portal.models import ActivityEvent, IgnoredDeviceMessage, LoginSession, Membership, utcnow
+from portal.services import gateway_keys, pins
 from portal.services.deliveries import PinState
+from portal.streamiot import errors as sie
 from portal.streamiot import messages
 from tests.plugins.devices import FakeGateway
 
@@ -163,3 +166,45 @@ def test_the_firmware_ignores_a_command_without_a_valid_mac_or_with_an_old_count
     _settle(kit, rounds=2)
     assert pins_on_box() == 0
     assert vg.keypad(mailbox.public_key, "4821") == "rejected"
+
+
+def test_replacing_a_sealed_gateways_keys_needs_no_visit_and_kills_the_old_key(app, kit, time_machine):
+    gateway, mailbox, first = _sealed_box(kit)
+    old_thing, old_key = gateway.thing_id, FakeGateway(kit, gateway).key
+    login = LoginSession(user_id=kit.user.id, token_hash=uuid.uuid4().hex * 2, reauthenticated_at=utcnow())
+    db.session.add(login)
+    db.session.commit()
+    membership = db.session.scalars(sa.select(Membership).where(Membership.user_id == kit.user.id)).one()
+    gateway_keys.start_replacement(membership, kit.user, login, gateway.id, None)
+
+    clock = utcnow()
+    for _ in range(8):  # the job sends REKEY, the gateway answers through its new thing
+        _settle(kit, rounds=1)
+        if kit.reload(gateway).key_state == "current":
+            break
+        clock += timedelta(seconds=3)  # the job looks again a moment later
+        time_machine.move_to(clock)  # time flows: each pack gets its own receive time
+    gateway = kit.reload(gateway)
+    assert gateway.key_state == "current", gateway.key_error
+    assert gateway.key_progress["rekey_sent"] is True and gateway.key_progress["rekey_confirmed"] is True
+    assert gateway.thing_id != old_thing
+
+    # The old key is dead on every channel; the new one was never readable anywhere.
+    for channel in (gateway.channel_id, mailbox.channel_id):
+        with pytest.raises(sie.ServerError):
+            kit.streamiot.publish(channel, old_key, messages.heartbeat(old_thing, 1))
+        with pytest.raises(sie.ServerError):
+            kit.streamiot.read_messages(channel, thing_key=old_key)
+    new_key = FakeGateway(kit, gateway).key
+    assert new_key not in json.dumps(kit.read(gateway.channel_id))
+
+    # The gateway keeps working: a PIN added after the swap is confirmed, the old one opens.
+    second = kit.add_pin(mailbox, "After", "7364")
+    _settle(kit)
+    assert kit.reload(second).status == PinState.ACTIVE
+    vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
+    assert vg.keypad(mailbox.public_key, "4821") == "opened"
+    _settle(kit)
+    assert [e.summary for e in _box_events() if e.kind == "box.opened_pin"] == ["Opened with PIN “Grandma”"]
+    assert kit.reload(first).status == PinState.ACTIVE
+    assert all("REKEY" not in name for name, _why in _ignored())

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import KeyOffer, LoginSession
 from portal.services import key_offers
-from tests.plugins.accounts import csrf_from
+from tests.plugins.accounts import PASSWORD, csrf_from
 
 
 def _session_cookie(client) -> str:
@@ -50,11 +50,13 @@ def test_a_replayed_cookie_does_not_download_a_gateway_key_again(kit, member_cli
     token = csrf_from(member_client.get(f"/gateways/{gateway_id}/settings").get_data(as_text=True))
     before = _session_cookie(member_client)
 
-    first = member_client.post(f"/gateways/{gateway_id}/settings/download", data={"csrf_token": token})
+    first = member_client.post(f"/gateways/{gateway_id}/settings/download",
+                               data={"csrf_token": token, "password": PASSWORD})
     assert "private_key" in json.loads(first.get_data(as_text=True))
 
     member_client.set_cookie("session", before)
-    replay = member_client.post(f"/gateways/{gateway_id}/settings/download", data={"csrf_token": token})
+    replay = member_client.post(f"/gateways/{gateway_id}/settings/download",
+                                data={"csrf_token": token, "password": PASSWORD})
     assert replay.status_code == 200
     assert "private_key" not in json.loads(replay.get_data(as_text=True))  # the settings, never the key again
 

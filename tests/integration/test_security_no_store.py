@@ -43,7 +43,7 @@ def test_exports_and_secret_answers_are_never_stored(kit, member_client):
         "activity CSV": _read(client.get("/activity.csv")),
         "settings password page": client.get(f"/gateways/{gateway_id}/settings"),
         "settings wrong password": _form_post(client, f"/gateways/{gateway_id}/settings",
-                                              f"/gateways/{gateway_id}/settings", password="wrong password"),
+                                              f"/gateways/{gateway_id}/settings/download", password="wrong password"),
         "box key page": client.get(f"/mailboxes/{mailbox_id}/key"),
         "box key wrong password": _form_post(client, f"/mailboxes/{mailbox_id}/key", f"/mailboxes/{mailbox_id}/key",
                                              password="wrong password"),
@@ -54,7 +54,7 @@ def test_exports_and_secret_answers_are_never_stored(kit, member_client):
                                                                        .get_data(as_text=True)),
                                                "password": PASSWORD}),
         "settings file": _form_post(client, f"/gateways/{gateway_id}/settings",
-                                    f"/gateways/{gateway_id}/settings/download"),
+                                    f"/gateways/{gateway_id}/settings/download", password=PASSWORD),
         "box key file": _form_post(client, f"/mailboxes/{mailbox_id}/key", f"/mailboxes/{mailbox_id}/key/download"),
     }
     assert answers["activity CSV"].mimetype == "text/csv"

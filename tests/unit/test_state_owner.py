@@ -18,6 +18,8 @@ PORTAL = ROOT / "portal"
 STATE_OWNER = PORTAL / "services" / "deliveries.py"
 JOB_STATE_OWNERS = {PORTAL / "jobs" / "outbox.py", PORTAL / "jobs" / "runner.py"}
 PLATFORM_STATE_OWNER = PORTAL / "jobs" / "platform.py"
+# A gateway's key replacement (Gateway.key_state) has its own owner.
+KEY_STATE_OWNER = PORTAL / "services" / "gateway_keys.py"
 STATE_WORDS = {"queued", "sending", "sent", "confirmed", "failed", "expired", "withdrawn",
                "adding", "active", "removing", "removed", "provisioning"}
 
@@ -26,8 +28,9 @@ def _modules():
     return sorted(p for p in PORTAL.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def _state_writes(path: Path) -> list[str]:
-    """`x.state = ...` / `x.status = ...`, and `state=` / `status=` inside `.values(...)`."""
+def _state_writes(path: Path, attrs=("state", "status"), models=("Command", "Pin", "Gateway", "Mailbox")) -> list[str]:
+    """`x.state = ...` / `x.status = ...`, and `state=` / `status=` inside `.values(...)` or
+    when a row of `models` is created (`attrs` names the state columns looked for)."""
     tree = ast.parse(path.read_text(), str(path))
     found = []
     for node in ast.walk(tree):
@@ -37,17 +40,15 @@ def _state_writes(path: Path) -> list[str]:
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets = [node.target]
         for target in targets:
-            if isinstance(target, ast.Attribute) and target.attr in ("state", "status"):
+            if isinstance(target, ast.Attribute) and target.attr in attrs:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} assigns .{target.attr}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "values":
             for keyword in node.keywords:
-                if keyword.arg in ("state", "status"):
+                if keyword.arg in attrs:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} writes {keyword.arg}= in an UPDATE")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
-            "Command", "Pin", "Gateway", "Mailbox"
-        ):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in models:
             for keyword in node.keywords:
-                if keyword.arg in ("state", "status"):
+                if keyword.arg in attrs:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} creates a {node.func.id} with a state")
     return found
 
@@ -98,6 +99,16 @@ def test_services_never_import_streamiot_or_the_job_runner():
         or (module.startswith("portal.jobs.") and not module.startswith("portal.jobs.outbox"))
     ]
     assert wrong == []
+
+
+def _key_state_writes(path: Path) -> list[str]:
+    return _state_writes(path, attrs=("key_state",), models=("Gateway",))
+
+
+def test_only_the_gateway_keys_module_writes_the_key_replacement_state():
+    writes = [w for path in _modules() if path != KEY_STATE_OWNER for w in _key_state_writes(path)]
+    assert writes == []
+    assert _key_state_writes(KEY_STATE_OWNER), "the checker sees the owner's writes"
 
 
 def test_imports_sit_at_the_top_of_every_module():

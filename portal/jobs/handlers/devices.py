@@ -389,7 +389,10 @@ def remove_gateway(job, ctx) -> None:
             _ignore_missing(api.delete_channel, channel_id)
             channels.append(channel_id)
         _progress(gateway, "channel_deleted")
-        for thing_id in _ids(gateway.thing_id, api.find_things(gateway.thing_name)):
+        # A key replacement cut short leaves its new (or its old) thing in the row.
+        for thing_id in [t for t in (gateway.new_thing_id, gateway.old_thing_id) if t] + _ids(
+            gateway.thing_id, api.find_things(gateway.thing_name)
+        ):
             _ignore_missing(api.delete_thing, thing_id)
         _progress(gateway, "thing_deleted")
     # Nothing of it is left in StreamIoT: the rows go (the database cascades to boxes,
