@@ -9,7 +9,7 @@ from flask_login import current_user, login_user, logout_user
 
 from portal.crypto import new_token, sha256_hex
 from portal.extensions import db, login_manager
-from portal.models import LoginSession, Membership, User, utcnow
+from portal.models import Command, Gateway, LoginSession, Mailbox, Membership, Pin, User, utcnow
 
 # Writing last_seen_at on every request would make every page a write; a minute is enough
 # precision for an idle timeout counted in minutes.
@@ -17,6 +17,14 @@ _TOUCH_EVERY_SECONDS = 60
 # Pages that refresh themselves (htmx polling) send this header; such requests are not the
 # user doing something, so they must not keep an idle session alive forever.
 POLL_HEADER = "X-IoTLock-Poll"
+# URL parameters that name a household's device-side row. A link to one of another of the
+# user's households (an emailed link, a second tab) switches to that household.
+_DEVICE_ROWS = {
+    "gateway_id": (Gateway.id, Gateway.account_id),
+    "mailbox_id": (Mailbox.id, Mailbox.account_id),
+    "pin_id": (Pin.id, Pin.account_id),
+    "command_id": (Command.id, Command.account_id),
+}
 
 
 @login_manager.user_loader
@@ -163,10 +171,37 @@ def household_required(view):
         membership = current_membership()
         if membership is None:
             return redirect(url_for("account.no_household"))
+        membership = _follow_device_link(membership, kwargs)
         g.account = membership.account
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _follow_device_link(membership: Membership, view_args: dict) -> Membership:
+    """On the URL of a gateway, box, PIN or change of another of the user's households,
+    make that household the current one (saying so) and return its membership. One query,
+    and only for users of several households; a row of a household the user is not in (or
+    none) leaves everything as it is, so the view answers 404 as for an unknown id. A
+    poll is not the user opening anything: it never switches (two tabs would fight)."""
+    memberships = all_memberships()
+    if len(memberships) < 2 or request.headers.get(POLL_HEADER) == "1":
+        return membership
+    name = next((n for n in _DEVICE_ROWS if view_args.get(n) is not None), None)
+    if name is None:
+        return membership
+    row_id, row_account_id = _DEVICE_ROWS[name]
+    owner_id = db.session.scalar(sa.select(row_account_id).where(row_id == view_args[name]))
+    target = next((m for m in memberships if m.account_id == owner_id), None)
+    if target is None or target.account_id == membership.account_id:
+        return membership
+    login_session = current_login_session()
+    if login_session is not None:
+        login_session.current_account_id = target.account_id
+        db.session.commit()
+    g.membership = target
+    flash(f"Switched to household “{target.account.name}”.", "info")
+    return target
 
 
 def owner_required(view):
