@@ -1,26 +1,19 @@
 """View helpers shared by the gateways and mailboxes blueprints.
 
-Service errors onto form fields, JSON downloads, htmx-aware redirects, and the one-time
-private key a member's login session holds until its first download.
+Service errors onto form fields, JSON downloads, htmx-aware redirects, and the private
+key IoTLock made, offered to the member who made it.
 """
-import base64
 import json
 import re
-import uuid
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Response, abort, current_app, flash, g, make_response, redirect, request, session, url_for
+from flask import Response, abort, flash, g, make_response, redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from portal import crypto
-from portal.auth import current_login_session
 from portal.htmx import is_htmx
 from portal.services import key_offers
 from portal.services.errors import Forbidden, NotFound, ServiceError
-
-_HELD = "held_private_keys"
 
 
 def user():
@@ -88,57 +81,16 @@ def json_download(document: dict, name: str) -> Response:
     return response
 
 
-# --- the one-time private key -----------------------------------------------------------
-# A key pair IoTLock generates is never stored: the private key is encrypted under the
-# login session's id and the offer's (so a copied cookie from another login cannot open
-# it) and kept in the signed session cookie; the offer is a row (services/key_offers.py)
-# that the first download deletes, so a replayed older cookie finds it closed.
+# --- the private key IoTLock made -------------------------------------------------------
+# Kept encrypted server-side for the member who made it (services/key_offers.py) until
+# their one download or their "Discard".
 
-@dataclass(frozen=True)
-class HeldKey:
-    offer_id: uuid.UUID
-    private_key: str
+def key_offered(kind: str, object_id) -> bool:
+    return key_offers.is_offered(current_user.id, kind, object_id)
 
 
-def _aad(kind: str, object_id, offer_id) -> dict:
-    login = current_login_session()
-    return {"table": "key_offers", "column": f"{kind}_private_key",
-            "row_id": f"{login.id if login else '-'}:{object_id}:{offer_id}"}
-
-
-def hold_private_key(kind: str, object_id, private_key: str) -> None:
-    login = current_login_session()
-    if login is None:
-        return
-    offer_id = key_offers.open_offer(login, kind, object_id)
-    blob = crypto.encrypt(private_key, **_aad(kind, object_id, offer_id))
-    held = dict(session.get(_HELD, {}))
-    held[f"{kind}:{object_id}"] = f"{offer_id}:{base64.b64encode(blob).decode()}"
-    session[_HELD] = held
-
-
-def held_private_key(kind: str, object_id) -> HeldKey | None:
-    """The key this session holds for the device, while its offer is still open."""
-    token = session.get(_HELD, {}).get(f"{kind}:{object_id}")
-    if not token:
-        return None
-    try:
-        offer_text, blob = token.split(":", 1)
-        offer_id = uuid.UUID(offer_text)
-        if not key_offers.is_open(current_login_session(), offer_id):
-            return None
-        return HeldKey(offer_id, crypto.decrypt(base64.b64decode(blob), **_aad(kind, object_id, offer_id)))
-    except (crypto.DecryptionError, ValueError):
-        current_app.logger.info("a held private key no longer decrypts (another login session)")
-        return None
-
-
-def peek_private_key(kind: str, object_id) -> str | None:
-    held = held_private_key(kind, object_id)
-    return held.private_key if held else None
-
-
-def drop_private_key(kind: str, object_id) -> None:
-    held = dict(session.get(_HELD, {}))
-    if held.pop(f"{kind}:{object_id}", None) is not None:
-        session[_HELD] = held
+def discard_key(kind: str, object_id, back_to: str) -> BaseResponse:
+    """The member's "Discard" of a private key IoTLock made for them."""
+    if key_offers.discard(current_user.id, kind, object_id):
+        flash("The private key was discarded. IoTLock does not keep it any more.", "info")
+    return see_other(back_to)

@@ -6,13 +6,11 @@ from portal.gateways import bp
 from portal.gateways.forms import ConfirmForm, GatewayForm, PasswordForm, RenameForm
 from portal.gateways.helpers import (
     account_id,
-    drop_private_key,
+    discard_key,
     field_error,
     gone,
-    held_private_key,
-    hold_private_key,
     json_download,
-    peek_private_key,
+    key_offered,
     refuse,
     see_other,
     user,
@@ -42,15 +40,13 @@ def add():
     form = GatewayForm()
     if form.validate_on_submit():
         try:
-            gateway, private_key = gateways.add_gateway(
+            gateway, _private_key = gateways.add_gateway(
                 account_id(), user(), name=form.name.data, key_mode=form.key_mode.data, public_key=form.public_key.data,
                 protocol=form.protocol.data or gateways.DEFAULT_PROTOCOL,
             )
         except ServiceError as exc:
             field_error(form, exc)
         else:
-            if private_key:
-                hold_private_key("gateway", gateway.id, private_key)
             flash(f"Gateway “{gateway.name}” added. IoTLock is setting it up now.", "success")
             return see_other(url_for(".show", gateway_id=gateway.id))
     return render_template("gateways/add.html", form=form)
@@ -69,7 +65,7 @@ def show(gateway_id):
         "gateways/show.html",
         "gateways/_gateway_live.html",
         view=page,
-        key_held=peek_private_key("gateway", gateway_id) is not None,
+        key_held=key_offered("gateway", gateway_id),
     )
 
 
@@ -100,7 +96,6 @@ def remove(gateway_id):
             gateway = gateways.remove_gateway(account_id(), gateway_id, user())
         except ServiceError as exc:
             return refuse(exc, url_for(".show", gateway_id=gateway_id))
-        drop_private_key("gateway", gateway_id)
         flash(f"Removing “{gateway.name}”: the gateway is told to forget everything, then "
               "its StreamIoT channels and device are deleted.", "info")
         return see_other(url_for(".show", gateway_id=gateway_id))
@@ -125,10 +120,9 @@ def retry(gateway_id):
 def rotate_key(gateway_id):
     ConfirmForm().validate_on_submit() or abort(400)
     try:
-        gateway, private_key = gateways.rotate_gateway_key(g.membership, gateway_id, user())
+        gateway, _private_key = gateways.rotate_gateway_key(g.membership, gateway_id, user())
     except ServiceError as exc:
         return refuse(exc, url_for(".show", gateway_id=gateway_id))
-    hold_private_key("gateway", gateway.id, private_key)
     flash("New key pair made. Download the settings now: the private key is in the next download only.", "success")
     return see_other(url_for(".settings", gateway_id=gateway.id))
 
@@ -139,7 +133,7 @@ def _settings_page(gateway_id, form, status=200):
         "gateways/settings.html",
         form=form,
         access=access,
-        key_held=peek_private_key("gateway", gateway_id) is not None,
+        key_held=key_offered("gateway", gateway_id),
     ), (status if access.allowed else 403)
 
 
@@ -159,21 +153,24 @@ def settings_download(gateway_id):
             abort(400)
         if form.password.errors and form.password.data:
             return _settings_page(gateway_id, form)  # refused on the field (e.g. a control character)
-    held = held_private_key("gateway", gateway_id)
     try:
-        gateway, document = gateways.device_settings(
-            g.membership, gateway_id, user(), current_login_session(), password=form.password.data,
-            private_key=held.private_key if held else None, offer_id=held.offer_id if held else None,
-        )
+        gateway, document = gateways.device_settings(g.membership, gateway_id, user(), password=form.password.data)
     except ServiceError as exc:
         if isinstance(exc, Conflict):
             return refuse(exc, url_for(".settings", gateway_id=gateway_id))
         if not form.password.errors:
             field_error(form, exc)
         return _settings_page(gateway_id, form)
-    if held:
-        drop_private_key("gateway", gateway_id)
     return json_download(document, gateway.name)
+
+
+@bp.route("/<uuid:gateway_id>/key/discard", methods=["POST"])
+@household_required
+def discard_private_key(gateway_id):
+    """The member does not want the private key IoTLock made for them: it is deleted."""
+    ConfirmForm().validate_on_submit() or abort(400)
+    gateways.get_gateway(account_id(), gateway_id)
+    return discard_key("gateway", gateway_id, url_for(".settings", gateway_id=gateway_id))
 
 
 @bp.route("/<uuid:gateway_id>/replace-keys", methods=["GET", "POST"])

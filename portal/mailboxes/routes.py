@@ -6,13 +6,11 @@ from portal.gateways.forms import ConfirmForm, PasswordForm, RenameForm
 from portal.gateways.helpers import (
     account_id,
     back,
-    drop_private_key,
+    discard_key,
     field_error,
     gone,
-    held_private_key,
-    hold_private_key,
     json_download,
-    peek_private_key,
+    key_offered,
     refuse,
     see_other,
     user,
@@ -40,7 +38,7 @@ def _page(mailbox_id, status=200, **forms):
         "pin_form": forms.get("pin_form") or PinForm(formdata=None),
         "keypad_form": forms.get("keypad_form") or KeypadForm(formdata=None),
         "button_form": ConfirmForm(formdata=None),
-        "key_held": peek_private_key("mailbox", page.mailbox.id) is not None,
+        "key_held": key_offered("mailbox", page.mailbox.id),
     }
     return render_template("mailboxes/show.html", **context), status
 
@@ -51,7 +49,7 @@ def add(gateway_id):
     form = MailboxForm()
     if form.validate_on_submit():
         try:
-            mailbox, private_key = mailboxes.add_mailbox(
+            mailbox, _private_key = mailboxes.add_mailbox(
                 account_id(),
                 gateway_id,
                 user(),
@@ -63,8 +61,6 @@ def add(gateway_id):
         except ServiceError as exc:
             field_error(form, exc)
         else:
-            if private_key:
-                hold_private_key("mailbox", mailbox.id, private_key)
             flash(f"“{mailbox.name}” added. IoTLock is registering it on its gateway now.", "success")
             return see_other(url_for(".show", mailbox_id=mailbox.id))
     gateway = gateways.get_gateway(account_id(), gateway_id)
@@ -118,7 +114,6 @@ def remove(mailbox_id):
             mailbox = mailboxes.remove_mailbox(account_id(), mailbox_id, user())
         except ServiceError as exc:
             return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
-        drop_private_key("mailbox", mailbox_id)
         flash(f"Removing “{mailbox.name}”: its gateway forgets it, then its channel is deleted.", "info")
         return see_other(url_for("gateways.show", gateway_id=mailbox.gateway_id))
     mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
@@ -285,7 +280,7 @@ def key(mailbox_id):
         form=form,
         mailbox=mailbox,
         needs_password=not reauth.reauth_is_fresh(current_login_session()),
-        key_held=peek_private_key("mailbox", mailbox.id) is not None,
+        key_held=key_offered("mailbox", mailbox.id),
         download_form=ConfirmForm(formdata=None),
     )
 
@@ -294,15 +289,19 @@ def key(mailbox_id):
 @household_required
 def key_download(mailbox_id):
     ConfirmForm().validate_on_submit() or abort(400)
-    held = held_private_key("mailbox", mailbox_id)
     try:
-        mailbox, document = mailboxes.key_download(
-            account_id(), mailbox_id, user(), current_login_session(),
-            private_key=held.private_key if held else None, offer_id=held.offer_id if held else None,
-        )
+        mailbox, document = mailboxes.key_download(account_id(), mailbox_id, user(), current_login_session())
     except reauth.PasswordRequired:
         return see_other(url_for(".key", mailbox_id=mailbox_id))
     except ServiceError as exc:
         return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
-    drop_private_key("mailbox", mailbox_id)
     return json_download(document, f"{mailbox.name}-key")
+
+
+@bp.route("/<uuid:mailbox_id>/key/discard", methods=["POST"])
+@household_required
+def discard_private_key(mailbox_id):
+    """The member does not want the private key IoTLock made for them: it is deleted."""
+    ConfirmForm().validate_on_submit() or abort(400)
+    mailboxes.get_mailbox(account_id(), mailbox_id)
+    return discard_key("mailbox", mailbox_id, url_for(".key", mailbox_id=mailbox_id))

@@ -1,6 +1,7 @@
 """Gateways: add, rename, remove, retry, new key pair, and the device settings download.
 
-Keys are pasted or generated (the private half never stored); the settings file (it holds
+Keys are pasted or generated (a generated private half is kept encrypted for the member
+who made it until their next settings download, services/key_offers.py); the settings file (it holds
 the gateway's StreamIoT key) is for owners only, each download behind the password typed
 for it, and every downloader is recorded as a key holder (portal/services/gateway_keys.py).
 """
@@ -18,7 +19,6 @@ from portal.models import (
     Account,
     Command,
     Gateway,
-    LoginSession,
     Mailbox,
     Membership,
     User,
@@ -79,8 +79,9 @@ def check_protocol(protocol: str | None) -> str:
 def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key: str | None = None,
                 protocol: str = PROTOCOL_SEALED):
     """Save the gateway and queue its set-up: StreamIoT thing and channel, then CONNECT and
-    REGISTER. Returns (gateway, private key or None); a generated private key is never stored
-    (only the virtual gateway that plays the device gets it, in its own storage)."""
+    REGISTER. Returns (gateway, private key or None); a generated private key is offered to
+    the member who added it (services/key_offers.py) and given to the virtual gateway that
+    plays the device, if any (its own storage)."""
     name = clean_name(name)
     protocol = check_protocol(protocol)
     public, private, generated = key_pair_from(key_mode, public_key)
@@ -111,6 +112,8 @@ def add_gateway(account_id, actor: User, *, name: str, key_mode: str, public_key
         gateway_id=gateway.id,
         details={"key": "generated" if generated else "pasted", "protocol": protocol},
     )
+    if private:
+        key_offers.offer(actor, key_offers.GATEWAY, gateway.id, private)
     db.session.commit()
     if private:
         _give_virtual_device(gateway.id, private)
@@ -150,6 +153,9 @@ def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
         db.session.rollback()
         return get_scoped(Gateway, account_id, gateway_id)  # already being removed
     deliveries.remove_boxes_of(gateway.id)
+    key_offers.forget_devices(key_offers.GATEWAY, [gateway.id])
+    key_offers.forget_devices(key_offers.MAILBOX, db.session.scalars(
+        sa.select(Mailbox.id).where(Mailbox.gateway_id == gateway.id)))
     deliveries.withdraw_pending_of(gateway_id=gateway.id, reason="The gateway is being removed.")
     _queue_removal(gateway, actor)
     activity.record(
@@ -212,7 +218,8 @@ def retry_gateway(account_id, gateway_id, actor: User) -> Gateway:
 
 def rotate_gateway_key(membership: Membership | None, gateway_id, actor: User) -> tuple[Gateway, str]:
     """A new key pair made by IoTLock (e.g. the first download was lost). The private key
-    goes back to the caller only; the device needs the new settings file (owners only)."""
+    is offered to the owner who made it (in their next settings download); the device needs
+    the new settings file (owners only)."""
     gateway_keys.require_owner(membership, "Only owners can make a new key pair: it goes into the settings file.")
     assert membership is not None
     account_id = membership.account_id
@@ -230,6 +237,7 @@ def rotate_gateway_key(membership: Membership | None, gateway_id, actor: User) -
         actor_user=actor,
         gateway_id=gateway.id,
     )
+    key_offers.offer(actor, key_offers.GATEWAY, gateway.id, private)
     db.session.commit()
     _give_virtual_device(gateway.id, private)
     return gateway, private
@@ -283,11 +291,11 @@ def settings_document(gateway: Gateway, private_key: str | None = None) -> dict:
 
 
 def device_settings(
-    membership: Membership | None, gateway_id, actor: User, login_session: LoginSession | None, *,
-    password: str | None, private_key: str | None = None, offer_id=None,
+    membership: Membership | None, gateway_id, actor: User, *, password: str | None,
 ) -> tuple[Gateway, dict]:
     """The settings file: owners only, after the password typed for THIS download (no
-    earlier check counts); recorded in the activity log and among the key holders."""
+    earlier check counts); recorded in the activity log and among the key holders. With
+    the private key IoTLock made for this downloader, the first time (then it is gone)."""
     gateway_keys.require_owner(membership, "Only owners can download a gateway’s settings: they hold its keys.")
     assert membership is not None
     gateway = get_scoped(Gateway, membership.account_id, gateway_id)
@@ -296,10 +304,7 @@ def device_settings(
         raise Conflict("This gateway is being removed.")
     if not (gateway.thing_id and gateway.channel_id and gateway.thing_key_enc):
         raise Conflict("The settings are ready once the gateway is set up. Try again in a moment.")
-    if private_key and crypto.public_from_private(private_key) != gateway.public_key:
-        private_key = None  # a key held for an older pair (rotated since): never hand it out
-    if private_key and not key_offers.take(login_session, offer_id):
-        private_key = None  # offered once: downloaded already (a replayed cookie, a race)
+    private_key = key_offers.take(actor.id, key_offers.GATEWAY, gateway.id, gateway.public_key)
     settings = settings_document(gateway, private_key)
     now = utcnow()
     gateway.settings_downloaded_at = now

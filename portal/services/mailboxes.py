@@ -4,7 +4,6 @@ import uuid
 import sqlalchemy as sa
 from flask import current_app
 
-from portal import crypto
 from portal.extensions import db
 from portal.models import Gateway, Mailbox, User, utcnow
 from portal.models.devices import MAILBOX_KINDS
@@ -25,7 +24,8 @@ def add_mailbox(
     account_id, gateway_id, actor: User, *, name: str, kind: str, key_mode: str, public_key: str | None = None
 ):
     """Save the box and queue its set-up: channel, connections, ADD, then Mailbox.
-    Returns (mailbox, private key or None)."""
+    Returns (mailbox, private key or None); a generated private key is offered to the
+    member who added it (services/key_offers.py)."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
     if gateway.status == DeviceState.REMOVING:
         raise Conflict("This gateway is being removed.")
@@ -66,6 +66,8 @@ def add_mailbox(
         gateway_id=gateway.id,
         mailbox_id=mailbox.id,
     )
+    if private:
+        key_offers.offer(actor, key_offers.MAILBOX, mailbox.id, private)
     db.session.commit()
     return mailbox, private
 
@@ -114,6 +116,7 @@ def remove_mailbox(account_id, mailbox_id, actor: User) -> Mailbox:
         db.session.rollback()
         return get_scoped(Mailbox, account_id, mailbox_id)  # already being removed
     deliveries.withdraw_pending_of(mailbox_id=mailbox.id, reason="The box is being removed.")
+    key_offers.forget_devices(key_offers.MAILBOX, [mailbox.id])
     _queue_removal(mailbox, actor)
     activity.record(
         account_id,
@@ -214,20 +217,15 @@ def confirm_password_for(account_id, mailbox_id, login_session, user: User, pass
     return mailbox
 
 
-def key_download(
-    account_id, mailbox_id, actor: User, login_session, *, password=None, private_key=None, offer_id=None
-):
-    """The box's generated key pair, after a fresh password check; once only: the caller
-    holds the private key until then, and its offer (services/key_offers.py) is closed here."""
+def key_download(account_id, mailbox_id, actor: User, login_session, *, password=None):
+    """The box's generated key pair, after a fresh password check; once only, and only for
+    the member who made it: its offer (services/key_offers.py) is closed here."""
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
     require_recent_password(login_session, actor, password)
-    if (
-        not private_key
-        or crypto.public_from_private(private_key) != mailbox.public_key
-        or not key_offers.take(login_session, offer_id)
-    ):
+    private_key = key_offers.take(actor.id, key_offers.MAILBOX, mailbox.id, mailbox.public_key)
+    if private_key is None:
         db.session.rollback()
-        raise Conflict("The private key was already downloaded, or it was made in another login session.")
+        raise Conflict("The private key was already downloaded or discarded.")
     activity.record(
         account_id,
         kind="mailbox.key_downloaded",

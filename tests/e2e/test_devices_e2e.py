@@ -62,7 +62,7 @@ def test_household_runs_a_box_end_to_end_without_hardware(live_server, page, sho
 
     # The settings page (owners only) asks for the password on download, and offers the key once.
     page.get_by_role("link", name="Device settings").click()
-    expect(page.get_by_text("includes the private key IoTLock made")).to_be_visible()
+    expect(page.get_by_text("Your next download includes the private key")).to_be_visible()
     shot("devices-05-gateway-settings")
     page.go_back()
 

@@ -247,7 +247,7 @@ def test_the_settings_file_holds_what_the_gateway_needs_and_the_private_key_only
     kit.drain()
     gateway = db.session.get(Gateway, uuid.UUID(gateway_id))
     page = member_client.get(f"/gateways/{gateway_id}/settings").get_data(as_text=True)
-    assert "includes the private key IoTLock made" in page
+    assert "Your next download includes the private key" in page
 
     first = _download(member_client, gateway_id)
     assert first.status_code == 200
@@ -292,7 +292,7 @@ def test_settings_are_refused_until_the_gateway_exists_in_streamiot(kit):
     gateway = kit.add_gateway(run=False)
     membership = db.session.scalars(sa.select(Membership).where(Membership.user_id == kit.user.id)).one()
     with pytest.raises(Conflict):
-        gateways.device_settings(membership, gateway.id, kit.user, None, password=PASSWORD)
+        gateways.device_settings(membership, gateway.id, kit.user, password=PASSWORD)
 
 
 # --- removal --------------------------------------------------------------------------------

@@ -1,18 +1,16 @@
-"""A private key IoTLock made is offered once: the first download closes the offer on the
-server, so replaying the session cookie from before the download gets a refusal, not the
-key; and of two downloads racing, one gets it."""
+"""A private key IoTLock made is kept encrypted server-side for the member who made it
+(issue 11): it survives logging out and in, is downloadable once (a replayed cookie or a
+second racing download gets nothing), is never shown to another member, and can be
+discarded. Removing the device drops it."""
 import json
+import uuid
 
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import KeyOffer, LoginSession
+from portal.models import KeyOffer, Mailbox
 from portal.services import key_offers
-from tests.plugins.accounts import PASSWORD, csrf_from
-
-
-def _session_cookie(client) -> str:
-    return client.get_cookie("session").value
+from tests.plugins.accounts import PASSWORD, Auth, csrf_from
 
 
 def _add(client, path, **data):
@@ -20,65 +18,123 @@ def _add(client, path, **data):
     return client.post(path, data={"csrf_token": csrf_from(page), **data})
 
 
-def test_a_replayed_cookie_does_not_download_a_box_key_again(kit, member_client):
-    gateway = kit.add_gateway()
-    created = _add(member_client, f"/mailboxes/new/{gateway.id}", name="Safe", kind="gun_safe", key_mode="generate")
-    mailbox_id = created.headers["Location"].rsplit("/", 1)[-1]
-    page = member_client.get(f"/mailboxes/{mailbox_id}/key").get_data(as_text=True)
-    assert "Download the key file" in page
+def _new_box(client, gateway) -> str:
+    created = _add(client, f"/mailboxes/new/{gateway.id}", name="Safe", kind="gun_safe", key_mode="generate")
+    return created.headers["Location"].rsplit("/", 1)[-1]
+
+
+def _download_box_key(client, mailbox_id):
+    page = client.get(f"/mailboxes/{mailbox_id}/key").get_data(as_text=True)
+    if "Confirm it’s you" in page:
+        page = _add(client, f"/mailboxes/{mailbox_id}/key", password=PASSWORD)
+        page = client.get(f"/mailboxes/{mailbox_id}/key").get_data(as_text=True)
     token = csrf_from(page)
-    before = _session_cookie(member_client)
+    return client.post(f"/mailboxes/{mailbox_id}/key/download", data={"csrf_token": token})
 
-    first = member_client.post(f"/mailboxes/{mailbox_id}/key/download", data={"csrf_token": token})
+
+def _box_offers():
+    return db.session.scalars(sa.select(KeyOffer).where(KeyOffer.device_kind == "mailbox")).all()
+
+
+def _relogin(client, email):
+    Auth(client).logout()
+    assert Auth(client).login(email).status_code == 302
+
+
+def test_the_key_is_stored_encrypted_not_in_the_cookie(kit, member_client):
+    gateway = kit.add_gateway()
+    mailbox_id = _new_box(member_client, gateway)
+    (offer,) = _box_offers()
+    assert offer.user_id == kit.user.id and str(offer.device_id) == mailbox_id
+    assert b"private" not in offer.private_key_enc and len(offer.private_key_enc) > 40
+    assert "held_private_keys" not in member_client.get_cookie("session").value
+
+
+def test_a_box_key_survives_logout_and_downloads_once_after_login(kit, member_client):
+    gateway = kit.add_gateway()
+    mailbox_id = _new_box(member_client, gateway)
+    _relogin(member_client, kit.user.email)
+    assert "Download it now" in member_client.get(f"/mailboxes/{mailbox_id}").get_data(as_text=True)
+    before = member_client.get_cookie("session").value
+    first = _download_box_key(member_client, mailbox_id)
     assert "private_key" in first.get_json(force=True)
-
-    member_client.set_cookie("session", before)  # the cookie from before the download
-    replay = member_client.post(f"/mailboxes/{mailbox_id}/key/download", data={"csrf_token": token})
-    assert replay.status_code == 303
-    assert "private_key" not in replay.get_data(as_text=True)
-    shown = member_client.get(replay.headers["Location"]).get_data(as_text=True)
-    assert "The private key was already downloaded" in shown
-    member_client.set_cookie("session", before)
-    assert "There is no private key to download" in member_client.get(f"/mailboxes/{mailbox_id}/key").get_data(
-        as_text=True)
+    member_client.set_cookie("session", before)  # a cookie from before the download
+    again = _download_box_key(member_client, mailbox_id)
+    assert again.status_code == 303 and "private_key" not in again.get_data(as_text=True)
+    assert "already downloaded" in member_client.get(again.headers["Location"]).get_data(as_text=True)
+    assert _box_offers() == []
 
 
-def test_a_replayed_cookie_does_not_download_a_gateway_key_again(kit, member_client):
+def test_a_gateway_key_survives_logout_and_is_in_one_settings_download(kit, member_client):
     created = _add(member_client, "/gateways/new", name="Hall", key_mode="generate")
     gateway_id = created.headers["Location"].rsplit("/", 1)[-1]
     kit.drain()
-    token = csrf_from(member_client.get(f"/gateways/{gateway_id}/settings").get_data(as_text=True))
-    before = _session_cookie(member_client)
-
+    _relogin(member_client, kit.user.email)
+    page = member_client.get(f"/gateways/{gateway_id}/settings").get_data(as_text=True)
+    assert "Your next download includes the private key" in page
+    token = csrf_from(page)
     first = member_client.post(f"/gateways/{gateway_id}/settings/download",
                                data={"csrf_token": token, "password": PASSWORD})
     assert "private_key" in json.loads(first.get_data(as_text=True))
-
-    member_client.set_cookie("session", before)
-    replay = member_client.post(f"/gateways/{gateway_id}/settings/download",
+    second = member_client.post(f"/gateways/{gateway_id}/settings/download",
                                 data={"csrf_token": token, "password": PASSWORD})
-    assert replay.status_code == 200
-    assert "private_key" not in json.loads(replay.get_data(as_text=True))  # the settings, never the key again
+    assert "private_key" not in json.loads(second.get_data(as_text=True))
+
+
+def test_another_member_never_sees_nor_downloads_it(app, kit, member_client, add_member):
+    gateway = kit.add_gateway()
+    mailbox_id = _new_box(member_client, gateway)
+    add_member(kit.account, "other@example.com")
+    other = app.test_client()
+    assert Auth(other).login("other@example.com").status_code == 302
+    assert "Download it now" not in other.get(f"/mailboxes/{mailbox_id}").get_data(as_text=True)
+    assert "There is no private key for you" in other.get(f"/mailboxes/{mailbox_id}/key").get_data(as_text=True)
+    refused = _download_box_key(other, mailbox_id)
+    assert refused.status_code == 303 and "private_key" not in refused.get_data(as_text=True)
+    token = csrf_from(other.get(f"/mailboxes/{mailbox_id}/key").get_data(as_text=True))
+    other.post(f"/mailboxes/{mailbox_id}/key/discard", data={"csrf_token": token})  # not theirs to discard
+    assert "private_key" in _download_box_key(member_client, mailbox_id).get_json(force=True)
+
+
+def test_discard_deletes_it(kit, member_client):
+    gateway = kit.add_gateway()
+    mailbox_id = _new_box(member_client, gateway)
+    page = member_client.get(f"/mailboxes/{mailbox_id}/key").get_data(as_text=True)
+    assert "Discard" in page
+    discarded = member_client.post(f"/mailboxes/{mailbox_id}/key/discard", data={"csrf_token": csrf_from(page)})
+    assert discarded.status_code == 303
+    assert "was discarded" in member_client.get(discarded.headers["Location"]).get_data(as_text=True)
+    assert _box_offers() == []
+    assert "Download it now" not in member_client.get(f"/mailboxes/{mailbox_id}").get_data(as_text=True)
+    # Without the CSRF token nothing happens.
+    assert member_client.post(f"/mailboxes/{mailbox_id}/key/discard").status_code == 400
 
 
 def test_of_two_downloads_of_one_offer_only_one_takes_it(kit, member_client):
     gateway = kit.add_gateway()
-    _add(member_client, f"/mailboxes/new/{gateway.id}", name="Safe", kind="gun_safe", key_mode="generate")
-    offer = db.session.scalars(sa.select(KeyOffer)).one()
-    login = db.session.get(LoginSession, offer.login_session_id)
-    # Two requests that both saw the offer open: the conditional DELETE lets one through.
-    assert key_offers.is_open(login, offer.id)
-    assert key_offers.take(login, offer.id) is True
-    assert key_offers.take(login, offer.id) is False
+    mailbox_id = _new_box(member_client, gateway)
+    public_key = db.session.scalar(sa.select(Mailbox.public_key).where(Mailbox.id == uuid.UUID(mailbox_id)))
+    (offer,) = _box_offers()
+    first = key_offers.take(kit.user.id, "mailbox", offer.device_id, public_key)
+    second = key_offers.take(kit.user.id, "mailbox", offer.device_id, public_key)
+    assert first is not None and second is None
     db.session.commit()
-    assert not key_offers.is_open(login, offer.id)
+    assert not key_offers.is_offered(kit.user.id, "mailbox", offer.device_id)
 
 
-def test_an_offer_belongs_to_its_login_session(kit, member_client, app):
+def test_the_key_does_not_decrypt_for_another_member(kit, member_client, add_member):
     gateway = kit.add_gateway()
-    _add(member_client, f"/mailboxes/new/{gateway.id}", name="Safe", kind="gun_safe", key_mode="generate")
-    offer = db.session.scalars(sa.select(KeyOffer)).one()
-    other = LoginSession(user_id=kit.user.id, token_hash="x" * 64)
-    db.session.add(other)
+    _new_box(member_client, gateway)
+    other, _ = add_member(kit.account, "other@example.com")
+    (offer,) = _box_offers()
+    offer.user_id = other.id  # moved to another member in the database
     db.session.commit()
-    assert key_offers.take(other, offer.id) is False
+    assert key_offers.take(other.id, "mailbox", offer.device_id, "any") is None
+
+
+def test_removing_the_box_drops_its_key(kit, member_client):
+    gateway = kit.add_gateway()
+    mailbox_id = _new_box(member_client, gateway)
+    page = member_client.get(f"/mailboxes/{mailbox_id}/remove").get_data(as_text=True)
+    member_client.post(f"/mailboxes/{mailbox_id}/remove", data={"csrf_token": csrf_from(page)})
+    assert _box_offers() == []
