@@ -18,6 +18,7 @@ ROUTES = [
     # The settings file holds the gateway's keys: owners only (members read why, with a 403).
     Route("gateways.settings", args=GW, access="owner"),
     Route("gateways.settings_download", ("POST",), access="owner", args=GW, data={"password": "wrong password"}),
+    Route("gateways.discard_private_key", ("POST",), args=GW),
     Route("gateways.replace_keys", ("GET", "POST"), access="owner", args=GW, data={"password": "wrong password"}),
     # mailboxes
     Route("mailboxes.add", ("GET", "POST"), args=GW,
@@ -32,6 +33,7 @@ ROUTES = [
     Route("mailboxes.keypad", ("POST",), args=MB, data={"digits": "482915", "key": "enter"}),
     Route("mailboxes.key", ("GET", "POST"), args=MB, data={"password": "wrong password"}),
     Route("mailboxes.key_download", ("POST",), args=MB),
+    Route("mailboxes.discard_private_key", ("POST",), args=MB),
     # PINs and changes: the id alone names them (and their household)
     Route("mailboxes.remove_pin", ("POST",), args=PIN),
     Route("mailboxes.show_pin", ("POST",), args=PIN, data={"password": "wrong password"}),
