@@ -110,6 +110,11 @@ class Config:
     LOGIN_THROTTLE_WINDOW = timedelta(minutes=_int("LOGIN_THROTTLE_MINUTES", 15))
 
     INVITE_TTL = timedelta(hours=72)
+    # "Forgot your password?": a link works once, this long; requests per address typed
+    # and per client address in the login throttle's window.
+    PASSWORD_RESET_TTL = timedelta(minutes=_int("PASSWORD_RESET_MINUTES", 60))
+    PASSWORD_RESETS_PER_ACCOUNT = _int("PASSWORD_RESETS_PER_ACCOUNT", 3)
+    PASSWORD_RESETS_PER_ADDRESS = _int("PASSWORD_RESETS_PER_ADDRESS", 10)
 
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
     MAIL_PORT = _int("MAIL_PORT", 587)
@@ -119,7 +124,10 @@ class Config:
     MAIL_TIMEOUT = _float("MAIL_TIMEOUT", 10.0)
     MAIL_SENDER = os.environ.get("MAIL_SENDER", "IoTLock <no-reply@iotlock.invalid>")
 
-    PUBLIC_URL = os.environ.get("PUBLIC_URL", "")  # used in emailed links when set
+    PUBLIC_URL = os.environ.get("PUBLIC_URL", "")  # used in emailed and printed links when set
+    # The port `flask serve` (and `make run`) listens on; links printed by the staff
+    # command use it when PUBLIC_URL is not set.
+    PORT = _int("PORT", 5000)
     # Number of trusted reverse proxies in front of the portal (X-Forwarded-For/-Proto/-Host);
     # 0 trusts none. Login throttling per client address needs the real address.
     TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)

@@ -157,6 +157,8 @@ def register_errorhandlers(app: Flask) -> None:
         if code not in ERROR_PAGES:
             code = 500 if code >= 500 else 400
         description = getattr(error, "description", None)
+        if description == getattr(type(error), "description", None):
+            description = None  # Werkzeug's stock wording: the page's own words instead
         return render_template(f"errors/{code}.html", description=description), code
 
     for code in ERROR_PAGES:

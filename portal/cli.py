@@ -20,11 +20,12 @@ def register(app: Flask) -> None:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, type=int, envvar="PORT", show_default=True)
-def serve_command(host: str, port: int) -> None:
+@click.option("--port", default=None, type=int, help="default: PORT (5000)")
+def serve_command(host: str, port: int | None) -> None:
     """Serve the whole product: the portal, the job worker and (when on) virtual gateways."""
     # current_app is a LocalProxy that Flask types as Flask (Flask's own cli.py ignores this the same way).
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    port = port or app.config["PORT"]
     stop = start_in_background(app) if app.config["EMBEDDED_WORKER"] else None
     click.echo(f"IoTLock portal on http://{host}:{port}/  (Ctrl+C stops it)")
     try:

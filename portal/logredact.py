@@ -1,10 +1,11 @@
-"""Keeps one-time link tokens (invites, staff set-password links) out of access logs."""
+"""Keeps one-time link tokens (invites, staff set-password links, password-reset links) out of
+access logs."""
 import copy
 import logging
 import re
 from collections.abc import Mapping
 
-_TOKEN_PATHS = re.compile(r"(/members/join/|/support/set-password/)[^\s/?\"]+")
+_TOKEN_PATHS = re.compile(r"(/members/join/|/support/set-password/|/password/reset/)[^\s/?\"]+")
 
 
 def redact(text: str) -> str:

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.plugins.devices",
     "tests.plugins.support",
     "tests.plugins.browser",
+    "tests.plugins.mail",
 ]
 
 REQUIRE_ALL = os.environ.get("IOTLOCK_REQUIRE_ALL_TESTS") == "1"

@@ -78,3 +78,23 @@ class ChangePasswordForm(Form):
 
 class HouseholdNameForm(Form):
     name = _household_name()
+
+
+class ForgotPasswordForm(Form):
+    email = EmailField("Email", validators=EMAIL, filters=[strip])
+
+
+class ResetPasswordForm(Form):
+    password = _new_password("New password")
+
+
+class DeleteAccountForm(Form):
+    password = PasswordField(
+        "Your password",
+        validators=[DataRequired("Enter your password."), Length(max=128)],
+    )
+    confirm = StringField(
+        "Type DELETE to confirm",
+        filters=[strip],
+        validators=[DataRequired("Type DELETE to confirm."), Length(max=20, message="Type DELETE to confirm.")],
+    )

@@ -11,10 +11,11 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     stream_with_context,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, logout_user
 from werkzeug.exceptions import HTTPException
 
 from portal import auth
@@ -23,24 +24,41 @@ from portal.account.forms import (
     NEW_PASSWORD_HINT,
     ChangeEmailForm,
     ChangePasswordForm,
+    DeleteAccountForm,
+    ForgotPasswordForm,
     HouseholdNameForm,
     LoginForm,
     RegisterForm,
+    ResetPasswordForm,
 )
 from portal.auth import household_required, owner_required
 from portal.htmx import render
-from portal.services import accounts
+from portal.services import accounts, deletion, password_reset
 from portal.services import activity as activity_service
 from portal.services import members as members_service
 from portal.services.errors import Forbidden, NotFound, ServiceError
 from portal.services.throttle import Throttled
-from portal.urls import safe_next
+from portal.urls import get_goes_to, public_link, safe_next
 
 
 def _field_error(form, exc: ServiceError, default_field: str) -> None:
     """Show a service refusal on the form field it names."""
     field = getattr(form, exc.field or default_field, None) or getattr(form, default_field)
     field.errors = list(field.errors) + [exc.message]
+
+
+def _refused(form, exc: ServiceError, default_field: str | None = None) -> int:
+    """Show a refusal and return the page's status: too many attempts above the form (429),
+    a refusal naming a field on it (200), one naming none above the form (409)."""
+    if isinstance(exc, Throttled):
+        form.form_errors.append(exc.message)
+        return 429
+    field = exc.field or default_field
+    if field is None:
+        form.form_errors.append(exc.message)
+        return 409
+    _field_error(form, exc, field)
+    return 200
 
 
 def _invite_behind(next_path: str | None):
@@ -74,10 +92,11 @@ def register():
     invite = _invite_behind(next_path)
     form = RegisterForm()
     if invite is not None:
-        # Someone joining a household by invite does not need a household of their own.
+        # Someone joining a household by invite does not need a household of their own, and
+        # signs up with the address the invite was sent to (shown read-only; a posted
+        # other address is ignored). Another address: log in with it, then accept.
         del form.household_name
-        if request.method == "GET" and not form.email.data:
-            form.email.data = invite.email
+        form.email.data = invite.email
     status = 200
     if form.validate_on_submit():
         try:
@@ -88,11 +107,8 @@ def register():
                 user, household = accounts.register(
                     form.email.data, form.password.data, form.household_name.data, client_address=request.remote_addr
                 )
-        except Throttled as exc:
-            form.form_errors.append(exc.message)
-            status = 429
         except ServiceError as exc:
-            _field_error(form, exc, "email")
+            status = _refused(form, exc, "email")
         else:
             auth.begin_session(user, account_id=household.id if household else None)
             if household is not None:
@@ -133,14 +149,76 @@ def logout():
     return redirect(url_for("account.login"))
 
 
+# --- forgot password -----------------------------------------------------------------------
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password():
+    """Ask for a reset link. Known and unknown addresses get the same redirect, after the
+    same work (services/password_reset.py)."""
+    form = ForgotPasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            password_reset.request_reset(
+                form.email.data,
+                client_address=request.remote_addr,
+                link_for=lambda token: public_link("account.reset_password", token=token),
+            )
+        except ServiceError as exc:
+            status = _refused(form, exc, "email")
+        else:
+            return redirect(url_for("account.forgot_password_sent"))
+    return render_template("account/forgot_password.html", form=form), status
+
+
+@bp.route("/password/forgot/sent")
+def forgot_password_sent():
+    minutes = int(password_reset.ttl().total_seconds() // 60)
+    return render_template("account/forgot_password_sent.html", minutes=minutes)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token):
+    """The emailed link: choose a new password. Opening it uses nothing up (mail scanners
+    open links); setting the password does, and ends every session of the account."""
+    try:
+        user = password_reset.user_for_link(token)
+    except password_reset.LinkUnusable as exc:
+        return render_template("account/reset_unusable.html", message=exc.message), 410
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            password_reset.reset_password(token, form.password.data)
+        except password_reset.LinkUnusable as exc:
+            return render_template("account/reset_unusable.html", message=exc.message), 410
+        except ServiceError as exc:
+            _field_error(form, exc, "password")
+        else:
+            _forget_this_browser()
+            flash("Your password is changed, and every session of your login was logged out. "
+                  "Log in with your new password.", "success")
+            return redirect(url_for("account.login"))
+    return render_template(
+        "account/reset_password.html", form=form, email=user.email, password_hint=NEW_PASSWORD_HINT
+    )
+
+
+def _forget_this_browser() -> None:
+    """Log this browser out without touching its session row (already revoked or deleted)."""
+    logout_user()
+    session.clear()
+
+
 @bp.route("/no-household")
 @login_required
 def no_household():
     return render_template("account/no_household.html", form=HouseholdNameForm(prefix="new"))
 
 
-@bp.route("/household/new", methods=["POST"])
+@bp.route("/household/new", methods=["GET", "POST"])
 @login_required
+@get_goes_to(lambda: url_for("account.settings") + "#new-household" if auth.current_membership()
+             else url_for("account.no_household"))
 def create_household():
     form = HouseholdNameForm(prefix="new")
     if current_user.is_staff:
@@ -187,8 +265,9 @@ def settings():
     return _settings_page()
 
 
-@bp.route("/settings/email", methods=["POST"])
+@bp.route("/settings/email", methods=["GET", "POST"])
 @login_required
+@get_goes_to(lambda: url_for("account.settings") + "#login-email")
 def change_email():
     form = ChangeEmailForm(prefix="email")
     if form.validate_on_submit():
@@ -204,8 +283,9 @@ def change_email():
     return _settings_page(email_form=form)
 
 
-@bp.route("/settings/password", methods=["POST"])
+@bp.route("/settings/password", methods=["GET", "POST"])
 @login_required
+@get_goes_to(lambda: url_for("account.settings") + "#password")
 def change_password():
     form = ChangePasswordForm(prefix="pw")
     if form.validate_on_submit():
@@ -229,8 +309,34 @@ def change_password():
     return _settings_page(password_form=form)
 
 
-@bp.route("/settings/household", methods=["POST"])
+@bp.route("/settings/delete", methods=["GET", "POST"])
+@login_required
+def delete_account():
+    """Delete one's own login, after the password and typing DELETE."""
+    if current_user.is_staff:
+        abort(403)
+    form = DeleteAccountForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            outcome = deletion.delete_account(
+                current_user, form.password.data, form.confirm.data, client_address=request.remote_addr
+            )
+        except ServiceError as exc:
+            status = _refused(form, exc)
+        else:
+            _forget_this_browser()
+            closed = "".join(f" “{name}” is closed and its devices are being removed." for name in outcome.closed)
+            flash(f"Your account {outcome.email} is deleted, and you are logged out everywhere.{closed}", "info")
+            return redirect(url_for("account.login"))
+    return render_template(
+        "account/delete.html", form=form, plan=deletion.plan(current_user), confirm_word=deletion.CONFIRM_WORD
+    ), status
+
+
+@bp.route("/settings/household", methods=["GET", "POST"])
 @owner_required
+@get_goes_to(lambda: url_for("account.settings") + "#household")
 def rename_household():
     form = HouseholdNameForm(prefix="household")
     if form.validate_on_submit():

@@ -18,6 +18,7 @@ from portal.gateways.helpers import (
 from portal.htmx import is_htmx, render
 from portal.services import dashboard, gateway_keys, gateways, reauth
 from portal.services.errors import Conflict, NotFound, ServiceError
+from portal.urls import get_goes_to
 
 
 @bp.errorhandler(NotFound)
@@ -137,6 +138,14 @@ def _settings_page(gateway_id, form, status=200):
     ), (status if access.allowed else 403)
 
 
+def _settings_url(gateway_id) -> str:
+    """Where a GET of the download URL goes (a refused password rendered there, reloaded):
+    the settings page, for those who may download (404/403 like the download otherwise)."""
+    if not gateways.settings_access(g.membership, gateway_id).allowed:
+        abort(403)
+    return url_for(".settings", gateway_id=gateway_id)
+
+
 @bp.route("/<uuid:gateway_id>/settings")
 @household_required
 def settings(gateway_id):
@@ -144,8 +153,9 @@ def settings(gateway_id):
     return _settings_page(gateway_id, PasswordForm(formdata=None))
 
 
-@bp.route("/<uuid:gateway_id>/settings/download", methods=["POST"])
+@bp.route("/<uuid:gateway_id>/settings/download", methods=["GET", "POST"])
 @household_required
+@get_goes_to(lambda gateway_id: _settings_url(gateway_id))
 def settings_download(gateway_id):
     form = PasswordForm()
     if not form.validate_on_submit():

@@ -18,6 +18,9 @@ from portal.models import Account, Job, new_id, utcnow
 from portal.models.jobs import JOB_CANCELLED, JOB_FAILED, JOB_QUEUED
 
 LINK_HOUSEHOLD = "link_household"
+# Account jobs (portal/jobs/handlers/accounts.py).
+SEND_PASSWORD_RESET = "mail.password_reset"
+CLOSE_HOUSEHOLD = "close_household"
 
 # Set after a commit that carried new jobs, so an in-process worker starts at once
 # instead of at its next poll.

@@ -20,6 +20,7 @@ from portal.mailboxes import bp
 from portal.mailboxes.forms import KeypadForm, MailboxForm, PinForm, ShowPinForm
 from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth
 from portal.services.errors import NotFound, ServiceError
+from portal.urls import get_goes_to
 
 KEYPAD_KEYS = "123456789"
 
@@ -41,6 +42,12 @@ def _page(mailbox_id, status=200, **forms):
         "key_held": key_offered("mailbox", page.mailbox.id),
     }
     return render_template("mailboxes/show.html", **context), status
+
+
+def _box_page(mailbox_id, section: str) -> str:
+    """The box's page at a section, for a GET of a form's POST URL (NotFound for a box of
+    another household)."""
+    return url_for(".show", mailbox_id=mailboxes.get_mailbox(account_id(), mailbox_id).id) + f"#{section}"
 
 
 @bp.route("/new/<uuid:gateway_id>", methods=["GET", "POST"])
@@ -148,8 +155,9 @@ def unlock(mailbox_id):
     return render_template("mailboxes/unlock.html", form=form, mailbox=mailbox)
 
 
-@bp.route("/<uuid:mailbox_id>/pins", methods=["POST"])
+@bp.route("/<uuid:mailbox_id>/pins", methods=["GET", "POST"])
 @household_required
+@get_goes_to(lambda mailbox_id: _box_page(mailbox_id, "pins"))
 def add_pin(mailbox_id):
     form = PinForm()
     if form.validate_on_submit():
@@ -177,8 +185,9 @@ def remove_pin(pin_id):
     return see_other(url_for(".show", mailbox_id=pin.mailbox_id) + "#pins")
 
 
-@bp.route("/pins/<uuid:pin_id>/show", methods=["POST"])
+@bp.route("/pins/<uuid:pin_id>/show", methods=["GET", "POST"])
 @household_required
+@get_goes_to(lambda pin_id: _box_page(pins.mailbox_id_of(account_id(), pin_id), "pins"))
 def show_pin(pin_id):
     """The digits of one PIN, after a fresh password check; recorded in the activity log."""
     form = ShowPinForm()
@@ -225,8 +234,9 @@ def withdraw_change(command_id):
     return see_other(url_for(".show", mailbox_id=withdrawal.command.mailbox_id) + "#pins")
 
 
-@bp.route("/<uuid:mailbox_id>/keypad", methods=["POST"])
+@bp.route("/<uuid:mailbox_id>/keypad", methods=["GET", "POST"])
 @household_required
+@get_goes_to(lambda mailbox_id: _box_page(mailbox_id, "keypad"))
 def keypad(mailbox_id):
     """The virtual box's keypad: digit keys type, Enter tries the PIN on the box."""
     form = KeypadForm()

@@ -12,6 +12,7 @@ from portal.members import bp
 from portal.members.forms import InviteForm
 from portal.services import members
 from portal.services.errors import Forbidden, NotFound, ServiceError
+from portal.urls import get_goes_to
 
 
 def _panel(form=None, new_invite=None, notice=None, status=200):
@@ -64,8 +65,9 @@ def _invite_link(token: str) -> str:
     return url_for("members.accept", token=token, _external=True)
 
 
-@bp.route("/invite", methods=["POST"])
+@bp.route("/invite", methods=["GET", "POST"])
 @owner_required
+@get_goes_to(lambda: url_for("members.index") + "#invite")
 def invite():
     form = InviteForm()
     if form.validate_on_submit():

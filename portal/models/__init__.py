@@ -10,6 +10,7 @@ from portal.models.accounts import (  # noqa: F401
     LoginSession,
     LoginThrottle,
     Membership,
+    PasswordReset,
     RecoveryCode,
     User,
 )

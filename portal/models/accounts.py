@@ -190,3 +190,21 @@ class RecoveryCode(Base):
     )
     code_hash: Mapped[str] = mapped_column(sa.String(64))
     used_at: Mapped[datetime | None]
+
+
+class PasswordReset(Base):
+    """A "forgot your password" link: only the SHA-256 of its 256-bit token is kept; it
+    works once (used_at) and until expires_at (portal/services/password_reset.py). A request
+    for an address without an account writes a row without a user, which no link matches:
+    both answers do the same work."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import crypto
 from portal.extensions import db
 from portal.jobs.outbox import enqueue_household_link
-from portal.models import ROLE_OWNER, Account, LoginSession, Membership, User, utcnow
+from portal.models import ROLE_OWNER, Account, LoginSession, Membership, PasswordReset, User, utcnow
 from portal.services import activity, throttle
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.services.text import control_problem, refuse_controls
@@ -187,7 +187,7 @@ def authenticate(email: str, password: str, *, client_address: str | None = None
     return user
 
 
-def _verify_current_password(user: User, password: str, client_address: str | None, field: str) -> None:
+def verify_current_password(user: User, password: str, client_address: str | None, field: str) -> None:
     """Re-authentication for sensitive changes, throttled like a login."""
     try:
         attempt = throttle.claim(throttle.keys_for(user.email, client_address))
@@ -206,13 +206,14 @@ def change_password(
     user: User, current_password: str, new_password: str, *, keep_session_id=None, client_address=None
 ) -> int:
     """Set a new password and log out every other session of the user; returns how many."""
-    _verify_current_password(user, current_password, client_address, "current_password")
+    verify_current_password(user, current_password, client_address, "current_password")
     check_password(new_password, email=user.email, field="new_password")
     if crypto.verify_password(user.password_hash, new_password):
         raise ValidationFailed("The new password is the same as the current one.", field="new_password")
     user.password_hash = crypto.hash_password(new_password)
     user.password_changed_at = utcnow()
     revoked = revoke_sessions(user.id, keep_session_id=keep_session_id)
+    forget_reset_links(user.id)
     db.session.commit()
     return revoked
 
@@ -220,12 +221,13 @@ def change_password(
 def change_email(user: User, password: str, new_email: str, *, client_address=None) -> None:
     """Change the login email; needs the password."""
     new_email = check_email(new_email, field="email")
-    _verify_current_password(user, password, client_address, "password")
+    verify_current_password(user, password, client_address, "password")
     if new_email == user.email:
         raise ValidationFailed("That is already your email address.", field="email")
     if find_user_by_email(new_email) is not None:
         raise ValidationFailed("Another account already uses this email address.", field="email")
     user.email = new_email
+    forget_reset_links(user.id)  # a link mailed to the old address no longer works
     try:
         db.session.commit()
     except IntegrityError:
@@ -245,6 +247,16 @@ def revoke_sessions(user_id: uuid.UUID, *, keep_session_id=None) -> int:
         stmt = stmt.where(LoginSession.id != keep_session_id)
     # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as returning a Result.
     return cast(sa.CursorResult, db.session.execute(stmt)).rowcount
+
+
+def forget_reset_links(user_id: uuid.UUID, now=None) -> None:
+    """Every open "forgot your password" link of the user stops working (the caller
+    commits): after a new password or a new email address."""
+    db.session.execute(
+        sa.update(PasswordReset)
+        .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
+        .values(used_at=now or utcnow())
+    )
 
 
 # --- households --------------------------------------------------------------------------

@@ -149,15 +149,9 @@ def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
     """Mark the gateway and its boxes "removing", withdraw what was not sent yet, and queue
     DESTRUCT followed by the deletion of its StreamIoT channels and thing."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
-    if not deliveries.start_device_removal(Gateway, gateway.id):
+    if not start_removal(gateway, actor):
         db.session.rollback()
         return get_scoped(Gateway, account_id, gateway_id)  # already being removed
-    deliveries.remove_boxes_of(gateway.id)
-    key_offers.forget_devices(key_offers.GATEWAY, [gateway.id])
-    key_offers.forget_devices(key_offers.MAILBOX, db.session.scalars(
-        sa.select(Mailbox.id).where(Mailbox.gateway_id == gateway.id)))
-    deliveries.withdraw_pending_of(gateway_id=gateway.id, reason="The gateway is being removed.")
-    _queue_removal(gateway, actor)
     activity.record(
         account_id,
         kind="gateway.removed",
@@ -167,6 +161,21 @@ def remove_gateway(account_id, gateway_id, actor: User) -> Gateway:
     )
     db.session.commit()
     return gateway
+
+
+def start_removal(gateway: Gateway, actor: User | None) -> bool:
+    """The removal of a gateway the caller scoped (the caller commits): False when it is
+    already being removed. Also the path of a household closed with its last member's
+    account (portal/services/deletion.py)."""
+    if not deliveries.start_device_removal(Gateway, gateway.id):
+        return False
+    deliveries.remove_boxes_of(gateway.id)
+    key_offers.forget_devices(key_offers.GATEWAY, [gateway.id])
+    key_offers.forget_devices(key_offers.MAILBOX, db.session.scalars(
+        sa.select(Mailbox.id).where(Mailbox.gateway_id == gateway.id)))
+    deliveries.withdraw_pending_of(gateway_id=gateway.id, reason="The gateway is being removed.")
+    _queue_removal(gateway, actor)
+    return True
 
 
 def _queue_removal(gateway: Gateway, actor: User | None) -> None:

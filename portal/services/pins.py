@@ -64,6 +64,11 @@ def digest_of(mailbox_id, digits: str) -> str:
     return crypto.keyed_digest("pin", f"{mailbox_id}:{digits}")
 
 
+def mailbox_id_of(account_id, pin_id) -> uuid.UUID:
+    """The box a PIN of the household belongs to (NotFound for another household's)."""
+    return get_scoped(Pin, account_id, pin_id).mailbox_id
+
+
 def add_pin(account_id, mailbox_id, actor: User, *, label: str, digits: str) -> Pin:
     """Save the PIN and queue AUTH; the job sends it once the box is registered."""
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)

@@ -5,14 +5,14 @@ from flask.cli import AppGroup
 
 from portal.services import staff
 from portal.services.errors import ServiceError
+from portal.urls import serving_base_url
 
 staff_group = AppGroup("staff", help="Create, reset and disable support staff accounts.")
 
 
 def _password_link(token: str) -> str:
-    # No request here: the link is built for PUBLIC_URL, or the address `make run` serves.
-    base = current_app.config.get("PUBLIC_URL") or "http://127.0.0.1:5000"
-    with current_app.test_request_context(base_url=base):
+    # No request here: the link is built for PUBLIC_URL, or the address `make run` serves (PORT).
+    with current_app.test_request_context(base_url=serving_base_url()):
         return url_for("support.set_password", token=token, _external=True)
 
 

@@ -17,7 +17,7 @@ ROUTES = [
     Route("gateways.rotate_key", ("POST",), access="owner", args=GW),
     # The settings file holds the gateway's keys: owners only (members read why, with a 403).
     Route("gateways.settings", args=GW, access="owner"),
-    Route("gateways.settings_download", ("POST",), access="owner", args=GW, data={"password": "wrong password"}),
+    Route("gateways.settings_download", ("GET", "POST"), access="owner", args=GW, data={"password": "wrong password"}),
     Route("gateways.discard_private_key", ("POST",), args=GW),
     Route("gateways.replace_keys", ("GET", "POST"), access="owner", args=GW, data={"password": "wrong password"}),
     # mailboxes
@@ -29,14 +29,14 @@ ROUTES = [
     Route("mailboxes.remove", ("GET", "POST"), args=MB),
     Route("mailboxes.retry", ("POST",), args=MB),
     Route("mailboxes.unlock", ("GET", "POST"), args=MB),
-    Route("mailboxes.add_pin", ("POST",), args=MB, data={"label": "Intruder", "digits": "5827"}),
-    Route("mailboxes.keypad", ("POST",), args=MB, data={"digits": "482915", "key": "enter"}),
+    Route("mailboxes.add_pin", ("GET", "POST"), args=MB, data={"label": "Intruder", "digits": "5827"}),
+    Route("mailboxes.keypad", ("GET", "POST"), args=MB, data={"digits": "482915", "key": "enter"}),
     Route("mailboxes.key", ("GET", "POST"), args=MB, data={"password": "wrong password"}),
     Route("mailboxes.key_download", ("POST",), args=MB),
     Route("mailboxes.discard_private_key", ("POST",), args=MB),
     # PINs and changes: the id alone names them (and their household)
     Route("mailboxes.remove_pin", ("POST",), args=PIN),
-    Route("mailboxes.show_pin", ("POST",), args=PIN, data={"password": "wrong password"}),
+    Route("mailboxes.show_pin", ("GET", "POST"), args=PIN, data={"password": "wrong password"}),
     Route("mailboxes.retry_change", ("POST",), args=CMD),
     Route("mailboxes.withdraw_change", ("POST",), args=CMD),
 ]

@@ -3,7 +3,7 @@ from tests.access import Route
 
 ROUTES = [
     Route("members.index", access="member"),
-    Route("members.invite", ("POST",), access="owner", data={"email": "matrix-invitee@example.com"}),
+    Route("members.invite", ("GET", "POST"), access="owner", data={"email": "matrix-invitee@example.com"}),
     Route("members.revoke_invite", ("POST",), access="owner", args={"invite_id": "invite"}),
     Route("members.make_owner", ("POST",), access="owner", args={"membership_id": "membership"}),
     Route("members.remove", ("POST",), access="owner", args={"membership_id": "membership"}),

@@ -153,9 +153,16 @@ def test_leaving_one_household_keeps_the_others(app, household):
     assert "Member’s flat" in member.client.get("/gateways/").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/members/leave", "/members/step-down", "/members/invite"])
+@pytest.mark.parametrize("path", ["/members/leave", "/members/step-down"])
 def test_state_changing_member_routes_refuse_get(auth, household, path):
     assert auth.client.get(path).status_code == 405
+
+
+def test_a_get_of_the_invite_url_only_goes_to_the_invite_form(auth, household):
+    """A refused invite renders on /members/invite: reloading it must not answer 405."""
+    response = auth.client.get("/members/invite")
+    assert response.status_code == 303 and response.headers["Location"] == "/members/#invite"
+    assert "No open invites" in auth.client.get("/members/").get_data(as_text=True)
 
 
 def test_role_actions_with_a_wrong_csrf_token_change_nothing(auth, household):

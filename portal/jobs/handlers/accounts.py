@@ -1,19 +1,28 @@
-"""Household jobs: link a new household to StreamIoT (its user, its login, its portal thing).
+"""Account jobs: link a new household to StreamIoT (its user, its login, its portal thing),
+close a household whose last member deleted their account, and email password-reset links.
 
 Every step is safe to run again after any failure, including one whose answer was
 lost: credentials are saved before StreamIoT hears of them, a user that already
 exists is fine, and the portal thing is looked up by its exact name before one is
 created. Secrets are stored encrypted and never logged.
 """
+import contextlib
+import logging
 import secrets
 import uuid
 
+import sqlalchemy as sa
+
 from portal.extensions import db
 from portal.jobs.context import account_secret, remember_token, seal_account_secret
-from portal.jobs.outbox import LINK_HOUSEHOLD
+from portal.jobs.errors import RetryLater
+from portal.jobs.outbox import CLOSE_HOUSEHOLD, LINK_HOUSEHOLD, SEND_PASSWORD_RESET
 from portal.jobs.registry import handler
-from portal.models import LINK_CONNECTED, LINK_PROBLEM, Account, utcnow
+from portal.models import LINK_CONNECTED, LINK_PROBLEM, Account, Gateway, Membership, utcnow
+from portal.services import deletion, mail, password_reset
 from portal.streamiot import errors as sie
+
+log = logging.getLogger(__name__)
 
 
 def portal_thing_name(account_id) -> str:
@@ -153,3 +162,48 @@ def _portal_thing(api, account: Account) -> tuple[str, str]:
     if not isinstance(key, str) or not key:
         raise sie.ProtocolError("StreamIoT did not give the key of the household's portal thing")
     return thing_id, key
+
+
+# --- closing a household ---------------------------------------------------------------------
+
+def _close_gave_up(job, reason: str) -> None:
+    log.warning("household %s could not be closed: %s (its gateways are still there; "
+                "requeue the job once they are removed)", job.payload.get("account_id"), reason)
+
+
+@handler(CLOSE_HOUSEHOLD, on_give_up=_close_gave_up)
+def close_household(job, ctx) -> None:
+    """The household's last member deleted their account (services/deletion.py), and its
+    gateways were put through their removal: once those are done (their rows are deleted
+    when nothing of them is left in StreamIoT), delete the portal thing, then the household
+    with whatever rows are left (activity, jobs' household, key holders) by cascade."""
+    account = _account(job)
+    if account is None:
+        return
+    if db.session.scalar(sa.select(Membership.id).where(Membership.account_id == account.id).limit(1)):
+        return  # someone is a member again: nothing to close
+    if db.session.scalar(sa.select(Gateway.id).where(Gateway.account_id == account.id).limit(1)):
+        raise RetryLater("waiting for the household's gateways to be removed", delay=deletion.CLOSE_CHECK_SECONDS)
+    if account.portal_thing_id and account.streamiot_email and account.streamiot_password_enc:
+        api = ctx.user_api(account)
+        with contextlib.suppress(sie.NotFound):
+            api.delete_thing(account.portal_thing_id)
+    db.session.execute(sa.delete(Account).where(Account.id == account.id))
+    db.session.commit()
+
+
+# --- password-reset emails -------------------------------------------------------------------
+
+def _forget_link(job, *_args) -> None:
+    job.payload = password_reset.without_link(job.payload)
+
+
+@handler(SEND_PASSWORD_RESET, on_give_up=_forget_link, streamiot=False)
+def send_password_reset(job, ctx) -> None:
+    """Email the link when the reset belongs to an account and is still open; retried like
+    any job while the mail server does not take it. The link leaves the job's payload once
+    sent (or given up)."""
+    message = password_reset.email_for(job.payload)
+    if message is not None and mail.send(message.to, message.subject, message.body) == mail.FAILED:
+        raise RetryLater("The mail server did not take the email")
+    _forget_link(job)
