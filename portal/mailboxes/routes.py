@@ -308,6 +308,21 @@ def key_download(mailbox_id):
     return json_download(document, f"{mailbox.name}-key")
 
 
+@bp.route("/<uuid:mailbox_id>/key/new", methods=["POST"])
+@household_required
+def new_key_pair(mailbox_id):
+    """A new key pair for the box (password checked on the key page a moment ago)."""
+    ConfirmForm().validate_on_submit() or abort(400)
+    try:
+        mailboxes.new_key_pair(account_id(), mailbox_id, user(), current_login_session())
+    except reauth.PasswordRequired:
+        return see_other(url_for(".key", mailbox_id=mailbox_id))
+    except ServiceError as exc:
+        return refuse(exc, url_for(".key", mailbox_id=mailbox_id))
+    flash("New key pair made. Download the private key now; the gateway is being told the new one.", "success")
+    return see_other(url_for(".key", mailbox_id=mailbox_id))
+
+
 @bp.route("/<uuid:mailbox_id>/key/discard", methods=["POST"])
 @household_required
 def discard_private_key(mailbox_id):

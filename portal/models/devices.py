@@ -221,6 +221,9 @@ class Command(Base):
     # Sealed: the counter it is authenticated with, given at its first publish and kept,
     # so a publish repeated after a crash is the same message to the gateway.
     counter: Mapped[int | None]
+    # The value it carries when that is not its device's current one: the old key of the
+    # DELETE that makes a gateway forget a box which got a new key pair.
+    value: Mapped[str | None] = mapped_column(sa.String(64))
     # The job that sends it now; an older job of a requeued command finds itself stale.
     job_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
     requested_by_id: Mapped[uuid.UUID | None] = mapped_column(

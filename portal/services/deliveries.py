@@ -79,14 +79,16 @@ COMMAND_TRANSITIONS: dict[CommandState, frozenset[CommandState]] = {
 }
 PIN_TRANSITIONS: dict[PinState, frozenset[PinState]] = {
     P.ADDING: frozenset({P.ACTIVE, P.REMOVING, P.REMOVED}),
-    P.ACTIVE: frozenset({P.REMOVING}),
+    # back to adding: sent again to its box, which got a new key pair (rekey_mailbox)
+    P.ACTIVE: frozenset({P.REMOVING, P.ADDING}),
     # back when its removal is withdrawn before it left
     P.REMOVING: frozenset({P.REMOVED, P.ACTIVE, P.ADDING}),
     P.REMOVED: frozenset(),
 }
 DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
     D.PROVISIONING: frozenset({D.ACTIVE, D.FAILED, D.REMOVING}),
-    D.ACTIVE: frozenset({D.FAILED, D.REMOVING}),
+    # set up again: a box with a new key pair is registered on its gateway anew
+    D.ACTIVE: frozenset({D.FAILED, D.REMOVING, D.PROVISIONING}),
     D.FAILED: frozenset({D.PROVISIONING, D.REMOVING}),
     D.REMOVING: frozenset(),
 }
@@ -562,6 +564,36 @@ def retry_mailbox_setup(mailbox: Mailbox) -> bool:
     for command in waiting:
         if command.action in PIN_ACTIONS and command.state in (C.FAILED, C.QUEUED):
             requeue(command, [C(command.state)])
+    return True
+
+
+def rekey_mailbox(mailbox: Mailbox, old_key: str, actor: User | None) -> bool:
+    """A box got a new key pair (its row holds the new public key already): its gateway
+    forgets the old key (DELETE carrying it), learns the new one (ADD, Mailbox) and is sent
+    the box's PINs again, all in order behind whatever is queued. False unless the box was
+    set up (active). The caller commits."""
+    if not _device_cas(Mailbox, mailbox.id, [D.ACTIVE], D.PROVISIONING, last_error=None):
+        return False
+    mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
+    def again(action: str, pin_id=None) -> Command:
+        return queue_command(account_id=mailbox.account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
+                             pin_id=pin_id, action=action, requested_by=actor)
+
+    again("DELETE").value = old_key
+    for action in MAILBOX_SETUP_ACTIONS:
+        again(action)
+    pins = db.session.scalars(
+        sa.select(Pin).where(Pin.mailbox_id == mailbox.id, Pin.status.in_((P.ACTIVE, P.ADDING)))
+        .order_by(Pin.created_at)
+    ).all()
+    for pin in pins:
+        if pin.status == P.ACTIVE and not _pin_cas(pin.id, [P.ACTIVE], P.ADDING):
+            continue
+        auth = again("AUTH", pin.id)
+        db.session.execute(
+            sa.update(Pin).where(Pin.id == pin.id).values(command_id=auth.id)
+            .execution_options(synchronize_session="fetch")
+        )
     return True
 
 

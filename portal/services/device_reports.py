@@ -138,8 +138,9 @@ class ChannelToRead:
 _WAITING = (
     Command.state.in_((CommandState.SENDING, CommandState.SENT)),
     Command.channel_id.is_not(None),
-    # Their channels are deleted right after they go out: no answer can be read.
-    Command.action.not_in(("DESTRUCT", "DELETE")),
+    # A removal's channels are deleted right after it goes out: no answer can be read (a
+    # DELETE carrying an old key, for a box that got a new key pair, is answered).
+    sa.or_(Command.action.not_in(("DESTRUCT", "DELETE")), Command.value.is_not(None)),
 )
 
 def channels_to_read_fast() -> list[ChannelToRead]:
@@ -436,6 +437,8 @@ def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, rep
             and value == deliveries.unlock_deadline(command)
     if command.action == "DESTRUCT":
         return value == gateway.public_key
+    if command.action == "DELETE" and command.value:
+        return value == command.value  # the old key of a box that got a new key pair
     if command.action in ("ADD", "Mailbox", "DELETE"):
         row = db.session.execute(
             sa.select(Mailbox.public_key, Mailbox.channel_id).where(Mailbox.id == command.mailbox_id)

@@ -4,6 +4,7 @@ import uuid
 import sqlalchemy as sa
 from flask import current_app
 
+from portal import crypto
 from portal.extensions import db
 from portal.models import Gateway, Mailbox, User, utcnow
 from portal.models.devices import MAILBOX_KINDS
@@ -214,6 +215,35 @@ def confirm_password_for(account_id, mailbox_id, login_session, user: User, pass
     """The password form in front of a box's generated private key."""
     mailbox = get_scoped(Mailbox, account_id, mailbox_id)
     require_recent_password(login_session, user, password)
+    return mailbox
+
+
+def new_key_pair(account_id, mailbox_id, actor: User, login_session, *, password=None) -> Mailbox:
+    """A new key pair made by IoTLock for a box (a lost key, or one that leaked), after a
+    fresh password check. The private key is offered to this member once; the gateway
+    forgets the old key and is told the new one, and the box's PINs are sent again."""
+    mailbox = get_scoped(Mailbox, account_id, mailbox_id)
+    require_recent_password(login_session, actor, password)
+    if mailbox.status != DeviceState.ACTIVE:
+        raise Conflict("A box gets a new key pair once it is set up (and not while it is being removed).")
+    old_key = mailbox.public_key
+    public, private = crypto.generate_keypair()
+    mailbox.public_key = public
+    mailbox.key_generated = True
+    db.session.flush()
+    if not deliveries.rekey_mailbox(mailbox, old_key, actor):
+        db.session.rollback()
+        raise Conflict("The box changed a moment ago; look again.")
+    key_offers.offer(actor, key_offers.MAILBOX, mailbox.id, private)
+    activity.record(
+        account_id,
+        kind="mailbox.key_rotated",
+        summary=f"Made a new key pair for “{mailbox.name}”; its gateway is told and its PINs sent again",
+        actor_user=actor,
+        gateway_id=mailbox.gateway_id,
+        mailbox_id=mailbox.id,
+    )
+    db.session.commit()
     return mailbox
 
 

@@ -34,6 +34,7 @@ ROUTES = [
     Route("mailboxes.key", ("GET", "POST"), args=MB, data={"password": "wrong password"}),
     Route("mailboxes.key_download", ("POST",), args=MB),
     Route("mailboxes.discard_private_key", ("POST",), args=MB),
+    Route("mailboxes.new_key_pair", ("POST",), args=MB),
     # PINs and changes: the id alone names them (and their household)
     Route("mailboxes.remove_pin", ("POST",), args=PIN),
     Route("mailboxes.show_pin", ("GET", "POST"), args=PIN, data={"password": "wrong password"}),

@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from portal.devices.firmware import UnknownMailbox
 from portal.extensions import db
 from portal.jobs import virtual_gateways
-from portal.models import ActivityEvent, IgnoredDeviceMessage, LoginSession, Membership, utcnow
-from portal.services import gateway_keys, pins
+from portal.models import ActivityEvent, IgnoredDeviceMessage, KeyOffer, LoginSession, Membership, utcnow
+from portal.services import gateway_keys, mailboxes, pins
 from portal.services.deliveries import PinState
 from portal.streamiot import errors as sie
 from portal.streamiot import messages
@@ -208,3 +209,30 @@ def test_replacing_a_sealed_gateways_keys_needs_no_visit_and_kills_the_old_key(a
     assert [e.summary for e in _box_events() if e.kind == "box.opened_pin"] == ["Opened with PIN “Grandma”"]
     assert kit.reload(first).status == PinState.ACTIVE
     assert all("REKEY" not in name for name, _why in _ignored())
+
+
+def test_a_box_gets_a_new_key_pair_its_gateway_forgets_the_old_one_and_keeps_its_pins(app, kit):
+    gateway, mailbox, pin = _sealed_box(kit)
+    old_key = mailbox.public_key
+    login = LoginSession(user_id=kit.user.id, token_hash=uuid.uuid4().hex * 2, reauthenticated_at=utcnow())
+    db.session.add(login)
+    db.session.commit()
+    mailboxes.new_key_pair(kit.account.id, mailbox.id, kit.user, login)
+    mailbox = kit.reload(mailbox)
+    assert mailbox.public_key != old_key and mailbox.status == "provisioning"
+    assert kit.reload(pin).status == PinState.ADDING  # until the box confirms it again
+    # The new private key is offered once, to the member who made it.
+    offer = db.session.scalars(sa.select(KeyOffer).where(KeyOffer.device_id == mailbox.id)).one()
+    assert offer.user_id == kit.user.id
+
+    _settle(kit, rounds=8)
+    mailbox = kit.reload(mailbox)
+    assert mailbox.status == "active" and kit.reload(pin).status == PinState.ACTIVE
+    deletes = kit.commands(gateway, action="DELETE", mailbox=mailbox)
+    assert [(c.value, c.state) for c in deletes] == [(old_key, "confirmed")]
+    vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
+    assert [b["public_key"] for b in vg.snapshot()["mailboxes"]] == [mailbox.public_key]
+    assert vg.keypad(mailbox.public_key, "4821") == "opened"
+    with pytest.raises(UnknownMailbox):
+        vg.keypad(old_key, "4821")
+    assert _ignored() == []

@@ -202,6 +202,9 @@ def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin 
         return gc, messages.add_mailbox(g, mailbox.public_key)
     if action == "Mailbox":
         return gc, messages.register_mailbox(_box_channel(mailbox), mailbox.public_key)
+    if action == "DELETE" and command.value:
+        # The box got a new key pair: its gateway forgets the old key first.
+        return gc, messages.remove_mailbox(g, command.value)
     if action in deliveries.PIN_ACTIONS:
         if pin is None or not pin.digits_enc:
             raise PermanentFailure("The PIN's digits are gone; nothing to send.")
