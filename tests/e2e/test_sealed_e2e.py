@@ -29,7 +29,7 @@ def _add_pin(page, label, digits):
     page.fill("#label", label)
     page.fill("#digits", digits)
     page.get_by_role("button", name="Add PIN").click()
-    row = page.locator("table.pins tr", has_text=label)
+    row = page.locator("#pins li.pin-row", has_text=label)
     expect(row.locator(".badge")).to_have_text("Confirmed on the box", timeout=SLOW)
 
 
