@@ -154,8 +154,10 @@ def register_blueprints(app: Flask) -> None:
 
 def _manifest():
     """The web app manifest (installable on a phone's home screen; no service worker)."""
-    return send_from_directory(current_app.static_folder or "static", "manifest.webmanifest",
-                               mimetype="application/manifest+json", max_age=3600)
+    response = send_from_directory(current_app.static_folder or "static", "manifest.webmanifest",
+                                   mimetype="application/manifest+json")
+    response.headers["Cache-Control"] = "no-store"  # like every answer that is not a static file
+    return response
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -74,7 +74,7 @@ def test_household_runs_a_box_end_to_end_without_hardware(live_server, page, sho
     page.get_by_role("button", name="Add box").click()
     page.wait_for_url(re.compile(r".*/mailboxes/[0-9a-f-]{36}$"))
     mailbox_id = _id_from(page.url)
-    expect(page.locator("#mailbox-live .device-head .badge").first).to_have_text("Ready", timeout=SLOW)
+    expect(page.locator("#mailbox-live .glance-state .badge")).to_have_text("Ready", timeout=SLOW)
 
     # Give Grandma a PIN: first a guessable one, refused on the field, then a good one.
     page.fill("#label", "Grandma")

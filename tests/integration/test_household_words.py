@@ -135,3 +135,21 @@ def test_the_words_check_finds_what_it_is_for():
     assert offending_words("<td><code>Mailbox</code></td>") == ["Mailbox"]
     assert offending_words("<p>Nothing to add. Mailbox “Front”, added.</p>") == []
     assert offending_words('<section class="device-ids"><dt>Device id</dt><dd>thing id</dd></section>') == []
+
+
+def test_the_app_is_installable(sqlite_app):
+    client = sqlite_app.test_client()
+    response = client.get("/manifest.webmanifest")
+    assert response.status_code == 200 and response.mimetype == "application/manifest+json"
+    manifest = response.get_json(force=True)
+    assert manifest["theme_color"] and manifest["display"] == "standalone"
+    purposes = {(icon["sizes"], icon["purpose"]) for icon in manifest["icons"]}
+    assert {("192x192", "any"), ("512x512", "any"), ("192x192", "maskable"), ("512x512", "maskable")} <= purposes
+    for icon in manifest["icons"]:
+        png = client.get(icon["src"])
+        assert png.status_code == 200 and png.data.startswith(b"\x89PNG")
+        width = int.from_bytes(png.data[16:20], "big")
+        assert f"{width}x{width}" == icon["sizes"]
+    page = client.get("/login").get_data(as_text=True)
+    assert '<link rel="manifest" href="/manifest.webmanifest">' in page and 'name="theme-color"' in page
+    assert "serviceWorker" not in page
