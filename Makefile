@@ -41,7 +41,7 @@ test: $(VENV)/.deps-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.deps-test
-	$(BIN)/ruff check portal tests benchmarks config.py wsgi.py migrations
+	$(BIN)/ruff check portal tests benchmarks scripts config.py wsgi.py migrations
 	$(BIN)/mypy
 
 bench: $(VENV)/.deps-test

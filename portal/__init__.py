@@ -3,7 +3,7 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, g, render_template, request, url_for
+from flask import Flask, current_app, g, render_template, request, send_from_directory, url_for
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import event, orm
@@ -149,6 +149,15 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(gateways_bp, url_prefix="/gateways")
     app.register_blueprint(mailboxes_bp, url_prefix="/mailboxes")
     app.register_blueprint(support_bp, url_prefix="/support")
+    app.add_url_rule("/manifest.webmanifest", "manifest", _manifest)
+
+
+def _manifest():
+    """The web app manifest (installable on a phone's home screen; no service worker)."""
+    response = send_from_directory(current_app.static_folder or "static", "manifest.webmanifest",
+                                   mimetype="application/manifest+json")
+    response.headers["Cache-Control"] = "no-store"  # like every answer that is not a static file
+    return response
 
 
 def register_errorhandlers(app: Flask) -> None:

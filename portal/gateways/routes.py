@@ -98,7 +98,7 @@ def remove(gateway_id):
         except ServiceError as exc:
             return refuse(exc, url_for(".show", gateway_id=gateway_id))
         flash(f"Removing “{gateway.name}”: the gateway is told to forget everything, then "
-              "its StreamIoT channels and device are deleted.", "info")
+              "it is signed off the device service.", "info")
         return see_other(url_for(".show", gateway_id=gateway_id))
     page = dashboard.gateway_page(account_id(), gateway_id, owner=g.membership.is_owner)
     return render_template("gateways/remove.html", form=form, view=page)

@@ -121,7 +121,7 @@ def remove(mailbox_id):
             mailbox = mailboxes.remove_mailbox(account_id(), mailbox_id, user())
         except ServiceError as exc:
             return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
-        flash(f"Removing “{mailbox.name}”: its gateway forgets it, then its channel is deleted.", "info")
+        flash(f"Removing “{mailbox.name}”: its gateway forgets it, then its private line is closed.", "info")
         return see_other(url_for("gateways.show", gateway_id=mailbox.gateway_id))
     mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
     return render_template("mailboxes/remove.html", form=form, mailbox=mailbox)
@@ -146,9 +146,17 @@ def unlock(mailbox_id):
     form = ConfirmForm()
     if form.validate_on_submit():
         try:
-            commands.unlock(account_id(), mailbox_id, user())
+            command = commands.unlock(account_id(), mailbox_id, user())
         except ServiceError as exc:
             return refuse(exc, url_for(".show", mailbox_id=mailbox_id))
+        # The one-tap Open of the dashboard and of a gateway page comes back to that page.
+        came_from = {
+            "dashboard": url_for("gateways.index"),
+            "gateway": url_for("gateways.show", gateway_id=command.gateway_id),
+        }.get(request.form.get("back", ""))
+        if came_from:
+            flash("Open sent. The box’s row shows it on its way until the box answers.", "info")
+            return see_other(came_from)
         flash("Unlock sent. The result appears below.", "info")
         return see_other(url_for(".show", mailbox_id=mailbox_id) + "#unlock")
     mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)

@@ -6,11 +6,12 @@ boxes and PINs there are; every state is put into words (portal.services.deliver
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Account, Command, Gateway, Mailbox, Pin, utcnow
+from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
 from portal.services import activity, gateway_keys
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
@@ -52,28 +53,50 @@ def _steps(done: dict, plan: list[tuple[str, str]], *, failed: bool, live: bool)
     return steps
 
 
+# Step labels in household words: the device service's own terms (its devices, channels and
+# message names) are for the support console, never for a household page.
 GATEWAY_SETUP_STEPS = [
-    ("thing", "Register the gateway as a device in StreamIoT"),
-    ("channel", "Create the gateway's channel"),
-    ("connect", "Connect the gateway and IoTLock to the channel"),
-    ("key", "Store the gateway's access key (encrypted)"),
-    ("connect_sent", "Send CONNECT to the gateway"),
-    ("register_sent", "Send REGISTER to the gateway"),
-    ("heard", "Hear the gateway's first heartbeat"),
+    ("thing", "Sign the gateway up with the device service"),
+    ("channel", "Open a private line to the gateway"),
+    ("connect", "Let the gateway and IoTLock use that line"),
+    ("key", "Keep the gateway's access key safe (encrypted)"),
+    ("connect_sent", "Pair the gateway with IoTLock"),
+    ("register_sent", "Introduce the gateway to your household"),
+    ("heard", "Hear from the gateway for the first time"),
 ]
 GATEWAY_REMOVAL_STEPS = [
-    ("destruct_sent", "Tell the gateway to forget everything (DESTRUCT)"),
-    ("mailbox_channels_deleted", "Delete the boxes' channels"),
-    ("channel_deleted", "Delete the gateway's channel"),
-    ("thing_deleted", "Delete the gateway device from StreamIoT"),
+    ("destruct_sent", "Tell the gateway to forget everything"),
+    ("mailbox_channels_deleted", "Close the boxes' private lines"),
+    ("channel_deleted", "Close the gateway's private line"),
+    ("thing_deleted", "Sign the gateway off the device service"),
 ]
 MAILBOX_SETUP_STEPS = [
-    ("channel", "Create the box's channel"),
-    ("connect", "Connect the gateway and IoTLock to it"),
-    ("add_sent", "Send ADD (the box's key) to the gateway"),
-    ("mailbox_sent", "Tell the gateway which channel serves the box"),
-    ("mailbox_confirmed", "Gateway confirms the box"),
+    ("channel", "Open a private line to the box"),
+    ("connect", "Let the gateway and IoTLock use that line"),
+    ("add_sent", "Give the gateway the box's key"),
+    ("mailbox_sent", "Tell the gateway how to reach the box"),
+    ("mailbox_confirmed", "The gateway confirms the box"),
 ]
+
+# What each message to a device does, in household words ("{box}", "{pin}" filled in).
+COMMAND_WORDS = {
+    "CONNECT": "Pair with IoTLock",
+    "REGISTER": "Register the gateway",
+    "REKEY": "Switch to new keys",
+    "DESTRUCT": "Forget everything",
+    "ADD": "Register the box",
+    "Mailbox": "Tell the gateway how to reach the box",
+    "AUTH": "Add PIN “{pin}”",
+    "UNAUTH": "Remove PIN “{pin}”",
+    "UNLOCK": "Open the box",
+    "DELETE": "Forget the box",
+}
+
+
+def command_words(command: Command, pin_label: str | None = None) -> str:
+    """One message to a device in household words, e.g. "Add PIN “Grandma”"."""
+    words = COMMAND_WORDS.get(command.action, "Update the device")
+    return words.format(pin=pin_label or "a PIN")
 
 
 def gateway_steps(gateway: Gateway) -> list[Step]:
@@ -92,12 +115,23 @@ def mailbox_steps(mailbox: Mailbox) -> list[Step]:
 # --- the dashboard and the gateway page ---------------------------------------------------
 
 @dataclass
+class LastEvent:
+    summary: str
+    occurred_at: datetime
+
+
+@dataclass
 class MailboxRow:
     mailbox: Mailbox
     shown: Shown
     pins: int = 0
     pending: int = 0
     failed: int = 0
+    last_event: LastEvent | None = None
+
+    @property
+    def can_open(self) -> bool:
+        return self.mailbox.status in (DeviceState.ACTIVE, DeviceState.PROVISIONING)
 
     @property
     def live(self) -> bool:
@@ -156,11 +190,23 @@ class Dashboard:
 
 
 def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None) -> list[GatewayCard]:
-    """Cards for these gateways: 3 queries (boxes, PIN counts, change counts); `waiting` is
-    deliveries.platform_waiting."""
+    """Cards for these gateways: 3 queries (boxes with each one's last event, PIN counts,
+    change counts); `waiting` is deliveries.platform_waiting."""
     ids = [g.id for g in gateways]
-    boxes = db.session.scalars(
-        scoped(Mailbox, account_id).where(Mailbox.gateway_id.in_(ids)).order_by(Mailbox.created_at, Mailbox.id)
+    latest = (
+        sa.select(sa.func.max(ActivityEvent.id).label("id"))
+        .where(ActivityEvent.account_id == account_id,
+               ActivityEvent.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(ids))))
+        .group_by(ActivityEvent.mailbox_id)
+        .subquery()
+    )
+    boxes = db.session.execute(
+        scoped(Mailbox, account_id)
+        .add_columns(ActivityEvent.summary, ActivityEvent.occurred_at)
+        .outerjoin(ActivityEvent, sa.and_(ActivityEvent.mailbox_id == Mailbox.id,
+                                          ActivityEvent.id.in_(sa.select(latest.c.id))))
+        .where(Mailbox.gateway_id.in_(ids))
+        .order_by(Mailbox.created_at, Mailbox.id)
     ).all()
     pin_counts = dict(
         db.session.execute(
@@ -190,7 +236,7 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None) -> list
         )
         for g in gateways
     }
-    for box in boxes:
+    for box, summary, occurred_at in boxes:
         cards[box.gateway_id].mailboxes.append(
             MailboxRow(
                 mailbox=box,
@@ -198,6 +244,7 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None) -> list
                 pins=pin_counts.get(box.id, 0),
                 pending=counts.get((box.gateway_id, box.id, "pending"), 0),
                 failed=counts.get((box.gateway_id, box.id, "failed"), 0),
+                last_event=LastEvent(summary, occurred_at) if summary is not None else None,
             )
         )
     return [cards[g.id] for g in gateways]
@@ -255,7 +302,7 @@ def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
     return GatewayPage(
         card=card,
         steps=gateway_steps(gateway),
-        setup_commands=[(c, command_shown(c, waiting)) for c in setup],
+        setup_commands=[(c, command_shown(c, waiting), command_words(c)) for c in setup],
         owner=owner,
         key_steps=gateway_keys.key_steps(gateway),
     )
@@ -289,6 +336,15 @@ class MailboxPage:
     unlocks: list
     events: list
     snapshot: dict | None = None
+
+    @property
+    def last_event(self):
+        """The box's latest event (the events are newest first), or None."""
+        return self.events[0] if self.events else None
+
+    @property
+    def can_open(self) -> bool:
+        return self.mailbox.status in (DeviceState.ACTIVE, DeviceState.PROVISIONING)
 
     @property
     def live(self) -> bool:

@@ -29,7 +29,7 @@ def _add_pin(page, label, digits):
     page.fill("#label", label)
     page.fill("#digits", digits)
     page.get_by_role("button", name="Add PIN").click()
-    row = page.locator("table.pins tr", has_text=label)
+    row = page.locator("#pins li.pin-row", has_text=label)
     expect(row.locator(".badge")).to_have_text("Confirmed on the box", timeout=SLOW)
 
 
@@ -69,7 +69,7 @@ def test_a_sealed_gateway_gets_new_keys_without_a_visit_and_keeps_confirming_pin
     page.get_by_role("button", name="Add box").click()
     page.wait_for_url(re.compile(r".*/mailboxes/[0-9a-f-]{36}$"))
     box_url = page.url
-    expect(page.locator("#mailbox-live .device-head .badge").first).to_have_text("Ready", timeout=SLOW)
+    expect(page.locator("#mailbox-live .glance-state .badge")).to_have_text("Ready", timeout=SLOW)
     _add_pin(page, "Grandma", "4821")
 
     # Ben, a co-owner, downloads the gateway's settings (his password, this download).

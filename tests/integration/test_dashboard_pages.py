@@ -54,11 +54,11 @@ def test_the_gateway_page_shows_each_step_live_and_then_its_state(kit, member_cl
     gateway = kit.add_gateway(run=False)
     page = member_client.get(f"/gateways/{gateway.id}").get_data(as_text=True)
     assert "Setting up" in page
-    assert '<li class="current">Register the gateway as a device in StreamIoT' in page
+    assert '<li class="current">Sign the gateway up with the device service' in page
     assert 'hx-trigger="every 1s"' in _live_region(page, "gateway-live")
     kit.drain()
     partial = member_client.get(f"/gateways/{gateway.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert '<li class="done">Send REGISTER to the gateway</li>' in partial
+    assert '<li class="done">Introduce the gateway to your household</li>' in partial
     assert "Waiting for the device" in partial
     kit.device(gateway).heartbeat()
     kit.confirm_all(gateway)
@@ -100,7 +100,9 @@ def test_the_mailbox_page_polls_while_a_pin_travels_and_stops_once_the_box_confi
     kit.confirm_all(gateway)
     partial = member_client.get(f"/mailboxes/{mailbox.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "Confirmed on the box" in partial
-    assert "hx-trigger" not in _live_region(partial, "mailbox-live")
+    # No polling once final; only the keypad's "box changed" event refreshes it.
+    assert 'hx-trigger="every' not in _live_region(partial, "mailbox-live")
+    assert 'hx-trigger="box-changed from:body delay:1s"' in _live_region(partial, "mailbox-live")
     assert "4821" not in visible_text(partial)
     pins.remove_pin(kit.account.id, pin.id, kit.user)
     partial = member_client.get(f"/mailboxes/{mailbox.id}", headers={"HX-Request": "true"}).get_data(as_text=True)

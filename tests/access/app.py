@@ -1,0 +1,6 @@
+"""Routes of the app itself, outside the blueprints."""
+from tests.access import Route
+
+ROUTES = [
+    Route("manifest", access="public"),  # the web app manifest
+]
