@@ -94,7 +94,8 @@ class DeleteAccountForm(Form):
         validators=[DataRequired("Enter your password."), Length(max=128)],
     )
     confirm = StringField(
-        "Type DELETE to confirm",
+        "Type “delete my account” to confirm",
         filters=[strip],
-        validators=[DataRequired("Type DELETE to confirm."), Length(max=20, message="Type DELETE to confirm.")],
+        validators=[DataRequired("Type “delete my account” to confirm."),
+                    Length(max=40, message="Type “delete my account” to confirm.")],
     )

@@ -312,7 +312,7 @@ def change_password():
 @bp.route("/settings/delete", methods=["GET", "POST"])
 @login_required
 def delete_account():
-    """Delete one's own login, after the password and typing DELETE."""
+    """Delete one's own login, after the password and typing “delete my account”."""
     if current_user.is_staff:
         abort(403)
     form = DeleteAccountForm()

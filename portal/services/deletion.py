@@ -23,7 +23,7 @@ from portal.models import Account, ActivityEvent, Gateway, GatewayKeyHolder, Inv
 from portal.services import accounts, activity, gateway_keys, gateways, members, throttle
 from portal.services.errors import Conflict, Forbidden, ValidationFailed
 
-CONFIRM_WORD = "DELETE"
+CONFIRM_WORD = "delete my account"
 FORMER_MEMBER = "a former member"
 # The close job waits for the gateways' removals, which take seconds (longer while StreamIoT
 # is down, when the job is held without counting attempts): this many checks, 10 s apart.
@@ -87,8 +87,8 @@ def delete_account(user: User, password: str, confirmation: str, *, client_addre
     confirmation or password, Conflict while they are a household's only owner with others."""
     if user.is_staff:
         raise Forbidden("Staff accounts are removed with `flask staff disable`.")
-    if (confirmation or "").strip() != CONFIRM_WORD:
-        raise ValidationFailed(f"Type {CONFIRM_WORD} in capital letters to confirm.", field="confirm")
+    if " ".join((confirmation or "").split()).lower() != CONFIRM_WORD:
+        raise ValidationFailed(f"Type “{CONFIRM_WORD}” to confirm.", field="confirm")
     accounts.verify_current_password(user, password, client_address, "password")
     memberships = accounts.memberships_of(user.id)
     for membership in memberships:

@@ -23,7 +23,7 @@ from portal.services import accounts, members
 from tests.plugins.accounts import PASSWORD, Auth, csrf_from
 
 
-def _delete(auth: Auth, password=PASSWORD, confirm="DELETE"):
+def _delete(auth: Auth, password=PASSWORD, confirm="delete my account"):
     page = auth.client.get("/settings/delete")
     assert page.status_code == 200
     return auth.client.post(
@@ -64,7 +64,7 @@ def test_a_wrong_password_or_confirmation_is_refused_on_its_field(app, make_hous
     auth = _login(app, "owner@example.com")
     wrong_word = _delete(auth, confirm="delete it")
     assert wrong_word.status_code == 200
-    assert "Type DELETE in capital letters to confirm." in wrong_word.get_data(as_text=True)
+    assert "Type “delete my account” to confirm." in wrong_word.get_data(as_text=True)
     wrong_password = _delete(auth, password="not my password")
     assert wrong_password.status_code == 200
     assert "That is not your current password." in wrong_password.get_data(as_text=True)
