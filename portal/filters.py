@@ -1,4 +1,5 @@
-"""Jinja filters: times shown as people read them."""
+"""Jinja filters: times shown as people read them, and platform reasons in household words."""
+import re
 from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
@@ -33,6 +34,30 @@ def when(value: datetime | None) -> Markup:
     return Markup(f'<time datetime="{iso}" title="{exact}">{escape(timeago(value))}</time>')
 
 
+# A reason recorded by the worker may carry the platform's own words ("StreamIoT answered
+# POST /things with 500"); support reads them as they are, a household in its own words.
+_PLATFORM_WORDS = [
+    (re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) /\S+"), "a request"),
+    (re.compile(r"^StreamIoT\b"), "The device service"),
+    (re.compile(r"\bStreamIoT\b"), "the device service"),
+    (re.compile(r"\bthings\b", re.I), "devices"),
+    (re.compile(r"\bthing\b", re.I), "device"),
+    (re.compile(r"\bchannels\b", re.I), "private lines"),
+    (re.compile(r"\bchannel\b", re.I), "private line"),
+    (re.compile(r"\b(?:CONNECT|REGISTER|DESTRUCT|DELETE|ADD|AUTH|UNAUTH|UNLOCK|REKEY)\b"), "a message"),
+]
+
+
+def household_words(text: str | None) -> str:
+    """A worker's reason as a household reads it: no platform, thing, channel or command names."""
+    if not text:
+        return ""
+    for pattern, words in _PLATFORM_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def register(app) -> None:
     app.jinja_env.filters["timeago"] = timeago
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["household_words"] = household_words

@@ -84,7 +84,9 @@ def build_showcase(account_name: str = "Lindenweg 7") -> SimpleNamespace:
         Gateway(id=uuid.uuid4(), account_id=account.id, name="Attic gateway", public_key=_key(), status="failed",
                 thing_id=str(uuid.uuid4()), channel_id=str(uuid.uuid4()),
                 progress={"thing": True, "channel": True, "connect": True, "key": True},
-                last_error="The gateway did not answer in time."),
+                # As the worker records it: the platform's own words (pages must translate them).
+                last_error="StreamIoT answered POST /things/ab12 with 500: the thing's channel is gone "
+                           "(gave up after 12 attempts)"),
         Gateway(id=uuid.uuid4(), account_id=account.id, name="Shed gateway", public_key=_key(), status="removing",
                 thing_id=str(uuid.uuid4()), channel_id=str(uuid.uuid4()),
                 progress={**full_setup, "destruct_sent": True}, last_heartbeat_at=now - timedelta(hours=3)),
@@ -95,7 +97,7 @@ def build_showcase(account_name: str = "Lindenweg 7") -> SimpleNamespace:
         db.session.add(Command(account_id=account.id, gateway_id=gateways[0].id, action=action,
                                channel_key="gateway", state=state, reason=reason))
     db.session.add(Command(account_id=account.id, gateway_id=gateways[1].id, action="CONNECT", channel_key="gateway",
-                           state="failed", reason="The gateway did not answer in time."))
+                           state="failed", reason="StreamIoT refused CONNECT on channel x: 409"))
     db.session.add(Command(account_id=account.id, gateway_id=gateways[2].id, action="DESTRUCT",
                            channel_key="gateway", state="sent"))
     boxes, pins = [], []
