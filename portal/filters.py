@@ -37,7 +37,7 @@ def when(value: datetime | None) -> Markup:
 # A reason recorded by the worker may carry the platform's own words ("StreamIoT answered
 # POST /things with 500"); support reads them as they are, a household in its own words.
 _PLATFORM_WORDS = [
-    (re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) /\S+"), "a request"),
+    (re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) /[^\s),;]+"), "a request"),
     (re.compile(r"^StreamIoT\b"), "The device service"),
     (re.compile(r"\bStreamIoT\b"), "the device service"),
     (re.compile(r"\bthings\b", re.I), "devices"),

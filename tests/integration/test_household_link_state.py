@@ -55,7 +55,8 @@ def test_problem_shows_the_reason_and_the_next_attempt(page):
     )
     html = render(account, poll_url="/gateways/")
     assert "Problem" in html
-    assert "StreamIoT could not be reached (POST /users)" in html
+    # In household words: the platform's name and the request line are the worker's, not theirs.
+    assert "The device service could not be reached (a request)" in html and "StreamIoT" not in html
     assert re.search(r"next attempt in <time [^>]*>(30|29) s</time>", html)
     assert polls(html)
 
@@ -100,7 +101,7 @@ def test_partial_follows_the_link_job_from_connecting_to_connected(app, make_hou
         app.config.update(STREAMIOT_URL=f"http://127.0.0.1:{port}", STREAMIOT_READER_URL=f"http://127.0.0.1:{port}/r")
         run_due_jobs(app)
         html = render(account, "/gateways/")
-        assert "Problem" in html and "StreamIoT could not be reached" in html and polls(html)
+        assert "Problem" in html and "The device service could not be reached" in html and polls(html)
 
         from portal.jobs.context import set_streamiot
 

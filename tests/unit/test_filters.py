@@ -11,6 +11,7 @@ from portal.filters import household_words
     ("The box's channel is not set up yet; retry the box.", "The box's private line is not set up yet; retry the box."),
     ("A thing of another user", "A device of another user"),
     ("The gateway refused AUTH", "The gateway refused a message"),
+    ("StreamIoT could not be reached (POST /users)", "The device service could not be reached (a request)"),
     ("slots full", "slots full"),  # the box's own words stay as they are
     (None, ""),
 ])
