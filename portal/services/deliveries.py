@@ -29,7 +29,7 @@ from portal.extensions import db
 from portal.jobs import outbox
 from portal.models import PLATFORM_DOWN, STREAMIOT, Command, Gateway, Job, Mailbox, Pin, PlatformHealth, User, utcnow
 from portal.models.devices import ACTION_CHANNEL
-from portal.services import activity
+from portal.services import activity, device_link
 
 
 class CommandState(enum.StrEnum):
@@ -273,10 +273,7 @@ def counter_for(command_id) -> int:
         return command.counter
     model: type[Gateway] | type[Mailbox] = Mailbox if command.channel_key == "mailbox" else Gateway
     device_id = command.mailbox_id if model is Mailbox else command.gateway_id
-    counter = db.session.execute(
-        sa.update(model).where(model.id == device_id)
-        .values(command_counter=model.command_counter + 1).returning(model.command_counter)
-    ).scalar_one()
+    counter = device_link.next_command_counter(model, device_id)
     db.session.execute(
         sa.update(Command).where(Command.id == command_id, Command.counter.is_(None)).values(counter=counter)
         .execution_options(synchronize_session="fetch")

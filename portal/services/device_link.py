@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import PROTOCOL_SEALED, Account, Gateway
+from portal.models import PROTOCOL_SEALED, Account, Gateway, Mailbox
 
 COMMAND = "command"
 REPORT = "report"
@@ -50,10 +50,10 @@ def link_key(account: Account, gateway: Gateway, direction: str) -> bytes | None
     return crypto.link_key(private, gateway.public_key, direction)
 
 
-def next_gateway_counter(gateway_id) -> int:
-    """The next command counter of a gateway's own channel (the caller commits it before
-    the command that uses it goes out)."""
+def next_command_counter(model: type[Gateway] | type[Mailbox], device_id) -> int:
+    """The next command counter of a channel: a gateway's own, or a box's (the caller
+    commits it before the command that uses it goes out)."""
     return db.session.execute(
-        sa.update(Gateway).where(Gateway.id == gateway_id)
-        .values(command_counter=Gateway.command_counter + 1).returning(Gateway.command_counter)
+        sa.update(model).where(model.id == device_id)
+        .values(command_counter=model.command_counter + 1).returning(model.command_counter)
     ).scalar_one()

@@ -102,7 +102,7 @@ def rekey_counter(gateway: Gateway) -> int:
     kept in its progress, so a repeated publish is the same command to the gateway. Commits."""
     counter = (gateway.key_progress or {}).get("rekey_counter")
     if not isinstance(counter, int):
-        counter = device_link.next_gateway_counter(gateway.id)
+        counter = device_link.next_command_counter(Gateway, gateway.id)
         step_done(gateway, "rekey_counter", counter)
     return counter
 
