@@ -25,7 +25,15 @@ ACTION_CHANNEL = {
     "AUTH": "mailbox",
     "UNAUTH": "mailbox",
     "UNLOCK": "mailbox",
+    "SAFE": "mailbox",
 }
+
+# What a PIN is for (docs/device-protocol.md, "Rules the box enforces"): a household
+# PIN, a courier's delivery code, or a member's duress PIN (opens and raises the alarm).
+PIN_HOUSEHOLD = "household"
+PIN_COURIER = "courier"
+PIN_DURESS = "duress"
+PIN_PURPOSES = (PIN_HOUSEHOLD, PIN_COURIER, PIN_DURESS)
 
 # The `status` and `state` columns below hold the StrEnum values of
 # portal/services/deliveries.py, the one module that writes them (every write a
@@ -136,6 +144,16 @@ class Mailbox(Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
+    # Safe mode (portal/services/safe_mode.py): {"attempts": 5, "lockouts": [60, 300, 900],
+    # "dual_seconds": 0}, or None when off. Each change is a SAFE command with the next
+    # version; safe_command_id is the one carrying the latest.
+    safe_settings: Mapped[dict | None]
+    safe_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    safe_command_id: Mapped[uuid.UUID | None]
+    # The box reported a lockout after wrong PINs, until then (LOCKOUT).
+    locked_until: Mapped[datetime | None]
+    # A courier's delivery is in the box since then, until someone of the household opens it.
+    parcel_since: Mapped[datetime | None]
 
     gateway: Mapped[Gateway] = relationship(back_populates="mailboxes")
     pins: Mapped[list["Pin"]] = relationship(
@@ -179,6 +197,32 @@ class Pin(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     removed_at: Mapped[datetime | None]
+    # PINs added together to several boxes share a group (same label, digits and rules);
+    # each box's row keeps its own delivery state.
+    group_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    # PIN_PURPOSES: household, courier (a delivery code) or duress.
+    purpose: Mapped[str] = mapped_column(sa.String(16), default=PIN_HOUSEHOLD, server_default=PIN_HOUSEHOLD)
+    # The member it belongs to: removed with them when they leave (unless re-assigned).
+    assigned_to_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    # Rules (portal/services/pin_rules.py), enforced by a sealed box itself and by the
+    # portal's schedule for a seed one. Times are UTC; windows are
+    # [{"days": "1111100", "from": "08:00", "until": "18:00"}, ...] (days Mon..Sun) in
+    # `time_zone`, the household's zone when the PIN was made.
+    time_zone: Mapped[str | None] = mapped_column(sa.String(64))
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    windows: Mapped[list | None] = mapped_column(sa.JSON())
+    max_uses: Mapped[int | None]
+    # Opens counted from the box's reports.
+    uses: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Why the portal took it off its box by itself: "expired" or "used up".
+    ended: Mapped[str | None] = mapped_column(sa.String(16))
+    # Courier codes: None (waiting for the courier), "opened", "delivered", "collected".
+    delivery_state: Mapped[str | None] = mapped_column(sa.String(16))
+    delivered_at: Mapped[datetime | None]
+    collected_at: Mapped[datetime | None]
 
     mailbox: Mapped[Mailbox] = relationship(back_populates="pins")
 

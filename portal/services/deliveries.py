@@ -49,6 +49,10 @@ class PinState(enum.StrEnum):
     REMOVING = "removing"
     # Kept for its label and history; digits wiped, digest freed.
     REMOVED = "removed"
+    # Seed gateways only (they cannot keep a PIN's hours): the portal takes the PIN off
+    # its box outside its hours (UNAUTH on its way) and puts it back (AUTH: adding again).
+    PAUSING = "pausing"
+    PAUSED = "paused"
 
 
 class DeviceState(enum.StrEnum):
@@ -78,12 +82,16 @@ COMMAND_TRANSITIONS: dict[CommandState, frozenset[CommandState]] = {
     C.WITHDRAWN: frozenset(),
 }
 PIN_TRANSITIONS: dict[PinState, frozenset[PinState]] = {
-    P.ADDING: frozenset({P.ACTIVE, P.REMOVING, P.REMOVED}),
+    P.ADDING: frozenset({P.ACTIVE, P.REMOVING, P.REMOVED, P.PAUSING}),
     # back to adding: sent again to its box, which got a new key pair (rekey_mailbox)
-    P.ACTIVE: frozenset({P.REMOVING, P.ADDING}),
+    P.ACTIVE: frozenset({P.REMOVING, P.ADDING, P.PAUSING}),
     # back when its removal is withdrawn before it left
     P.REMOVING: frozenset({P.REMOVED, P.ACTIVE, P.ADDING}),
     P.REMOVED: frozenset(),
+    # a removal takes over the UNAUTH on its way; back to active when it is withdrawn
+    P.PAUSING: frozenset({P.PAUSED, P.REMOVING, P.ACTIVE}),
+    # adding again when its hours start; removed at once (it is not on the box)
+    P.PAUSED: frozenset({P.ADDING, P.REMOVED}),
 }
 DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
     D.PROVISIONING: frozenset({D.ACTIVE, D.FAILED, D.REMOVING}),
@@ -95,7 +103,7 @@ DEVICE_TRANSITIONS: dict[DeviceState, frozenset[DeviceState]] = {
 
 PENDING = (C.QUEUED, C.SENDING, C.SENT)
 FINAL = (C.CONFIRMED, C.FAILED, C.EXPIRED, C.WITHDRAWN)
-LIVE_PIN_STATES = (P.ADDING, P.ACTIVE, P.REMOVING)
+LIVE_PIN_STATES = (P.ADDING, P.ACTIVE, P.REMOVING, P.PAUSING, P.PAUSED)
 # States in which a device answer may settle a command (see match_answer).
 ANSWERABLE = (C.SENDING, C.SENT)
 

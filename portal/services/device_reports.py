@@ -77,6 +77,10 @@ class ReportKind(enum.StrEnum):
     REJECTED = "rejected"
     BATTERY = "battery"
     HEARTBEAT = "heartbeat"
+    # A box that keeps rules (docs/device-protocol.md, "Rules the box enforces"):
+    REFUSED = "refused"  # a PIN it holds, refused now: value names the PIN, reason says why
+    LOCKOUT = "lockout"  # locked out after wrong PINs: value is until when (epoch seconds)
+    FIRST = "first"  # dual control: a first PIN accepted, waiting for a second
     UNKNOWN = "unknown"  # a record the portal does not know
 
 
@@ -94,12 +98,18 @@ class DeviceReport:
     subject: str  # the record's base name: the gateway thing, or the channel it names
     name: str  # the record name (AUTH, OPENED, ...)
     unit: str | None = None
-    # ANSWER: the command's value as echoed; OPENED: the PIN (or None when remote);
-    # REJECTED: wrong attempts in a row; BATTERY: percent.
+    # ANSWER: the command's value as echoed; OPENED, REFUSED, FIRST: the PIN (digits, or a
+    # sealed box's reference; None when opened remotely); REJECTED: wrong attempts in a
+    # row; BATTERY: percent; LOCKOUT: until when.
     value: object = None
     done: bool | None = None  # ANSWER: Done (True) or Failed (False)
-    reason: str | None = None  # ANSWER: the Failed reason
+    reason: str | None = None  # ANSWER: the Failed reason; REFUSED, REJECTED: the REASON
     remote: bool = False  # OPENED: by a remote unlock
+    # OPENED by a box that keeps rules: opens the PIN has left, a duress opening, and the
+    # other PIN (digits or reference) of a dual-control opening.
+    left: int | None = None
+    duress: bool = False
+    second: object = None
     # A sealed gateway's report: the counter of its pack when its MAC checked out, else None.
     counter: int | None = None
 

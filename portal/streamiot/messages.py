@@ -474,13 +474,14 @@ def _netstring(text: str) -> bytes:
 
 def mac_input(channel_id: str, items: Iterable[dict]) -> bytes:
     """The bytes a MAC covers: netstrings of the label, the channel id, then per record,
-    sorted by name, its resolved name, unit ("" if none), value field and value text.
+    sorted by name (then unit, field and value), its resolved name, unit ("" if none), value field and value text.
     `items` are resolved records (parse_pack) or reader messages of one pack, without
     the MAC record itself."""
     parts = [MAC_LABEL, _text(channel_id, "the channel id")]
-    for item in sorted(items, key=lambda i: str(i.get("name"))):
-        field, text = _mac_value(item)
-        parts += [str(item.get("name")), str(item.get("unit") or ""), field, text]
+    # Sorted by name, then unit, field and value: records that share a name (the WINDOW
+    # records of a PIN's rules) have one order whatever order the reader returns them in.
+    for record in sorted((str(i.get("name")), str(i.get("unit") or ""), *_mac_value(i)) for i in items):
+        parts += list(record)
     return b"".join(_netstring(p) for p in parts)
 
 
@@ -538,3 +539,170 @@ def rekey(g: str, sealed: str) -> list[dict]:
     """Sealed level, on GC: take these new platform keys. The gateway answers Done through
     its NEW thing, echoing the new thing id, and uses only the new keys from then on."""
     return [_record(g, REKEY, "Thing", "vs", _text(sealed, "the sealed keys"))]
+
+
+# --- rules a box enforces (docs/device-protocol.md, "Rules the box enforces") -------------
+#
+# Extra records after the PIN record of an AUTH, each inheriting its base name. A seed
+# gateway ignores record names it does not know; a sealed one keeps them with the PIN and
+# applies them with its own clock and counters.
+FROM = "FROM"  # u "s": works from then on (whole seconds since the epoch, UTC)
+UNTIL = "UNTIL"  # u "s": works until just before then
+ZONE = "ZONE"  # vs: POSIX TZ rule (e.g. "CET-1CEST,M3.5.0,M10.5.0/3") the windows are in
+WINDOW = "WINDOW"  # vs: "1111100 08:00-18:00": weekdays Mon..Sun, local from-until (until may be 24:00)
+USES = "USES"  # v: how many opens it gives (1-1000)
+ROLE = "ROLE"  # vs: "courier" (a delivery code) or "duress" (opens and raises the alarm)
+ROLE_COURIER = "courier"
+ROLE_DURESS = "duress"
+ROLES = (ROLE_COURIER, ROLE_DURESS)
+MAX_WINDOWS = 16
+MAX_USES = 1000
+_WINDOW = re.compile(r"[01]{7} (?:[01]\d|2[0-3]):[0-5]\d-(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)\Z")
+
+# Safe mode, its own command on the box's channel: the value is the settings' version,
+# which the answer echoes; the settings follow as records.
+SAFE = "SAFE"
+ATTEMPTS = "ATTEMPTS"  # v: wrong PINs in a row before a lockout (0: never locks out)
+LOCKOUTS = "LOCKOUTS"  # vs: "60,300,900": seconds of each lockout in turn; the last repeats
+DUAL = "DUAL"  # u "s", v: two different PINs within this many seconds open it (0: off)
+
+# Events of a box that keeps rules.
+REFUSED = "REFUSED"  # a PIN it holds, refused now (its value names the PIN), with a REASON
+LOCKOUT = "LOCKOUT"  # u "s", v: locked out until then after too many wrong PINs
+FIRST = "FIRST"  # dual control: the first PIN (its value names it); waiting for a second
+LEFT = "LEFT"  # in an OPENED pack: opens the PIN has left
+DURESS = "DURESS"  # in an OPENED pack, vb true: opened with a duress PIN
+SECOND = "SECOND"  # in an OPENED pack (dual control): the other PIN of the two
+
+# Why a box refused a PIN it holds (REFUSED), or any entry (REJECTED) while locked out.
+NOT_YET = "not yet"
+OUTSIDE_HOURS = "outside hours"
+ENDED = "expired"
+USED_UP = "used up"
+LOCKED_OUT = "locked out"
+REFUSAL_REASONS = (NOT_YET, OUTSIDE_HOURS, ENDED, USED_UP, LOCKED_OUT)
+
+
+class BoxRules(NamedTuple):
+    """A PIN's rules as the box gets them (all optional: none at all is "always")."""
+
+    starts: int | None = None  # epoch seconds, UTC
+    ends: int | None = None
+    zone: str | None = None  # POSIX TZ rule; required with windows
+    windows: tuple[str, ...] = ()  # "1111100 08:00-18:00"
+    uses: int | None = None
+    role: str | None = None
+
+
+def _whole_time(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} is whole seconds since the epoch")
+    return value
+
+
+def check_window(text) -> str:
+    if not isinstance(text, str) or not _WINDOW.match(text) or "1" not in text[:7]:
+        raise ValueError('a window is "<7 weekday flags Mon..Sun> HH:MM-HH:MM"')
+    start, end = text[8:].split("-")
+    if start >= end:
+        raise ValueError("a window ends after it starts, on the same day")
+    return text
+
+
+def rule_records(rules: BoxRules | None) -> list[dict]:
+    """The records a PIN's rules add to its AUTH pack (none for a PIN that always works)."""
+    if rules is None:
+        return []
+    records: list[dict] = []
+    if rules.starts is not None:
+        records.append({"n": FROM, "u": "s", "v": _whole_time(rules.starts, "FROM")})
+    if rules.ends is not None:
+        records.append({"n": UNTIL, "u": "s", "v": _whole_time(rules.ends, "UNTIL")})
+    if rules.starts is not None and rules.ends is not None and rules.ends <= rules.starts:
+        raise ValueError("UNTIL comes after FROM")
+    if rules.windows:
+        if len(rules.windows) > MAX_WINDOWS:
+            raise ValueError(f"at most {MAX_WINDOWS} windows")
+        records.append({"n": ZONE, "vs": _text(rules.zone, "the zone of the windows")})
+        records.extend({"n": WINDOW, "vs": check_window(w)} for w in rules.windows)
+    if rules.uses is not None:
+        uses = rules.uses
+        if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_USES:
+            raise ValueError(f"USES is 1 to {MAX_USES}")
+        records.append({"n": USES, "v": uses})
+    if rules.role is not None:
+        if rules.role not in ROLES:
+            raise ValueError(f"ROLE is one of {ROLES}")
+        records.append({"n": ROLE, "vs": rules.role})
+    return records
+
+
+def add_pin_with_rules(g: str, pin: int, rules: BoxRules | None) -> list[dict]:
+    pack = add_pin(g, pin) + rule_records(rules)
+    validate_pack(pack)
+    return pack
+
+
+def add_pin_sealed_with_rules(g: str, sealed: str, rules: BoxRules | None) -> list[dict]:
+    pack = add_pin_sealed(g, sealed) + rule_records(rules)
+    validate_pack(pack)
+    return pack
+
+
+def safe_settings(g: str, version: int, *, attempts: int, lockouts: Iterable[int], dual_seconds: int) -> list[dict]:
+    """Safe mode's settings, version `version` (the answer echoes it)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError("a settings version is a whole number from 1")
+    steps = [int(_number(s, "a lockout", 1, 86_400)) for s in lockouts]
+    pack = [
+        _record(g, SAFE, "Settings", "v", version),
+        {"n": ATTEMPTS, "v": int(_number(attempts, "attempts", 0, 100))},
+        {"n": LOCKOUTS, "vs": ",".join(str(s) for s in steps) or "0"},
+        {"n": DUAL, "u": "s", "v": int(_number(dual_seconds, "the dual-control time", 0, 600))},
+    ]
+    validate_pack(pack)
+    return pack
+
+
+def _pin_named(g: str, name: str, pin_or_ref) -> dict:
+    """A record naming a PIN: by its digits (seed) or its reference (sealed)."""
+    if isinstance(pin_or_ref, str):
+        return _record(g, name, "PIN", "vs", check_ref(pin_or_ref))
+    return _record(g, name, "PIN", "v", check_pin(pin_or_ref))
+
+
+def refused(g: str, pin_or_ref, reason: str) -> list[dict]:
+    """A PIN the box holds, refused now, with the reason (REFUSAL_REASONS)."""
+    return [_pin_named(g, REFUSED, pin_or_ref), {"n": REASON, "vs": _text(reason, "the reason")}]
+
+
+def locked_out(g: str, until: int) -> list[dict]:
+    """Too many wrong PINs: the keypad takes nothing until `until` (epoch seconds)."""
+    return [_record(g, LOCKOUT, "s", "v", _whole_time(until, "the lockout's end"))]
+
+
+def rejected_locked_out(g: str, attempts: int) -> list[dict]:
+    """An entry while locked out: refused without looking at the digits."""
+    return rejected(g, attempts) + [{"n": REASON, "vs": LOCKED_OUT}]
+
+
+def first_of_two(g: str, pin_or_ref) -> list[dict]:
+    """Dual control: a first PIN accepted; the box waits for a second, different one."""
+    return [_pin_named(g, FIRST, pin_or_ref)]
+
+
+def opened_with(g: str, pin_or_ref, *, left: int | None = None, duress: bool = False,
+                second=None) -> list[dict]:
+    """OPENED with a PIN, and what a box that keeps rules adds: opens left, duress, and
+    the other PIN of a dual-control opening."""
+    pack = [_pin_named(g, OPENED, pin_or_ref)]
+    if second is not None:
+        record = _pin_named(g, SECOND, second)
+        del record["bn"]
+        pack.append(record)
+    if left is not None:
+        pack.append({"n": LEFT, "v": int(_number(left, "opens left", 0, MAX_USES))})
+    if duress:
+        pack.append({"n": DURESS, "vb": True})
+    validate_pack(pack)
+    return pack
