@@ -6,8 +6,13 @@ in one JSON-able dict, so a restart that reloads it loses nothing:
 
     {"version", "thing_id", "controller", "connected", "registered",
      "pending": [MK, ...],                       # ADDed, not yet bound to a channel
-     "mailboxes": {MK: {"channel", "pins": [1234, ...], "open", "close_at",
-                        "wrong_attempts", "battery", "battery_reported_at"}},
+     "mailboxes": {MK: {"channel", "pins": [1234, ...], "refs": {"1234": ref},  # sealed
+                        "open", "close_at", "wrong_attempts", "battery", "battery_reported_at",
+                        # since version 2, kept by a sealed box only ("Rules the box enforces"):
+                        "rules": {"1234": {"starts", "ends", "zone", "windows", "uses", "role"}},
+                        "used": {"1234": opens used},
+                        "safe": {"version", "attempts", "lockouts", "dual"} | None,
+                        "strikes", "lockouts", "locked_until", "first": {"pin", "at"} | None}},
      "cursors": {channel: {"time": float, "seen": {digest: time, ...}}},
      "outbox": [{"channel", "pack", "queued_at", "attempts"}],
      "last_heartbeat_at": float | None,
@@ -16,17 +21,25 @@ in one JSON-able dict, so a restart that reloads it loses nothing:
 A "sealed" gateway (docs/device-protocol.md) opens sealed PINs with its private key,
 remembers each PIN's reference and names PINs only by it, accepts a command only with a
 MAC under the portal's command key and a counter above the last one on its channel, and
-adds a counter and a MAC to everything it publishes.
+adds a counter and a MAC to everything it publishes. It also keeps the rules an AUTH
+carries (from-until, weekly windows in the zone's POSIX TZ rule, a number of uses, a role)
+and safe mode (lockout after wrong PINs, dual control) and enforces them with its own clock
+and counters, so they hold while the portal is out of reach. A seed gateway ignores them.
 """
+import copy
 import logging
 import math
+from datetime import datetime
 
 from portal import crypto
+from portal.devices import posix_tz
 from portal.streamiot import messages as m
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+# 2: per box "rules", "used", "safe", "strikes", "lockouts", "locked_until", "first" (a
+# version-1 state loads with none of them: no rules, no safe mode).
+STATE_VERSION = 2
 PIN_SLOTS = 32
 MAILBOX_SLOTS = 16
 OPEN_SECONDS = 5.0
@@ -38,7 +51,9 @@ HEARTBEAT_SECONDS = 30.0
 READ_LOOKBACK_SECONDS = 10.0
 
 GATEWAY_CHANNEL_COMMANDS = (m.CONNECT, m.REGISTER, m.ADD, m.MAILBOX, m.DELETE, m.DESTRUCT, m.REKEY)
-MAILBOX_CHANNEL_COMMANDS = (m.AUTH, m.UNAUTH, m.UNLOCK)
+MAILBOX_CHANNEL_COMMANDS = (m.AUTH, m.UNAUTH, m.UNLOCK, m.SAFE)
+# Commands only a sealed gateway knows; a seed gateway ignores them like any unknown name.
+SEALED_ONLY_COMMANDS = (m.SAFE,)
 
 # Reasons a device gives in a Failed answer (the portal shows them to the household).
 SLOTS_FULL = "slots full"
@@ -54,6 +69,23 @@ INVALID_DEADLINE = "invalid deadline"
 SEALED_PIN_UNREADABLE = "cannot open the sealed PIN"
 SEALED_KEYS_UNREADABLE = "cannot open the sealed keys"
 UNKNOWN_REF = "unknown"  # an OPENED of a PIN whose reference this box never got
+INVALID_RULES = "invalid rules"
+INVALID_SAFE = "invalid safe settings"
+INVALID_VERSION = "invalid version"
+
+# What `keypad` returns besides "opened" and "rejected".
+LOCKED_OUT = f"rejected: {m.LOCKED_OUT}"  # typed while locked out: the digits were not looked at
+FIRST_OF_TWO = "first of two"  # dual control: a valid first PIN; a second, different one opens
+
+
+def refused(reason: str) -> str:
+    """What `keypad` returns for a PIN the box holds but refuses now ("refused: outside hours")."""
+    return f"refused: {reason}"
+
+
+# What each box keeps for rules and safe mode, as it starts (and as a version-1 state gets it).
+_BOX_RULE_STATE: dict = {"refs": {}, "rules": {}, "used": {}, "safe": None, "strikes": 0, "lockouts": 0,
+                         "locked_until": None, "first": None}
 
 
 class UnknownMailbox(LookupError):
@@ -76,6 +108,29 @@ def empty_state(thing_id: str) -> dict:
     }
 
 
+def upgrade_state(state: dict) -> dict:
+    """A state saved by an earlier firmware, in this one's shape (in place)."""
+    state.setdefault("counters", {"in": {}, "out": {}})
+    for box in state.get("mailboxes", {}).values():
+        for key, value in _BOX_RULE_STATE.items():
+            box.setdefault(key, copy.deepcopy(value))
+    state["version"] = STATE_VERSION
+    return state
+
+
+def in_windows(windows, zone_rule: str, now: float) -> bool:
+    """Whether `now` falls in one of the weekly windows ("1111100 08:00-18:00", local time
+    under the POSIX TZ rule `zone_rule`): from inclusive, until exclusive."""
+    local = datetime.fromtimestamp(now, posix_tz.zone(zone_rule))
+    minute = local.hour * 60 + local.minute
+    for window in windows:
+        days, span = window.split(" ")
+        start, end = (int(t[:2]) * 60 + int(t[3:]) for t in span.split("-"))
+        if days[local.weekday()] == "1" and start <= minute < end:
+            return True
+    return False
+
+
 def _pin_value(value) -> int | None:
     """A PIN from a reader value (stored as a float by the platform), or None if invalid."""
     if isinstance(value, bool):
@@ -88,6 +143,15 @@ def _pin_value(value) -> int | None:
         return m.check_pin(value)
     except ValueError:
         return None
+
+
+def _packs(fresh: list) -> dict[tuple, list]:
+    """The messages of a read grouped into packs: records of one pack share the time the
+    platform received it and its publisher. Values: [(digest, message), ...]."""
+    packs: dict[tuple, list] = {}
+    for time, digest, message in fresh:
+        packs.setdefault((time, message.get("publisher")), []).append((digest, message))
+    return packs
 
 
 def _key_value(value) -> str | None:
@@ -114,8 +178,7 @@ class Firmware:
         private_key: str | None = None,
         portal_public_key: str | None = None,
     ):
-        self.state = state
-        self.state.setdefault("counters", {"in": {}, "out": {}})
+        self.state = upgrade_state(state)
         self._settings_thing_id = thing_id
         self.protocol = protocol
         self.private_key = private_key
@@ -200,7 +263,8 @@ class Firmware:
             fresh.append((float(time), digest, message))
         fresh.sort(key=lambda item: item[0])  # stable: ties stay in platform order
 
-        accepted = self._authentic(channel, fresh) if self.protocol == m.SEALED else None
+        packs = _packs(fresh)
+        accepted = self._authentic(channel, packs) if self.protocol == m.SEALED else None
         applied = 0
         for time, digest, message in fresh:
             seen[digest] = time
@@ -208,8 +272,11 @@ class Firmware:
                 cursor["time"] = time
             if accepted is not None and digest not in accepted:
                 continue
+            # Sealed: the other records of its pack (an AUTH's rules, SAFE's settings).
+            pack = ([msg for d, msg in packs[(time, message.get("publisher"))] if d in accepted]
+                    if accepted is not None else [])
             try:
-                if self._apply(channel, message, now):
+                if self._apply(channel, message, now, pack):
                     applied += 1
             except Exception:  # noqa: BLE001  (a message it cannot handle must not block the rest)
                 log.exception("virtual gateway %s: could not apply %r", self.thing_id, message.get("name"))
@@ -218,13 +285,10 @@ class Firmware:
             cursor["seen"] = {d: t for d, t in seen.items() if t >= horizon}
         return applied
 
-    def _authentic(self, channel: str, fresh: list) -> set[str]:
+    def _authentic(self, channel: str, packs: dict[tuple, list]) -> set[str]:
         """Sealed: the digests of the messages whose pack (same time and publisher) has a MAC
         under the command key and a counter above the last accepted on this channel; packs
         are taken in the order received, each counter once."""
-        packs: dict[tuple, list] = {}
-        for time, digest, message in fresh:
-            packs.setdefault((time, message.get("publisher")), []).append((digest, message))
         accepted: set[str] = set()
         last = self.state["counters"]["in"]
         for _key, items in sorted(packs.items(), key=lambda kv: kv[0][0]):
@@ -256,7 +320,7 @@ class Firmware:
             return True
         return False
 
-    def _apply(self, channel: str, message: dict, now: float) -> bool:
+    def _apply(self, channel: str, message: dict, now: float, pack: list[dict]) -> bool:
         parts = m.split_name(message.get("name"))
         if parts is None:
             return False
@@ -265,6 +329,8 @@ class Firmware:
             return False  # answers are for the portal, never commands
         if name not in GATEWAY_CHANNEL_COMMANDS + MAILBOX_CHANNEL_COMMANDS:
             return False
+        if name in SEALED_ONLY_COMMANDS and self.protocol != m.SEALED:
+            return False  # a name the seed does not know
         if not self._trusted(channel, message.get("publisher"), base, name):
             return False
         record = m.record_from_message(message, base)
@@ -274,10 +340,10 @@ class Firmware:
             pin = _pin_value(record.get("v"))
             if pin is not None:
                 record["v"] = pin  # the platform stores numbers as floats; answer the PIN as sent
-        if name == m.UNLOCK:
-            deadline = m.unlock_deadline(record.get("v"))
-            if deadline is not None:
-                record["v"] = deadline  # answer the deadline as sent
+        if name in (m.UNLOCK, m.SAFE):
+            number = (m.unlock_deadline if name == m.UNLOCK else m.settings_version)(record.get("v"))
+            if number is not None:
+                record["v"] = number  # answer the deadline or version as sent
 
         on_gateway_channel = channel == self.channel_id
         if (name in GATEWAY_CHANNEL_COMMANDS) != on_gateway_channel:
@@ -288,7 +354,7 @@ class Firmware:
             self._answer(channel, record, now, NOT_ADDRESSED)
             return True
         handler = getattr(self, f"_on_{name.lower()}")
-        failure = handler(channel, base, record, now)
+        failure = handler(channel, base, record, now, pack)
         self._answer(channel, record, now, failure)
         if name == m.UNLOCK and failure is None:
             # Done first (the command was applied), then the box reports that it opened.
@@ -307,13 +373,13 @@ class Firmware:
 
     # Each handler applies one command and returns None (Done) or the reason it failed.
 
-    def _on_connect(self, channel, base, record, now):
+    def _on_connect(self, channel, base, record, now, pack):
         self.state["connected"] = True
 
-    def _on_register(self, channel, base, record, now):
+    def _on_register(self, channel, base, record, now, pack):
         self.state["registered"] = True
 
-    def _on_add(self, channel, base, record, now):
+    def _on_add(self, channel, base, record, now, pack):
         key = _key_value(record.get("vs"))
         if key is None:
             return INVALID_KEY
@@ -323,7 +389,7 @@ class Firmware:
             return MAILBOX_SLOTS_FULL
         self.state["pending"].append(key)
 
-    def _on_mailbox(self, channel, base, record, now):
+    def _on_mailbox(self, channel, base, record, now, pack):
         key = _key_value(record.get("vs"))
         if key is None:
             return INVALID_KEY
@@ -351,9 +417,10 @@ class Firmware:
             "wrong_attempts": 0,
             "battery": 100,
             "battery_reported_at": None,
+            **copy.deepcopy(_BOX_RULE_STATE),
         }
 
-    def _on_delete(self, channel, base, record, now):
+    def _on_delete(self, channel, base, record, now, pack):
         key = _key_value(record.get("vs"))
         if key is None:
             return INVALID_KEY
@@ -361,7 +428,7 @@ class Firmware:
             self.state["pending"].remove(key)
         self.state["mailboxes"].pop(key, None)
 
-    def _on_destruct(self, channel, base, record, now):
+    def _on_destruct(self, channel, base, record, now, pack):
         if _key_value(record.get("vs")) != self.public_key:
             return KEY_MISMATCH
         # A factory reset: forget everything, but keep the cursors and counters (so nothing
@@ -388,7 +455,7 @@ class Firmware:
         pin = _pin_value(record.get("v"))
         return pin, None, None if pin is not None else INVALID_PIN
 
-    def _on_rekey(self, channel, base, record, now):
+    def _on_rekey(self, channel, base, record, now, pack):
         """New platform keys (sealed level): from now on it publishes and reads as the new
         thing; its answer already goes out through it, echoing the new thing id."""
         if self.private_key is None:
@@ -401,30 +468,67 @@ class Firmware:
         record["vs"] = thing_id
         log.info("virtual gateway %s: new platform keys, now thing %s", self._settings_thing_id, thing_id)
 
-    def _on_auth(self, channel, base, record, now):
+    def _on_auth(self, channel, base, record, now, pack):
         pin, ref, failure = self._pin_of(record)
         if pin is None:
             return failure
+        rules = None
+        if self.protocol == m.SEALED:  # a seed box ignores the rule records
+            try:
+                rules = m.read_rules(pack)
+                if rules is not None and rules.zone is not None:
+                    posix_tz.zone(rules.zone)  # a zone it cannot evaluate is refused now, not at the keypad
+            except ValueError:
+                return INVALID_RULES
         box = self._box_on(channel)
         pins = box["pins"]
+        if pin not in pins and len(pins) >= self.pin_slots:
+            return SLOTS_FULL
         if ref is not None:
             box.setdefault("refs", {})[str(pin)] = ref
-        if pin in pins:
-            return None
-        if len(pins) >= self.pin_slots:
-            return SLOTS_FULL
-        pins.append(pin)
+        if pin not in pins:
+            pins.append(pin)
+        if self.protocol == m.SEALED:
+            self._keep_rules(box, pin, rules)
 
-    def _on_unauth(self, channel, base, record, now):
+    def _keep_rules(self, box: dict, pin: int, rules: m.BoxRules | None) -> None:
+        """A PIN's rules replace those it had; its count of opens stays while USES does."""
+        key = str(pin)
+        before = box["rules"].pop(key, None) or {}
+        if rules is not None:
+            box["rules"][key] = {**rules._asdict(), "windows": list(rules.windows)}
+        if rules is None or rules.uses is None or rules.uses != before.get("uses"):
+            box["used"].pop(key, None)
+
+    def _on_unauth(self, channel, base, record, now, pack):
         pin, _ref, failure = self._pin_of(record)
         if pin is None:
             return failure
         box = self._box_on(channel)
         if pin in box["pins"]:
             box["pins"].remove(pin)
-        box.get("refs", {}).pop(str(pin), None)
+        for table in ("refs", "rules", "used"):
+            box.get(table, {}).pop(str(pin), None)
+        if (box.get("first") or {}).get("pin") == pin:
+            box["first"] = None
 
-    def _on_unlock(self, channel, base, record, now):
+    def _on_safe(self, channel, base, record, now, pack):
+        """Safe mode's settings for this box (sealed only); the answer echoes the version."""
+        if m.settings_version(record.get("v")) is None:
+            return INVALID_VERSION
+        try:
+            settings = m.read_safe_settings(pack)
+        except ValueError:
+            return INVALID_SAFE
+        box = self._box_on(channel)
+        box["safe"] = {"version": record["v"], "attempts": settings.attempts,
+                       "lockouts": list(settings.lockouts), "dual": settings.dual_seconds}
+        if not settings.attempts:
+            box["locked_until"], box["strikes"] = None, 0
+        if not settings.dual_seconds:
+            box["first"] = None
+
+    def _on_unlock(self, channel, base, record, now, pack):
         # Only until its deadline: an unlock read late never opens the box by surprise.
         deadline = m.unlock_deadline(record.get("v"))
         if deadline is None:
@@ -436,27 +540,101 @@ class Firmware:
     # --- the keypad and the clock -------------------------------------------------
 
     def keypad(self, mailbox_public_key: str, digits, now: float) -> str:
-        """A person types digits on a mailbox: "opened" or "rejected" (the digits stay here)."""
+        """A person types digits on a mailbox (the digits stay here). Returns "opened",
+        "rejected" (not a PIN it holds), `LOCKED_OUT` (typed while locked out),
+        `refused(reason)` (a PIN it holds, refused now by its rules) or `FIRST_OF_TWO`."""
         box = self.state["mailboxes"].get(_key_value(mailbox_public_key) or "")
         if box is None:
             raise UnknownMailbox("this gateway serves no mailbox with that public key")
+        if box["locked_until"] is not None and now < box["locked_until"]:
+            box["wrong_attempts"] += 1  # counted, but the digits are not even looked at
+            self._publish(box["channel"], m.rejected_locked_out(self.thing_id, box["wrong_attempts"]), now)
+            return LOCKED_OUT
         text = str(digits).strip()
-        if text.isascii() and text.isdigit() and text[0] != "0" and int(text) in box["pins"]:
+        if not (text.isascii() and text.isdigit() and text[0] != "0" and int(text) in box["pins"]):
+            return self._wrong_pin(box, now)
+        pin = int(text)
+        if self.protocol != m.SEALED:
             box["wrong_attempts"] = 0
-            if self.protocol == m.SEALED:
-                # The digits never leave a sealed box: it names the PIN by its reference.
-                ref = box.get("refs", {}).get(text, UNKNOWN_REF)
-                self._open(box, m.opened_with_ref(self.thing_id, ref), now)
-            else:
-                self._open(box, m.opened_with_pin(self.thing_id, int(text)), now)
+            self._open(box, m.opened_with_pin(self.thing_id, pin), now)
             return "opened"
+        reason = self._refusal(box, pin, now)
+        if reason is not None:
+            self._publish(box["channel"], m.refused(self.thing_id, self._ref(box, pin), reason), now)
+            return refused(reason)
+        duress = (box["rules"].get(text) or {}).get("role") == m.ROLE_DURESS
+        dual = (box["safe"] or {}).get("dual") or 0
+        first = box["first"]
+        if first is not None and (now - first["at"] > dual or first["pin"] not in box["pins"]):
+            first = box["first"] = None  # too late, or taken off the box since: forgotten
+        if dual and not duress and (first is None or first["pin"] == pin):
+            box["first"] = {"pin": pin, "at": now}  # the same PIN again only starts the wait again
+            self._publish(box["channel"], m.first_of_two(self.thing_id, self._ref(box, pin)), now)
+            return FIRST_OF_TWO
+        second = first["pin"] if dual and not duress and first is not None else None
+        self._open_with_pin(box, pin, second, duress, now)
+        return "opened"
+
+    def _wrong_pin(self, box: dict, now: float) -> str:
+        """Digits it does not hold: REJECTED with the count in a row, and with safe mode,
+        after ATTEMPTS of them a lockout, longer each time until a PIN opens the box."""
         box["wrong_attempts"] += 1
         self._publish(box["channel"], m.rejected(self.thing_id, box["wrong_attempts"]), now)
+        safe = box["safe"]
+        if self.protocol != m.SEALED or not safe or not safe["attempts"]:
+            return "rejected"
+        box["strikes"] += 1
+        if box["strikes"] >= safe["attempts"]:
+            steps = safe["lockouts"]
+            seconds = steps[min(box["lockouts"], len(steps) - 1)]
+            box["strikes"] = 0
+            box["lockouts"] += 1
+            if seconds > 0:
+                box["locked_until"] = math.ceil(now) + seconds
+                self._publish(box["channel"], m.locked_out(self.thing_id, box["locked_until"]), now)
         return "rejected"
+
+    def _refusal(self, box: dict, pin: int, now: float) -> str | None:
+        """Why a PIN the box holds may not open it now (m.REFUSAL_REASONS), or None."""
+        rules = box["rules"].get(str(pin))
+        if not rules:
+            return None
+        if rules["ends"] is not None and now >= rules["ends"]:
+            return m.ENDED
+        if rules["starts"] is not None and now < rules["starts"]:
+            return m.NOT_YET
+        if rules["uses"] is not None and box["used"].get(str(pin), 0) >= rules["uses"]:
+            return m.USED_UP
+        if rules["windows"] and not in_windows(rules["windows"], rules["zone"], now):
+            return m.OUTSIDE_HOURS
+        return None
+
+    def _open_with_pin(self, box: dict, pin: int, second: int | None, duress: bool, now: float) -> None:
+        """Sealed: OPENED naming the PIN, with the other PIN of a dual-control opening, the
+        opens it has left and the duress flag. Every PIN that took part uses one open."""
+        box["wrong_attempts"] = box["strikes"] = box["lockouts"] = 0
+        box["first"] = None
+        for used in (pin, second):
+            if used is not None and (box["rules"].get(str(used)) or {}).get("uses") is not None:
+                box["used"][str(used)] = box["used"].get(str(used), 0) + 1
+        uses = (box["rules"].get(str(pin)) or {}).get("uses")
+        left = None if uses is None else max(0, uses - box["used"][str(pin)])
+        pack = m.opened_with(self.thing_id, self._ref(box, pin), left=left, duress=duress,
+                             second=None if second is None else self._ref(box, second))
+        self._open(box, pack, now)
+
+    def _ref(self, box: dict, pin: int) -> str:
+        """How a sealed box names a PIN: by the reference it came with."""
+        return box.get("refs", {}).get(str(pin), UNKNOWN_REF)
 
     def tick(self, now: float) -> None:
         """Time passing: boxes close after `open_seconds`, batteries report now and then."""
         for box in self.state["mailboxes"].values():
+            if box["locked_until"] is not None and now >= box["locked_until"]:
+                box["locked_until"] = None  # a lockout ends by itself
+            first, dual = box["first"], (box["safe"] or {}).get("dual") or 0
+            if first is not None and now - first["at"] > dual:
+                box["first"] = None  # no second PIN in time: the first is forgotten
             if box["open"] and box["close_at"] is not None and now >= box["close_at"]:
                 box["open"], box["close_at"] = False, None
                 self._publish(box["channel"], m.closed(self.thing_id), now)
@@ -520,6 +698,12 @@ class Firmware:
                     "state": "open" if box["open"] else "closed",
                     "battery": box["battery"],
                     "wrong_attempts": box["wrong_attempts"],
+                    "pins_with_rules": len(box["rules"]),
+                    "locked_until": box["locked_until"],
+                    "waiting_for_second_pin": box["first"] is not None,
+                    "safe": None if box["safe"] is None else {
+                        "version": box["safe"]["version"], "attempts": box["safe"]["attempts"],
+                        "lockouts": list(box["safe"]["lockouts"]), "dual_seconds": box["safe"]["dual"]},
                 }
                 for key, box in self.state["mailboxes"].items()
             ],

@@ -128,9 +128,12 @@ class VirtualGateway:
             return applied
 
     def keypad(self, mailbox_public_key: str, digits, *, publish_now: bool = True) -> str:
-        """Digits typed on a mailbox's keypad: "opened" or "rejected" (UnknownMailbox if none).
-        The box's report is queued in the state file; with publish_now=False it goes out at the
-        next step() instead (the portal's keypad, so a web request never waits on StreamIoT)."""
+        """Digits typed on a mailbox's keypad: "opened", "rejected", or on the sealed level also
+        "refused: <reason>", "rejected: locked out" or "first of two" (see `Firmware.keypad`;
+        UnknownMailbox if none). The box enforces a PIN's rules with its own clock, so they hold
+        while StreamIoT is out of reach. The box's report is queued in the state file; with
+        publish_now=False it goes out at the next step() instead (the portal's keypad, so a web
+        request never waits on StreamIoT)."""
         with self._firmware() as (firmware, save):
             result = firmware.keypad(mailbox_public_key, digits, self._clock())
             save()
@@ -140,7 +143,8 @@ class VirtualGateway:
             return result
 
     def snapshot(self) -> dict:
-        """What the gateway holds: flags, and per mailbox its channel, PIN count, open or closed."""
+        """What the gateway holds: flags, and per mailbox its channel, PIN count, open or closed,
+        and (sealed) how many PINs have rules, safe mode's settings and any lockout; no digits."""
         with self._firmware() as (firmware, _save):
             return firmware.snapshot()
 

@@ -706,3 +706,91 @@ def opened_with(g: str, pin_or_ref, *, left: int | None = None, duress: bool = F
         pack.append({"n": DURESS, "vb": True})
     validate_pack(pack)
     return pack
+
+
+# --- reading rules and safe settings back (what a box that keeps rules does) ---------------
+
+RULE_NAMES = (FROM, UNTIL, ZONE, WINDOW, USES, ROLE)
+SAFE_NAMES = (ATTEMPTS, LOCKOUTS, DUAL)
+_LATEST_TIME = 2**40  # far beyond any real time, and exact as a float
+
+
+class SafeSettings(NamedTuple):
+    """Safe mode as a box keeps it."""
+
+    attempts: int  # wrong PINs in a row before a lockout; 0: never
+    lockouts: tuple[int, ...]  # seconds of each lockout in turn; the last repeats
+    dual_seconds: int  # 0: one PIN opens
+
+
+def record_name(item: dict) -> str:
+    """`n` of a reader message or resolved record (`<id>_<n>`); "" when it has none."""
+    return (split_name(item.get("name")) or ("", ""))[1]
+
+
+def _whole(value, what: str, minimum: int, maximum: int) -> int:
+    """A whole number read back (the platform stores numbers as floats) within the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a number")
+    if not float(value).is_integer() or not minimum <= value <= maximum:
+        raise ValueError(f"{what} must be a whole number from {minimum} to {maximum}")
+    return int(value)
+
+
+def _values_by_name(items: Iterable[dict], names: tuple[str, ...]) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for item in items:
+        name = record_name(item)
+        if name in names:
+            found.setdefault(name, []).append(message_value(item))
+    for name, values in found.items():
+        if name != WINDOW and len(values) > 1:
+            raise ValueError(f"more than one {name} record")
+    return found
+
+
+def read_rules(items: Iterable[dict]) -> BoxRules | None:
+    """The rules an AUTH pack carries, from its records as read back (reader messages or
+    resolved records of that one pack); None when it carries none (a PIN that always works).
+    Records of other names (the AUTH itself, CTR, MAC, names not known yet) are passed over.
+    ValueError for rules a box cannot keep."""
+    found = _values_by_name(items, RULE_NAMES)
+    if not found:
+        return None
+    starts = _whole(found[FROM][0], FROM, 1, _LATEST_TIME) if FROM in found else None
+    ends = _whole(found[UNTIL][0], UNTIL, 1, _LATEST_TIME) if UNTIL in found else None
+    if starts is not None and ends is not None and ends <= starts:
+        raise ValueError("UNTIL comes after FROM")
+    windows = tuple(sorted({check_window(w) for w in found.get(WINDOW, [])}))
+    if len(windows) > MAX_WINDOWS:
+        raise ValueError(f"at most {MAX_WINDOWS} windows")
+    zone = _text(found[ZONE][0], "the zone of the windows") if ZONE in found else None
+    if windows and zone is None:
+        raise ValueError("windows need a ZONE")
+    uses = _whole(found[USES][0], USES, 1, MAX_USES) if USES in found else None
+    role = found[ROLE][0] if ROLE in found else None
+    if role is not None and role not in ROLES:
+        raise ValueError(f"ROLE is one of {ROLES}")
+    return BoxRules(starts=starts, ends=ends, zone=zone, windows=windows, uses=uses, role=role)
+
+
+def settings_version(value) -> int | None:
+    """The version of a SAFE as read back (a whole number from 1, like an UNLOCK's deadline), or None."""
+    return unlock_deadline(value)
+
+
+def read_safe_settings(items: Iterable[dict]) -> SafeSettings:
+    """Safe mode's settings from the records of a SAFE pack as read back; ValueError unless
+    all three are there and in range (the ranges `safe_settings` builds)."""
+    found = _values_by_name(items, SAFE_NAMES)
+    missing = [name for name in SAFE_NAMES if name not in found]
+    if missing:
+        raise ValueError("no " + ", ".join(missing))
+    text = found[LOCKOUTS][0]
+    if not isinstance(text, str) or not re.fullmatch(r"\d{1,5}(?:,\d{1,5})*", text):
+        raise ValueError('LOCKOUTS is seconds separated by commas ("60,300,900")')
+    steps = tuple(int(step) for step in text.split(","))
+    if any(step > 86_400 for step in steps):
+        raise ValueError("a lockout is at most a day")
+    return SafeSettings(attempts=_whole(found[ATTEMPTS][0], ATTEMPTS, 0, 100), lockouts=steps,
+                        dual_seconds=_whole(found[DUAL][0], DUAL, 0, 600))

@@ -98,7 +98,8 @@ def test_add_then_mailbox_registers_the_mailbox_and_its_channel_is_read_next(gw,
     [box] = gw.snapshot()["mailboxes"]
     assert box == {
         "public_key": MK, "channel_id": MC, "pins": 0, "open": False, "state": "closed",
-        "battery": 100, "wrong_attempts": 0,
+        "battery": 100, "wrong_attempts": 0, "pins_with_rules": 0, "locked_until": None,
+        "waiting_for_second_pin": False, "safe": None,
     }
     assert gw.snapshot()["pending_mailboxes"] == []
 
