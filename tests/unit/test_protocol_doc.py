@@ -19,7 +19,8 @@ VECTORS = dict(
     line.split(" = ", 1)
     for line in re.search(r"```vectors\n(.*?)\n```", DOC.read_text(), re.S).group(1).splitlines()
 )
-MAC_INPUT = re.search(r"```text\n(14:iotlock-mac-v1,[^\n]*)\n```", DOC.read_text()).group(1)
+MAC_INPUTS = re.findall(r"```text\n(14:iotlock-mac-v1,[^\n]*)\n```", DOC.read_text())
+MAC_INPUT = MAC_INPUTS[0]
 
 
 def test_the_document_has_an_example_for_every_message():
@@ -30,6 +31,9 @@ def test_the_document_has_an_example_for_every_message():
         "m.opened_remote", "m.closed", "m.rejected", "m.battery", "m.heartbeat",
         # the sealed level
         "m.add_pin_sealed", "m.remove_pin_sealed", "m.opened_with_ref", "m.rekey", "m.signed",
+        # rules the box enforces, and safe mode
+        "m.add_pin_sealed_with_rules", "m.add_pin_with_rules", "m.refused", "m.opened_with", "m.safe_settings",
+        "m.locked_out", "m.rejected_locked_out", "m.first_of_two",
     }
 
 
@@ -63,6 +67,15 @@ def test_the_test_vectors_are_what_the_portal_computes():
 def test_the_mac_input_shown_is_the_one_the_portal_covers():
     pack = m.opened_with_ref("G", "k3Xq9TzB") + [{"n": "CTR", "v": 7}]
     assert m.mac_input("MC", m.parse_pack(pack)).decode() == MAC_INPUT
+
+
+def test_the_mac_input_shown_for_an_auth_with_rules_is_the_one_the_portal_covers():
+    rules = m.BoxRules(zone="CET-1CEST,M3.5.0,M10.5.0/3", windows=("1111100 08:00-18:00", "0000011 10:00-12:00"),
+                       uses=3)
+    pack = m.add_pin_sealed_with_rules("G", VECTORS["sealed_pin"], rules) + [{"n": "CTR", "v": 4}]
+    assert m.mac_input("MC", m.parse_pack(pack)).decode() == MAC_INPUTS[1]
+    # The reader may hand the WINDOW records back in either order: the MAC is the same.
+    assert m.mac_input("MC", reversed(m.parse_pack(pack))).decode() == MAC_INPUTS[1]
 
 
 def test_a_signed_example_verifies_and_a_changed_one_does_not():
