@@ -1,6 +1,7 @@
 """What a box that keeps rules reports, applied: refusals and lockouts in the household's
 words and time, opens counted, duress seen by owners only, and a courier's parcel from
 the courier's opening to the household's collecting it, each step once."""
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -212,3 +213,39 @@ def test_a_report_read_again_changes_nothing_twice(kit, box):
     assert device_reports.apply_reports(target, to_reports(page)) == 0
     assert _summaries() == before
     assert kit.reload(courier).delivery_state == "collected" and kit.reload(grandma).uses == 1
+
+
+# Several workers at once is the PostgreSQL deployment (SQLite runs one worker).
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_two_workers_applying_the_same_close_deliver_the_parcel_once(app, backend, kit, box):
+    gateway, mailbox, _grandma, say = box
+    courier = _with(kit, kit.add_pin(mailbox, "Delivery", "6172"), purpose="courier")
+    kit.confirm_all(gateway)
+    say(messages.opened_with(gateway.thing_id, 6172))
+    kit.device(gateway).publish(messages.closed(gateway.thing_id), mailbox.channel_id)  # read by both, below
+    [target] = [t for t in device_reports.channels_of_linked_households() if t.channel_id == mailbox.channel_id]
+    reports = to_reports(kit.read(mailbox.channel_id, publisher=gateway.thing_id))
+    db.session.commit()
+    start, applied, errors = threading.Barrier(2), [], []
+
+    def worker():
+        with app.app_context():
+            try:
+                start.wait(10)
+                applied.append(device_reports.apply_reports(target, reports))
+            except Exception as exc:  # noqa: BLE001  (reported by the test)
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and sorted(applied) == [0, 1]
+    assert _summaries("box.parcel_delivered") == ["Parcel delivered (“Delivery”)"]
+    assert _summaries("box.closed") == ["Closed"]
+    courier, mailbox = kit.reload(courier), kit.reload(mailbox)
+    assert courier.delivery_state == "delivered" and mailbox.parcel_since == courier.delivered_at
