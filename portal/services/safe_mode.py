@@ -127,21 +127,7 @@ def save(account_id, mailbox_id, actor: User, *, enabled: bool, attempts=None, l
     settings = OFF
     if enabled:
         settings = Settings(check_attempts(attempts), check_lockouts(lockouts), DUAL_SECONDS if dual else 0)
-    # The next version; the row stays locked until this commits, so two saves take turns.
-    version = db.session.execute(
-        sa.update(Mailbox).where(Mailbox.id == mailbox.id).values(safe_version=Mailbox.safe_version + 1)
-        .returning(Mailbox.safe_version)
-    ).scalar_one()
-    db.session.refresh(mailbox)
-    older = db.session.get(Command, mailbox.safe_command_id) if mailbox.safe_command_id else None
-    if older is not None:
-        # Not on its way yet: the newer settings replace it (one that left is answered as sent).
-        deliveries.withdraw(older, "Replaced by newer safe-mode settings before it reached the box.")
-    command = deliveries.queue_command(account_id=account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
-                                       action=deliveries.SAFE, requested_by=actor)
-    command.value = str(version)
-    mailbox.safe_settings = None if settings == OFF else settings.as_row()
-    mailbox.safe_command_id = command.id
+    command, version = _queue(mailbox, actor, settings)
     activity.record(
         account_id,
         kind="mailbox.safe_mode",
@@ -153,6 +139,35 @@ def save(account_id, mailbox_id, actor: User, *, enabled: bool, attempts=None, l
     )
     db.session.commit()
     return mailbox
+
+
+def send_again(mailbox: Mailbox, actor: User | None) -> Command | None:
+    """The box's settings once more, behind whatever is queued for it (a box with a new key
+    pair is new to its gateway); None when safe mode is off. The caller commits."""
+    if mailbox.safe_settings is None:
+        return None
+    return _queue(mailbox, actor, settings_of(mailbox))[0]
+
+
+def _queue(mailbox: Mailbox, actor: User | None, settings: Settings) -> tuple[Command, int]:
+    """Store the settings and queue them with the next version; an older change that has not
+    left is taken back."""
+    # The row stays locked from here until the caller commits, so two changes take turns.
+    version = db.session.execute(
+        sa.update(Mailbox).where(Mailbox.id == mailbox.id).values(safe_version=Mailbox.safe_version + 1)
+        .returning(Mailbox.safe_version)
+    ).scalar_one()
+    db.session.refresh(mailbox, ["safe_version", "safe_command_id"])  # as the lock found them
+    older = db.session.get(Command, mailbox.safe_command_id) if mailbox.safe_command_id else None
+    if older is not None:
+        # Not on its way yet: the newer settings replace it (one that left is answered as sent).
+        deliveries.withdraw(older, "Replaced by newer safe-mode settings before it reached the box.")
+    command = deliveries.queue_command(account_id=mailbox.account_id, gateway_id=mailbox.gateway_id,
+                                       mailbox_id=mailbox.id, action=deliveries.SAFE, requested_by=actor)
+    command.value = str(version)
+    mailbox.safe_settings = None if settings == OFF else settings.as_row()
+    mailbox.safe_command_id = command.id
+    return command, version
 
 
 def command_of(mailbox: Mailbox) -> Command | None:

@@ -1,13 +1,15 @@
 """Rules a sealed box keeps itself: its reports name PINs by reference and are signed, and
 safe mode (lockouts after wrong PINs, two PINs to open) goes to it as a SAFE command that is
 queued, sent and confirmed by the answer echoing its version, like a PIN change."""
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.jobs import virtual_gateways
-from portal.models import Account, ActivityEvent, Command, IgnoredDeviceMessage
-from portal.services import device_link, safe_mode
+from portal.models import Account, ActivityEvent, Command, IgnoredDeviceMessage, LoginSession, utcnow
+from portal.services import device_link, mailboxes, safe_mode
 from portal.services.errors import Conflict, ValidationFailed
 from portal.streamiot import messages
 
@@ -165,3 +167,19 @@ def test_a_refused_safe_mode_change_says_so_in_the_log(kit, sealed):
     assert _summaries("delivery.failed") == [
         "Safe mode for “Front box” was refused by the box: no room"]
     assert db.session.get(Command, command.id).reason == "no room"
+
+
+def test_a_box_with_a_new_key_pair_gets_its_safe_mode_settings_again(kit, sealed):
+    _gateway, mailbox, _pin, _say = sealed
+    _save(kit, mailbox)
+    kit.drain()
+    login = LoginSession(user_id=kit.user.id, token_hash=uuid.uuid4().hex * 2, reauthenticated_at=utcnow())
+    db.session.add(login)
+    db.session.commit()
+    mailboxes.new_key_pair(kit.account.id, mailbox.id, kit.user, login)
+    mailbox = kit.reload(mailbox)
+    again = safe_mode.command_of(mailbox)
+    assert [(c.value, c.state) for c in kit.commands(action="SAFE")] == [("1", "sent"), ("2", "queued")]
+    assert again.value == "2" and mailbox.safe_settings["lockouts"] == [60, 300, 900]
+    # Behind the box's new registration and its PINs, which the gateway needs first.
+    assert [c.action for c in kit.commands(mailbox=mailbox)][-5:] == ["DELETE", "ADD", "Mailbox", "AUTH", "SAFE"]
