@@ -567,33 +567,37 @@ def _whose(pin: Pin | None) -> str:
     return f"“{pin.label}”"
 
 
-# A courier's parcel, per box: the courier opens (opened), the box closes on the parcel
-# (delivered), someone of the household opens it (collected). Each step is a compare-and-set
-# on the step before, so a report read twice, or a forged one, cannot apply a step twice.
-OPENED_BY_COURIER = "opened"
-DELIVERED = "delivered"
-COLLECTED = "collected"
+class ParcelState(enum.StrEnum):
+    """A courier's parcel, per box (Pin.delivery_state of a delivery code; None: waiting for
+    the courier): the courier opens the box, the box closes on the parcel, someone of the
+    household opens it. Each step is a compare-and-set on the step before, so a report read
+    twice, or a forged one, cannot apply a step twice."""
+
+    OPENED = "opened"
+    DELIVERED = "delivered"
+    COLLECTED = "collected"
 
 
-def _parcel_step(where, expected: str | None, new: str, **values) -> list[Pin]:
+def _parcel_step(where, expected: ParcelState | None, new: ParcelState, **values) -> list[Pin]:
     """Move the PINs `where` selects from `expected` to `new`; the PINs that moved."""
     state = Pin.delivery_state.is_(None) if expected is None else Pin.delivery_state == expected
     moved = db.session.scalars(
         sa.update(Pin).where(where, state).values(delivery_state=new, **values)
         .returning(Pin.id).execution_options(synchronize_session="fetch")
     ).all()
-    return list(db.session.scalars(sa.select(Pin).where(Pin.id.in_(moved)).order_by(Pin.created_at))) if moved \
-        else []
+    if not moved:
+        return []
+    return list(db.session.scalars(sa.select(Pin).where(Pin.id.in_(moved)).order_by(Pin.created_at)))
 
 
 def _courier_opened(pin: Pin) -> None:
-    _parcel_step(Pin.id == pin.id, None, OPENED_BY_COURIER)
+    _parcel_step(Pin.id == pin.id, None, ParcelState.OPENED)
 
 
 def _parcel_delivered(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     at = _when(report)
-    pins = _parcel_step(sa.and_(Pin.mailbox_id == mailbox.id, Pin.purpose == PIN_COURIER), OPENED_BY_COURIER,
-                        DELIVERED, delivered_at=at)
+    pins = _parcel_step(sa.and_(Pin.mailbox_id == mailbox.id, Pin.purpose == PIN_COURIER),
+                        ParcelState.OPENED, ParcelState.DELIVERED, delivered_at=at)
     if not pins:
         return
     db.session.execute(
@@ -606,7 +610,8 @@ def _parcel_delivered(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) 
 
 
 def _parcel_collected(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
-    pins = _parcel_step(Pin.mailbox_id == mailbox.id, DELIVERED, COLLECTED, collected_at=_when(report))
+    pins = _parcel_step(Pin.mailbox_id == mailbox.id, ParcelState.DELIVERED, ParcelState.COLLECTED,
+                        collected_at=_when(report))
     if not pins:
         return
     mailbox.parcel_since = None
