@@ -29,6 +29,10 @@ KIND_GROUPS = {
     "support": "Support",
 }
 
+# Kinds only owners see: a duress opening must not tell the member under duress (or
+# anyone else of the household) that the alarm went off.
+OWNERS_ONLY_KINDS = ("box.duress",)
+
 _ACTOR_FALLBACK = {"member": "A member", "box": "A box", "support": "IoTLock support", "system": "IoTLock"}
 
 
@@ -81,8 +85,14 @@ class Page:
         return self.page > 1
 
 
-def _filtered(account_id: uuid.UUID, mailbox_id=None, kind: str | None = None) -> sa.Select:
-    stmt = scoped(ActivityEvent, account_id)
+def visible_to(*, owner: bool) -> sa.ColumnElement[bool]:
+    """The events a member sees: owners all of them, other members none of OWNERS_ONLY_KINDS
+    (for every query that shows events, e.g. a box's latest event on the dashboard)."""
+    return sa.true() if owner else ActivityEvent.kind.not_in(OWNERS_ONLY_KINDS)
+
+
+def _filtered(account_id: uuid.UUID, mailbox_id=None, kind: str | None = None, *, owner: bool) -> sa.Select:
+    stmt = scoped(ActivityEvent, account_id).where(visible_to(owner=owner))
     if mailbox_id:
         stmt = stmt.where(ActivityEvent.mailbox_id == _as_uuid(mailbox_id))
     if kind:
@@ -105,19 +115,22 @@ def _as_uuid(value) -> uuid.UUID:
 
 
 def list_events(
-    account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int | None = 1, per_page: int = PER_PAGE
+    account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int | None = 1, per_page: int = PER_PAGE,
+    owner: bool = False,
 ) -> Page:
-    """One page of the household's events, newest first, optionally for one mailbox or kind."""
+    """One page of the household's events, newest first, optionally for one mailbox or kind.
+    `owner`: the reader is an owner, who also sees OWNERS_ONLY_KINDS."""
     page = clamp_page(page)
     rows = db.session.scalars(
-        _filtered(account_id, mailbox_id, kind).offset((page - 1) * per_page).limit(per_page + 1)
+        _filtered(account_id, mailbox_id, kind, owner=owner).offset((page - 1) * per_page).limit(per_page + 1)
     ).all()
     return Page(events=list(rows[:per_page]), page=page, per_page=per_page, has_next=len(rows) > per_page)
 
 
-def recent_for_mailbox(account_id: uuid.UUID, mailbox_id, limit: int = 20) -> list[ActivityEvent]:
-    """The latest events of one mailbox (for the mailbox page)."""
-    return list(db.session.scalars(_filtered(account_id, mailbox_id).limit(limit)).all())
+def recent_for_mailbox(account_id: uuid.UUID, mailbox_id, limit: int = 20, *, owner: bool = False
+                       ) -> list[ActivityEvent]:
+    """The latest events of one mailbox (for the mailbox page); `owner` as in list_events."""
+    return list(db.session.scalars(_filtered(account_id, mailbox_id, owner=owner).limit(limit)).all())
 
 
 def mailbox_names(account_id: uuid.UUID) -> dict[uuid.UUID, str]:
@@ -134,7 +147,8 @@ CSV_COLUMNS = ["time_utc", "actor", "actor_kind", "kind", "mailbox", "summary", 
 _CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def export_csv(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None) -> Iterator[str]:
+def export_csv(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, owner: bool = False
+               ) -> Iterator[str]:
     """The household's events (filtered like the page) as CSV text, streamed in chunks."""
     names = mailbox_names(account_id)
     buffer = io.StringIO()
@@ -142,7 +156,7 @@ def export_csv(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = Non
     writer.writerow(CSV_COLUMNS)
     yield _drain(buffer)
     result = db.session.execute(
-        _filtered(account_id, mailbox_id, kind).execution_options(yield_per=500)
+        _filtered(account_id, mailbox_id, kind, owner=owner).execution_options(yield_per=500)
     ).scalars()
     for event in result:
         writer.writerow(

@@ -118,6 +118,8 @@ JOB_REMOVE_MAILBOX = "device.remove_mailbox"
 GATEWAY_SETUP_ACTIONS = ("CONNECT", "REGISTER")
 MAILBOX_SETUP_ACTIONS = ("ADD", "Mailbox")
 PIN_ACTIONS = ("AUTH", "UNAUTH")
+# A box's safe-mode settings (portal/services/safe_mode.py); command.value is their version.
+SAFE = "SAFE"
 # How far the platform's clock may run behind the portal's: an answer stamped this much
 # before the publish started can still be its answer.
 CLOCK_SKEW = timedelta(seconds=2)
@@ -491,6 +493,7 @@ def _after_failure(command: Command | None, reason: str, *, by_device: bool) -> 
         "AUTH": f"Adding PIN “{pin.label if pin else '?'}”",
         "UNAUTH": f"Removing PIN “{pin.label if pin else '?'}”",
         "UNLOCK": f"Unlocking “{mailbox.name if mailbox else '?'}”",
+        SAFE: f"Safe mode for “{mailbox.name if mailbox else '?'}”",
         "DELETE": f"Removing “{mailbox.name if mailbox else '?'}”",
         "DESTRUCT": f"Removing gateway “{gateway.name if gateway else '?'}”",
     }.get(command.action, command.action)
@@ -551,8 +554,8 @@ def requeue_with_its_job(command: Command) -> bool:
 def retry_mailbox_setup(mailbox: Mailbox) -> bool:
     """Set a failed box up again, then send its PIN changes that were waiting for it: its
     set-up job first, then ADD and Mailbox in protocol order (sent again when they were
-    never answered: set-up steps are idempotent on the device), then the PIN changes that
-    failed or wait. False when the box had not failed (any more)."""
+    never answered: set-up steps are idempotent on the device), then the PIN and safe-mode
+    changes that failed or wait. False when the box had not failed (any more)."""
     if not retry_device_setup(Mailbox, mailbox.id):
         return False
     mailbox.progress = {k: v for k, v in (mailbox.progress or {}).items() if k in ("channel", "connect")}
@@ -560,14 +563,14 @@ def retry_mailbox_setup(mailbox: Mailbox) -> bool:
                        gateway_id=mailbox.gateway_id)
     waiting = db.session.scalars(
         sa.select(Command)
-        .where(Command.mailbox_id == mailbox.id, Command.action.in_(MAILBOX_SETUP_ACTIONS + PIN_ACTIONS))
+        .where(Command.mailbox_id == mailbox.id, Command.action.in_(MAILBOX_SETUP_ACTIONS + PIN_ACTIONS + (SAFE,)))
         .order_by(Command.created_at)
     ).all()
     setup = sorted((c for c in waiting if c.action in MAILBOX_SETUP_ACTIONS),
                    key=lambda c: MAILBOX_SETUP_ACTIONS.index(c.action))
     retry_setup_steps(setup)
     for command in waiting:
-        if command.action in PIN_ACTIONS and command.state in (C.FAILED, C.QUEUED):
+        if command.action in PIN_ACTIONS + (SAFE,) and command.state in (C.FAILED, C.QUEUED):
             requeue(command, [C(command.state)])
     return True
 

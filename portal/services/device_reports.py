@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from portal import crypto
+from portal import crypto, timezones
 from portal.extensions import db
 from portal.models import (
     LINK_CONNECTED,
@@ -40,9 +40,10 @@ from portal.models import (
     IgnoredDeviceMessage,
     Mailbox,
     Pin,
+    User,
     utcnow,
 )
-from portal.models.devices import ACTION_CHANNEL
+from portal.models.devices import ACTION_CHANNEL, PIN_COURIER, PIN_DURESS, PIN_HOUSEHOLD
 from portal.services import activity, deliveries, device_link
 from portal.services.deliveries import CommandState, DeviceState
 from portal.services.pins import digest_of
@@ -447,6 +448,9 @@ def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, rep
             and value == deliveries.unlock_deadline(command)
     if command.action == "DESTRUCT":
         return value == gateway.public_key
+    if command.action == deliveries.SAFE:
+        # Each safe-mode change carries its own version, and its answer echoes it.
+        return isinstance(value, int) and not isinstance(value, bool) and command.value == str(value)
     if command.action == "DELETE" and command.value:
         return value == command.value  # the old key of a box that got a new key pair
     if command.action in ("ADD", "Mailbox", "DELETE"):
@@ -486,36 +490,192 @@ def _record(gateway: Gateway, mailbox: Mailbox, report: DeviceReport, kind: str,
     )
 
 
+def _local(mailbox: Mailbox, moment: datetime, form: str = "%a %H:%M") -> str:
+    """A time in words in the household's zone ("Sat 21:14")."""
+    name = db.session.scalar(sa.select(Account.time_zone).where(Account.id == mailbox.account_id))
+    return moment.astimezone(timezones.zone(name)).strftime(form)
+
+
+def _pin_named(mailbox: Mailbox, value: object) -> Pin | None:
+    """The box's PIN a report names: a sealed box by its reference, a seed box by its digits."""
+    if isinstance(value, str):
+        found = Pin.ref == value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        found = Pin.digits_digest == digest_of(mailbox.id, str(value))
+    else:
+        return None
+    return db.session.scalars(sa.select(Pin).where(Pin.mailbox_id == mailbox.id, found)).first()
+
+
 def _opened(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     mailbox.is_open = True
     if report.remote:
         _record(gateway, mailbox, report, "box.opened_remote", "Opened remotely")
         deliveries.confirm_waiting_unlock(mailbox.id)
+        _parcel_collected(gateway, mailbox, report)
         return
-    if isinstance(report.value, str):
-        # A sealed box names the PIN by the reference it was given with it.
-        found = Pin.ref == report.value
-    elif isinstance(report.value, int) and not isinstance(report.value, bool):
-        found = Pin.digits_digest == digest_of(mailbox.id, str(report.value))
-    else:
-        _record(gateway, mailbox, report, "box.opened_pin", "Opened with a PIN")
-        return
-    pin = db.session.scalars(sa.select(Pin).where(Pin.mailbox_id == mailbox.id, found)).first()
+    # An opening by PIN resets the box's count of wrong PINs: no lockout holds any more.
+    mailbox.locked_until = None
+    pin = _pin_named(mailbox, report.value)
+    first = _pin_named(mailbox, report.second) if report.second is not None else None
     if pin is not None:
-        _record(gateway, mailbox, report, "box.opened_pin", f"Opened with PIN “{pin.label}”", {"pin_id": str(pin.id)})
+        _count_use(pin, report.left)
+    if first is not None:
+        _count_use(first, None)
+    details = {"pin_id": str(pin.id)} if pin is not None else {}
+    if report.duress or (pin is not None and pin.purpose == PIN_DURESS):
+        _record(gateway, mailbox, report, "box.duress",
+                f"Opened under duress with the duress PIN of {_whose(pin)}", {**details, "duress": True})
+        return
+    if pin is not None and pin.purpose == PIN_COURIER:
+        _courier_opened(pin)
+        _record(gateway, mailbox, report, "box.opened_pin", f"Courier “{pin.label}” opened the box",
+                {**details, "courier": True})
+        return
+    if report.second is not None:
+        names = " and ".join(f"“{p.label}”" if p is not None else "a PIN not on the list any more"
+                             for p in (first, pin))
+        _record(gateway, mailbox, report, "box.opened_pin", f"Opened with PINs {names}",
+                {**details, "first_pin_id": str(first.id) if first is not None else None})
+    elif pin is not None:
+        _record(gateway, mailbox, report, "box.opened_pin", f"Opened with PIN “{pin.label}”", details)
+    elif report.value is None:
+        _record(gateway, mailbox, report, "box.opened_pin", "Opened with a PIN")
     else:
         _record(gateway, mailbox, report, "box.opened_pin", "Opened with a PIN that is not on the list any more")
+    if pin is not None and pin.purpose == PIN_HOUSEHOLD:
+        _parcel_collected(gateway, mailbox, report)
+
+
+def _count_use(pin: Pin, left: int | None) -> None:
+    """One more open of the PIN; a box that counts says how many it has left, which wins."""
+    uses = Pin.uses + 1
+    if left is not None and pin.max_uses is not None:
+        uses = sa.literal(max(pin.max_uses - left, 0))
+    db.session.execute(
+        sa.update(Pin).where(Pin.id == pin.id).values(uses=uses).execution_options(synchronize_session="fetch")
+    )
+
+
+def _whose(pin: Pin | None) -> str:
+    """Whose duress PIN it was: the member it belongs to, else its label."""
+    if pin is None:
+        return "a member"
+    member = db.session.get(User, pin.assigned_to_id) if pin.assigned_to_id else None
+    if member is not None:
+        return member.display_name or member.email
+    return f"“{pin.label}”"
+
+
+class ParcelState(enum.StrEnum):
+    """A courier's parcel, per box (Pin.delivery_state of a delivery code; None: waiting for
+    the courier): the courier opens the box, the box closes on the parcel, someone of the
+    household opens it. Each step is a compare-and-set on the step before, so a report read
+    twice, or a forged one, cannot apply a step twice."""
+
+    OPENED = "opened"
+    DELIVERED = "delivered"
+    COLLECTED = "collected"
+
+
+def _parcel_step(where, expected: ParcelState | None, new: ParcelState, **values) -> list[Pin]:
+    """Move the PINs `where` selects from `expected` to `new`; the PINs that moved."""
+    state = Pin.delivery_state.is_(None) if expected is None else Pin.delivery_state == expected
+    moved = db.session.scalars(
+        sa.update(Pin).where(where, state).values(delivery_state=new, **values)
+        .returning(Pin.id).execution_options(synchronize_session="fetch")
+    ).all()
+    if not moved:
+        return []
+    return list(db.session.scalars(sa.select(Pin).where(Pin.id.in_(moved)).order_by(Pin.created_at)))
+
+
+def _courier_opened(pin: Pin) -> None:
+    _parcel_step(Pin.id == pin.id, None, ParcelState.OPENED)
+
+
+def _parcel_delivered(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    at = _when(report)
+    pins = _parcel_step(sa.and_(Pin.mailbox_id == mailbox.id, Pin.purpose == PIN_COURIER),
+                        ParcelState.OPENED, ParcelState.DELIVERED, delivered_at=at)
+    if not pins:
+        return
+    db.session.execute(
+        sa.update(Mailbox).where(Mailbox.id == mailbox.id, Mailbox.parcel_since.is_(None)).values(parcel_since=at)
+        .execution_options(synchronize_session="fetch")
+    )
+    labels = ", ".join(f"“{p.label}”" for p in pins)
+    _record(gateway, mailbox, report, "box.parcel_delivered", f"Parcel delivered ({labels})",
+            {"pin_ids": [str(p.id) for p in pins]})
+
+
+def _parcel_collected(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    pins = _parcel_step(Pin.mailbox_id == mailbox.id, ParcelState.DELIVERED, ParcelState.COLLECTED,
+                        collected_at=_when(report))
+    if not pins:
+        return
+    mailbox.parcel_since = None
+    _record(gateway, mailbox, report, "box.parcel_collected", "Parcel collected",
+            {"pin_ids": [str(p.id) for p in pins]})
 
 
 def _closed(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     mailbox.is_open = False
     _record(gateway, mailbox, report, "box.closed", "Closed")
+    _parcel_delivered(gateway, mailbox, report)
+
+
+# Why a box refused a PIN it holds (docs/device-protocol.md), in the household's words.
+REFUSAL_WORDS = {
+    "not yet": "not valid yet",
+    "outside hours": "outside its hours",
+    "expired": "expired",
+    "used up": "used up",
+    "locked out": "the keypad is locked out",
+}
+LOCKED_OUT = "locked out"
+
+
+def _refusal_words(reason: str | None) -> str:
+    return REFUSAL_WORDS.get(reason or "", "refused by the box")
+
+
+def _refused(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    pin = _pin_named(mailbox, report.value)
+    who = f"“{pin.label}” PIN" if pin is not None else "A PIN not on the list any more"
+    when = _local(mailbox, _when(report))
+    _record(gateway, mailbox, report, "box.refused", f"{who} refused: {_refusal_words(report.reason)} ({when})",
+            {"pin_id": str(pin.id) if pin is not None else None, "reason": (report.reason or "")[:200]})
 
 
 def _rejected(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
     attempts = report.value if isinstance(report.value, int) and not isinstance(report.value, bool) else 1
+    if report.reason == LOCKED_OUT:
+        when = _local(mailbox, _when(report))
+        _record(gateway, mailbox, report, "box.rejected",
+                f"Entry refused: {_refusal_words(report.reason)} ({when})",
+                {"attempts": attempts, "reason": LOCKED_OUT})
+        return
     words = "1 wrong attempt" if attempts == 1 else f"{attempts} wrong attempts in a row"
     _record(gateway, mailbox, report, "box.rejected", f"Wrong PIN entered ({words})", {"attempts": attempts})
+
+
+def _lockout(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    until = report.value if isinstance(report.value, int) and not isinstance(report.value, bool) else None
+    if until is None or until <= 0:
+        _record(gateway, mailbox, report, "box.lockout", "Keypad locked out after wrong PINs")
+        return
+    mailbox.locked_until = _moment(until)
+    _record(gateway, mailbox, report, "box.lockout",
+            f"Keypad locked out until {_local(mailbox, mailbox.locked_until, '%H:%M')} after wrong PINs",
+            {"until": until})
+
+
+def _first(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
+    pin = _pin_named(mailbox, report.value)
+    which = f"First PIN “{pin.label}”" if pin is not None else "A first PIN"
+    _record(gateway, mailbox, report, "box.first", f"{which} accepted: waiting for a second one",
+            {"pin_id": str(pin.id)} if pin is not None else None)
 
 
 def _battery(gateway: Gateway, mailbox: Mailbox, report: DeviceReport) -> None:
@@ -537,6 +697,9 @@ _EVENTS = {
     ReportKind.CLOSED: _closed,
     ReportKind.REJECTED: _rejected,
     ReportKind.BATTERY: _battery,
+    ReportKind.REFUSED: _refused,
+    ReportKind.LOCKOUT: _lockout,
+    ReportKind.FIRST: _first,
 }
 
 

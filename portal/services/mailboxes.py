@@ -8,7 +8,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.models import Gateway, Mailbox, User, utcnow
 from portal.models.devices import MAILBOX_KINDS
-from portal.services import activity, deliveries, key_offers
+from portal.services import activity, deliveries, key_offers, safe_mode
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.gateways import clean_name, key_pair_from
@@ -234,6 +234,8 @@ def new_key_pair(account_id, mailbox_id, actor: User, login_session, *, password
     if not deliveries.rekey_mailbox(mailbox, old_key, actor):
         db.session.rollback()
         raise Conflict("The box changed a moment ago; look again.")
+    # Its safe-mode settings too: the gateway keeps them with the old key.
+    safe_mode.send_again(mailbox, actor)
     key_offers.offer(actor, key_offers.MAILBOX, mailbox.id, private)
     activity.record(
         account_id,

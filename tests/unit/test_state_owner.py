@@ -1,6 +1,8 @@
 """One writer per state, layers without cycles, imports at the top: checked by reading the code.
 
 - Only portal/services/deliveries.py writes the state of a command, PIN, gateway or box;
+  only portal/services/device_reports.py moves a courier's parcel along (Pin.delivery_state:
+  the box's reports are what moves it);
   job states belong to the outbox (portal/jobs/outbox.py, runner.py), StreamIoT's health
   to portal/jobs/platform.py.
 - Templates compare states with the enums, never with state words.
@@ -20,6 +22,8 @@ JOB_STATE_OWNERS = {PORTAL / "jobs" / "outbox.py", PORTAL / "jobs" / "runner.py"
 PLATFORM_STATE_OWNER = PORTAL / "jobs" / "platform.py"
 # A gateway's key replacement (Gateway.key_state) has its own owner.
 KEY_STATE_OWNER = PORTAL / "services" / "gateway_keys.py"
+# A courier's parcel (Pin.delivery_state) moves only with what the boxes report.
+PARCEL_STEP_OWNER = PORTAL / "services" / "device_reports.py"
 STATE_WORDS = {"queued", "sending", "sent", "confirmed", "failed", "expired", "withdrawn",
                "adding", "active", "removing", "removed", "provisioning"}
 
@@ -101,14 +105,15 @@ def test_services_never_import_streamiot_or_the_job_runner():
     assert wrong == []
 
 
-def _key_state_writes(path: Path) -> list[str]:
-    return _state_writes(path, attrs=("key_state",), models=("Gateway",))
+# (owner, column, model): a gateway's key replacement; a courier's parcel.
+OTHER_STATES = [(KEY_STATE_OWNER, "key_state", "Gateway"), (PARCEL_STEP_OWNER, "delivery_state", "Pin")]
 
 
-def test_only_the_gateway_keys_module_writes_the_key_replacement_state():
-    writes = [w for path in _modules() if path != KEY_STATE_OWNER for w in _key_state_writes(path)]
+@pytest.mark.parametrize("owner, column, model", OTHER_STATES, ids=[c for _o, c, _m in OTHER_STATES])
+def test_each_other_state_has_one_writer(owner, column, model):
+    writes = [w for path in _modules() if path != owner for w in _state_writes(path, (column,), (model,))]
     assert writes == []
-    assert _key_state_writes(KEY_STATE_OWNER), "the checker sees the owner's writes"
+    assert _state_writes(owner, (column,), (model,)), "the checker sees the owner's writes"
 
 
 def test_imports_sit_at_the_top_of_every_module():
@@ -129,3 +134,4 @@ def test_imports_sit_at_the_top_of_every_module():
 def test_the_jobs_package_imports_nothing():
     tree = ast.parse((PORTAL / "jobs" / "__init__.py").read_text())
     assert not [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+

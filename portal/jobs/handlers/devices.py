@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.jobs.errors import PermanentFailure, RetryLater, judge
 from portal.jobs.registry import handler
 from portal.models import PROTOCOL_SEALED, Account, Command, Gateway, Mailbox, Pin
-from portal.services import activity, deliveries, device_link, device_reports
+from portal.services import activity, deliveries, device_link, device_reports, safe_mode
 from portal.services.deliveries import CommandState, DeviceState
 from portal.streamiot import errors as sie
 from portal.streamiot import messages
@@ -220,6 +220,15 @@ def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin 
         if command.expires_at is None:
             raise PermanentFailure("An unlock without a time to live is never sent.")
         return _box_channel(mailbox), messages.unlock(g, deliveries.unlock_deadline(command))
+    if action == deliveries.SAFE:
+        # The box's settings now (a newer change withdrew this one unless it had left),
+        # with this command's version, which the answer echoes.
+        if not command.value or not command.value.isdigit():
+            raise PermanentFailure("A safe-mode change without its version is never sent.")
+        settings = safe_mode.settings_of(mailbox)
+        return _box_channel(mailbox), messages.safe_settings(
+            g, int(command.value), attempts=settings.attempts, lockouts=settings.lockouts,
+            dual_seconds=settings.dual_seconds)
     raise PermanentFailure(f"IoTLock does not send {action} this way")
 
 

@@ -26,7 +26,12 @@ _EVENT_KINDS = {
     m.REJECTED: ReportKind.REJECTED,
     m.BATTERY: ReportKind.BATTERY,
     m.HEARTBEAT: ReportKind.HEARTBEAT,
+    m.REFUSED: ReportKind.REFUSED,
+    m.LOCKOUT: ReportKind.LOCKOUT,
+    m.FIRST: ReportKind.FIRST,
 }
+# Records that only say more about another record of their pack: never reports of their own.
+_PACK_EXTRAS = (m.REASON, m.CTR, m.MAC, m.LEFT, m.DURESS, m.SECOND)
 
 
 def read_channel(client, target: ChannelToRead) -> list[dict]:
@@ -77,7 +82,9 @@ def _whole(value) -> int | None:
 
 def to_reports(reader_messages: list[dict], read_at: float | None = None, *, channel_id: str | None = None,
                report_key: bytes | None = None) -> list[DeviceReport]:
-    """The reports among reader messages; a REASON record joins the Failed it explains.
+    """The reports among reader messages; the records that explain another record of their
+    pack join it: a REASON the Failed or REFUSED (or REJECTED) it explains; LEFT, DURESS and
+    SECOND the OPENED they belong to.
 
     `read_at` (epoch seconds, default now): when the reader was asked. A message whose
     platform time cannot be a receive time (a device clock: before 2024, or ahead of the
@@ -97,7 +104,7 @@ def to_reports(reader_messages: list[dict], read_at: float | None = None, *, cha
             continue
         packs.setdefault((time, message.get("publisher")), []).append(message)
         base, name = parts
-        if name not in (m.REASON, m.CTR, m.MAC):
+        if name not in _PACK_EXTRAS:
             parsed.append((float(time), base, name, message))
     counters: dict[tuple[object, object], int | None] = {}
     if report_key is not None and channel_id:
@@ -115,28 +122,54 @@ def to_reports(reader_messages: list[dict], read_at: float | None = None, *, cha
             if name == m.UNLOCK:
                 value = m.unlock_deadline(value)
             elif name in (m.AUTH, m.UNAUTH):
-                value = value if isinstance(value, str) else _whole(value)  # a sealed box echoes the reference
+                value = _pin_named(value)  # a sealed box echoes the reference
+            elif name == m.SAFE:
+                value = _whole(value)  # the settings' version
             reports.append(DeviceReport(ReportKind.ANSWER, value=value, done=unit == m.DONE,
                                         reason=None if unit == m.DONE else _reason(packs[pack_key]), **common))
             continue
         kind = _EVENT_KINDS.get(name, ReportKind.UNKNOWN)
+        extras: dict[str, Any] = {}
         if kind == ReportKind.BATTERY and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = int(round(value))
-        elif kind == ReportKind.OPENED and isinstance(value, str):
-            pass  # a sealed box names the PIN by its reference
-        elif kind in (ReportKind.OPENED, ReportKind.REJECTED):
+        elif kind in (ReportKind.OPENED, ReportKind.REFUSED, ReportKind.FIRST):
+            value = _pin_named(value)
+        elif kind in (ReportKind.REJECTED, ReportKind.LOCKOUT):
             value = _whole(value)
+        if kind in (ReportKind.REFUSED, ReportKind.REJECTED):
+            extras["reason"] = _reason(packs[pack_key])
+        elif kind == ReportKind.OPENED:
+            pack = packs[pack_key]
+            left = _extra(pack, m.LEFT)
+            second = _extra(pack, m.SECOND)
+            duress = _extra(pack, m.DURESS)
+            extras.update(
+                left=_whole(m.message_value(left)) if left else None,
+                second=_pin_named(m.message_value(second)) if second else None,
+                duress=bool(duress and duress.get("bool_value") is True),
+            )
         reports.append(DeviceReport(kind, value=value, remote=kind == ReportKind.OPENED and unit == "Remote",
-                                    **common))
+                                    **extras, **common))
     return reports
 
 
-def _reason(pack: list[dict]) -> str | None:
+def _pin_named(value) -> str | int | None:
+    """A PIN as a box names it: a sealed box's reference, or a seed box's digits."""
+    return value if isinstance(value, str) else _whole(value)
+
+
+def _extra(pack: list[dict], name: str) -> dict | None:
+    """The pack's record of that name (LEFT, SECOND, ...), if it has one."""
     for message in pack:
         parts = m.split_name(message.get("name"))
-        if parts and parts[1] == m.REASON and isinstance(message.get("string_value"), str):
-            return message["string_value"]
+        if parts and parts[1] == name:
+            return message
     return None
+
+
+def _reason(pack: list[dict]) -> str | None:
+    reason = _extra(pack, m.REASON)
+    return reason["string_value"] if reason and isinstance(reason.get("string_value"), str) else None
 
 
 def poll(app, targets: list[ChannelToRead]) -> int:
