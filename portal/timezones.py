@@ -10,6 +10,7 @@ import functools
 import importlib.resources
 import zoneinfo
 from datetime import tzinfo
+from typing import TypeGuard
 
 DEFAULT_ZONE = "UTC"
 
@@ -19,7 +20,7 @@ def zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {DEFAULT_ZONE}
 
 
-def is_zone(name: object) -> bool:
+def is_zone(name: object) -> TypeGuard[str]:
     return isinstance(name, str) and name in zone_names()
 
 
