@@ -334,6 +334,21 @@ def assigned_to(account_id, user_id) -> list[Pin]:
     ))
 
 
+def remove_member_pins(account_id, member: User, actor: User, why: str) -> list[Pin]:
+    """A member leaves or is removed: their PINs come off the boxes, each with a log line
+    ("PIN “Bike” of bob@example.com removed: bob@example.com left the household"). The
+    caller commits with the membership change."""
+    removed = []
+    for pin in assigned_to(account_id, member.id):
+        mailbox = pin.mailbox
+        if mailbox.status == DeviceState.REMOVING or _take_off(pin, mailbox, actor) is None:
+            continue  # going with its box, or someone else's removal won
+        _log(pin, mailbox, actor, "pin.removed", f"PIN “{pin.label}” of {member.email} removed: {why}",
+             member=member.email)
+        removed.append(pin)
+    return removed
+
+
 # --- removing ----------------------------------------------------------------------------------
 
 def remove_pin(account_id, pin_id, actor: User) -> Pin:
@@ -382,6 +397,76 @@ def _take_off(pin: Pin, mailbox: Mailbox, actor: User | None) -> str | None:
     deliveries.queue_command(account_id=pin.account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
                              pin_id=pin.id, action="UNAUTH", requested_by=actor, command_id=command_id)
     return "removed"
+
+
+# --- the schedule ----------------------------------------------------------------------------
+
+def keep_schedules(now: datetime | None = None) -> dict[str, int]:
+    """One pass of the worker's PIN schedule, in one query and one commit:
+
+    - every gateway: an active PIN past its end or its last use is taken off its box
+      (belt and braces: a sealed box refuses it already), with the reason kept in
+      `ended` and a log line; a paused one is simply removed;
+    - seed gateways, which keep no rules: a PIN is taken off its box outside its hours
+      (before its start, outside its windows) and put back when they begin.
+
+    Every change is a compare-and-set, so passes running at once queue each command once."""
+    now = now or utcnow()
+    ended_or_used = sa.or_(Pin.ends_at <= now, Pin.uses >= Pin.max_uses)
+    has_hours = sa.or_(Pin.starts_at.is_not(None), Pin.windows.is_not(None))
+    rows = db.session.execute(
+        sa.select(Pin, Mailbox.name, Mailbox.gateway_id, Gateway.protocol, Command.state)
+        .join(Mailbox, Mailbox.id == Pin.mailbox_id)
+        .join(Gateway, Gateway.id == Mailbox.gateway_id)
+        .outerjoin(Command, Command.id == Pin.command_id)
+        .where(
+            Mailbox.status == DeviceState.ACTIVE,
+            sa.or_(
+                sa.and_(Pin.status.in_((PinState.ACTIVE, PinState.PAUSED)), ended_or_used),
+                sa.and_(Gateway.protocol == PROTOCOL_SEED,
+                        Pin.status.in_((PinState.ACTIVE, PinState.ADDING, PinState.PAUSED)), has_hours),
+            ),
+        )
+        # One lock order for every pass: two passes at once wait for each other, never deadlock.
+        .order_by(Pin.id)
+    ).all()
+    done = {"ended": 0, "paused": 0, "resumed": 0}
+    for pin, box_name, gateway_id, protocol, command_state in rows:
+        state = pin_rules.rule_state(pin, now)
+        command_id = uuid.uuid4()
+        if state in pin_rules.ENDED:
+            if pin.status == PinState.ACTIVE and deliveries.end_pin(pin.id, command_id, state):
+                _queue(pin, gateway_id, "UNAUTH", command_id)
+                _ended(pin, box_name, gateway_id, state, f"taken off “{box_name}”")
+                done["ended"] += 1
+            elif pin.status == PinState.PAUSED and deliveries.retire_paused_pin(pin.id, ended=state):
+                _ended(pin, box_name, gateway_id, state, f"removed from “{box_name}”")
+                done["ended"] += 1
+        elif protocol != PROTOCOL_SEED:
+            continue
+        elif state == pin_rules.ACTIVE:
+            if pin.status == PinState.PAUSED and deliveries.resume_pin(pin.id, command_id):
+                _queue(pin, gateway_id, "AUTH", command_id)
+                done["resumed"] += 1
+        elif (pin.status == PinState.ACTIVE or command_state in deliveries.PENDING) \
+                and deliveries.pause_pin(pin.id, command_id):
+            # An add that failed stays failed (the member retries it); one on its way is
+            # followed by the UNAUTH, in order.
+            _queue(pin, gateway_id, "UNAUTH", command_id)
+            done["paused"] += 1
+    db.session.commit()
+    return done
+
+
+def _queue(pin: Pin, gateway_id, action: str, command_id: uuid.UUID) -> None:
+    deliveries.queue_command(account_id=pin.account_id, gateway_id=gateway_id, mailbox_id=pin.mailbox_id,
+                             pin_id=pin.id, action=action, command_id=command_id)
+
+
+def _ended(pin: Pin, box_name: str, gateway_id, why: str, what: str) -> None:
+    activity.record(pin.account_id, kind="pin.ended", summary=f"PIN “{pin.label}” ended ({why}): {what}",
+                    actor_kind="system", gateway_id=gateway_id, mailbox_id=pin.mailbox_id,
+                    details={"pin_id": str(pin.id), "ended": why})
 
 
 def _log(pin: Pin, mailbox: Mailbox, actor: User | None, kind: str, summary: str, **details) -> None:
