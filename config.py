@@ -79,6 +79,9 @@ class Config:
     IDLE_POLL_SECONDS = _float("IDLE_POLL_SECONDS", 30.0)
     WATCH_SECONDS = _float("WATCH_SECONDS", 60.0)
     HOUSEKEEPING_SECONDS = _float("HOUSEKEEPING_SECONDS", 3600.0)
+    # How often the worker keeps PIN rules: ended PINs taken off their boxes, and on seed
+    # gateways PINs taken off and put back at the edges of their hours.
+    PIN_SCHEDULE_SECONDS = _float("PIN_SCHEDULE_SECONDS", 15.0)
 
     HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", False)
     HTMX_VERSION = "2.0.11"

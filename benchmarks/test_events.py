@@ -72,7 +72,7 @@ def test_keypad_press_to_activity_row(benchmark, app, make_household):
         mailbox, _key = mailboxes.add_mailbox(account.id, gateway.id, user, name="Front box", kind="mailbox",
                                               key_mode="generate")
         _wait_for(lambda: db.session.get(Mailbox, mailbox.id).status == DeviceState.ACTIVE, what="the box")
-        pin = pins.add_pin(account.id, mailbox.id, user, label="Grandma", digits=DIGITS)
+        [pin] = pins.add_pin(account.id, mailbox.id, user, label="Grandma", digits=DIGITS)
         _wait_for(lambda: db.session.get(Pin, pin.id).status == PinState.ACTIVE, what="the PIN")
 
         auth = Auth(app.test_client())

@@ -170,7 +170,7 @@ def add_pin(mailbox_id):
     form = PinForm()
     if form.validate_on_submit():
         try:
-            pin = pins.add_pin(account_id(), mailbox_id, user(), label=form.label.data, digits=form.digits.data)
+            [pin] = pins.add_pin(account_id(), mailbox_id, user(), label=form.label.data, digits=form.digits.data)
         except ServiceError as exc:
             field_error(form, exc)
         else:

@@ -2,6 +2,7 @@
 import contextlib
 import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 
-from portal import crypto
+from portal import crypto, timezones
 from portal.extensions import db
 from portal.jobs.outbox import enqueue_household_link
 from portal.models import ROLE_OWNER, Account, LoginSession, Membership, PasswordReset, User, utcnow
@@ -103,13 +104,17 @@ def _commit_new_user() -> None:
         raise ValidationFailed("An account with this email already exists. Log in instead.", field="email") from None
 
 
-def register(email: str, password: str, household_name: str, *, client_address=None) -> tuple[User, Account]:
+def register(email: str, password: str, household_name: str, *, client_address=None,
+             time_zone: str | None = None) -> tuple[User, Account]:
     """Create the user, their household and the owner membership in one transaction.
-    Raises throttle.Throttled, before any hashing, when the client address made too many."""
+    `time_zone`: the household's (IANA name, e.g. the browser's guess); UTC when it is
+    not one. Raises throttle.Throttled, before any hashing, when the client address made
+    too many."""
     with _signup_slot(client_address):
         household_name = check_household_name(household_name, field="household_name")
         user = _new_user(email, password)
         account = create_household(user, household_name)
+        account.time_zone = time_zone if timezones.is_zone(time_zone) else timezones.DEFAULT_ZONE
         db.session.add(user)
         _commit_new_user()
     return user, account
@@ -290,24 +295,43 @@ def switch_household(user: User, login_session: LoginSession, account_id) -> Acc
     return membership.account
 
 
-def rename_household(membership: Membership, actor: User, name: str) -> Account:
-    """Owners rename their household; recorded in the activity log."""
+def _owned_household(membership: Membership, refusal: str) -> Account:
+    """The household of an owner's membership (Forbidden with `refusal` for a member)."""
     if not membership.is_owner:
-        raise Forbidden("Only owners can rename the household.")
-    name = check_household_name(name)
+        raise Forbidden(refusal)
     account = db.session.get(Account, membership.account_id)
     if account is None:
         raise NotFound()
-    old = account.name
-    if old == name:
-        return account
-    account.name = name
-    activity.record(
-        account.id,
-        kind="household.renamed",
-        summary=f"Renamed the household from “{old}” to “{name}”.",
-        actor_user=actor,
-        details={"from": old, "to": name},
+    return account
+
+
+def rename_household(membership: Membership, actor: User, name: str) -> Account:
+    """Owners rename their household; recorded in the activity log."""
+    account = _owned_household(membership, "Only owners can rename the household.")
+    name = check_household_name(name)
+    return _change_household(account, actor, "name", name, "household.renamed",
+                             lambda old: f"Renamed the household from “{old}” to “{name}”.")
+
+
+def set_time_zone(membership: Membership, actor: User, time_zone: str) -> Account:
+    """Owners set the household's time zone (an IANA name). PINs made from then on keep
+    their hours in it; PINs made before keep the zone they were made in."""
+    account = _owned_household(membership, "Only owners can change the household’s time zone.")
+    if not timezones.is_zone(time_zone):
+        raise ValidationFailed("Choose a time zone from the list, like Europe/Berlin.", field="time_zone")
+    return _change_household(
+        account, actor, "time_zone", time_zone, "household.time_zone",
+        lambda old: f"Set the household’s time zone to {time_zone} (was {old}); new PINs keep their hours in it.",
     )
+
+
+def _change_household(account: Account, actor: User, column: str, value: str, kind: str,
+                      summary: Callable[[str], str]) -> Account:
+    """Set one setting of the household, logged with its old value; nothing when unchanged."""
+    old = getattr(account, column)
+    if old == value:
+        return account
+    setattr(account, column, value)
+    activity.record(account.id, kind=kind, summary=summary(old), actor_user=actor, details={"from": old, "to": value})
     db.session.commit()
     return account

@@ -193,8 +193,10 @@ def new_mailbox(**fields) -> Mailbox:
     return mailbox
 
 
-def new_pin(**fields) -> Pin:
-    pin = Pin(status=P.ADDING, **fields)
+def new_pin(*, paused: bool = False, **fields) -> Pin:
+    """A new PIN, on its way to its box; or `paused`: made outside its hours for a seed
+    gateway, so it waits off the box (no command) until its schedule puts it on."""
+    pin = Pin(status=P.PAUSED if paused else P.ADDING, **fields)
     db.session.add(pin)
     return pin
 
@@ -376,7 +378,7 @@ def confirm(command: Command, *, late: bool = False) -> bool:
     if command.pin_id is not None:
         if command.action == "AUTH":
             _pin_cas(command.pin_id, [P.ADDING], P.ACTIVE, Pin.command_id == command.id)
-        elif command.action == "UNAUTH":
+        elif command.action == "UNAUTH" and not pause_done(command.pin_id, command.id):
             retire_pin(command.pin_id, Pin.command_id == command.id)
     return True
 
@@ -649,20 +651,60 @@ def start_pin_removal(pin_id, command_id: uuid.UUID) -> bool:
     return _pin_cas(pin_id, [P.ACTIVE, P.ADDING], P.REMOVING, command_id=command_id)
 
 
+def end_pin(pin_id, command_id: uuid.UUID, ended: str) -> bool:
+    """An active PIN past its end or its last use is taken off its box by the portal
+    (`ended`: "expired" or "used up"); `command_id` is the UNAUTH the caller queues next."""
+    return _pin_cas(pin_id, [P.ACTIVE], P.REMOVING, command_id=command_id, ended=ended)
+
+
+def _wipe(pin_id, expected: list[PinState], *conditions, **values) -> bool:
+    return _pin_cas(pin_id, expected, P.REMOVED, *conditions, removed_at=utcnow(), digits_enc=b"",
+                    digits_digest=f"removed:{pin_id}", **values)
+
+
 def retire_pin(pin_id, *conditions) -> bool:
     """The PIN is no longer on the box: forget its digits, free its digest for reuse."""
-    return _pin_cas(
-        pin_id, [P.ADDING, P.REMOVING], P.REMOVED, *conditions,
-        removed_at=utcnow(), digits_enc=b"", digits_digest=f"removed:{pin_id}",
-    )
+    return _wipe(pin_id, [P.ADDING, P.REMOVING], *conditions)
+
+
+def retire_paused_pin(pin_id, *, ended: str | None = None) -> bool:
+    """A paused PIN is not on its box: removing it (or its end) needs no command."""
+    return _wipe(pin_id, [P.PAUSED], **({"ended": ended} if ended else {}))
+
+
+# Seed gateways keep no hours: the portal takes a PIN off outside them and puts it back.
+
+def pause_pin(pin_id, command_id: uuid.UUID) -> bool:
+    """Outside its hours: the PIN comes off its box by `command_id` (an UNAUTH the caller
+    queues next). False when something else changed it first."""
+    return _pin_cas(pin_id, [P.ACTIVE, P.ADDING], P.PAUSING, command_id=command_id)
+
+
+def pause_done(pin_id, command_id) -> bool:
+    """The box confirmed the UNAUTH of a pause: the PIN waits off the box."""
+    return _pin_cas(pin_id, [P.PAUSING], P.PAUSED, Pin.command_id == command_id)
+
+
+def resume_pin(pin_id, command_id: uuid.UUID) -> bool:
+    """Its hours start: the paused PIN goes back on by `command_id` (an AUTH the caller
+    queues next)."""
+    return _pin_cas(pin_id, [P.PAUSED], P.ADDING, command_id=command_id)
+
+
+def take_over_pause(pin_id) -> bool:
+    """A removal while the PIN is coming off for its hours: the UNAUTH on its way is the
+    removal (the box confirming it removes the PIN)."""
+    return _pin_cas(pin_id, [P.PAUSING], P.REMOVING)
 
 
 def keep_pin(pin: Pin) -> bool:
-    """A removal was withdrawn: the PIN is back to what its add reached."""
+    """A removal (or a pause) was withdrawn: the PIN is back to what its add reached."""
     auth = db.session.scalars(
         sa.select(Command).where(Command.pin_id == pin.id, Command.action == "AUTH")
         .order_by(Command.created_at.desc())
     ).first()
+    if pin.status == P.PAUSING:
+        return _pin_cas(pin.id, [P.PAUSING], P.ACTIVE, command_id=auth.id if auth else pin.command_id)
     if auth is not None and auth.state != C.CONFIRMED:
         return _pin_cas(pin.id, [P.REMOVING], P.ADDING, command_id=auth.id)
     return _pin_cas(pin.id, [P.REMOVING], P.ACTIVE, command_id=auth.id if auth else pin.command_id)
@@ -765,6 +807,12 @@ def pin_shown(pin: Pin, command: Command | None, waiting: str | None = None) -> 
         return Shown("confirmed", "Confirmed on the box")
     if pin.status == P.REMOVED:
         return Shown("removed", "Removed from the box")
+    if pin.status == P.PAUSED:
+        return Shown("paused", "Off the box outside its hours")
+    if pin.status == P.PAUSING:
+        if state == C.FAILED:
+            return Shown("failed", "Taking it off for its hours failed", command.reason if command else None)
+        return Shown("pausing", "Being taken off the box outside its hours", live=True)
     removing = pin.status == P.REMOVING
     if state == C.FAILED:
         return Shown("failed", "Removal failed" if removing else "Failed", command.reason if command else None)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import crypto
 from portal.extensions import db
 from portal.models import ROLE_MEMBER, ROLE_OWNER, Account, Invite, LoginSession, Membership, User, utcnow
-from portal.services import accounts, activity, gateway_keys, mail
+from portal.services import accounts, activity, gateway_keys, mail, pins
 from portal.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from portal.services.scope import get_scoped, scoped
 
@@ -313,8 +313,9 @@ def step_down(membership: Membership, actor: User) -> None:
 
 
 def remove_member(membership: Membership, actor: User, membership_id) -> str:
-    """An owner removes another member; the removed user's login sessions end at once.
-    Returns the removed member's email."""
+    """An owner removes another member; the removed user's login sessions end at once and
+    their PINs come off the boxes (pins.assigned_to lists them beforehand). Returns the
+    removed member's email."""
     _require_owner(membership, "Only owners can remove members.")
     _lock_household(membership.account_id)
     target = _target(membership.account_id, membership_id)
@@ -322,6 +323,8 @@ def remove_member(membership: Membership, actor: User, membership_id) -> str:
         raise Conflict("To leave the household yourself, use “Leave household”.")
     email = target.user.email
     removed_user_id = target.user_id
+    # Their PINs come off the boxes (re-assign one first to keep it).
+    pins.remove_member_pins(membership.account_id, target.user, actor, f"{email} was removed from the household")
     db.session.delete(target)
     accounts.revoke_sessions(removed_user_id)
     # Gateway settings they downloaded hold keys that still work: the owners are told.
@@ -338,13 +341,15 @@ def remove_member(membership: Membership, actor: User, membership_id) -> str:
 
 
 def leave(membership: Membership, actor: User) -> None:
-    """Anyone leaves, except the last owner."""
+    """Anyone leaves, except the last owner; their PINs come off the boxes."""
     _lock_household(membership.account_id)
     if membership.is_owner and owner_count(membership.account_id) <= 1:
         raise Conflict(
             "You are the only owner, so you can’t leave yet. Make another member an owner first."
         )
     account_id = membership.account_id
+    # Their PINs come off the boxes (re-assign one first to keep it).
+    pins.remove_member_pins(account_id, actor, actor, f"{actor.email} left the household")
     db.session.delete(membership)
     gateway_keys.member_departed(account_id, membership.user_id)
     activity.record(

@@ -26,7 +26,7 @@ def _box_with_a_pin(live_server) -> str:
         gateway, _ = gateways.add_gateway(account.id, user, name="Porch gateway", key_mode="generate")
         mailbox, _ = mailboxes.add_mailbox(account.id, gateway.id, user, name="Front box", kind="mailbox",
                                            key_mode="generate")
-        pin = pins.add_pin(account.id, mailbox.id, user, label="Courier", digits="5827")
+        [pin] = pins.add_pin(account.id, mailbox.id, user, label="Courier", digits="5827")
         mailbox_id, pin_id = mailbox.id, pin.id
     with app.app_context():
         start = time.monotonic()

@@ -18,7 +18,7 @@ def _devices(user, account, name):
     gateway, _ = gateways.add_gateway(account.id, user, name=f"{name} gateway", key_mode="generate")
     mailbox, _ = mailboxes.add_mailbox(account.id, gateway.id, user, name=f"{name} box", kind="mailbox",
                                        key_mode="generate")
-    pin = pins.add_pin(account.id, mailbox.id, user, label=f"{name} courier", digits="5827")
+    [pin] = pins.add_pin(account.id, mailbox.id, user, label=f"{name} courier", digits="5827")
     return gateway, mailbox, pin
 
 

@@ -99,10 +99,11 @@ class DeviceKit:
             self.drain()
         return self.reload(mailbox)
 
-    def add_pin(self, mailbox, label="Grandma", digits="4821", run=True):
+    def add_pin(self, mailbox, label="Grandma", digits="4821", run=True, **rules):
+        """One PIN on one box; `rules` as pins.add_pin takes them (kind, starts, ...)."""
         from portal.services import pins
 
-        pin = pins.add_pin(self.account.id, mailbox.id, self.user, label=label, digits=digits)
+        [pin] = pins.add_pin(self.account.id, mailbox.id, self.user, label=label, digits=digits, **rules)
         if run:
             self.drain()
         return self.reload(pin)

@@ -230,7 +230,7 @@ class Member(threading.Thread):
         label = f"{self.member}-{self.added:03d}"
 
         def do(actor):
-            pin = pins.add_pin(soak.account_id, box, actor, label=label, digits=digits)
+            [pin] = pins.add_pin(soak.account_id, box, actor, label=label, digits=digits)
             return pin.id, pin.command_id
 
         _outcome, result = self.call("add", None, do)

@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.jobs.errors import PermanentFailure, RetryLater, judge
 from portal.jobs.registry import handler
 from portal.models import PROTOCOL_SEALED, Account, Command, Gateway, Mailbox, Pin
-from portal.services import activity, deliveries, device_link, device_reports, safe_mode
+from portal.services import activity, deliveries, device_link, device_reports, pin_rules, safe_mode
 from portal.services.deliveries import CommandState, DeviceState
 from portal.streamiot import errors as sie
 from portal.streamiot import messages
@@ -209,13 +209,18 @@ def _pack(command: Command, gateway: Gateway, mailbox: Mailbox | None, pin: Pin 
         if pin is None or not pin.digits_enc:
             raise PermanentFailure("The PIN's digits are gone; nothing to send.")
         digits = deliveries.pin_digits(pin)
+        # An AUTH carries the PIN's rules; a seed gateway ignores them (the portal's
+        # schedule keeps them for it), a sealed box keeps them itself.
+        rules = messages.BoxRules(**pin_rules.box_rules(pin)) if action == "AUTH" else None
         if gateway.protocol == PROTOCOL_SEALED:
             # Only the gateway's private key opens it; the platform stores a sealed blob.
             sealed = messages.sealed_pin(gateway.public_key, digits, deliveries.pin_ref(pin))
-            build_sealed = messages.add_pin_sealed if action == "AUTH" else messages.remove_pin_sealed
-            return _box_channel(mailbox), build_sealed(g, sealed)
-        build = messages.add_pin if action == "AUTH" else messages.remove_pin
-        return _box_channel(mailbox), build(g, digits)
+            if action == "AUTH":
+                return _box_channel(mailbox), messages.add_pin_sealed_with_rules(g, sealed, rules)
+            return _box_channel(mailbox), messages.remove_pin_sealed(g, sealed)
+        if action == "AUTH":
+            return _box_channel(mailbox), messages.add_pin_with_rules(g, digits, rules)
+        return _box_channel(mailbox), messages.remove_pin(g, digits)
     if action == "UNLOCK":
         if command.expires_at is None:
             raise PermanentFailure("An unlock without a time to live is never sent.")
