@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
+from portal import timezones
+
 
 def timeago(value: datetime | None) -> str:
     if value is None:
@@ -34,6 +36,27 @@ def when(value: datetime | None) -> Markup:
     return Markup(f'<time datetime="{iso}" title="{exact}">{escape(timeago(value))}</time>')
 
 
+def local(value: datetime | None, zone_name: str | None, full: bool = False) -> str:
+    """A moment in the household's zone, as short as it can be read: "14:02" today,
+    "Mon 14:02" within the week, else "3 Dec 14:02"; `full`: "Fri 11 Dec 18:00"."""
+    if value is None:
+        return ""
+    here = value.astimezone(timezones.zone(zone_name))
+    if full:
+        return f"{here.strftime('%a')} {here.day} {here.strftime('%b %H:%M')}"
+    today = datetime.now(UTC).astimezone(here.tzinfo).date()
+    if here.date() == today:
+        return here.strftime("%H:%M")
+    if abs((here.date() - today).days) < 7:
+        return here.strftime("%a %H:%M")
+    return f"{here.day} {here.strftime('%b %H:%M')}"
+
+
+def minutes_list(seconds) -> str:
+    """Lockout steps in seconds, as the household entered them: "1, 5, 15"."""
+    return ", ".join(f"{s / 60:g}" for s in seconds or [])
+
+
 # A reason recorded by the worker may carry the platform's own words ("StreamIoT answered
 # POST /things with 500"); support reads them as they are, a household in its own words.
 _PLATFORM_WORDS = [
@@ -61,3 +84,5 @@ def register(app) -> None:
     app.jinja_env.filters["timeago"] = timeago
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["household_words"] = household_words
+    app.jinja_env.filters["local"] = local
+    app.jinja_env.filters["minutes_list"] = minutes_list

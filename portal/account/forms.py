@@ -1,7 +1,7 @@
 """Forms of the account blueprint. They check presence and size; the service checks the rest
 (password policy, duplicates), so every way in obeys the same rules."""
-from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional
 
 from portal.forms import Form
 
@@ -47,6 +47,8 @@ class RegisterForm(Form):
     household_name = _household_name(
         description="What your household calls itself, e.g. “The Smiths” or “12 Elm Street”."
     )
+    # Filled with the browser's zone by static/js/forms.js; UTC without it (editable later).
+    time_zone = HiddenField(validators=[Optional(), Length(max=64)], render_kw={"data-browser-zone": ""})
 
 
 class LoginForm(Form):
@@ -78,6 +80,13 @@ class ChangePasswordForm(Form):
 
 class HouseholdNameForm(Form):
     name = _household_name()
+
+
+class TimeZoneForm(Form):
+    # Choices are set by the view (portal.timezones.choices()); the service checks the name.
+    time_zone = SelectField("Time zone", choices=[], validate_choice=False,
+                            description="PIN hours are written and shown in it. Changing it "
+                                        "leaves the PINs you have in the zone they were made in.")
 
 
 class ForgotPasswordForm(Form):

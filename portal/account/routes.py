@@ -18,7 +18,7 @@ from flask import (
 from flask_login import current_user, login_required, logout_user
 from werkzeug.exceptions import HTTPException
 
-from portal import auth
+from portal import auth, timezones
 from portal.account import bp
 from portal.account.forms import (
     NEW_PASSWORD_HINT,
@@ -30,6 +30,7 @@ from portal.account.forms import (
     LoginForm,
     RegisterForm,
     ResetPasswordForm,
+    TimeZoneForm,
 )
 from portal.auth import household_required, owner_required
 from portal.htmx import render
@@ -105,7 +106,8 @@ def register():
                 household = None
             else:
                 user, household = accounts.register(
-                    form.email.data, form.password.data, form.household_name.data, client_address=request.remote_addr
+                    form.email.data, form.password.data, form.household_name.data, client_address=request.remote_addr,
+                    time_zone=form.time_zone.data,
                 )
         except ServiceError as exc:
             status = _refused(form, exc, "email")
@@ -247,6 +249,7 @@ def _settings_page(status=200, **forms):
             prefix="household", formdata=None, data={"name": membership.account.name if membership else ""}
         ),
         "new_household_form": HouseholdNameForm(prefix="new", formdata=None),
+        "zone_form": _zone_form(membership.account.time_zone if membership else None, formdata=None),
     }
     context.update(forms)
     return render_template(
@@ -257,6 +260,14 @@ def _settings_page(status=200, **forms):
         password_hint=NEW_PASSWORD_HINT,
         **context,
     ), status
+
+
+def _zone_form(current: str | None, **kwargs) -> TimeZoneForm:
+    form = TimeZoneForm(prefix="tz", **kwargs)
+    form.time_zone.choices = [(name, name.replace("_", " ")) for name in timezones.choices()]
+    if kwargs.get("formdata", True) is None:
+        form.time_zone.data = current or timezones.DEFAULT_ZONE
+    return form
 
 
 @bp.route("/settings")
@@ -352,6 +363,24 @@ def rename_household():
     return _settings_page(household_form=form)
 
 
+@bp.route("/settings/household/time-zone", methods=["GET", "POST"])
+@owner_required
+@get_goes_to(lambda: url_for("account.settings") + "#household")
+def change_time_zone():
+    form = _zone_form(g.account.time_zone)
+    if form.validate_on_submit():
+        try:
+            household = accounts.set_time_zone(g.membership, current_user, form.time_zone.data)
+        except Forbidden:
+            abort(403)
+        except ServiceError as exc:
+            _field_error(form, exc, "time_zone")
+        else:
+            flash(f"The household’s time zone is now {household.time_zone.replace('_', ' ')}.", "success")
+            return redirect(url_for("account.settings") + "#household")
+    return _settings_page(zone_form=form)
+
+
 @bp.route("/household/link-state")
 @household_required
 def link_state():
@@ -391,7 +420,8 @@ def _activity_filters():
 def activity():
     names, mailbox, kind = _activity_filters()
     page_no = request.args.get("page", 1, type=int)  # bounded by the service (services/paging.py)
-    result = activity_service.list_events(g.account.id, mailbox_id=mailbox, kind=kind, page=page_no)
+    result = activity_service.list_events(g.account.id, mailbox_id=mailbox, kind=kind, page=page_no,
+                                         owner=g.membership.is_owner)
     filters = {k: v for k, v in (("mailbox", mailbox), ("kind", kind)) if v}
     return render(
         "activity/index.html",
@@ -412,7 +442,8 @@ def activity_csv():
     _names, mailbox, kind = _activity_filters()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     return Response(
-        stream_with_context(activity_service.export_csv(g.account.id, mailbox_id=mailbox, kind=kind)),
+        stream_with_context(activity_service.export_csv(g.account.id, mailbox_id=mailbox, kind=kind,
+                                                        owner=g.membership.is_owner)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="iotlock-activity-{stamp}.csv"'},
     )

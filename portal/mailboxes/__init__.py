@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("mailboxes", __name__)
 
-from portal.mailboxes import routes  # noqa: E402,F401
+from portal.mailboxes import pin_routes, routes  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """Views of the mailboxes blueprint (thin: validate, call one service, render)."""
-from flask import abort, flash, make_response, render_template, request, url_for
+from flask import abort, flash, g, make_response, render_template, request, url_for
 
 from portal.auth import current_login_session, household_required
 from portal.gateways.forms import ConfirmForm, PasswordForm, RenameForm
@@ -17,12 +17,37 @@ from portal.gateways.helpers import (
 )
 from portal.htmx import is_htmx, render
 from portal.mailboxes import bp
-from portal.mailboxes.forms import KeypadForm, MailboxForm, PinForm, ShowPinForm
-from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth
+from portal.mailboxes.forms import (
+    WEEKDAYS,
+    WINDOW_ROWS_SHOWN,
+    AssignPinForm,
+    KeypadForm,
+    MailboxForm,
+    PinForm,
+    SafeModeForm,
+    ShowPinForm,
+)
+from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth, safe_mode
 from portal.services.errors import NotFound, ServiceError
 from portal.urls import get_goes_to
 
 KEYPAD_KEYS = "123456789"
+# What the virtual box did with an entry (portal/devices/firmware.py keypad()), in words.
+_KEYPAD_WORDS = {
+    "opened": ("success", "The box opened: that PIN is on it."),
+    "rejected": ("error", "The box refused that PIN and stayed shut."),
+    "rejected: locked out": ("error", "The keypad is locked out after wrong PINs: the box stayed shut."),
+    "refused: outside hours": ("error", "That PIN is on the box, but outside its hours: the box stayed shut."),
+    "refused: not yet": ("error", "That PIN is not valid yet: the box stayed shut."),
+    "refused: expired": ("error", "That PIN has expired: the box stayed shut."),
+    "refused: used up": ("error", "That PIN is used up: the box stayed shut."),
+    "first of two": ("info", "First PIN accepted: enter a second, different PIN within a minute to open."),
+}
+
+
+@bp.app_template_global()
+def keypad_words(outcome: str) -> tuple[str, str]:
+    return _KEYPAD_WORDS.get(outcome, ("error", "The box refused that entry and stayed shut."))
 
 
 @bp.errorhandler(NotFound)
@@ -31,15 +56,35 @@ def _not_found(_exc):
     return render_template("errors/404.html"), 404
 
 
-def _page(mailbox_id, status=200, **forms):
+def _page(mailbox_id, status=200, *, windows=None, windows_errors=None, **forms):
     """The mailbox page with its forms (fresh ones unless a failed form is passed in)."""
-    page = dashboard.mailbox_page(account_id(), mailbox_id)
+    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner)
+    pin_form = forms.get("pin_form") or PinForm(formdata=None)
+    pin_form.assigned_to.choices = [("", "Nobody in particular")] + [(str(i), name) for i, name in page.members]
+    pin_form.boxes.choices = [(str(b.id), b.name) for b in page.other_boxes]
+    rows = list(windows or [])
+    window_rows = rows + [{"days": [], "from": "", "until": ""}] * max(0, WINDOW_ROWS_SHOWN - len(rows))
+    safe = page.mailbox.safe_settings
+    safe_form = forms.get("safe_form") or SafeModeForm(formdata=None, data={
+        "enabled": bool(safe),
+        "attempts": str(safe["attempts"]) if safe else "5",
+        "lockouts": safe_mode.lockouts_text(page.mailbox) if safe else "1, 5, 15",
+        "dual": bool(safe and safe.get("dual_seconds")),
+    })
     context = {
         "view": page,
-        "pin_form": forms.get("pin_form") or PinForm(formdata=None),
+        "pin_form": pin_form,
         "keypad_form": forms.get("keypad_form") or KeypadForm(formdata=None),
+        "safe_form": safe_form,
         "button_form": ConfirmForm(formdata=None),
+        "assign_form": AssignPinForm(formdata=None),
         "key_held": key_offered("mailbox", page.mailbox.id),
+        "zone_name": page.zone_name,
+        "weekdays": WEEKDAYS,
+        "window_rows": window_rows,
+        "windows_shown": max(1, len(rows)),
+        "windows_errors": windows_errors or [],
+        "duress_offered": page.safe_mode_possible,
     }
     return render_template("mailboxes/show.html", **context), status
 
@@ -79,7 +124,7 @@ def add(gateway_id):
 def show(mailbox_id):
     if is_htmx():
         try:
-            page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False)
+            page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
         return render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None))
@@ -90,7 +135,7 @@ def show(mailbox_id):
 @household_required
 def box(mailbox_id):
     """What the box itself reports: its events and (virtual gateways) what it holds."""
-    page = dashboard.mailbox_page(account_id(), mailbox_id)
+    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner)
     return render("mailboxes/box.html", "mailboxes/_box.html", view=page)
 
 
@@ -161,24 +206,6 @@ def unlock(mailbox_id):
         return see_other(url_for(".show", mailbox_id=mailbox_id) + "#unlock")
     mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)
     return render_template("mailboxes/unlock.html", form=form, mailbox=mailbox)
-
-
-@bp.route("/<uuid:mailbox_id>/pins", methods=["GET", "POST"])
-@household_required
-@get_goes_to(lambda mailbox_id: _box_page(mailbox_id, "pins"))
-def add_pin(mailbox_id):
-    form = PinForm()
-    if form.validate_on_submit():
-        try:
-            [pin] = pins.add_pin(account_id(), mailbox_id, user(), label=form.label.data, digits=form.digits.data)
-        except ServiceError as exc:
-            field_error(form, exc)
-        else:
-            flash(f"PIN “{pin.label}” saved. It counts once the box confirms it.", "success")
-            return see_other(url_for(".show", mailbox_id=mailbox_id) + "#pins")
-    # Invalid: the page again, the refusal on its field, the digits never echoed back.
-    form.digits.data = ""
-    return _page(mailbox_id, pin_form=form)
 
 
 @bp.route("/pins/<uuid:pin_id>/remove", methods=["POST"])
@@ -263,10 +290,8 @@ def keypad(mailbox_id):
         else:
             form.digits.data = ""
             if not is_htmx():
-                if outcome == "opened":
-                    flash("The box opened: that PIN is on it.", "success")
-                else:
-                    flash("The box refused that PIN and stayed shut.", "error")
+                category, words = keypad_words(outcome)
+                flash(words, category)
                 return see_other(url_for(".show", mailbox_id=mailbox_id) + "#keypad")
     if is_htmx():
         mailbox = mailboxes.get_mailbox(account_id(), mailbox_id)

@@ -10,7 +10,7 @@ from portal.auth import household_required, owner_required
 from portal.htmx import is_htmx, render
 from portal.members import bp
 from portal.members.forms import InviteForm
-from portal.services import members
+from portal.services import members, pins
 from portal.services.errors import Forbidden, NotFound, ServiceError
 from portal.urls import get_goes_to
 
@@ -24,6 +24,7 @@ def _panel(form=None, new_invite=None, notice=None, status=200):
         membership=g.membership,
         members=members.list_members(g.account.id),
         invites=members.list_open_invites(g.account.id) if g.membership.is_owner else [],
+        pin_counts=pins.assigned_counts(g.account.id),
         form=form or InviteForm(formdata=None),
         new_invite=new_invite,
         notice=notice,

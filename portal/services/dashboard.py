@@ -11,8 +11,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
-from portal.services import activity, gateway_keys
+from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Membership, Pin, User, utcnow
+from portal.models.devices import PROTOCOL_SEALED
+from portal.services import activity, gateway_keys, pin_rules, safe_mode
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
     CommandState,
@@ -31,6 +32,8 @@ from portal.services.mailboxes import box_snapshot
 from portal.services.scope import get_scoped, scoped
 
 RECENT_UNLOCKS = 3
+# Kinds of box that take deliveries (a courier's one-time code).
+DELIVERY_KINDS = ("mailbox", "parcel_box")
 RECENT_EVENTS = 15
 
 
@@ -189,13 +192,13 @@ class Dashboard:
         return any(card.live for card in self.gateways)
 
 
-def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None) -> list[GatewayCard]:
+def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool) -> list[GatewayCard]:
     """Cards for these gateways: 3 queries (boxes with each one's last event, PIN counts,
     change counts); `waiting` is deliveries.platform_waiting."""
     ids = [g.id for g in gateways]
     latest = (
         sa.select(sa.func.max(ActivityEvent.id).label("id"))
-        .where(ActivityEvent.account_id == account_id,
+        .where(ActivityEvent.account_id == account_id, activity.visible_to(owner=owner),
                ActivityEvent.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(ids))))
         .group_by(ActivityEvent.mailbox_id)
         .subquery()
@@ -263,7 +266,7 @@ def dashboard(account: Account, *, owner: bool = False) -> Dashboard:
     gateways = db.session.scalars(
         scoped(Gateway, account.id).order_by(Gateway.created_at, Gateway.id)
     ).all()
-    cards = _cards(account.id, gateways, platform_waiting())
+    cards = _cards(account.id, gateways, platform_waiting(), owner=owner)
     if owner:
         _departed(cards, account.id)
     return Dashboard(account=account, gateways=cards)
@@ -296,7 +299,7 @@ def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
         .order_by(Command.created_at)
     ).all()
     waiting = platform_waiting()
-    card = _cards(account_id, [gateway], waiting)[0]
+    card = _cards(account_id, [gateway], waiting, owner=owner)[0]
     if owner:
         _departed([card], account_id, gateway.id)
     return GatewayPage(
@@ -315,6 +318,12 @@ class PinRow:
     pin: Pin
     command: Command | None
     shown: Shown
+    # Its rules in words ("Works Mon-Fri 08:00-18:00"), where it stands with them now
+    # (pin_rules.rule_state), whose it is, and the other boxes of its group with their states.
+    words: str = ""
+    rule_state: str = "active"
+    owner: str | None = None
+    also: list[tuple[str, Shown]] = field(default_factory=list)
 
     @property
     def can_retry(self) -> bool:
@@ -336,6 +345,18 @@ class MailboxPage:
     unlocks: list
     events: list
     snapshot: dict | None = None
+    # For the forms: the household's members [(user id, name)], its other boxes, its zone.
+    members: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    other_boxes: list[Mailbox] = field(default_factory=list)
+    zone_name: str = "UTC"
+    # Safe mode: whether the box's gateway can keep it, and the change carrying the latest.
+    safe_mode_possible: bool = False
+    safe_shown: Shown | None = None
+
+    @property
+    def delivery_codes_offered(self) -> bool:
+        return self.mailbox.kind in DELIVERY_KINDS and self.mailbox.status in (DeviceState.ACTIVE,
+                                                                               DeviceState.PROVISIONING)
 
     @property
     def last_event(self):
@@ -352,10 +373,11 @@ class MailboxPage:
             self.shown.live
             or any(row.shown.live for row in self.pins)
             or any(shown.live for _c, shown in self.unlocks)
+            or bool(self.safe_shown and self.safe_shown.live)
         )
 
 
-def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> MailboxPage:
+def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 6 queries."""
     row = db.session.execute(
         sa.select(Mailbox, Gateway)
@@ -370,8 +392,10 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> Mailb
         .where(Pin.mailbox_id == mailbox.id, Pin.status.in_(LIVE_PIN_STATES))
         .order_by(Pin.created_at, Pin.id)
     ).all()
-    # Each PIN's current change, and the latest unlocks, in one query.
+    # Each PIN's current change, safe mode's, and the latest unlocks, in one query.
     wanted = [p.command_id for p in pins if p.command_id is not None]
+    if mailbox.safe_command_id is not None:
+        wanted.append(mailbox.safe_command_id)
     recent_unlocks = (
         sa.select(Command.id)
         .where(Command.mailbox_id == mailbox.id, Command.action == "UNLOCK")
@@ -387,19 +411,72 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True) -> Mailb
     unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
     now = utcnow()
     waiting = platform_waiting(now)
+    members = _member_names(account_id)
+    boxes = db.session.scalars(
+        scoped(Mailbox, account_id).where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
+    ).all()
+    box_names = {b.id: b.name for b in boxes}
+    siblings = _group_siblings(account_id, [p for p in pins if p.group_id is not None], waiting)
+    owners = dict(members)
+    safe_command = by_id.get(mailbox.safe_command_id) if mailbox.safe_command_id else None
     page = MailboxPage(
         mailbox=mailbox,
         gateway=gateway,
         gateway_shown=gateway_shown(gateway, now, waiting),
         shown=mailbox_shown(mailbox, waiting),
         steps=mailbox_steps(mailbox),
-        pins=[PinRow(p, by_id.get(p.command_id), pin_shown(p, by_id.get(p.command_id), waiting)) for p in pins],
+        pins=[
+            PinRow(p, by_id.get(p.command_id), pin_shown(p, by_id.get(p.command_id), waiting),
+                   words=pin_rules.describe(p, now), rule_state=pin_rules.rule_state(p, now),
+                   owner=owners.get(p.assigned_to_id) if p.assigned_to_id else None,
+                   also=[(box_names.get(mailbox_id, "another box"), shown)
+                         for mailbox_id, shown in siblings.get(p.group_id, []) if mailbox_id != mailbox.id])
+            for p in pins
+        ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
-        events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS),
+        events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner),
+        members=members,
+        other_boxes=[b for b in boxes if b.id != mailbox.id],
+        zone_name=_zone_name(account_id),
+        safe_mode_possible=gateway.protocol == PROTOCOL_SEALED,
+        safe_shown=safe_mode.shown(mailbox, safe_command, waiting),
     )
     if with_snapshot:
         page.snapshot = box_snapshot(gateway, mailbox)
     return page
+
+
+def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:
+    """The household's members as (user id, the name they go by), by name."""
+    rows = db.session.execute(
+        sa.select(User.id, User.display_name, User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.account_id == account_id)
+    ).all()
+    return sorted(((r.id, r.display_name or r.email) for r in rows), key=lambda item: item[1].lower())
+
+
+def _zone_name(account_id) -> str:
+    return (db.session.scalar(sa.select(Account.time_zone).where(Account.id == account_id)) or "UTC")
+
+
+def _group_siblings(account_id, grouped: list[Pin], waiting: str | None) -> dict:
+    """For PINs added to several boxes at once: group id -> [(box id, Shown)] of every live
+    PIN of the group, with their current changes: two queries for all of them."""
+    groups = {p.group_id for p in grouped}
+    if not groups:
+        return {}
+    rows = db.session.scalars(
+        scoped(Pin, account_id).where(Pin.group_id.in_(groups), Pin.status.in_(LIVE_PIN_STATES))
+    ).all()
+    wanted = [r.command_id for r in rows if r.command_id is not None]
+    commands = {c.id: c for c in db.session.scalars(scoped(Command, account_id).where(Command.id.in_(wanted)))} \
+        if wanted else {}
+    found: dict = {}
+    for row in sorted(rows, key=lambda r: r.created_at):
+        found.setdefault(row.group_id, []).append(
+            (row.mailbox_id, pin_shown(row, commands.get(row.command_id), waiting)))
+    return found
 
 
 def _as_uuid(value):

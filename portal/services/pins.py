@@ -334,6 +334,16 @@ def assigned_to(account_id, user_id) -> list[Pin]:
     ))
 
 
+def assigned_counts(account_id) -> dict:
+    """user id -> how many PINs of theirs are on (or on their way to) a box: one query, for
+    the members page ("removing them also removes their 2 PINs")."""
+    return dict(db.session.execute(
+        sa.select(Pin.assigned_to_id, sa.func.count())
+        .where(Pin.account_id == account_id, Pin.assigned_to_id.is_not(None), Pin.status.in_(ON_DUTY))
+        .group_by(Pin.assigned_to_id)
+    ).all())
+
+
 def remove_member_pins(account_id, member: User, actor: User, why: str) -> list[Pin]:
     """A member leaves or is removed: their PINs come off the boxes, each with a log line
     ("PIN “Bike” of bob@example.com removed: bob@example.com left the household"). The

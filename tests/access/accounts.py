@@ -20,6 +20,7 @@ ROUTES = [
     Route("account.change_password", ("GET", "POST"), access="login",
           data={"pw-current_password": "wrong password", "pw-new_password": "a brand new password"}),
     Route("account.rename_household", ("GET", "POST"), access="owner", data={"household-name": "Renamed"}),
+    Route("account.change_time_zone", ("GET", "POST"), access="owner", data={"tz-time_zone": "Europe/Berlin"}),
     # The household to switch to is a form value, not a URL argument: the matrix test posts
     # household A's id as a member of B separately (test_switching_to_another_household_is_404).
     Route("account.switch_household", ("POST",), access="login"),

@@ -30,6 +30,9 @@ ROUTES = [
     Route("mailboxes.retry", ("POST",), args=MB),
     Route("mailboxes.unlock", ("GET", "POST"), args=MB),
     Route("mailboxes.add_pin", ("GET", "POST"), args=MB, data={"label": "Intruder", "digits": "5827"}),
+    Route("mailboxes.pin_preview", ("POST",), args=MB, data={"kind": "uses", "uses": "3"}),
+    Route("mailboxes.delivery_code", ("GET", "POST"), args=MB, data={"label": "Intruder"}),
+    Route("mailboxes.safe_mode_save", ("POST",), args=MB, data={"enabled": "y", "attempts": "5", "lockouts": "1"}),
     Route("mailboxes.keypad", ("GET", "POST"), args=MB, data={"digits": "482915", "key": "enter"}),
     Route("mailboxes.key", ("GET", "POST"), args=MB, data={"password": "wrong password"}),
     Route("mailboxes.key_download", ("POST",), args=MB),
@@ -38,6 +41,7 @@ ROUTES = [
     # PINs and changes: the id alone names them (and their household)
     Route("mailboxes.remove_pin", ("POST",), args=PIN),
     Route("mailboxes.show_pin", ("GET", "POST"), args=PIN, data={"password": "wrong password"}),
+    Route("mailboxes.assign_pin", ("POST",), args=PIN, data={"assigned_to": ""}),
     Route("mailboxes.retry_change", ("POST",), args=CMD),
     Route("mailboxes.withdraw_change", ("POST",), args=CMD),
 ]

@@ -1,7 +1,6 @@
 """The virtual box's keypad in real Chromium (issue 11): presses far faster than a round
 trip all count and Enter sends them as one entry; without JavaScript the same keypad is a
 plain form (the digits field and Enter) that still opens the box."""
-import re
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from portal.extensions import db
 from portal.models import Mailbox, Pin
 from portal.services import accounts, gateways, mailboxes, pins
 from tests.plugins.accounts import PASSWORD
+from tests.plugins.browser import log_in
 
 pytestmark = pytest.mark.e2e
 
@@ -41,11 +41,7 @@ def _box_with_a_pin(live_server) -> str:
 
 
 def _log_in(page, base):
-    page.goto(base + "/login")
-    page.fill("#email", "kim@example.com")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/gateways/$"))
+    log_in(page, base, "kim@example.com", PASSWORD)
 
 
 def test_presses_ten_ms_apart_all_count_and_enter_sends_one_entry(live_server, page, shot):

@@ -1,6 +1,7 @@
 """Browser fixtures: the portal served on a real port, and Playwright driving Debian's
 Chromium (/usr/bin/chromium via executable_path; never `playwright install`)."""
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -117,3 +118,12 @@ def shot(page):
         return path
 
     return take
+
+
+def log_in(page, base: str, email: str, password: str) -> None:
+    """Log in through the real form and land on the dashboard."""
+    page.goto(base + "/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/gateways/$"))
