@@ -3,12 +3,14 @@ field, nothing saved), its preview in words, the household's time zone, delivery
 with the carrier's text, "Parcel waiting" on the box page and the dashboard, safe mode's
 form, and giving a PIN to someone else."""
 import re
+import zoneinfo
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Account, Mailbox, Pin
+from portal.models import Account, Mailbox, Pin, utcnow
 from portal.streamiot import messages
 from tests.plugins.accounts import PASSWORD, csrf_from
 from tests.plugins.text import visible_text
@@ -211,3 +213,16 @@ def test_a_pin_is_given_to_a_member_and_back(kit, member_client, household):
     assert response.status_code == 303
     assert kit.reload(pin).assigned_to_id == user.id
     assert "belongs to" in visible_text(member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True))
+
+
+def test_a_lockout_shows_until_when_in_the_household_zone(kit, member_client, household):
+    _user, account = household
+    db.session.get(Account, account.id).time_zone = "Asia/Kolkata"
+    db.session.commit()
+    gateway, mailbox = kit.ready_mailbox()
+    until = (utcnow() + timedelta(minutes=5)).replace(microsecond=0)
+    kit.device(gateway).publish(messages.locked_out(gateway.thing_id, int(until.timestamp())), mailbox.channel_id)
+    kit.poll()
+    text = visible_text(member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True))
+    local = until.astimezone(zoneinfo.ZoneInfo("Asia/Kolkata")).strftime("%H:%M")
+    assert f"Keypad locked out until {local}" in text
