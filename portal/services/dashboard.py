@@ -18,6 +18,7 @@ from portal.services.deliveries import (
     LIVE_PIN_STATES,
     CommandState,
     DeviceState,
+    PinState,
     Shown,
     can_withdraw,
     command_shown,
@@ -35,6 +36,8 @@ RECENT_UNLOCKS = 3
 # Kinds of box that take deliveries (a courier's one-time code).
 DELIVERY_KINDS = ("mailbox", "parcel_box")
 RECENT_EVENTS = 15
+# PINs that ended or were removed, shown under the list with why (expired, used up, removed).
+RECENT_ENDED = 5
 
 
 @dataclass
@@ -345,6 +348,8 @@ class MailboxPage:
     unlocks: list
     events: list
     snapshot: dict | None = None
+    # The latest PINs that left the box: [(pin, "expired" | "used up" | "removed")].
+    ended: list[tuple[Pin, str]] = field(default_factory=list)
     # For the forms: the household's members [(user id, name)], its other boxes, its zone.
     members: list[tuple[uuid.UUID, str]] = field(default_factory=list)
     other_boxes: list[Mailbox] = field(default_factory=list)
@@ -435,6 +440,11 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
         events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner),
+        ended=[(p, pin_rules.rule_state(p, now)) for p in db.session.scalars(
+            scoped(Pin, account_id)
+            .where(Pin.mailbox_id == mailbox.id, Pin.status == PinState.REMOVED)
+            .order_by(Pin.removed_at.desc(), Pin.id).limit(RECENT_ENDED)
+        )],
         members=members,
         other_boxes=[b for b in boxes if b.id != mailbox.id],
         zone_name=_zone_name(account_id),

@@ -123,8 +123,10 @@ def test_a_failed_pin_offers_retry_and_withdraw_and_both_work_without_javascript
     withdrawn = member_client.post(f"/mailboxes/changes/{auth.id}/withdraw", data={"csrf_token": token})
     assert withdrawn.status_code == 303 and withdrawn.headers["Location"].endswith(f"/mailboxes/{mailbox.id}#pins")
     assert kit.reload(pin).status == "removed"
-    assert "Grandma" not in member_client.get(f"/mailboxes/{mailbox.id}#pins").get_data(as_text=True).split(
-        'id="pins"')[1].split("</section>")[0]
+    after = member_client.get(f"/mailboxes/{mailbox.id}#pins").get_data(as_text=True)
+    assert f'id="pin-{pin.id}"' not in after  # off the list of PINs...
+    ended = after.split('class="ended-pins')[1].split("</ul>")[0]
+    assert "Grandma" in ended and ">removed<" in ended  # ... and under "Ended and removed"
 
 
 def test_the_mailbox_page_lists_the_box_events(kit, member_client):
