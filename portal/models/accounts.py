@@ -109,6 +109,10 @@ class Membership(Base):
         sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     role: Mapped[str] = mapped_column(sa.String(16), default=ROLE_MEMBER)
+    # Alerts: quiet hours in the household's zone ("22:00"-"07:00"), None when off. Every
+    # alert but duress waits until they end.
+    quiet_from: Mapped[str | None] = mapped_column(sa.String(5))
+    quiet_until: Mapped[str | None] = mapped_column(sa.String(5))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="memberships")
