@@ -138,6 +138,19 @@ class Config:
     # a few kilobytes; 1 MiB leaves room and keeps anonymous posts from filling memory.
     MAX_CONTENT_LENGTH = _int("MAX_REQUEST_BYTES", 1024 * 1024)
     HSTS = False
+    # Webhooks (portal/services/webhooks.py). http:// URLs only where a deployment says so
+    # (never in production); addresses inside private networks never, except for the
+    # test's own receiver on 127.0.0.1 (WEBHOOK_ALLOW_PRIVATE_FOR_TESTS, off everywhere
+    # else). Retries back off from RETRY_BASE, doubling up to RETRY_CAP, for RETRY_WINDOW.
+    WEBHOOK_ALLOW_HTTP = _flag("WEBHOOK_ALLOW_HTTP", True)
+    WEBHOOK_ALLOW_PRIVATE_FOR_TESTS = False
+    WEBHOOK_CONNECT_TIMEOUT = _float("WEBHOOK_CONNECT_TIMEOUT", 3.05)
+    WEBHOOK_READ_TIMEOUT = _float("WEBHOOK_READ_TIMEOUT", 5.0)
+    WEBHOOK_RETRY_BASE = _float("WEBHOOK_RETRY_BASE", 30.0)
+    WEBHOOK_RETRY_CAP = _float("WEBHOOK_RETRY_CAP", 3 * 3600.0)
+    WEBHOOK_RETRY_WINDOW = timedelta(hours=_int("WEBHOOK_RETRY_HOURS", 24))
+    # A rotated-out secret keeps signing (beside the new one) this long.
+    WEBHOOK_ROTATION_OVERLAP = timedelta(hours=24)
     # Tests set this to raise on lazy loads, so pages prove a fixed query count.
     RAISE_ON_LAZY_LOAD = False
 
@@ -154,6 +167,7 @@ class ProductionConfig(Config):
     VIRTUAL_GATEWAYS = _flag("VIRTUAL_GATEWAYS", False)
     EMBEDDED_WORKER = _flag("IOTLOCK_EMBEDDED_WORKER", False)
     REQUIRED_SECRETS = ("SECRET_KEY", "IOTLOCK_DATA_KEY")
+    WEBHOOK_ALLOW_HTTP = False  # https only, whatever the environment says
 
 
 class TestConfig(Config):
