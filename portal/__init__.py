@@ -26,6 +26,7 @@ from portal.models.base import utcnow
 from portal.services import deliveries, presence
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
+from portal.webhooks import bp as webhooks_bp
 
 log = logging.getLogger(__name__)
 # Status codes with a page of their own in templates/errors/.
@@ -149,6 +150,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(gateways_bp, url_prefix="/gateways")
     app.register_blueprint(mailboxes_bp, url_prefix="/mailboxes")
     app.register_blueprint(support_bp, url_prefix="/support")
+    app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
     app.add_url_rule("/manifest.webmanifest", "manifest", _manifest)
 
 

@@ -14,11 +14,14 @@ from portal.models import (
     ROLE_MEMBER,
     ActivityEvent,
     Command,
+    DeliveryState,
     Gateway,
     Invite,
     Mailbox,
     Membership,
     Pin,
+    WebhookDelivery,
+    WebhookEndpoint,
     utcnow,
 )
 from portal.services import accounts
@@ -118,7 +121,8 @@ def new_client(app):
 
 # Keys of World.a / World.b, for Route.args in tests/access/<area>.py:
 #   account, owner, member (users), owner_membership, membership (the second member's),
-#   invite (+ invite_token, a str), gateway, mailbox, pin, command, event.
+#   invite (+ invite_token, a str), gateway, mailbox, pin, command, event, webhook (an
+#   endpoint), webhook_delivery.
 
 
 @dataclass
@@ -222,8 +226,29 @@ def _household(prefix: str, name: str, with_devices: bool) -> dict:
         )
         db.session.add(event)
         things.update(gateway=gateway, mailbox=mailbox, pin=pin, command=command, event=event)
+        things.update(_webhook(account))
     db.session.commit()
     return things
+
+
+def _webhook(account) -> dict:
+    """An endpoint with one given-up delivery (so it can be resent), straight in the models."""
+    endpoint_id = uuid.uuid4()
+    endpoint = WebhookEndpoint(
+        id=endpoint_id, account_id=account.id, url="https://hooks.example.com/iotlock", description="Home server",
+        kinds=["opened"], enabled=True,
+        secret_enc=crypto.encrypt("whsec_" + "A" * 44, table="webhook_endpoints", column="secret_enc",
+                                  row_id=endpoint_id),
+    )
+    db.session.add(endpoint)
+    db.session.flush()
+    delivery = WebhookDelivery(
+        account_id=account.id, endpoint_id=endpoint.id, message_id=f"msg_{uuid.uuid4().hex}",
+        event_type="alert.opened", payload="{}", state=DeliveryState.GIVEN_UP, attempts=1,
+    )
+    db.session.add(delivery)
+    db.session.flush()
+    return {"webhook": endpoint, "webhook_delivery": delivery}
 
 
 def build_world() -> World:
