@@ -70,34 +70,32 @@ def rotate(endpoint_id):
     return _index(new_secret=(endpoint, secret))
 
 
+def _act(action, args, message):
+    """Run one action on an endpoint, then back to the list with `message(result)`."""
+    result, refused = _run(action, *args)
+    if refused:
+        return refused
+    flash(message(result), "success")
+    return redirect(url_for("webhooks.index"))
+
+
 @bp.route("/<uuid:endpoint_id>/turn-off", methods=["POST"])
 @owner_required
 def turn_off(endpoint_id):
-    endpoint, refused = _run(webhooks.set_enabled, endpoint_id, False)
-    if refused:
-        return refused
-    flash(f"Alerts no longer go to {endpoint.url}.", "success")
-    return redirect(url_for("webhooks.index"))
+    return _act(webhooks.set_enabled, (endpoint_id, False), lambda e: f"Alerts no longer go to {e.url}.")
 
 
 @bp.route("/<uuid:endpoint_id>/turn-on", methods=["POST"])
 @owner_required
 def turn_on(endpoint_id):
-    endpoint, refused = _run(webhooks.set_enabled, endpoint_id, True)
-    if refused:
-        return refused
-    flash(f"Alerts go to {endpoint.url} again.", "success")
-    return redirect(url_for("webhooks.index"))
+    return _act(webhooks.set_enabled, (endpoint_id, True), lambda e: f"Alerts go to {e.url} again.")
 
 
 @bp.route("/<uuid:endpoint_id>/delete", methods=["POST"])
 @owner_required
 def delete(endpoint_id):
-    url, refused = _run(webhooks.delete_endpoint, endpoint_id)
-    if refused:
-        return refused
-    flash(f"The webhook to {url} is deleted, with its delivery log.", "success")
-    return redirect(url_for("webhooks.index"))
+    return _act(webhooks.delete_endpoint, (endpoint_id,),
+                lambda url: f"The webhook to {url} is deleted, with its delivery log.")
 
 
 @bp.route("/<uuid:endpoint_id>/log")

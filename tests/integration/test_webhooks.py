@@ -406,3 +406,36 @@ def test_the_connection_goes_to_the_address_that_was_vetted(app, household, rece
     [request] = receiver.requests
     assert request["headers"]["host"] == f"hooks.example.com:{receiver.port}"
     assert asked == ["hooks.example.com"]
+
+
+# --- the owner's pages ---------------------------------------------------------------------
+
+def test_an_owner_turns_a_webhook_off_and_on_and_deletes_it_with_its_log(app, household, receiver):
+    auth, account = household
+    _add(auth, receiver.url)
+    [endpoint] = db.session.scalars(sa.select(WebhookEndpoint)).all()
+    _alert(account)
+    drain(app)
+
+    off = auth.post(f"/webhooks/{endpoint.id}/turn-off", page="/webhooks/", follow_redirects=True)
+    assert f"Alerts no longer go to {receiver.url}." in off.get_data(as_text=True)
+    _alert(account, summary="Not sent")
+    on = auth.post(f"/webhooks/{endpoint.id}/turn-on", page="/webhooks/", follow_redirects=True)
+    assert f"Alerts go to {receiver.url} again." in on.get_data(as_text=True)
+    drain(app)
+    assert len(receiver.requests) == 1
+
+    gone = auth.post(f"/webhooks/{endpoint.id}/delete", page="/webhooks/", follow_redirects=True)
+    html = gone.get_data(as_text=True)
+    assert "is deleted, with its delivery log" in html and "0 webhooks" in html
+    assert _deliveries() == [] and db.session.scalars(sa.select(WebhookAttempt)).all() == []
+    assert auth.client.get(f"/webhooks/{endpoint.id}/log").status_code == 404
+
+
+def test_only_owners_see_the_way_to_webhooks(app, household):
+    auth, _account = household
+    assert "/webhooks/" in auth.client.get("/settings").get_data(as_text=True)
+    member = Auth(app.test_client())
+    assert member.login("member@example.com").status_code == 302
+    assert "/webhooks/" not in member.client.get("/settings").get_data(as_text=True)
+    assert member.client.get("/webhooks/").status_code == 403
