@@ -7,16 +7,20 @@ through Playwright's evaluate, nothing fetched) with no critical or serious viol
 One live server for the module, one browser page reused for every page."""
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from werkzeug.serving import make_server
 
+from portal import crypto
 from portal.extensions import db
-from portal.models import utcnow
+from portal.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from portal.services import staff as staff_service
+from portal.services import webhooks
 from tests.plugins.accounts import PASSWORD
 from tests.plugins.browser import ARTIFACTS
 from tests.plugins.showcase import build_showcase
@@ -55,6 +59,7 @@ def site(tmp_path_factory, request) -> Iterator[Site]:
         household.staff_secret = staff_service.begin_enrolment(user).secret
         user.totp_enrolled_at = utcnow()
         household.staff_id = user.id
+        household.webhook = _webhook_with_a_log(household.account_id)
         db.session.commit()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -62,6 +67,35 @@ def site(tmp_path_factory, request) -> Iterator[Site]:
     yield Site(f"http://127.0.0.1:{server.server_port}", app, household)
     server.shutdown()
     thread.join(timeout=5)
+
+
+def _webhook_with_a_log(account_id):
+    """A webhook with a long URL and a delivery log: one message delivered after failures
+    (long answers), one given up."""
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(), account_id=account_id, description="Home Assistant in the cellar, behind the router",
+        url="https://home-assistant.lindenweg-7.example.com/api/webhook/iotlock-alerts-0123456789abcdef",
+        kinds=list(webhooks.KINDS)[:9], secret_enc=b"",
+    )
+    endpoint.secret_enc = crypto.encrypt(webhooks.generate_secret(), table="webhook_endpoints", column="secret_enc",
+                                         row_id=endpoint.id)
+    db.session.add(endpoint)
+    db.session.flush()
+    now = utcnow()
+    for state, codes in (("delivered", (500, None, 200)), ("given_up", (503,))):
+        delivery = WebhookDelivery(id=uuid.uuid4(), account_id=account_id, endpoint_id=endpoint.id,
+                                   message_id=f"msg_{uuid.uuid4().hex}", event_type="alert.parcel_delivered",
+                                   payload="{}", state=state, attempts=len(codes),
+                                   last_error="The endpoint answered 503 (gave up after retrying for 24 h)")
+        db.session.add(delivery)
+        db.session.flush()
+        for i, code in enumerate(codes):
+            db.session.add(WebhookAttempt(
+                account_id=account_id, delivery_id=delivery.id, at=now - timedelta(minutes=10 - i), status_code=code,
+                ok=code == 200, result="Delivered" if code == 200 else (
+                    f"The endpoint answered {code}" if code else "No answer within 5 s"),
+                response_snippet="upstream connect error or disconnect/reset before headers. " * 4 if code else None))
+    return endpoint.id
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +147,8 @@ def _household_pages(h) -> dict[str, str]:
         "members": "/members/",
         "activity": "/activity",
         "settings": "/settings",
+        "webhooks": "/webhooks/",
+        "webhooks-log": f"/webhooks/{h.webhook}/log",
     }
 
 
@@ -165,7 +201,7 @@ def test_every_page_fits_a_phone_and_passes_axe(site, tab):
         _check(tab, site, name, path, results, axe)
 
     print(f"{results['pages']} page views checked")
-    assert results["pages"] == 2 * 26
+    assert results["pages"] == 2 * 28
     assert not site.blocked, site.blocked
     assert not results["scroll"], results["scroll"]
     assert not results["small"], results["small"]
