@@ -4,4 +4,4 @@ Imported by create_app(): importing a handler module registers its job kinds and
 periodic tasks (portal/jobs/registry.py).
 """
 from portal.jobs import virtual_gateways  # noqa: F401  (periodic task: the virtual gateways)
-from portal.jobs.handlers import accounts, devices, housekeeping, keys, pin_schedule, reports  # noqa: F401
+from portal.jobs.handlers import accounts, devices, housekeeping, keys, pin_schedule, push, reports  # noqa: F401
