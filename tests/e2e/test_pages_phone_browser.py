@@ -113,6 +113,7 @@ def _household_pages(h) -> dict[str, str]:
         "members": "/members/",
         "activity": "/activity",
         "settings": "/settings",
+        "push-devices": "/push/",
     }
 
 
@@ -165,7 +166,7 @@ def test_every_page_fits_a_phone_and_passes_axe(site, tab):
         _check(tab, site, name, path, results, axe)
 
     print(f"{results['pages']} page views checked")
-    assert results["pages"] == 2 * 26
+    assert results["pages"] == 2 * 27
     assert not site.blocked, site.blocked
     assert not results["scroll"], results["scroll"]
     assert not results["small"], results["small"]
