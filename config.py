@@ -127,6 +127,16 @@ class Config:
     MAIL_TIMEOUT = _float("MAIL_TIMEOUT", 10.0)
     MAIL_SENDER = os.environ.get("MAIL_SENDER", "IoTLock <no-reply@iotlock.invalid>")
 
+    # Web Push (VAPID, RFC 8292): the application server's P-256 private key, base64url of its
+    # 32 bytes; generated once into instance/ outside production, where push is off without it.
+    VAPID_PRIVATE_KEY = os.environ.get("VAPID_PRIVATE_KEY")
+    # Who push services contact about this sender: a mailto: (or https:) address.
+    VAPID_SUBJECT = os.environ.get("VAPID_SUBJECT", "mailto:no-reply@iotlock.invalid")
+    # How long a push service keeps an alert for a browser that is offline, and how long a
+    # push service may take to answer.
+    PUSH_TTL_SECONDS = _int("PUSH_TTL_SECONDS", 24 * 3600)
+    PUSH_TIMEOUT = _float("PUSH_TIMEOUT", 10.0)
+
     PUBLIC_URL = os.environ.get("PUBLIC_URL", "")  # used in emailed and printed links when set
     # The port `flask serve` (and `make run`) listens on; links printed by the staff
     # command use it when PUBLIC_URL is not set.

@@ -23,7 +23,8 @@ from portal.mailboxes import bp as mailboxes_bp
 from portal.members import bp as members_bp
 from portal.models import PROTOCOL_SEALED
 from portal.models.base import utcnow
-from portal.services import deliveries, presence
+from portal.push import bp as push_bp
+from portal.services import deliveries, presence, push
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
 from portal.webhooks import bp as webhooks_bp
@@ -68,7 +69,9 @@ def create_app(config_object=None, **overrides) -> Flask:
 
 def _load_secrets(app: Flask) -> None:
     """Production refuses to start without its secrets; elsewhere they are generated once
-    into instance/ (git-ignored) and kept, so sessions and encrypted data survive restarts."""
+    into instance/ (git-ignored) and kept, so sessions, encrypted data and browsers'
+    push subscriptions (bound to the VAPID key) survive restarts. Production without
+    VAPID_PRIVATE_KEY runs with push alerts off."""
 
     required = app.config.get("REQUIRED_SECRETS", ())
     if required:
@@ -80,8 +83,10 @@ def _load_secrets(app: Flask) -> None:
                 + ". Set them in the environment (see README, Configuration)."
             )
         return
-    instance = Path(app.instance_path)
-    for name, make in (("SECRET_KEY", lambda: os.urandom(32).hex()), ("IOTLOCK_DATA_KEY", generate_data_key)):
+    # INSTANCE_DIR as this app was given it (tests give each app its own folder).
+    instance = Path(app.config.get("INSTANCE_DIR") or app.instance_path)
+    for name, make in (("SECRET_KEY", lambda: os.urandom(32).hex()), ("IOTLOCK_DATA_KEY", generate_data_key),
+                       ("VAPID_PRIVATE_KEY", push.new_vapid_key)):
         if app.config.get(name):
             continue
         instance.mkdir(parents=True, exist_ok=True)
@@ -151,13 +156,24 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(mailboxes_bp, url_prefix="/mailboxes")
     app.register_blueprint(support_bp, url_prefix="/support")
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+    app.register_blueprint(push_bp, url_prefix="/push")
     app.add_url_rule("/manifest.webmanifest", "manifest", _manifest)
+    # At the root, so its scope is the whole site (a worker's scope is its own folder).
+    app.add_url_rule("/sw.js", "service_worker", _service_worker)
 
 
 def _manifest():
     """The web app manifest (installable on a phone's home screen; no service worker)."""
     response = send_from_directory(current_app.static_folder or "static", "manifest.webmanifest",
                                    mimetype="application/manifest+json")
+    response.headers["Cache-Control"] = "no-store"  # like every answer that is not a static file
+    return response
+
+
+def _service_worker():
+    """The service worker that shows push alerts (static/js/sw.js), served from the root."""
+    response = send_from_directory(current_app.static_folder or "static", "js/sw.js",
+                                   mimetype="text/javascript")
     response.headers["Cache-Control"] = "no-store"  # like every answer that is not a static file
     return response
 

@@ -32,6 +32,7 @@ from portal.models.devices import (  # noqa: F401
 from portal.models.jobs import Job  # noqa: F401
 from portal.models.offers import KeyOffer  # noqa: F401
 from portal.models.platform import PLATFORM_DOWN, PLATFORM_UP, STREAMIOT, PlatformHealth  # noqa: F401
+from portal.models.push import PushSubscription  # noqa: F401
 from portal.models.webhooks import (  # noqa: F401
     DeliveryState,
     WebhookAttempt,

@@ -24,6 +24,8 @@ PLATFORM_STATE_OWNER = PORTAL / "jobs" / "platform.py"
 KEY_STATE_OWNER = PORTAL / "services" / "gateway_keys.py"
 # A courier's parcel (Pin.delivery_state) moves only with what the boxes report.
 PARCEL_STEP_OWNER = PORTAL / "services" / "device_reports.py"
+# An alert's push to a member (Notification.state, push channel) moves in the push service.
+NOTIFICATION_STATE_OWNERS = {PORTAL / "services" / "push.py"}
 STATE_WORDS = {"queued", "sending", "sent", "confirmed", "failed", "expired", "withdrawn",
                "adding", "active", "removing", "removed", "provisioning"}
 
@@ -61,9 +63,8 @@ def test_only_the_delivery_module_writes_device_pin_and_command_states():
     writes = []
     for path in _modules():
         # The firmware's state is the device's and an HTTP status is the platform's.
-        if path in (STATE_OWNER, PLATFORM_STATE_OWNER) or path in JOB_STATE_OWNERS or path.relative_to(PORTAL).parts[0] in (
-            "devices", "streamiot"
-        ):
+        owners = {STATE_OWNER, PLATFORM_STATE_OWNER} | JOB_STATE_OWNERS | NOTIFICATION_STATE_OWNERS
+        if path in owners or path.relative_to(PORTAL).parts[0] in ("devices", "streamiot"):
             continue
         writes += _state_writes(path)
     assert writes == []

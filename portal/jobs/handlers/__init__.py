@@ -10,6 +10,7 @@ from portal.jobs.handlers import (  # noqa: F401
     housekeeping,
     keys,
     pin_schedule,
+    push,
     reports,
     webhooks,  # noqa: F401
 )

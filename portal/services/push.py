@@ -1,0 +1,330 @@
+"""Web Push (issue 13): members' browsers subscribe (RFC 8030 push services), and alerts are
+sent to them encrypted (RFC 8291, aes128gcm) and signed by this portal's VAPID key (RFC 8292)
+through pywebpush. A subscription the push service says is gone (404/410) is removed."""
+import base64
+import json
+import uuid
+from collections.abc import Collection
+from datetime import UTC
+from enum import StrEnum
+from typing import Any, cast
+
+import requests
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import current_app
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush
+from sqlalchemy.exc import IntegrityError
+
+from portal.extensions import db
+from portal.models import Account, Alert, Mailbox, Notification, PushSubscription, User, utcnow
+from portal.services.errors import NotFound, ValidationFailed
+from portal.urls import serving_base_url
+
+# Statuses of a push service meaning "this subscription is no more" (RFC 8030 section 7.3).
+GONE_STATUSES = (404, 410)
+_MAX_ENDPOINT = 2048
+
+
+class PushError(Exception):
+    """Sending an alert did not (fully) work; `reason` in plain words, without a secret."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Undeliverable(PushError):
+    """No browser of the member took the alert, and trying again will not change that."""
+
+
+class NoDevice(Undeliverable):
+    """The member has no browser (left) that takes push alerts: nothing to send to."""
+
+
+class TryLater(PushError):
+    """A push service asked to come back (429, 5xx, no answer). `delivered` names the
+    browsers reached so far, so a later try sends to the others only (an alert arrives once
+    on each browser); `delay`: the push service's Retry-After, in seconds."""
+
+    def __init__(self, reason: str, delivered: list[str], delay: float | None = None):
+        super().__init__(reason)
+        self.delivered = delivered
+        self.delay = delay
+
+
+# --- the VAPID key ---------------------------------------------------------------------------
+
+def new_vapid_key() -> str:
+    """A new VAPID private key: base64url (unpadded) of a P-256 private scalar's 32 bytes."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _b64url(key.private_numbers().private_value.to_bytes(32, "big"))
+
+
+def enabled() -> bool:
+    """Whether this portal can send push alerts (it has a VAPID key)."""
+    return bool(current_app.config.get("VAPID_PRIVATE_KEY"))
+
+
+def _vapid() -> Vapid:
+    raw = current_app.config.get("VAPID_PRIVATE_KEY")
+    if not raw:
+        raise Undeliverable("Push alerts are off on this portal (no VAPID_PRIVATE_KEY)")
+    return Vapid.from_raw(raw.strip().encode())
+
+
+def application_server_key() -> str | None:
+    """The VAPID public key as browsers take it (applicationServerKey): base64url of the
+    uncompressed P-256 point. None when push is off."""
+    if not enabled():
+        return None
+    point = _vapid().public_key.public_bytes(serialization.Encoding.X962,
+                                             serialization.PublicFormat.UncompressedPoint)
+    return _b64url(point)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+def subscribe(user: User, subscription: Any, user_agent: str | None = None) -> PushSubscription:
+    """Save what the browser's PushManager.subscribe() gave ({"endpoint", "keys": {"p256dh",
+    "auth"}}) for `user`, and commit. Subscribing again from the same browser updates its row;
+    a browser that another user of it had subscribed now gets this user's alerts only."""
+    endpoint, p256dh, auth = _checked(subscription)
+    row = db.session.scalar(sa.select(PushSubscription).where(PushSubscription.endpoint == endpoint))
+    if row is None:
+        row = PushSubscription(endpoint=endpoint, user_id=user.id, p256dh=p256dh, auth=auth,
+                               label=device_label(user_agent))
+        db.session.add(row)
+    else:
+        row.user_id, row.p256dh, row.auth = user.id, p256dh, auth
+        row.label = device_label(user_agent)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same browser subscribed twice at once: the other request saved it.
+        db.session.rollback()
+        row = db.session.scalars(sa.select(PushSubscription).where(PushSubscription.endpoint == endpoint)).one()
+    return row
+
+
+def unsubscribe(user: User, endpoint: str) -> bool:
+    """Forget `user`'s subscription at `endpoint` (the browser turned alerts off); commits.
+    False when the user has none there."""
+    return _delete(sa.and_(PushSubscription.user_id == user.id, PushSubscription.endpoint == str(endpoint)))
+
+
+def remove(user: User, subscription_id: uuid.UUID | str) -> None:
+    """Remove one of `user`'s devices from the list; NotFound for another user's (or none)."""
+    try:
+        wanted = uuid.UUID(str(subscription_id))
+    except ValueError:
+        raise NotFound() from None
+    if not _delete(sa.and_(PushSubscription.user_id == user.id, PushSubscription.id == wanted)):
+        raise NotFound()
+
+
+def subscriptions_of(user: User) -> list[PushSubscription]:
+    """The user's browsers that get push alerts, oldest first."""
+    return list(db.session.scalars(
+        sa.select(PushSubscription).where(PushSubscription.user_id == user.id)
+        .order_by(PushSubscription.created_at, PushSubscription.id)
+    ))
+
+
+def has_subscription(user_id: uuid.UUID) -> bool:
+    """Whether the user has a browser to push alerts to (the alerts fan-out asks)."""
+    return db.session.scalar(
+        sa.select(PushSubscription.id).where(PushSubscription.user_id == user_id).limit(1)
+    ) is not None
+
+
+def device_label(user_agent: str | None) -> str:
+    """"Firefox on Android": the browser and system a User-Agent names, in plain words."""
+    ua = user_agent or ""
+    browser = next((name for token, name in (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
+                                             ("Chrome/", "Chrome"), ("Safari/", "Safari")) if token in ua),
+                   "A browser")
+    system = next((name for token, name in (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"),
+                                            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"),
+                                            ("Linux", "Linux")) if token in ua), None)
+    return f"{browser} on {system}" if system else browser
+
+
+def _delete(condition) -> bool:
+    result = db.session.execute(sa.delete(PushSubscription).where(condition)
+                                .execution_options(synchronize_session="fetch"))
+    db.session.commit()
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _checked(subscription: Any) -> tuple[str, str, str]:
+    """(endpoint, p256dh, auth) of a browser's subscription, or ValidationFailed."""
+    if not isinstance(subscription, dict) or not isinstance(subscription.get("keys"), dict):
+        raise ValidationFailed("This is not a push subscription from a browser.")
+    endpoint, keys = subscription.get("endpoint"), subscription["keys"]
+    p256dh, auth = keys.get("p256dh"), keys.get("auth")
+    if not isinstance(endpoint, str) or not isinstance(p256dh, str) or not isinstance(auth, str):
+        raise ValidationFailed("This is not a push subscription from a browser.")
+    schemes = ("https://",) if current_app.config.get("ENV_NAME") == "production" else ("https://", "http://")
+    if len(endpoint) > _MAX_ENDPOINT or not endpoint.startswith(schemes) or any(c.isspace() for c in endpoint):
+        raise ValidationFailed("The browser's push service address is not one the portal can use.")
+    point, secret = _b64url_decode(p256dh), _b64url_decode(auth)
+    if point is None or len(point) != 65 or point[0] != 4 or secret is None or len(secret) != 16:
+        raise ValidationFailed("The browser's push keys are not valid.")
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        raise ValidationFailed("The browser's push keys are not valid.") from None
+    return endpoint, _b64url(point), _b64url(secret)
+
+
+# --- a push notification's state ------------------------------------------------------------
+# Notification.state for the push channel: queued (or held by quiet hours) -> sent | failed |
+# skipped. Each move is a compare-and-set on the states it may follow, so an alert is marked
+# sent once. (The alerts core owns the other channels' moves; these may join them there.)
+
+class NotificationState(StrEnum):
+    QUEUED = "queued"
+    HELD = "held"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+_WAITING = (NotificationState.QUEUED, NotificationState.HELD)
+
+
+def waiting(notification: Notification) -> bool:
+    """Whether the notification is still to be sent (not sent, failed or skipped yet)."""
+    return notification.state in _WAITING
+
+
+def mark_sent(notification_id: uuid.UUID, attempts: int) -> bool:
+    return _move(notification_id, NotificationState.SENT, attempts=attempts, sent_at=utcnow(), error=None)
+
+
+def mark_failed(notification_id: uuid.UUID, reason: str, attempts: int | None = None) -> bool:
+    values = {"attempts": attempts} if attempts is not None else {}
+    return _move(notification_id, NotificationState.FAILED, error=reason[:500], **values)
+
+
+def mark_skipped(notification_id: uuid.UUID, reason: str) -> bool:
+    return _move(notification_id, NotificationState.SKIPPED, error=reason[:500])
+
+
+def note_retry(notification_id: uuid.UUID, reason: str, attempts: int) -> None:
+    """An attempt failed and another is planned: the notification stays waiting, saying why."""
+    db.session.execute(
+        sa.update(Notification)
+        .where(Notification.id == notification_id, Notification.state.in_(_WAITING))
+        .values(error=reason[:500], attempts=attempts)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def _move(notification_id: uuid.UUID, to: NotificationState, **values) -> bool:
+    """Compare-and-set from a waiting state; False when it was not waiting (any more). The
+    caller commits."""
+    result = cast(sa.CursorResult, db.session.execute(
+        sa.update(Notification)
+        .where(Notification.id == notification_id, Notification.state.in_(_WAITING))
+        .values(state=to.value, **values)
+        .execution_options(synchronize_session="fetch")
+    ))
+    return result.rowcount == 1
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+def send(notification: Notification, *, skip: Collection[str] = ()) -> None:
+    """Push `notification`'s alert to each of its member's browsers (but those in `skip`,
+    reached by an earlier attempt), and commit what was learnt: browsers gone (404/410) are
+    removed, the others' last use noted. Raises TryLater when a push service asked to come
+    back (429, 5xx, no answer), NoDevice when the member has no browser left, Undeliverable
+    when no browser took it. A browser refusing it otherwise (another 4xx) is skipped."""
+    vapid = _vapid()
+    alert = db.session.get(Alert, notification.alert_id)
+    if alert is None:
+        raise Undeliverable("The alert no longer exists")
+    subscriptions = list(db.session.scalars(
+        sa.select(PushSubscription).where(PushSubscription.user_id == notification.user_id)
+        .order_by(PushSubscription.created_at, PushSubscription.id)
+    ))
+    data = json.dumps(_payload(alert), separators=(",", ":"))
+    config = current_app.config
+    delivered: list[str] = list(skip)
+    gone = refused = 0
+    retry: list[str] = []
+    delay: float | None = None
+    for subscription in subscriptions:
+        if str(subscription.id) in skip:
+            continue
+        try:
+            webpush(
+                {"endpoint": subscription.endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
+                data=data,
+                vapid_private_key=vapid,
+                vapid_claims={"sub": config["VAPID_SUBJECT"]},
+                ttl=int(config["PUSH_TTL_SECONDS"]),
+                timeout=float(config["PUSH_TIMEOUT"]),
+                headers={"Urgency": "high" if alert.kind == "duress" else "normal"},
+            )
+        except WebPushException as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in GONE_STATUSES:
+                db.session.delete(subscription)
+                gone += 1
+            elif status is None or status == 429 or status >= 500:
+                retry.append(f"the push service answered {status}" if status else "the push service failed")
+                delay = _seconds(exc.response.headers.get("Retry-After")) if exc.response is not None else None
+            else:
+                refused += 1
+        except requests.RequestException as exc:
+            retry.append(f"the push service could not be reached ({type(exc).__name__})")
+        else:
+            subscription.last_used_at = utcnow()
+            delivered.append(str(subscription.id))
+    db.session.commit()
+    if retry:
+        raise TryLater(f"Push not delivered yet: {retry[0]}", delivered, delay)
+    if delivered:
+        return
+    if refused:
+        raise Undeliverable("The push service refused the alert for every browser of the member")
+    raise NoDevice("No browser of the member takes push alerts" + (" any more" if gone else ""))
+
+
+def _payload(alert: Alert) -> dict:
+    """The alert as a push carries it (issue 13's contract; the alerts core's payload() will
+    replace this): what happened, where and when, and a link. Never PIN digits or keys."""
+    account = db.session.get(Account, alert.account_id)
+    mailbox = db.session.get(Mailbox, alert.mailbox_id) if alert.mailbox_id else None
+    adapter = current_app.url_map.bind("localhost")
+    path = (adapter.build("mailboxes.show", {"mailbox_id": mailbox.id}) if mailbox
+            else adapter.build("account.activity", {}))
+    return {
+        "id": str(alert.id),
+        "kind": alert.kind,
+        "summary": alert.summary,
+        "household": account.name if account else None,
+        "box": mailbox.name if mailbox else None,
+        "occurred_at": alert.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "url": serving_base_url().rstrip("/") + path,
+    }
+
+
+def _seconds(value: str | None) -> float | None:
+    return float(value) if value and value.strip().isdigit() else None
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except (ValueError, TypeError):
+        return None
