@@ -7,7 +7,6 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.jobs import virtual_gateways
 from portal.models import Account, ActivityEvent, Command, IgnoredDeviceMessage, LoginSession, utcnow
 from portal.services import device_link, mailboxes, safe_mode
 from portal.services.errors import Conflict, ValidationFailed
@@ -18,12 +17,6 @@ from portal.streamiot import messages
 def app_overrides():
     return {"VIRTUAL_GATEWAYS": True}
 
-
-def _settle(kit, rounds=6):
-    for _ in range(rounds):
-        kit.drain()
-        virtual_gateways.tick(kit.app)
-        kit.poll()
 
 
 def _summaries(kind):
@@ -38,9 +31,9 @@ def sealed(kit):
     publishes a pack signed under the link's report key as the gateway does."""
     gateway = kit.add_gateway(protocol="sealed")
     mailbox = kit.add_mailbox(gateway)
-    _settle(kit)
+    kit.settle()
     pin = kit.add_pin(mailbox, "Grandma", "4821")
-    _settle(kit)
+    kit.settle()
     assert kit.reload(pin).status == "active"
     gateway, mailbox = kit.reload(gateway), kit.reload(mailbox)
     key = device_link.link_key(db.session.get(Account, kit.account.id), gateway, device_link.REPORT)
@@ -59,7 +52,7 @@ def sealed(kit):
 def test_a_sealed_box_names_its_pins_by_reference_and_a_replay_is_ignored(kit, sealed):
     gateway, mailbox, grandma, say = sealed
     courier = kit.add_pin(mailbox, "Delivery", "6172")
-    _settle(kit)
+    kit.settle()
     courier = kit.reload(courier)
     courier.purpose, courier.max_uses = "courier", 1  # as the PIN service makes a delivery code
     db.session.commit()

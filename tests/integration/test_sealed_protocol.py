@@ -24,21 +24,14 @@ def app_overrides():
     return {"VIRTUAL_GATEWAYS": True}
 
 
-def _settle(kit, rounds=6):
-    """Worker passes, virtual gateway steps and reads, as the worker does them each second."""
-    for _ in range(rounds):
-        kit.drain()
-        virtual_gateways.tick(kit.app)
-        kit.poll()
-
 
 def test_a_sealed_gateway_comes_online_and_confirms_a_pin(kit):
     gateway = kit.add_gateway(protocol="sealed")
     assert gateway.protocol == "sealed"
     mailbox = kit.add_mailbox(gateway)
-    _settle(kit)
+    kit.settle()
     pin = kit.add_pin(mailbox, "Grandma", "4821")
-    _settle(kit)
+    kit.settle()
     gateway = kit.reload(gateway)
     ignored = db.session.scalars(sa.select(IgnoredDeviceMessage)).all()
     assert [(i.name, i.why) for i in ignored] == []
@@ -50,9 +43,9 @@ def test_a_sealed_gateway_comes_online_and_confirms_a_pin(kit):
 def _sealed_box(kit, digits="4821"):
     gateway = kit.add_gateway(protocol="sealed")
     mailbox = kit.add_mailbox(gateway)
-    _settle(kit)
+    kit.settle()
     pin = kit.add_pin(mailbox, "Grandma", digits)
-    _settle(kit)
+    kit.settle()
     assert kit.reload(pin).status == PinState.ACTIVE
     return kit.reload(gateway), kit.reload(mailbox), kit.reload(pin)
 
@@ -84,9 +77,9 @@ def test_a_gateway_key_holder_reads_no_pin_digits_in_any_form(kit):
     gateway, mailbox, pin = _sealed_box(kit, "43920640")
     vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
     assert vg.keypad(mailbox.public_key, "43920640") == "opened"
-    _settle(kit)
+    kit.settle()
     pins.remove_pin(kit.account.id, pin.id, kit.user)
-    _settle(kit)
+    kit.settle()
     assert kit.reload(pin).status == PinState.REMOVED
     assert [e.summary for e in _box_events() if e.kind == "box.opened_pin"] == ["Opened with PIN “Grandma”"]
 
@@ -118,7 +111,7 @@ def test_forged_and_replayed_reports_change_nothing_and_show_as_ignored(kit):
     # A real report, then the same pack again (the attacker copied it from the reader).
     vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
     assert vg.keypad(mailbox.public_key, "4821") == "opened"
-    _settle(kit)
+    kit.settle()
     opened = [e for e in _box_events() if e.kind == "box.opened_pin"]
     assert len(opened) == 1
     [real] = [m for m in kit.read(mailbox.channel_id, publisher=g)
@@ -128,7 +121,7 @@ def test_forged_and_replayed_reports_change_nothing_and_show_as_ignored(kit):
     replay += [{"n": m["name"].rsplit("_", 1)[1], **({"v": m["value"]} if "value" in m else {"vs": m["string_value"]})}
                for m in pack if m["name"].rsplit("_", 1)[1] in ("CTR", "MAC")]
     attacker.publish(sorted(replay, key=lambda r: r.get("n") == "MAC"), mailbox.channel_id)
-    _settle(kit, rounds=2)
+    kit.settle(2)
     assert len([e for e in _box_events() if e.kind == "box.opened_pin"]) == 1
     assert _ignored()[-1] == ("OPENED", "a replay: its counter is not newer than the last report's")
 
@@ -142,7 +135,7 @@ def test_the_firmware_ignores_a_command_without_a_valid_mac_or_with_an_old_count
     kit.streamiot.publish(mailbox.channel_id, portal_key, messages.add_pin_sealed(g, sealed))
     kit.streamiot.publish(mailbox.channel_id, portal_key,
                           messages.signed(messages.add_pin_sealed(g, sealed), mailbox.channel_id, 99, b"x" * 32))
-    _settle(kit, rounds=2)
+    kit.settle(2)
     vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
 
     def pins_on_box():
@@ -155,7 +148,7 @@ def test_the_firmware_ignores_a_command_without_a_valid_mac_or_with_an_old_count
     # Grandma's PIN is removed; then the portal's own AUTH pack for it is replayed, counter
     # and MAC included (copied from the reader): the box does not take it back.
     pins.remove_pin(kit.account.id, pin.id, kit.user)
-    _settle(kit)
+    kit.settle()
     assert pins_on_box() == 0
     sent = kit.published_by_portal(mailbox.channel_id)
     counters = {m["time"]: m["value"] for m in sent if m["name"].endswith("_CTR")}
@@ -164,7 +157,7 @@ def test_the_firmware_ignores_a_command_without_a_valid_mac_or_with_an_old_count
     replay += [{"n": m["name"].rsplit("_", 1)[1], **({"v": m["value"]} if "value" in m else {"vs": m["string_value"]})}
                for m in sent if m["time"] == auth["time"] and m["name"].rsplit("_", 1)[1] in ("CTR", "MAC")]
     kit.streamiot.publish(mailbox.channel_id, portal_key, sorted(replay, key=lambda r: r.get("n") == "MAC"))
-    _settle(kit, rounds=2)
+    kit.settle(2)
     assert pins_on_box() == 0
     assert vg.keypad(mailbox.public_key, "4821") == "rejected"
 
@@ -180,7 +173,7 @@ def test_replacing_a_sealed_gateways_keys_needs_no_visit_and_kills_the_old_key(a
 
     clock = utcnow()
     for _ in range(8):  # the job sends REKEY, the gateway answers through its new thing
-        _settle(kit, rounds=1)
+        kit.settle(1)
         if kit.reload(gateway).key_state == "current":
             break
         clock += timedelta(seconds=3)  # the job looks again a moment later
@@ -201,11 +194,11 @@ def test_replacing_a_sealed_gateways_keys_needs_no_visit_and_kills_the_old_key(a
 
     # The gateway keeps working: a PIN added after the swap is confirmed, the old one opens.
     second = kit.add_pin(mailbox, "After", "7364")
-    _settle(kit)
+    kit.settle()
     assert kit.reload(second).status == PinState.ACTIVE
     vg = virtual_gateways.virtual_gateway_for(kit.app, gateway)
     assert vg.keypad(mailbox.public_key, "4821") == "opened"
-    _settle(kit)
+    kit.settle()
     assert [e.summary for e in _box_events() if e.kind == "box.opened_pin"] == ["Opened with PIN “Grandma”"]
     assert kit.reload(first).status == PinState.ACTIVE
     assert all("REKEY" not in name for name, _why in _ignored())
@@ -225,7 +218,7 @@ def test_a_box_gets_a_new_key_pair_its_gateway_forgets_the_old_one_and_keeps_its
     offer = db.session.scalars(sa.select(KeyOffer).where(KeyOffer.device_id == mailbox.id)).one()
     assert offer.user_id == kit.user.id
 
-    _settle(kit, rounds=8)
+    kit.settle(8)
     mailbox = kit.reload(mailbox)
     assert mailbox.status == "active" and kit.reload(pin).status == PinState.ACTIVE
     deletes = kit.commands(gateway, action="DELETE", mailbox=mailbox)

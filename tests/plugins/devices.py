@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from portal import crypto
 from portal.extensions import db
+from portal.jobs import virtual_gateways
 from portal.jobs.handlers import reports
 from portal.jobs.runner import drain
 from portal.models import Account, Command, Gateway, Mailbox, Pin
@@ -49,6 +50,14 @@ class DeviceKit:
         self.streamiot = client_from_config(app.config)
 
     # --- running the worker ---------------------------------------------------------
+
+    def settle(self, rounds=6):
+        """Worker passes, virtual gateway steps and reads, as the worker does them each
+        second (app_overrides VIRTUAL_GATEWAYS on)."""
+        for _ in range(rounds):
+            self.drain()
+            virtual_gateways.tick(self.app)
+            self.poll()
 
     def drain(self):
         return drain(self.app)
