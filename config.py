@@ -126,6 +126,8 @@ class Config:
     MAIL_USE_TLS = _flag("MAIL_USE_TLS", True)
     MAIL_TIMEOUT = _float("MAIL_TIMEOUT", 10.0)
     MAIL_SENDER = os.environ.get("MAIL_SENDER", "IoTLock <no-reply@iotlock.invalid>")
+    # A mail server that refused an email is tried again after this, doubling to an hour.
+    MAIL_RETRY_SECONDS = _float("MAIL_RETRY_SECONDS", 30.0)
 
     # Web Push (VAPID, RFC 8292): the application server's P-256 private key, base64url of its
     # 32 bytes; generated once into instance/ outside production, where push is off without it.
@@ -136,6 +138,19 @@ class Config:
     # push service may take to answer.
     PUSH_TTL_SECONDS = _int("PUSH_TTL_SECONDS", 24 * 3600)
     PUSH_TIMEOUT = _float("PUSH_TIMEOUT", 10.0)
+
+    # Alerts (portal/services/alerts.py, alert_detection.py): a burst of wrong PINs is
+    # ALERT_WRONG_PINS within ALERT_WRONG_PIN_MINUTES; a box is "left open" after
+    # ALERT_LEFT_OPEN_MINUTES, a gateway "offline" after ALERT_OFFLINE_MINUTES; a PIN is
+    # "about to expire" ALERT_PIN_EXPIRING_HOURS before its end. The worker looks every
+    # ALERT_SCAN_SECONDS. Emails and pushes give up after ALERT_MAX_ATTEMPTS tries.
+    ALERT_WRONG_PINS = _int("ALERT_WRONG_PINS", 3)
+    ALERT_WRONG_PIN_MINUTES = _int("ALERT_WRONG_PIN_MINUTES", 5)
+    ALERT_LEFT_OPEN_MINUTES = _int("ALERT_LEFT_OPEN_MINUTES", 10)
+    ALERT_OFFLINE_MINUTES = _int("ALERT_OFFLINE_MINUTES", 10)
+    ALERT_PIN_EXPIRING_HOURS = _int("ALERT_PIN_EXPIRING_HOURS", 24)
+    ALERT_SCAN_SECONDS = _float("ALERT_SCAN_SECONDS", 30.0)
+    ALERT_MAX_ATTEMPTS = _int("ALERT_MAX_ATTEMPTS", 12)
 
     PUBLIC_URL = os.environ.get("PUBLIC_URL", "")  # used in emailed and printed links when set
     # The port `flask serve` (and `make run`) listens on; links printed by the staff

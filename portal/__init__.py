@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import BASE_DIR, config_from_env
 from portal import auth, filters, logredact
 from portal.account import bp as account_bp
+from portal.alerts import bp as alerts_bp
 from portal.cli import register
 from portal.crypto import generate_data_key
 from portal.extensions import csrf, db, login_manager, migrate
@@ -24,7 +25,7 @@ from portal.members import bp as members_bp
 from portal.models import PROTOCOL_SEALED
 from portal.models.base import utcnow
 from portal.push import bp as push_bp
-from portal.services import deliveries, presence, push
+from portal.services import alerts, deliveries, presence, push
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
 from portal.webhooks import bp as webhooks_bp
@@ -157,6 +158,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(support_bp, url_prefix="/support")
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
     app.register_blueprint(push_bp, url_prefix="/push")
+    app.register_blueprint(alerts_bp, url_prefix="/alerts")
     app.add_url_rule("/manifest.webmanifest", "manifest", _manifest)
     # At the root, so its scope is the whole site (a worker's scope is its own folder).
     app.add_url_rule("/sw.js", "service_worker", _service_worker)
@@ -270,6 +272,7 @@ def register_template_helpers(app: Flask) -> None:
         return {
             "current_membership": auth.current_membership,
             "all_memberships": auth.all_memberships,
+            "unread_alerts": alerts.unread_count,
             "now": utcnow,
         }
 

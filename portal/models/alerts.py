@@ -19,6 +19,29 @@ CHANNEL_EMAIL = "email"
 CHANNEL_PUSH = "push"
 CHANNELS = (CHANNEL_PORTAL, CHANNEL_EMAIL, CHANNEL_PUSH)
 
+# Every kind of alert, in the words the settings page, the webhook form and the API show.
+# The order is the order of the settings page.
+ALERT_KINDS = {
+    "opened": "A box was opened",
+    "wrong_pins": "Several wrong PINs in a row",
+    "refused": "A PIN was refused",
+    "locked_out": "The keypad locked after wrong PINs",
+    "duress": "A duress PIN was used",
+    "left_open": "A box was left open",
+    "gateway_offline": "A gateway went offline",
+    "gateway_online": "A gateway is back online",
+    "battery_low": "A battery is low",
+    "parcel_delivered": "A parcel was delivered",
+    "parcel_collected": "A parcel was collected",
+    "pin_expiring": "A PIN is about to expire",
+    "delivery_failed": "A change could not reach a box",
+    "member_joined": "Someone joined the household",
+    "member_left": "Someone left the household",
+    "support_visit": "Support looked at the household",
+}
+# A test a member sends themselves from the settings page: never to webhooks.
+TEST_KIND = "test"
+
 
 class Alert(Base):
     """One thing that happened that may be alerted: never PIN digits or keys."""

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Mailbox, User, utcnow
+from portal.services import alerts
 from portal.services.paging import clamp_page
 from portal.services.scope import scoped
 
@@ -49,7 +50,8 @@ def record(
     details: dict | None = None,
     occurred_at: datetime | None = None,
 ) -> ActivityEvent:
-    """Add one event to the session (the caller commits it with the change it describes).
+    """Add one event to the session (the caller commits it with the change it describes),
+    with the alert it raises, if any (portal/services/alerts.py).
     Summaries are plain words for the household: never PIN digits or secrets.
     `occurred_at`: when it happened, if not now (a box event read from the platform)."""
     if actor_kind not in ACTOR_KINDS:
@@ -70,6 +72,7 @@ def record(
     event.recorded_at = recorded_at
     event.occurred_at = min(occurred_at, recorded_at) if occurred_at is not None else recorded_at
     db.session.add(event)
+    alerts.on_activity(event)
     return event
 
 

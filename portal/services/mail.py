@@ -14,9 +14,11 @@ LOGGED = "logged"
 FAILED = "failed"
 
 
-def send(to: str, subject: str, body: str) -> str:
-    """Send a plain-text email; returns SENT, LOGGED (no MAIL_SERVER) or FAILED. Never raises
-    for delivery problems: callers show the user another way to get the message."""
+def send(to: str, subject: str, body: str, *, html: str | None = None, headers: dict[str, str] | None = None,
+         message_id: str | None = None) -> str:
+    """Send an email (plain text, and an HTML alternative when given); returns SENT, LOGGED
+    (no MAIL_SERVER) or FAILED. Never raises for delivery problems: the callers are jobs,
+    which retry a FAILED one. `message_id` keeps a resent message recognisable as the same."""
     cfg = current_app.config
     if not cfg.get("MAIL_SERVER"):
         log.info("MAIL_SERVER is not set, so this email was not sent.\nTo: %s\nSubject: %s\n\n%s", to, subject, body)
@@ -25,8 +27,12 @@ def send(to: str, subject: str, body: str) -> str:
     message["From"] = cfg["MAIL_SENDER"]
     message["To"] = to
     message["Subject"] = subject
-    message["Message-ID"] = make_msgid(domain=cfg["MAIL_SENDER"].rsplit("@", 1)[-1].strip("> ") or None)
+    message["Message-ID"] = message_id or make_msgid(domain=cfg["MAIL_SENDER"].rsplit("@", 1)[-1].strip("> ") or None)
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
     try:
         with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg.get("MAIL_TIMEOUT", 10)) as smtp:
             if cfg.get("MAIL_USE_TLS"):

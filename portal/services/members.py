@@ -1,4 +1,5 @@
 """Members of a household: invites (create, email, revoke, accept), roles, removal, leaving."""
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,12 +12,16 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import crypto
 from portal.extensions import db
+from portal.jobs import outbox
 from portal.models import ROLE_MEMBER, ROLE_OWNER, Account, Invite, LoginSession, Membership, User, utcnow
 from portal.services import accounts, activity, gateway_keys, mail, pins
 from portal.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from portal.services.scope import get_scoped, scoped
 
 INVITE_TOKEN_BYTES = 32  # 256 bits; only its SHA-256 is stored
+# The invite email's job (portal/jobs/handlers/alerts.py): the link travels encrypted in it.
+SEND_INVITE = "mail.invite"
+INVITE_QUEUED = "queued"
 
 # Why a link no longer works, in the words the invitee sees.
 INVITE_UNKNOWN = "unknown"
@@ -72,7 +77,11 @@ def owner_count(account_id: uuid.UUID) -> int:
 class NewInvite:
     invite: Invite
     link: str
-    delivery: str  # mail.SENT, mail.LOGGED or mail.FAILED
+    delivery: str  # INVITE_QUEUED (an email is on its way) or mail.LOGGED (no mail server)
+
+    @property
+    def emailing(self) -> bool:
+        return self.delivery == INVITE_QUEUED
 
 
 def invite(membership: Membership, actor: User, email: str, link_for: Callable[[str], str]) -> NewInvite:
@@ -117,15 +126,32 @@ def invite(membership: Membership, actor: User, email: str, link_for: Callable[[
         actor_user=actor,
         details={"email": email},
     )
-    db.session.commit()
     link = link_for(token)
-    household = membership.account.name
-    delivery = mail.send(
-        email,
-        f"{actor.email} invited you to the household “{household}” on IoTLock",
-        _invite_email(actor.email, household, link, row.expires_at),
-    )
+    if row.id is None:
+        row.id = uuid.uuid4()  # assigned at flush otherwise; the job names it now
+    sealed = crypto.encrypt(link, table="jobs", column="payload.link", row_id=row.id)
+    outbox.enqueue(SEND_INVITE, {"invite_id": str(row.id), "inviter": actor.email,
+                                 "link": base64.b64encode(sealed).decode()},
+                   account_id=account_id, target=f"invite:{row.id}")
+    db.session.commit()
+    delivery = INVITE_QUEUED if current_app.config.get("MAIL_SERVER") else mail.LOGGED
     return NewInvite(invite=row, link=link, delivery=delivery)
+
+
+def send_invite_email(payload: dict) -> str:
+    """The invite email of a "mail.invite" job: mail.SENT, LOGGED or FAILED; nothing (SENT)
+    once the invite was accepted, revoked or has expired."""
+    invite_id = uuid.UUID(payload["invite_id"])
+    row = db.session.get(Invite, invite_id)
+    if row is None or row.accepted_at or row.revoked_at or row.expires_at <= utcnow():
+        return mail.SENT
+    link = crypto.decrypt(base64.b64decode(payload["link"]), table="jobs", column="payload.link", row_id=invite_id)
+    household = db.session.scalar(sa.select(Account.name).where(Account.id == row.account_id)) or "your household"
+    return mail.send(
+        row.email,
+        f"{payload['inviter']} invited you to the household “{household}” on IoTLock",
+        _invite_email(payload["inviter"], household, link, row.expires_at),
+    )
 
 
 def _invite_email(inviter: str, household: str, link: str, expires_at: datetime) -> str:

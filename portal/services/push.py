@@ -5,9 +5,7 @@ import base64
 import json
 import uuid
 from collections.abc import Collection
-from datetime import UTC
-from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import requests
 import sqlalchemy as sa
@@ -19,9 +17,9 @@ from pywebpush import WebPushException, webpush
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
-from portal.models import Account, Alert, Mailbox, Notification, PushSubscription, User, utcnow
+from portal.models import Alert, Notification, PushSubscription, User, utcnow
+from portal.services import alert_payload
 from portal.services.errors import NotFound, ValidationFailed
-from portal.urls import serving_base_url
 
 # Statuses of a push service meaning "this subscription is no more" (RFC 8030 section 7.3).
 GONE_STATUSES = (404, 410)
@@ -180,62 +178,6 @@ def _checked(subscription: Any) -> tuple[str, str, str]:
     return endpoint, _b64url(point), _b64url(secret)
 
 
-# --- a push notification's state ------------------------------------------------------------
-# Notification.state for the push channel: queued (or held by quiet hours) -> sent | failed |
-# skipped. Each move is a compare-and-set on the states it may follow, so an alert is marked
-# sent once. (The alerts core owns the other channels' moves; these may join them there.)
-
-class NotificationState(StrEnum):
-    QUEUED = "queued"
-    HELD = "held"
-    SENT = "sent"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-_WAITING = (NotificationState.QUEUED, NotificationState.HELD)
-
-
-def waiting(notification: Notification) -> bool:
-    """Whether the notification is still to be sent (not sent, failed or skipped yet)."""
-    return notification.state in _WAITING
-
-
-def mark_sent(notification_id: uuid.UUID, attempts: int) -> bool:
-    return _move(notification_id, NotificationState.SENT, attempts=attempts, sent_at=utcnow(), error=None)
-
-
-def mark_failed(notification_id: uuid.UUID, reason: str, attempts: int | None = None) -> bool:
-    values = {"attempts": attempts} if attempts is not None else {}
-    return _move(notification_id, NotificationState.FAILED, error=reason[:500], **values)
-
-
-def mark_skipped(notification_id: uuid.UUID, reason: str) -> bool:
-    return _move(notification_id, NotificationState.SKIPPED, error=reason[:500])
-
-
-def note_retry(notification_id: uuid.UUID, reason: str, attempts: int) -> None:
-    """An attempt failed and another is planned: the notification stays waiting, saying why."""
-    db.session.execute(
-        sa.update(Notification)
-        .where(Notification.id == notification_id, Notification.state.in_(_WAITING))
-        .values(error=reason[:500], attempts=attempts)
-        .execution_options(synchronize_session="fetch")
-    )
-
-
-def _move(notification_id: uuid.UUID, to: NotificationState, **values) -> bool:
-    """Compare-and-set from a waiting state; False when it was not waiting (any more). The
-    caller commits."""
-    result = cast(sa.CursorResult, db.session.execute(
-        sa.update(Notification)
-        .where(Notification.id == notification_id, Notification.state.in_(_WAITING))
-        .values(state=to.value, **values)
-        .execution_options(synchronize_session="fetch")
-    ))
-    return result.rowcount == 1
-
-
 # --- sending ---------------------------------------------------------------------------------
 
 def send(notification: Notification, *, skip: Collection[str] = ()) -> None:
@@ -252,7 +194,7 @@ def send(notification: Notification, *, skip: Collection[str] = ()) -> None:
         sa.select(PushSubscription).where(PushSubscription.user_id == notification.user_id)
         .order_by(PushSubscription.created_at, PushSubscription.id)
     ))
-    data = json.dumps(_payload(alert), separators=(",", ":"))
+    data = json.dumps(alert_payload.payload(alert), separators=(",", ":"))
     config = current_app.config
     delivered: list[str] = list(skip)
     gone = refused = 0
@@ -294,25 +236,6 @@ def send(notification: Notification, *, skip: Collection[str] = ()) -> None:
     if refused:
         raise Undeliverable("The push service refused the alert for every browser of the member")
     raise NoDevice("No browser of the member takes push alerts" + (" any more" if gone else ""))
-
-
-def _payload(alert: Alert) -> dict:
-    """The alert as a push carries it (issue 13's contract; the alerts core's payload() will
-    replace this): what happened, where and when, and a link. Never PIN digits or keys."""
-    account = db.session.get(Account, alert.account_id)
-    mailbox = db.session.get(Mailbox, alert.mailbox_id) if alert.mailbox_id else None
-    adapter = current_app.url_map.bind("localhost")
-    path = (adapter.build("mailboxes.show", {"mailbox_id": mailbox.id}) if mailbox
-            else adapter.build("account.activity", {}))
-    return {
-        "id": str(alert.id),
-        "kind": alert.kind,
-        "summary": alert.summary,
-        "household": account.name if account else None,
-        "box": mailbox.name if mailbox else None,
-        "occurred_at": alert.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "url": serving_base_url().rstrip("/") + path,
-    }
 
 
 def _seconds(value: str | None) -> float | None:

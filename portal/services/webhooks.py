@@ -16,21 +16,20 @@ import secrets
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import cast
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 
 from portal import crypto
 from portal.extensions import db
 from portal.jobs import outbox
 from portal.models import (
-    Account,
+    ALERT_KINDS,
     Alert,
     DeliveryState,
-    Mailbox,
     Membership,
     WebhookAttempt,
     WebhookDelivery,
@@ -38,9 +37,9 @@ from portal.models import (
     utcnow,
 )
 from portal.models.webhooks import FINAL_STATES
+from portal.services import alert_payload
 from portal.services.errors import Conflict, Forbidden, ValidationFailed
 from portal.services.scope import get_scoped, scoped
-from portal.urls import public_link, serving_base_url
 
 DELIVER = "webhook.deliver"
 # The window, not this count, ends the retries (WEBHOOK_RETRY_WINDOW); the count only
@@ -50,26 +49,8 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 SNIPPET_CHARS = 300
 
-# The alert kinds of issue 13's contract (ALERT_KINDS of portal/services/alerts.py), in the
-# words the form shows.
-KINDS = {
-    "opened": "A box was opened",
-    "wrong_pins": "Several wrong PINs in a row",
-    "refused": "A PIN was refused",
-    "locked_out": "The keypad locked after wrong PINs",
-    "duress": "A duress PIN was used",
-    "left_open": "A box was left open",
-    "gateway_offline": "A gateway went offline",
-    "gateway_online": "A gateway is back online",
-    "battery_low": "A battery is low",
-    "parcel_delivered": "A parcel was delivered",
-    "parcel_collected": "A parcel was collected",
-    "pin_expiring": "A PIN is about to expire",
-    "delivery_failed": "A change could not reach a box",
-    "member_joined": "Someone joined the household",
-    "member_left": "Someone left the household",
-    "support_visit": "Support looked at the household",
-}
+# The alert kinds owners choose from, in the words the form shows.
+KINDS = ALERT_KINDS
 
 
 # --- addresses ---------------------------------------------------------------------------
@@ -187,38 +168,15 @@ def headers(endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime)
 
 # --- what a message says -----------------------------------------------------------------
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _link(endpoint: str, **values) -> str:
-    if has_request_context():
-        return public_link(endpoint, **values)
-    # A worker has no request: build the link on PUBLIC_URL (or where the portal listens).
-    with current_app.test_request_context(base_url=serving_base_url()):
-        return url_for(endpoint, **values, _external=True)
-
-
 def alert_data(alert: Alert) -> dict:
-    """What an alert says to the outside (issue 13's payload contract): never PIN digits or keys."""
-    account = db.session.get(Account, alert.account_id)
-    mailbox = db.session.get(Mailbox, alert.mailbox_id) if alert.mailbox_id else None
-    url = _link("mailboxes.show", mailbox_id=mailbox.id) if mailbox else _link("account.activity")
-    return {
-        "id": str(alert.id),
-        "kind": alert.kind,
-        "summary": alert.summary,
-        "household": account.name if account else None,
-        "box": mailbox.name if mailbox else None,
-        "occurred_at": _iso(alert.occurred_at),
-        "url": url,
-    }
+    """What an alert says to the outside (portal/services/alert_payload.py)."""
+    return alert_payload.payload(alert)
 
 
 def message_body(alert: Alert) -> str:
     """The JSON text a webhook carries (Standard Webhooks' type, timestamp, data)."""
     return json.dumps(
-        {"type": f"alert.{alert.kind}", "timestamp": _iso(alert.occurred_at), "data": alert_data(alert)},
+        {"type": f"alert.{alert.kind}", "timestamp": alert_payload.iso(alert.occurred_at), "data": alert_data(alert)},
         separators=(",", ":"), ensure_ascii=False,
     )
 

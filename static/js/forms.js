@@ -70,6 +70,15 @@
     }
   });
 
+  // A select marked data-autosubmit sends its form when changed (the form's own button
+  // does the same without JavaScript).
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (select.matches && select.matches("select[data-autosubmit]") && select.form) {
+      select.form.requestSubmit ? select.form.requestSubmit() : select.form.submit();
+    }
+  });
+
   fillZones(document);
   document.addEventListener("htmx:afterSwap", function (event) {
     fillZones(event.target);

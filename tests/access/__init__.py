@@ -22,6 +22,8 @@ class Route:
     # URL arguments with literal values that are not a household's ids (e.g. an invite token
     # in a public link): {"token": "not-a-real-token"}.
     fixed_args: dict = field(default_factory=dict)
+    # Posted by other systems without a session (one-click unsubscribe): no CSRF token.
+    csrf_exempt: bool = False
 
 
 def all_routes() -> list[Route]:

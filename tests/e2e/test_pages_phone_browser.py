@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
 from werkzeug.serving import make_server
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from portal.models import Mailbox, Membership, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from portal.services import alerts, webhooks
 from portal.services import staff as staff_service
-from portal.services import webhooks
 from tests.plugins.accounts import PASSWORD
 from tests.plugins.browser import ARTIFACTS
 from tests.plugins.showcase import build_showcase
@@ -60,6 +61,7 @@ def site(tmp_path_factory, request) -> Iterator[Site]:
         user.totp_enrolled_at = utcnow()
         household.staff_id = user.id
         household.webhook = _webhook_with_a_log(household.account_id)
+        household.unsubscribe = _alerts_in_the_bell(household.account_id)
         db.session.commit()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -96,6 +98,24 @@ def _webhook_with_a_log(account_id):
                     f"The endpoint answered {code}" if code else "No answer within 5 s"),
                 response_snippet="upstream connect error or disconnect/reset before headers. " * 4 if code else None))
     return endpoint.id
+
+
+def _alerts_in_the_bell(account_id) -> str:
+    """Alerts through the real fan-out (the owner's bell: some unread, one read); returns an
+    unsubscribe link's token for the owner."""
+    owner = db.session.scalars(sa.select(Membership).where(Membership.account_id == account_id,
+                                                           Membership.role == "owner")).one()
+    box = db.session.scalars(sa.select(Mailbox).where(Mailbox.account_id == account_id)
+                             .order_by(sa.func.length(Mailbox.name).desc())).first()
+    alerts.raise_alert(account_id, "gateway_offline", "Gateway “Porch” is offline: last heard Fri 18:02")
+    alerts.raise_alert(account_id, "parcel_delivered", f"{box.name}: Parcel delivered (“DHL Express, order 4711-0815”)",
+                       mailbox_id=box.id)
+    db.session.flush()
+    alerts.mark_read(owner)
+    alerts.raise_alert(account_id, "wrong_pins", f"{box.name}: Several wrong PINs were entered", mailbox_id=box.id)
+    alerts.raise_alert(account_id, "member_joined", "robin@example.com joined the household")
+    alerts.set_quiet_hours(owner, "22:00", "07:00")
+    return alerts.unsubscribe_token(owner.user_id, account_id, "battery_low")
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +170,11 @@ def _household_pages(h) -> dict[str, str]:
         "webhooks": "/webhooks/",
         "webhooks-log": f"/webhooks/{h.webhook}/log",
         "push-devices": "/push/",
+        "alerts": "/alerts/",
+        "alerts-settings": "/alerts/settings",
+        "alerts-settings-box": f"/alerts/settings?box={long_box}",
+        "alerts-defaults": "/alerts/defaults",
+        "alerts-unsubscribe": f"/alerts/unsubscribe/{h.unsubscribe}",
     }
 
 
@@ -202,7 +227,7 @@ def test_every_page_fits_a_phone_and_passes_axe(site, tab):
         _check(tab, site, name, path, results, axe)
 
     print(f"{results['pages']} page views checked")
-    assert results["pages"] == 2 * 29
+    assert results["pages"] == 2 * 34
     assert not site.blocked, site.blocked
     assert not results["scroll"], results["scroll"]
     assert not results["small"], results["small"]

@@ -14,22 +14,11 @@ from portal.extensions import db
 from portal.models import Mailbox, Pin
 from portal.services import accounts, gateways, mailboxes, pins
 from tests.plugins.accounts import PASSWORD
-from tests.plugins.browser import log_in
+from tests.plugins.browser import log_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
 SLOW = 30_000
-
-
-def _wait_until(app, check, what: str, seconds: float = 60) -> None:
-    with app.app_context():
-        start = time.monotonic()
-        while time.monotonic() - start < seconds:
-            db.session.expire_all()
-            if check():
-                return
-            time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _parcel_box(live_server):
@@ -42,7 +31,7 @@ def _parcel_box(live_server):
                                            key_mode="generate")
         pins.add_pin(account.id, [mailbox.id], user, label="Kim", digits="4821")
         mailbox_id = mailbox.id
-    _wait_until(app, lambda: db.session.get(Mailbox, mailbox_id).status == "active" and all(
+    wait_until(app, lambda: db.session.get(Mailbox, mailbox_id).status == "active" and all(
         p.status == "active" for p in db.session.scalars(sa.select(Pin).where(Pin.mailbox_id == mailbox_id))),
         "the box and its PIN on the virtual gateway")
     return mailbox_id, f"{live_server.url}/mailboxes/{mailbox_id}"
@@ -86,7 +75,7 @@ def test_a_courier_code_delivers_a_household_pin_collects_and_hours_are_kept(liv
     assert re.fullmatch(r"[1-9]\d{3,7}", digits)
     expect(page.locator("#carrier-text")).to_contain_text(digits)
     shot("delivery-code-desktop")
-    _wait_until(app, lambda: db.session.scalars(sa.select(Pin).where(
+    wait_until(app, lambda: db.session.scalars(sa.select(Pin).where(
         Pin.mailbox_id == mailbox_id, Pin.purpose == "courier")).one().status == "active", "the courier code on the box")
 
     # The courier types it: the box opens, then closes by itself: delivered.
@@ -126,7 +115,7 @@ def test_a_courier_code_delivers_a_household_pin_collects_and_hours_are_kept(liv
     shot("add-pin-weekly-desktop")
     page.get_by_role("button", name="Add PIN").click()
     expect(page.locator("body")).to_contain_text("PIN “Cleaner” saved")
-    _wait_until(app, lambda: db.session.scalars(sa.select(Pin).where(
+    wait_until(app, lambda: db.session.scalars(sa.select(Pin).where(
         Pin.mailbox_id == mailbox_id, Pin.label == "Cleaner")).one().status == "active", "the weekly PIN on the box")
     page.goto(box_url)
     _type(page, "6385")

@@ -1,8 +1,6 @@
 """Invites: a one-time link with a 256-bit token (only its hash stored) that expires after
 72 hours, can be revoked, is bound to its household, and survives signing up or logging in."""
-import logging
 import re
-import socket
 from datetime import timedelta
 
 import pytest
@@ -22,10 +20,6 @@ def owner(auth, make_household):
     user, account = make_household("owner@example.com", "Elm Street")
     auth.login("owner@example.com", PASSWORD)
     return user
-
-
-def _invite(auth, email="guest@example.com", **kwargs):
-    return auth.post("/members/invite", {"email": email}, page="/members/", **kwargs)
 
 
 def _invites():
@@ -49,7 +43,7 @@ def _member_emails(account_name):
 
 
 def test_owner_gets_a_one_time_link_and_only_its_hash_is_stored(auth, owner):
-    response = _invite(auth)
+    response = auth.invite()
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     path = invite_link_from(html)
@@ -66,42 +60,8 @@ def test_owner_gets_a_one_time_link_and_only_its_hash_is_stored(auth, owner):
     assert token not in event.summary and token not in str(event.details)
 
 
-def test_without_mail_server_the_email_is_written_to_the_log(auth, owner, caplog):
-    with caplog.at_level(logging.INFO, logger="portal.services.mail"):
-        html = _invite(auth).get_data(as_text=True)
-    link = re.search(r'id="invite-link"[^>]*value="([^"]+)"', html).group(1)
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "To: guest@example.com" in logged
-    assert link in logged
-    assert "Email isn’t set up on this portal" in html
-
-
-def test_with_mail_server_the_link_is_emailed(app, auth, owner, smtp_server):
-    html = _invite(auth).get_data(as_text=True)
-    path = invite_link_from(html)
-    assert "We also emailed it to guest@example.com" in html
-    [message] = smtp_server.messages
-    assert message["To"] == "guest@example.com"
-    assert "Elm Street" in message["Subject"]
-    assert path in smtp_server.text_of(message)
-
-
-def test_a_mail_server_that_never_answers_does_not_block_the_invite(app, auth, owner):
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)
-    try:
-        app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=silent.getsockname()[1], MAIL_TIMEOUT=0.5)
-        html = _invite(auth).get_data(as_text=True)
-    finally:
-        silent.close()
-    assert "We couldn’t email it" in html
-    assert invite_link_from(html)
-    assert len(_invites()) == 1
-
-
 def test_anonymous_invitee_sees_household_and_inviter(auth, owner, new_client):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     html = new_client().client.get(path).get_data(as_text=True)
     assert "Join “Elm Street”" in html
     assert "owner@example.com</strong> invited you" in html
@@ -110,7 +70,7 @@ def test_anonymous_invitee_sees_household_and_inviter(auth, owner, new_client):
 
 
 def test_new_user_signs_up_through_the_link_and_joins(auth, owner, new_client):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     invitee = new_client()
     register_page = invitee.client.get(f"/register?next={path}").get_data(as_text=True)
     assert "invited you to join <strong>Elm Street</strong>" in register_page
@@ -135,7 +95,7 @@ def test_new_user_signs_up_through_the_link_and_joins(auth, owner, new_client):
 
 def test_existing_user_logs_in_through_the_link_and_joins(auth, owner, make_household, new_client):
     make_household("bob@example.com", "Oak Lane")
-    path = invite_link_from(_invite(auth, "bob@example.com").get_data(as_text=True))
+    path = invite_link_from(auth.invite("bob@example.com").get_data(as_text=True))
     bob = new_client()
     login_page = bob.client.get(f"/login?next={path}").get_data(as_text=True)
     assert "invited you to join <strong>Elm Street</strong>" in login_page
@@ -151,7 +111,7 @@ def test_existing_user_logs_in_through_the_link_and_joins(auth, owner, make_hous
 
 
 def test_the_link_works_once(auth, owner, make_household, new_client):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     first = new_client()
     accounts.register_user("guest@example.com", PASSWORD)
     first.login("guest@example.com", PASSWORD)
@@ -168,7 +128,7 @@ def test_the_link_works_once(auth, owner, make_household, new_client):
 
 
 def test_an_expired_link_gets_a_clear_page(auth, owner, new_client, time_machine):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     time_machine.move_to(utcnow() + timedelta(hours=72, minutes=1), tick=False)
     guest = new_client()
     response = guest.client.get(path)
@@ -181,7 +141,7 @@ def test_an_expired_link_gets_a_clear_page(auth, owner, new_client, time_machine
 
 
 def test_a_revoked_link_gets_a_clear_page(auth, owner, new_client):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     [row] = _invites()
     response = auth.post(f"/members/invites/{row.id}/revoke", page="/members/")
     assert response.status_code == 302
@@ -194,7 +154,7 @@ def test_a_revoked_link_gets_a_clear_page(auth, owner, new_client):
 @pytest.mark.parametrize("mangle", [lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), lambda t: t[:20],
                                     lambda t: t + "x" * 100, lambda t: "%00%27%22<script>"])
 def test_a_tampered_link_gets_a_clear_page_not_an_error(auth, owner, new_client, mangle):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     token = path.rsplit("/", 1)[1]
     guest = new_client()
     response = guest.client.get(f"/members/join/{mangle(token)}")
@@ -209,8 +169,8 @@ def test_a_tampered_link_gets_a_clear_page_not_an_error(auth, owner, new_client,
 
 
 def test_a_new_invite_for_the_same_address_replaces_the_old_link(auth, owner, new_client):
-    old = invite_link_from(_invite(auth).get_data(as_text=True))
-    new = invite_link_from(_invite(auth).get_data(as_text=True))
+    old = invite_link_from(auth.invite().get_data(as_text=True))
+    new = invite_link_from(auth.invite().get_data(as_text=True))
     assert old != new
     assert new_client().client.get(old).status_code == 410
     assert new_client().client.get(new).status_code == 200
@@ -228,7 +188,7 @@ def test_a_new_invite_for_the_same_address_replaces_the_old_link(auth, owner, ne
     ],
 )
 def test_bad_invite_input_is_answered_on_the_field(auth, owner, email, message):
-    response = _invite(auth, email)
+    response = auth.invite(email)
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert message in html
@@ -244,7 +204,7 @@ def test_wrong_csrf_token_on_invite_creates_nothing(auth, owner):
 
 
 def test_htmx_invite_returns_only_the_panel(auth, owner):
-    response = _invite(auth, headers={"HX-Request": "true"})
+    response = auth.invite(headers={"HX-Request": "true"})
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<html" not in html
@@ -252,7 +212,7 @@ def test_htmx_invite_returns_only_the_panel(auth, owner):
     assert invite_link_from(html)
 
 
-def test_member_who_is_not_an_owner_cannot_invite(auth, owner, add_member, new_client):
+def test_member_who_is_not_an_owner_cannot_invite(owner, add_member, new_client):
     add_member(accounts.memberships_of(owner.id)[0].account, "member@example.com")
     member = new_client()
     member.login("member@example.com", PASSWORD)
@@ -263,7 +223,7 @@ def test_member_who_is_not_an_owner_cannot_invite(auth, owner, add_member, new_c
 
 
 def test_a_member_opening_an_invite_to_their_own_household_is_told_so(auth, owner):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     html = auth.client.get(path).get_data(as_text=True)
     assert "You are already a member of Elm Street." in html
     response = _join(auth, path)
@@ -274,7 +234,7 @@ def test_a_member_opening_an_invite_to_their_own_household_is_told_so(auth, owne
 
 
 def test_join_with_a_wrong_csrf_token_changes_nothing(auth, owner, new_client):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     guest = new_client()
     accounts.register_user("guest@example.com", PASSWORD)
     guest.login("guest@example.com", PASSWORD)
@@ -284,7 +244,7 @@ def test_join_with_a_wrong_csrf_token_changes_nothing(auth, owner, new_client):
 
 
 def test_anonymous_join_post_is_sent_to_log_in_first(auth, owner, new_client):
-    path = invite_link_from(_invite(auth).get_data(as_text=True))
+    path = invite_link_from(auth.invite().get_data(as_text=True))
     guest = new_client()
     response = guest.client.post(path, data={"csrf_token": csrf_from(guest.client.get(path).get_data(as_text=True))})
     assert response.headers["Location"] == f"/login?next={path}"
@@ -306,5 +266,5 @@ def test_two_people_racing_for_one_link_cannot_both_join(app, make_household):
 
 def test_links_use_public_url_when_it_is_set(app, auth, owner):
     app.config["PUBLIC_URL"] = "https://iotlock.example.org/"
-    html = _invite(auth).get_data(as_text=True)
+    html = auth.invite().get_data(as_text=True)
     assert re.search(r'value="https://iotlock\.example\.org/members/join/[A-Za-z0-9_-]{43}"', html)

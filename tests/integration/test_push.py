@@ -28,7 +28,7 @@ from portal.jobs.registry import streamiot_kinds
 from portal.jobs.runner import drain
 from portal.models import CHANNELS, Alert, Job, Notification, PushSubscription, utcnow
 from portal.models.jobs import JOB_DONE, JOB_FAILED, JOB_QUEUED
-from portal.services.push import NotificationState
+from portal.services.notifications import NotificationState
 from tests.plugins.accounts import PASSWORD, Auth, csrf_from
 
 PUSH = CHANNELS[2]

@@ -197,7 +197,7 @@ def test_a_message_is_signed_with_the_secret_shown_once(app, household, receiver
         "household": "Elm Street", "box": None, "occurred_at": "2026-12-01T09:00:00Z",
         "url": body["data"]["url"],
     }
-    assert body["data"]["url"].endswith("/activity")
+    assert body["data"]["url"].endswith("/alerts/")  # no box: the member's list of alerts
     [delivery] = _deliveries()
     assert delivery.state == "delivered"
 

@@ -13,12 +13,14 @@ from portal.extensions import db
 from portal.models import (
     ROLE_MEMBER,
     ActivityEvent,
+    Alert,
     Command,
     DeliveryState,
     Gateway,
     Invite,
     Mailbox,
     Membership,
+    Notification,
     Pin,
     WebhookDelivery,
     WebhookEndpoint,
@@ -71,6 +73,10 @@ class Auth:
         token = self.csrf("/settings")
         return self.client.post("/logout", data={"csrf_token": token})
 
+    def invite(self, email="guest@example.com", **kwargs):
+        """An owner invites `email` on the members page."""
+        return self.post("/members/invite", {"email": email}, page="/members/", **kwargs)
+
     def post(self, path, data=None, *, page="/settings", **kwargs):
         """POST a form with a valid CSRF token taken from `page`."""
         data = dict(data or {})
@@ -122,7 +128,7 @@ def new_client(app):
 # Keys of World.a / World.b, for Route.args in tests/access/<area>.py:
 #   account, owner, member (users), owner_membership, membership (the second member's),
 #   invite (+ invite_token, a str), gateway, mailbox, pin, command, event, webhook (an
-#   endpoint), webhook_delivery.
+#   endpoint), webhook_delivery, alert, notification (the owner's, in the bell).
 
 
 @dataclass
@@ -227,6 +233,7 @@ def _household(prefix: str, name: str, with_devices: bool) -> dict:
         db.session.add(event)
         things.update(gateway=gateway, mailbox=mailbox, pin=pin, command=command, event=event)
         things.update(_webhook(account))
+        things.update(_alert(account, owner, member, mailbox))
     db.session.commit()
     return things
 
@@ -249,6 +256,18 @@ def _webhook(account) -> dict:
     db.session.add(delivery)
     db.session.flush()
     return {"webhook": endpoint, "webhook_delivery": delivery}
+
+
+def _alert(account, owner, member, mailbox) -> dict:
+    """An "opened" alert in the bell of both members, straight in the models."""
+    alert = Alert(id=uuid.uuid4(), account_id=account.id, kind="opened", mailbox_id=mailbox.id,
+                  summary=f"{mailbox.name}: Opened with PIN “Postman” in {account.name}", details={})
+    db.session.add(alert)
+    rows = [Notification(id=uuid.uuid4(), account_id=account.id, alert_id=alert.id, user_id=user.id,
+                         channel="portal", state="sent", attempts=0) for user in (owner, member)]
+    db.session.add_all(rows)
+    db.session.flush()
+    return {"alert": alert, "notification": rows[0]}
 
 
 def build_world() -> World:

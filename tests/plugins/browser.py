@@ -4,10 +4,13 @@ import os
 import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
+
+from portal.extensions import db
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -127,3 +130,15 @@ def log_in(page, base: str, email: str, password: str) -> None:
     page.fill("#password", password)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/gateways/$"))
+
+
+def wait_until(app, check, what: str, seconds: float = 60) -> None:
+    """Until `check()` holds in the live server's database (the worker gets there by itself)."""
+    with app.app_context():
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            db.session.expire_all()
+            if check():
+                return
+            time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")

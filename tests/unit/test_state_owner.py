@@ -24,8 +24,8 @@ PLATFORM_STATE_OWNER = PORTAL / "jobs" / "platform.py"
 KEY_STATE_OWNER = PORTAL / "services" / "gateway_keys.py"
 # A courier's parcel (Pin.delivery_state) moves only with what the boxes report.
 PARCEL_STEP_OWNER = PORTAL / "services" / "device_reports.py"
-# An alert's push to a member (Notification.state, push channel) moves in the push service.
-NOTIFICATION_STATE_OWNERS = {PORTAL / "services" / "push.py"}
+# An alert's delivery to a member (Notification.state) moves in one module.
+NOTIFICATION_STATE_OWNERS = {PORTAL / "services" / "notifications.py"}
 STATE_WORDS = {"queued", "sending", "sent", "confirmed", "failed", "expired", "withdrawn",
                "adding", "active", "removing", "removed", "provisioning"}
 

@@ -6,6 +6,7 @@ periodic tasks (portal/jobs/registry.py).
 from portal.jobs import virtual_gateways  # noqa: F401  (periodic task: the virtual gateways)
 from portal.jobs.handlers import (  # noqa: F401
     accounts,
+    alerts,
     devices,
     housekeeping,
     keys,

@@ -5,38 +5,23 @@ Never held by StreamIoT's health: push services are not StreamIoT. Safe to run a
 notification already sent is not sent twice, and browsers reached by an earlier attempt are
 kept in the job's payload ("delivered") so a retry only tries the others.
 """
-import uuid
-
 from portal.extensions import db
 from portal.jobs.errors import PermanentFailure, RetryLater
 from portal.jobs.registry import handler
 from portal.models import Notification
-from portal.services import push
-
-ALERT_PUSH = "alert.push"
-
-
-def _notification_id(job) -> uuid.UUID:
-    return uuid.UUID(job.payload["notification_id"])
+from portal.services import notifications, push
+from portal.services.alerts import ALERT_PUSH
 
 
-def _retrying(job, reason: str, _retry_at) -> None:
-    push.note_retry(_notification_id(job), reason, job.attempts)
-
-
-def _gave_up(job, reason: str) -> None:
-    push.mark_failed(_notification_id(job), reason, job.attempts)
-
-
-@handler(ALERT_PUSH, on_give_up=_gave_up, on_retry=_retrying, streamiot=False)
+@handler(ALERT_PUSH, on_give_up=notifications.job_gave_up, on_retry=notifications.job_retrying, streamiot=False)
 def send_alert_push(job, ctx) -> None:
-    notification = db.session.get(Notification, _notification_id(job))
-    if notification is None or not push.waiting(notification):
+    notification = db.session.get(Notification, notifications.job_notification_id(job))
+    if notification is None or not notifications.waiting(notification):
         return  # the alert is gone, or an earlier run sent it (its answer lost)
     try:
         push.send(notification, skip=job.payload.get("delivered", ()))
     except push.NoDevice as exc:
-        push.mark_skipped(notification.id, exc.reason)
+        notifications.mark_skipped(notification.id, exc.reason)
         return
     except push.Undeliverable as exc:
         raise PermanentFailure(exc.reason) from None
@@ -45,4 +30,4 @@ def send_alert_push(job, ctx) -> None:
         job.payload = {**job.payload, "delivered": exc.delivered}
         db.session.commit()
         raise RetryLater(exc.reason, delay=exc.delay) from None
-    push.mark_sent(notification.id, job.attempts)
+    notifications.mark_sent(notification.id, job.attempts)
