@@ -29,6 +29,7 @@ from portal.push import bp as push_bp
 from portal.services import deliveries, presence, push
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
+from portal.urls import row_link
 from portal.webhooks import bp as webhooks_bp
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ def register_template_helpers(app: Flask) -> None:
         CommandState=deliveries.CommandState,
         can_withdraw=deliveries.can_withdraw,
         PROTOCOL_SEALED=PROTOCOL_SEALED,
+        row_link=row_link,
     )
 
     @app.context_processor
