@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # switch themselves off under xdist.
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint setup db-upgrade emulator worker bench clean
+.PHONY: run test lint setup db-upgrade emulator worker bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: $(VENV)/.deps-test
 
 bench: $(VENV)/.deps-test
 	$(BIN)/python -m pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+	$(BIN)/python -m benchmarks.serving
+
+# The serving ratio table alone (portal vs hello-world under gunicorn; docs/performance.md).
+bench-serving: $(VENV)/.deps-test
+	$(BIN)/python -m benchmarks.serving
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache tests/artifacts

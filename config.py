@@ -35,7 +35,11 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'iotlock.sqlite3'}"
     )
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # No ping per request (a round trip on PostgreSQL): connections are replaced after 30
+    # minutes, and one idle longer than DATABASE_PING_AFTER_IDLE_SECONDS is checked before
+    # use (portal/__init__.py, _check_idle_connections).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 1800}
+    DATABASE_PING_AFTER_IDLE_SECONDS = _float("DATABASE_PING_AFTER_IDLE_SECONDS", 10.0)
 
     # StreamIoT. "embedded" runs the emulator in process, behind a requests adapter.
     STREAMIOT_URL = os.environ.get("STREAMIOT_URL", "embedded")

@@ -1,12 +1,14 @@
 """The IoTLock portal: create_app() builds the Flask application."""
 import logging
 import os
+import time
 from pathlib import Path
 
 from flask import Flask, current_app, g, render_template, request, send_from_directory, url_for
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import event, orm
+from sqlalchemy import exc as exc_module
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -28,6 +30,7 @@ from portal.push import bp as push_bp
 from portal.services import alerts, deliveries, presence, push
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
+from portal.urls import row_link
 from portal.webhooks import bp as webhooks_bp
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,8 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _tune_sqlite(db.engine)
+        else:
+            _check_idle_connections(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
     if app.config.get("RAISE_ON_LAZY_LOAD"):
         _raise_on_lazy_load()
 
@@ -130,6 +135,29 @@ def _tune_sqlite(engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+
+
+def _check_idle_connections(engine, idle_seconds: float) -> None:
+    """Instead of pool_pre_ping's round trip on every checkout: a connection back in the pool
+    for less than `idle_seconds` (any busy server) is used as it is; one idle longer (a
+    database restarted, a backend terminated, a firewall's idle cut) is pinged first, and a
+    dead one is replaced before the request sees it (the pool retries the checkout)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        record.info["idle_since"] = time.time()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        since = record.info.pop("idle_since", None)
+        if since is None or time.time() - since < idle_seconds:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        except Exception as exc:  # noqa: BLE001  (whatever the driver raises for a dead connection)
+            raise exc_module.DisconnectionError("idle connection is dead") from exc
 
 
 _lazy_guard_installed = False
@@ -265,6 +293,7 @@ def register_template_helpers(app: Flask) -> None:
         CommandState=deliveries.CommandState,
         can_withdraw=deliveries.can_withdraw,
         PROTOCOL_SEALED=PROTOCOL_SEALED,
+        row_link=row_link,
     )
 
     @app.context_processor

@@ -27,25 +27,35 @@ _DEVICE_ROWS = {
 }
 
 
+# The login session, its user, and the user's households (memberships with their household):
+# one statement per request, built once.
+_SESSION_USER_HOUSEHOLDS = (
+    sa.select(LoginSession, User, Membership)
+    .join(User, User.id == LoginSession.user_id)
+    .outerjoin(Membership, Membership.user_id == User.id)
+    .options(sa.orm.joinedload(Membership.account))
+    .where(LoginSession.token_hash == sa.bindparam("token_hash"))
+    .order_by(Membership.joined_at)
+)
+
+
 @login_manager.user_loader
 def _load_user(token: str):
     if not token:
         return None
-    row = db.session.execute(
-        sa.select(LoginSession, User)
-        .join(User, User.id == LoginSession.user_id)
-        .where(LoginSession.token_hash == sha256_hex(token))
-    ).first()
-    if row is None:
+    rows = db.session.execute(_SESSION_USER_HOUSEHOLDS, {"token_hash": sha256_hex(token)}).all()
+    if not rows:
         return None
-    login_session, user = row
+    login_session, user = rows[0][0], rows[0][1]
     now = utcnow()
     if login_session.revoked_at is not None or user.is_disabled or _expired(login_session, user, now):
         return None
     polling = request.headers.get(POLL_HEADER) == "1"
     if not polling and (now - login_session.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
         login_session.last_seen_at = now
-        db.session.commit()
+        db.session.commit()  # expires the rows: current_membership() loads them again
+    else:
+        g.loaded_memberships = (user.id, [row[2] for row in rows if row[2] is not None])
     user._session_token = token
     g.login_session = login_session
     return user
@@ -139,12 +149,14 @@ def current_membership() -> Membership | None:
     if current_user.is_authenticated and not current_user.is_staff:
         login_session = current_login_session()
         wanted = login_session.current_account_id if login_session else None
-        rows = db.session.scalars(
-            sa.select(Membership)
-            .where(Membership.user_id == current_user.id)
-            .options(sa.orm.joinedload(Membership.account))
-            .order_by(Membership.joined_at)
-        ).all()
+        loaded_for, rows = g.pop("loaded_memberships", (None, None))  # loaded with the user (_load_user)
+        if rows is None or loaded_for != current_user.id:
+            rows = db.session.scalars(
+                sa.select(Membership)
+                .where(Membership.user_id == current_user.id)
+                .options(sa.orm.joinedload(Membership.account))
+                .order_by(Membership.joined_at)
+            ).all()
         g.memberships = rows
         membership = next((m for m in rows if m.account_id == wanted), rows[0] if rows else None)
         if login_session is not None and membership is not None and wanted != membership.account_id:

@@ -35,6 +35,12 @@ def choices() -> list[str]:
 
 
 @functools.cache
+def labelled_choices() -> list[tuple[str, str]]:
+    """choices() as (name, words) pairs for a select ("America/New York"), made once."""
+    return [(name, name.replace("_", " ")) for name in choices()]
+
+
+@functools.cache
 def posix_rule(name: str) -> str:
     """The POSIX TZ rule of an IANA zone (ValueError for a name that is not a zone)."""
     if not is_zone(name):

@@ -1,9 +1,14 @@
 """URL helpers shared by views."""
 import functools
+import uuid
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, redirect, request, url_for
+from flask import current_app, g, redirect, request, url_for
+
+# Stands for a row's id in a link built once (row_link); never a real row's.
+_ROW_ID = uuid.UUID("00000000-0000-4000-8000-0000000f00d5")
 
 
 def safe_next(target: str | None) -> str | None:
@@ -49,3 +54,20 @@ def get_goes_to(page: Callable[..., str]):
         return wrapper
 
     return decorate
+
+
+def row_link(endpoint: str, param: str) -> Callable[[object], str]:
+    """url_for(endpoint, **{param: row_id}) for the rows of a page: the link is built once per
+    request with a stand-in id, and each row's id takes its place (url_for per row was about
+    an eighth of the 50-box dashboard). Templates: row_link('mailboxes.show', 'mailbox_id')(mb.id)."""
+    links = g.setdefault("row_links", {})
+    link = links.get((endpoint, param))
+    if link is None:
+        values: dict[str, Any] = {param: _ROW_ID}
+        prefix, _, suffix = url_for(endpoint, **values).partition(str(_ROW_ID))
+
+        def link(row_id, prefix=prefix, suffix=suffix) -> str:
+            return f"{prefix}{row_id}{suffix}"
+
+        links[(endpoint, param)] = link
+    return link

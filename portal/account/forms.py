@@ -3,7 +3,7 @@
 from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from portal.forms import Form
+from portal.forms import Form, OptionsOnceSelect
 
 EMAIL = [
     DataRequired("Enter your email address."),
@@ -84,7 +84,7 @@ class HouseholdNameForm(Form):
 
 class TimeZoneForm(Form):
     # Choices are set by the view (portal.timezones.choices()); the service checks the name.
-    time_zone = SelectField("Time zone", choices=[], validate_choice=False,
+    time_zone = SelectField("Time zone", choices=[], validate_choice=False, widget=OptionsOnceSelect(),
                             description="PIN hours are written and shown in it. Changing it "
                                         "leaves the PINs you have in the zone they were made in.")
 

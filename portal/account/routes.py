@@ -264,7 +264,7 @@ def _settings_page(status=200, **forms):
 
 def _zone_form(current: str | None, **kwargs) -> TimeZoneForm:
     form = TimeZoneForm(prefix="tz", **kwargs)
-    form.time_zone.choices = [(name, name.replace("_", " ")) for name in timezones.choices()]
+    form.time_zone.choices = timezones.labelled_choices()
     if kwargs.get("formdata", True) is None:
         form.time_zone.data = current or timezones.DEFAULT_ZONE
     return form

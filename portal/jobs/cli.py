@@ -1,6 +1,8 @@
-"""`flask --app wsgi worker`: the job worker in the foreground; SIGTERM or Ctrl+C stop it
-after the job in hand."""
+"""`flask --app wsgi worker`: the job worker in the foreground. The first SIGTERM (or Ctrl+C)
+stops it within STOP_GRACE_SECONDS: the job in hand finishes, or is handed back to the queue;
+a second one stops it at once."""
 import logging
+import os
 import signal
 import threading
 
@@ -9,8 +11,14 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from portal.jobs.outbox import wakeup
-from portal.jobs.runner import drain
+from portal.jobs.runner import drain, release_held_jobs
 from portal.jobs.worker import Worker
+
+log = logging.getLogger("portal.jobs")
+
+# A job still running this long after the first SIGTERM is released (queued again, due now)
+# and the process exits: well inside the 10 s most supervisors wait before SIGKILL.
+STOP_GRACE_SECONDS = 3.0
 
 
 @click.command("worker")
@@ -29,8 +37,11 @@ def worker_command(once: bool) -> None:
     stop = threading.Event()
 
     def request_stop(signum, _frame):
+        # Runs in the main thread, which only waits below: nothing raises inside a database
+        # call, and a second signal is never swallowed.
         if stop.is_set():
-            raise SystemExit(1)  # asked twice: stop now
+            click.echo("Stopping now.", err=True)
+            os._exit(1)  # the job in hand is taken over when its lease runs out
         click.echo("Stopping after the current job (again to stop at once)…", err=True)
         stop.set()
         wakeup.set()
@@ -38,5 +49,16 @@ def worker_command(once: bool) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     worker = Worker(app)
+    # The loop runs in its own thread; the main thread only waits, so signals reach it at once.
+    loop = threading.Thread(target=worker.run, args=(stop,), name="iotlock-worker", daemon=True)
+    loop.start()
     click.echo(f"IoTLock worker {worker.worker_id} running (Ctrl+C stops it)")
-    worker.run(stop)
+    while loop.is_alive() and not stop.wait(0.5):
+        pass
+    loop.join(STOP_GRACE_SECONDS)
+    if loop.is_alive():
+        released = release_held_jobs(app, worker.worker_id)
+        log.warning("worker %s stopped in the middle of a job; %d job(s) handed back to the queue",
+                    worker.worker_id, released)
+        logging.shutdown()
+        os._exit(0)  # the loop thread is still inside the job's handler

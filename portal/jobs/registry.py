@@ -3,7 +3,10 @@
 Handler modules register themselves when imported; create_app() imports them all
 (portal.jobs.handlers), so every app, web or worker, knows every job kind.
 """
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -80,3 +83,24 @@ def streamiot_kinds() -> tuple[str, ...]:
 
 def periodic_tasks() -> list[Periodic]:
     return list(_periodic.values())
+
+
+# The stop flag of the worker running the current periodic task (None: nobody can stop it).
+_stop_flag: ContextVar[threading.Event | None] = ContextVar("iotlock_stop_flag", default=None)
+
+
+@contextmanager
+def stoppable(stop: threading.Event | None) -> Iterator[None]:
+    """Run a periodic task under the worker's stop flag (see stop_requested)."""
+    token = _stop_flag.set(stop)
+    try:
+        yield
+    finally:
+        _stop_flag.reset(token)
+
+
+def stop_requested() -> bool:
+    """A periodic task that walks many items checks this between them: the worker was asked
+    to stop, so the rest waits for the next run (of this worker or another)."""
+    stop = _stop_flag.get()
+    return stop is not None and stop.is_set()

@@ -16,7 +16,7 @@ from portal.extensions import db
 from portal.jobs import platform
 from portal.jobs.context import JobContext
 from portal.jobs.errors import RetryLater, Verdict, judge
-from portal.jobs.registry import get_handler, periodic_tasks, streamiot_kinds
+from portal.jobs.registry import get_handler, periodic_tasks, stoppable, streamiot_kinds
 from portal.models import Job, utcnow
 from portal.models.jobs import JOB_DONE, JOB_FAILED, JOB_QUEUED, JOB_RUNNING
 
@@ -371,6 +371,23 @@ def _claim_through_gate(worker_id: str, now: datetime, lease_seconds: float, exc
                             skip_kinds=kinds)
 
 
+def release_held_jobs(app, worker_id: str) -> int:
+    """A worker stopping in the middle of a job hands it back, as a lease running out would
+    but at once: queued, due now, the interrupted attempt not counted. A handler may have
+    done part of its work; jobs are written to be taken over (as after a crash), and the
+    interrupted run can no longer record an outcome (_record wants the lease). Returns how
+    many were released."""
+    with app.app_context():
+        result = cast(sa.CursorResult, db.session.execute(
+            sa.update(_jobs)
+            .where(_jobs.c.locked_by == worker_id, _jobs.c.state == JOB_RUNNING)
+            .values(state=JOB_QUEUED, locked_by=None, lease_until=None, run_after=utcnow(),
+                    attempts=sa.case((_jobs.c.attempts > 0, _jobs.c.attempts - 1), else_=0))
+        ))
+        db.session.commit()
+        return result.rowcount
+
+
 def drain(app, max_rounds: int = 100) -> int:
     """Tests and tools: run passes until nothing is due now (a retry due now runs in the
     next round, so a job may run up to max_attempts times). Returns how many runs."""
@@ -411,7 +428,7 @@ class PeriodicSchedule:
                 continue
             if time.monotonic() >= self.next_due.get(task.name, 0.0) and not (stop is not None and stop.is_set()):
                 try:
-                    with app.app_context():
+                    with app.app_context(), stoppable(stop):
                         task.fn(app)
                 except Exception:  # noqa: BLE001  (one broken task must not stop the others)
                     log.exception("periodic task %s failed", task.name)

@@ -24,7 +24,7 @@ from portal.crypto import decrypt, public_from_private
 from portal.devices.store import StateFile
 from portal.devices.virtual_gateway import VirtualGateway
 from portal.extensions import db
-from portal.jobs.registry import periodic
+from portal.jobs.registry import periodic, stop_requested
 from portal.models import Account, Gateway
 from portal.services.ports import VIRTUAL_DEVICE_KEYS, VIRTUAL_DEVICES
 from portal.streamiot.deployment import client_from_config
@@ -177,6 +177,8 @@ def tick(app) -> int:
             db.session.remove()
     _drop_missing(app, {gateway_id for gateway_id, _ in gateways}, existing)
     for gateway_id, gateway in gateways:
+        if stop_requested():
+            break  # the worker is stopping
         try:
             gateway.step()
         except Exception:  # noqa: BLE001  (one broken gateway must not stop the others)

@@ -1,5 +1,5 @@
 """Views of the mailboxes blueprint (thin: validate, call one service, render)."""
-from flask import abort, flash, g, make_response, render_template, request, url_for
+from flask import abort, flash, g, make_response, render_template, request, session, url_for
 
 from portal.auth import current_login_session, household_required
 from portal.gateways.forms import ConfirmForm, PasswordForm, RenameForm
@@ -123,11 +123,19 @@ def add(gateway_id):
 @household_required
 def show(mailbox_id):
     if is_htmx():
+        # The live part polls with the version it shows: unchanged, it is not rendered again
+        # (304, which htmx does not swap; base.html's htmx-config). A flash to show always renders.
+        version = None if session.get("_flashes") else dashboard.mailbox_live_version(account_id(), mailbox_id)
+        etag = f'"{version}"' if version else None
+        if etag is not None and request.headers.get("If-None-Match") == etag:
+            return make_response("", 304, {"ETag": etag})
         try:
             page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
-        return render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None))
+        html = render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None),
+                               live_version=version)
+        return make_response(html, 200, {"ETag": etag} if etag else {})
     return _page(mailbox_id)
 
 

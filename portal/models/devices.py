@@ -174,6 +174,8 @@ class Pin(Base):
     __table_args__ = (
         # Keyed hash of the digits: uniqueness within a mailbox without decrypting.
         sa.UniqueConstraint("mailbox_id", "digits_digest", name="uq_pins_mailbox_digest"),
+        # A sealed box's answer names the PIN by its reference: one index lookup per answer.
+        sa.Index("ix_pins_mailbox_ref", "mailbox_id", "ref"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -237,6 +239,8 @@ class Command(Base):
         # index lookups however long the history grows (benchmarks/test_pages.py).
         sa.Index("ix_commands_mailbox_action_time", "mailbox_id", "action", "created_at"),
         sa.Index("ix_commands_account_state", "account_id", "state"),
+        # A device answer's candidates: the gateway's commands of that action still waiting.
+        sa.Index("ix_commands_gateway_action_state", "gateway_id", "action", "state"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

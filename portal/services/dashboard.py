@@ -3,12 +3,15 @@
 The household dashboard, a gateway page and a mailbox page cost the same however many
 boxes and PINs there are; every state is put into words (portal.services.deliveries.Shown).
 """
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
+from flask import current_app
 
 from portal.extensions import db
 from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Membership, Pin, User, utcnow
@@ -454,6 +457,84 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     if with_snapshot:
         page.snapshot = box_snapshot(gateway, mailbox)
     return page
+
+
+# A box's live part shows times in words ("25 seconds ago"): while one of its times is this
+# recent the version changes every second, after that every minute (as the words do).
+_SECONDS_SHOWN = 70
+
+
+def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) -> str | None:
+    """A digest of everything the box's live part (mailboxes/_mailbox_live.html) may show,
+    read as plain rows: no ORM objects and no rendering, so an unchanged poll answers 304.
+    It errs on the side of change: whatever could alter the part is in it (the box, its
+    gateway, PINs, their changes and siblings on other boxes, unlocks, the newest activity,
+    members, the household's boxes and zone, StreamIoT's state), with the clock at the
+    resolution the part's words have. None: no such box in the household."""
+    now = now or utcnow()
+    box_id = _as_uuid(mailbox_id)
+    box = db.session.execute(
+        sa.select(Mailbox.__table__, Gateway.__table__)
+        .join_from(Mailbox.__table__, Gateway.__table__, Gateway.id == Mailbox.gateway_id)
+        .where(Mailbox.account_id == account_id, Mailbox.id == box_id)
+    ).first()
+    if box is None:
+        return None
+    live_pins = db.session.execute(
+        sa.select(Pin.__table__).where(Pin.mailbox_id == box_id, Pin.status.in_(LIVE_PIN_STATES))
+        .order_by(Pin.created_at, Pin.id)
+    ).all()
+    groups = {p.group_id for p in live_pins if p.group_id is not None}
+    recent_unlocks = (
+        sa.select(Command.id).where(Command.mailbox_id == box_id, Command.action == "UNLOCK")
+        .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery()
+    )
+    wanted = [p.command_id for p in live_pins if p.command_id is not None] + [box.safe_command_id]
+    commands = db.session.execute(
+        sa.select(Command.__table__).where(
+            Command.mailbox_id == box_id,
+            sa.or_(Command.id.in_([c for c in wanted if c is not None]), Command.id.in_(recent_unlocks)))
+        .order_by(Command.id)
+    ).all()
+    siblings = db.session.execute(
+        sa.select(Pin.id, Pin.mailbox_id, Pin.status, Command.state, Command.reason)
+        .outerjoin(Command, Command.id == Pin.command_id)
+        .where(Pin.account_id == account_id, Pin.group_id.in_(groups)).order_by(Pin.id)
+    ).all() if groups else []
+    removed = sa.and_(Pin.mailbox_id == box_id, Pin.status == PinState.REMOVED)
+    newest_event = (
+        sa.select(ActivityEvent.id, ActivityEvent.occurred_at).where(ActivityEvent.mailbox_id == box_id)
+        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(1)
+    )
+    household = db.session.execute(sa.select(
+        sa.select(sa.func.count()).where(removed).scalar_subquery(),
+        sa.select(Pin.removed_at).where(removed).order_by(Pin.removed_at.desc()).limit(1).scalar_subquery(),
+        sa.select(newest_event.subquery().c.id).scalar_subquery(),
+        sa.select(newest_event.subquery().c.occurred_at).scalar_subquery(),
+        sa.select(Account.time_zone).where(Account.id == account_id).scalar_subquery(),
+    )).one()
+    names = db.session.execute(
+        sa.select(Mailbox.id, Mailbox.name, Mailbox.status).where(Mailbox.account_id == account_id)
+        .order_by(Mailbox.id)
+    ).all()
+    members = db.session.execute(
+        sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
+        .where(Membership.account_id == account_id).order_by(User.id)
+    ).all()
+    shown_times = [c.created_at for c in commands if c.action == "UNLOCK"] + [household[3]]
+    young = any(t is not None and (now - t).total_seconds() < _SECONDS_SHOWN for t in shown_times)
+    window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
+    clock = (
+        int(now.timestamp()) if young else int(now.timestamp()) // 60,
+        box.last_heartbeat_at is not None and now - box.last_heartbeat_at <= window,
+        box.locked_until is not None and box.locked_until > now,
+        # Rule states change at the second a PIN starts or ends, whatever the minute.
+        [pin_rules.rule_state(cast(Pin, p), now) for p in live_pins],
+    )
+    parts = (tuple(box), [tuple(p) for p in live_pins], [tuple(c) for c in commands],
+             [tuple(r) for r in siblings], tuple(household), [tuple(n) for n in names],
+             [tuple(m) for m in members], platform_waiting(now), clock)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
 def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:

@@ -346,10 +346,13 @@ def withdraw_pending_of(*, gateway_id=None, mailbox_id=None, reason: str) -> Non
 
 # --- commands: the device's answers ----------------------------------------------------
 
-def answer_candidates(*, gateway_id, mailbox_id, action: str, received_at: datetime) -> list[Command]:
+def answer_candidates(*, gateway_id, mailbox_id, action: str, received_at: datetime,
+                      echoing: sa.ColumnElement[bool] | None = None) -> list[Command]:
     """Commands a device answer may settle: same device and record name, handed to
     StreamIoT before the answer was received, and still waiting (an unlock the portal
-    stopped waiting for, too). Oldest first."""
+    stopped waiting for, too), narrowed by `echoing` (the value the answer carries, as an
+    indexed condition). Settled commands (failed, confirmed, withdrawn) are never
+    candidates. Oldest first."""
     waiting: sa.ColumnElement[bool] = Command.state.in_(ANSWERABLE)
     if action == "UNLOCK":
         waiting = sa.or_(waiting, Command.state == C.EXPIRED)
@@ -360,6 +363,8 @@ def answer_candidates(*, gateway_id, mailbox_id, action: str, received_at: datet
         Command.publish_started_at.is_not(None),
         Command.publish_started_at <= received_at + CLOCK_SKEW,
     )
+    if echoing is not None:
+        stmt = stmt.where(echoing)
     if mailbox_id is not None:  # answers on a box's channel; the gateway channel's may be about a box too
         stmt = stmt.where(Command.mailbox_id == mailbox_id)
     return list(db.session.scalars(stmt.order_by(Command.created_at, Command.id)))

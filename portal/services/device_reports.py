@@ -23,7 +23,7 @@ import secrets
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -262,53 +262,115 @@ def _channels(channel_ids: set | None, account_ids: set | None = None) -> list[C
 
 def apply_reports(target: ChannelToRead, reports: list[DeviceReport], *, undated_total: int | None = None) -> int:
     """Apply the reports of one channel not applied before, in the order they were
-    received, and commit. Returns how many changed something.
+    received. Returns how many changed something.
+
+    Each report is its own short transaction: the channel's cursor locked, the report
+    checked against it, applied, the cursor moved past it, committed. So a read holding
+    many reports never keeps SQLite's write lock (or the cursor's row lock) for more than
+    one report, and pages and other workers go on between them; a report applied is never
+    applied again, because its effect and the cursor commit together.
 
     `undated_total`: how many messages the sweep below 2024 found (None: no sweep).
     """
-    cursor = db.session.get(ChannelCursor, target.channel_id, with_for_update=True)
+    # Device-dated twins are told apart by their place among the read's identical ones.
+    held: Counter[str] = Counter()
+    twins: list[int] = []
+    for report in reports:
+        held[report.digest] += 1
+        twins.append(held[report.digest])
+    # What the cursor already holds is skipped here; each report left is checked again
+    # under the lock, as another worker may have applied it since.
+    cursor = _locked_cursor(target)
     if cursor is None:
-        cursor = ChannelCursor(channel_id=target.channel_id, account_id=target.account_id, last_time=0.0, seen={})
-        db.session.add(cursor)
-        try:
-            db.session.flush()
-        except IntegrityError:  # another worker created it this instant; it reads next time
-            db.session.rollback()
-            return 0
+        return 0
+    position = _position(cursor)
+    fresh = [i for i in range(len(reports)) if _fresh(reports[i], twins[i], *position)]
+    applied = 0
+    for index in sorted(fresh, key=lambda i: (reports[i].received, reports[i].at)):
+        outcome = _apply_in_turn(target, reports[index], twins[index])
+        if outcome is None:
+            return applied
+        applied += outcome
+    if fresh:
+        cursor = _locked_cursor(target)
+        if cursor is None:
+            return applied
+    if _device_of(target) is None:
+        db.session.rollback()
+        return applied
+    if undated_total is not None:
+        cursor.seen = {**(cursor.seen or {}), "stray_total": undated_total}
+    cursor.last_polled_at = utcnow()
+    db.session.commit()
+    return applied
+
+
+def _locked_cursor(target: ChannelToRead) -> ChannelCursor | None:
+    """The channel's cursor, locked for this transaction (made on first use; None when
+    another worker made it this instant: it reads next time)."""
+    cursor = db.session.get(ChannelCursor, target.channel_id, with_for_update=True, populate_existing=True)
+    if cursor is not None:
+        return cursor
+    cursor = ChannelCursor(channel_id=target.channel_id, account_id=target.account_id, last_time=0.0, seen={})
+    db.session.add(cursor)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    return cursor
+
+
+def _position(cursor: ChannelCursor) -> tuple[float, dict[str, float], Counter[str]]:
+    """How far the channel was applied: the newest receive time, the digests applied in the
+    look-back window before it, and the counts of device-dated reports applied."""
+    seen = cursor.seen or {}
+    return cursor.last_time or 0.0, dict(seen.get("recent", {})), Counter(seen.get("strays", {}))
+
+
+def _device_of(target: ChannelToRead) -> tuple[Gateway, Mailbox | None] | None:
+    """The gateway and box (None: the gateway channel) the channel belongs to; None if gone."""
     gateway = db.session.get(Gateway, target.gateway_id)
     mailbox = db.session.get(Mailbox, target.mailbox_id) if target.mailbox_id else None
     if gateway is None or (target.mailbox_id and mailbox is None):
+        return None
+    return gateway, mailbox
+
+
+def _apply_in_turn(target: ChannelToRead, report: DeviceReport, twin: int) -> int | None:
+    """One report in its own transaction: 1 if it changed something, 0 if it was applied
+    before or ignored, None if the channel's device or cursor is gone."""
+    cursor = _locked_cursor(target)
+    if cursor is None:
+        return None
+    device = _device_of(target)
+    if device is None:
+        db.session.rollback()
+        return None
+    gateway, mailbox = device
+    seen = cursor.seen or {}
+    last_time, recent, strays = _position(cursor)
+    if not _fresh(report, twin, last_time, recent, strays):
         db.session.rollback()
         return 0
-
-    last_time = cursor.last_time or 0.0
-    seen = cursor.seen or {}
-    recent: dict[str, float] = dict(seen.get("recent", {}))
-    strays: Counter[str] = Counter(seen.get("strays", {}))
-    fresh = _fresh(reports, last_time, recent, strays)
-    applied = 0
-    for report in sorted(fresh, key=lambda r: (r.received, r.at)):
-        if report.device_dated:
-            strays[report.digest] += 1
-        else:
-            recent[report.digest] = report.at
-            last_time = max(last_time, report.at)
-        why = _unauthentic(target, cursor, report)
-        if why is None:
-            why = _apply_one(gateway, mailbox, report, target.channel_id)
-        if why is None:
-            applied += 1
-        else:
-            _ignore(gateway, mailbox, target.channel_id, report, why)
+    if report.device_dated:
+        strays[report.digest] += 1
+    else:
+        recent[report.digest] = report.at
+        last_time = max(last_time, report.at)
+    why = _unauthentic(target, cursor, report)
+    if why is None:
+        why = _apply_one(gateway, mailbox, report, target.channel_id)
+    if why is not None:
+        _ignore(gateway, mailbox, target.channel_id, report, why)
     cursor.last_time = last_time
     cursor.seen = {
         "recent": {d: t for d, t in recent.items() if t >= last_time - LOOKBACK_SECONDS},
         "strays": dict(strays.most_common(MAX_STRAYS)),
-        "stray_total": undated_total if undated_total is not None else seen.get("stray_total", 0),
+        "stray_total": seen.get("stray_total", 0),
     }
-    cursor.last_polled_at = utcnow()
     db.session.commit()
-    return applied
+    return 1 if why is None else 0
 
 
 def _unauthentic(target: ChannelToRead, cursor: ChannelCursor, report: DeviceReport) -> str | None:
@@ -324,26 +386,16 @@ def _unauthentic(target: ChannelToRead, cursor: ChannelCursor, report: DeviceRep
     return None
 
 
-def _fresh(reports: list[DeviceReport], last_time: float, recent: dict, strays: Counter) -> list[DeviceReport]:
-    """The reports not applied before. A receive-dated report is known by its digest within
-    the look-back window; device-dated ones (identical twins possible: a relative `t`
-    repeats) by how many of each the reads have held."""
-    fresh: list[DeviceReport] = []
-    known: set[str] = set()
-    held: Counter[str] = Counter()
-    for report in reports:
-        if report.device_dated:
-            held[report.digest] += 1
-            if held[report.digest] > strays[report.digest]:
-                fresh.append(report)
-            continue
-        if report.digest in known or report.digest in recent or report.digest in strays:
-            continue  # a repeat, or a clock-ahead message whose time has come
-        if last_time and report.at < last_time - LOOKBACK_SECONDS:
-            continue
-        known.add(report.digest)
-        fresh.append(report)
-    return fresh
+def _fresh(report: DeviceReport, twin: int, last_time: float, recent: dict, strays: Counter) -> bool:
+    """Whether the report was not applied before. A receive-dated report is known by its
+    digest within the look-back window; device-dated ones (identical twins possible: a
+    relative `t` repeats) by how many of each were applied: the read's `twin`-th one is new
+    when fewer than `twin` were."""
+    if report.device_dated:
+        return twin > strays[report.digest]
+    if report.digest in recent or report.digest in strays:
+        return False  # a repeat, or a clock-ahead message whose time has come
+    return not (last_time and report.at < last_time - LOOKBACK_SECONDS)
 
 
 def _ignore(gateway: Gateway, mailbox: Mailbox | None, channel_id: str, report: DeviceReport, why: str) -> None:
@@ -428,14 +480,48 @@ def _match_command(gateway: Gateway, mailbox: Mailbox | None, report: DeviceRepo
     expected_base = {"DESTRUCT": gateway.channel_id, "Mailbox": None}.get(report.name, gateway.thing_id)
     if expected_base is not None and report.subject != expected_base:
         return None
+    echoing = _echoing(gateway, mailbox, report)
+    if echoing is None:
+        return None
     candidates = deliveries.answer_candidates(
         gateway_id=gateway.id, mailbox_id=mailbox.id if mailbox else None, action=report.name,
-        received_at=_moment(report.received),
+        received_at=_moment(report.received), echoing=echoing,
     )
     matching = [c for c in candidates if _same_value(c, gateway, mailbox, report)]
     # The one waiting for its answer first (an expired unlock only after those).
     matching.sort(key=lambda c: c.state == CommandState.EXPIRED)
     return matching[0] if matching else None
+
+
+def _echoing(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport) -> sa.ColumnElement[bool] | None:
+    """The commands whose value the answer echoes, as a condition the database answers from
+    an index: a PIN by its reference (sealed) or its keyed digest (seed), an unlock by the
+    deadline it carried, a safe-mode change by its version. So a reply costs one query
+    however many commands a box has waiting, and no digits are decrypted. None: no command
+    can carry this value. Other actions (a few per device) are checked by _same_value."""
+    value, action = report.value, report.name
+    if action in deliveries.PIN_ACTIONS and mailbox is not None:
+        if gateway.protocol == PROTOCOL_SEALED:
+            if not isinstance(value, str):
+                return None
+            pins = sa.select(Pin.id).where(Pin.mailbox_id == mailbox.id, Pin.ref == value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int):
+                return None
+            pins = sa.select(Pin.id).where(Pin.mailbox_id == mailbox.id,
+                                           Pin.digits_digest == digest_of(mailbox.id, str(value)))
+        return Command.pin_id.in_(pins.scalar_subquery())
+    if action == "UNLOCK":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**40:
+            return None
+        # The deadline is expires_at in whole seconds (deliveries.unlock_deadline).
+        deadline = datetime.fromtimestamp(value, UTC)
+        return sa.and_(Command.expires_at >= deadline, Command.expires_at < deadline + timedelta(seconds=1))
+    if action == deliveries.SAFE:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        return Command.value == str(value)
+    return sa.true()
 
 
 def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport) -> bool:
@@ -460,17 +546,9 @@ def _same_value(command: Command, gateway: Gateway, mailbox: Mailbox | None, rep
         if row is None or value != row.public_key:
             return False
         return command.action != "Mailbox" or report.subject == row.channel_id
-    if command.action in deliveries.PIN_ACTIONS and mailbox is not None:
-        if gateway.protocol == PROTOCOL_SEALED:
-            # A sealed box echoes the PIN's reference, never its digits.
-            return isinstance(value, str) and value == db.session.scalar(
-                sa.select(Pin.ref).where(Pin.id == command.pin_id))
-        # The keyed digest finds the PIN without decrypting any digits.
-        if isinstance(value, bool) or not isinstance(value, int):
-            return False
-        digest = db.session.scalar(sa.select(Pin.digits_digest).where(Pin.id == command.pin_id))
-        return digest == digest_of(mailbox.id, str(value))
-    return False
+    # A PIN's answer (sealed: its reference; seed: its digits, by keyed digest) was matched
+    # by _echoing in the query that found the candidates.
+    return command.action in deliveries.PIN_ACTIONS and mailbox is not None
 
 
 # --- events -----------------------------------------------------------------------------

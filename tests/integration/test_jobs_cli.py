@@ -1,5 +1,4 @@
 """`flask --app wsgi worker` as its own process: links a new household, stops on SIGTERM."""
-import os
 import signal
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 from portal.extensions import db
 from portal.models import Account
 from portal.services import accounts
+from tests.processes import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,18 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_worker_process_links_a_household_and_stops_gracefully_on_sigterm(sqlite_app, tmp_path):
     _, account = accounts.register("owner@example.com", "correct horse battery staple", "Elm Street")
     account_id = account.id
-    env = dict(
-        os.environ,
-        IOTLOCK_ENV="development",
-        IOTLOCK_INSTANCE_DIR=str(tmp_path),
-        DATABASE_URL=sqlite_app.config["SQLALCHEMY_DATABASE_URI"],
-        SECRET_KEY=sqlite_app.config["SECRET_KEY"],
-        IOTLOCK_DATA_KEY=sqlite_app.config["IOTLOCK_DATA_KEY"],
-        STREAMIOT_URL="embedded",
-        STREAMIOT_EMULATOR_DB=sqlite_app.config["STREAMIOT_EMULATOR_DB"],
-        VIRTUAL_GATEWAYS="off",
-        PYTHONUNBUFFERED="1",
-    )
+    env = worker_env(sqlite_app, tmp_path, STREAMIOT_URL="embedded",
+                     STREAMIOT_EMULATOR_DB=sqlite_app.config["STREAMIOT_EMULATOR_DB"])
     worker = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
         cwd=ROOT,

@@ -141,3 +141,34 @@ def test_households_that_are_not_linked_are_not_read(kit):
     account.link_state = "problem"
     db.session.commit()
     assert device_reports.channels_of_linked_households() == []
+
+
+def _statements_of_a_poll(kit) -> int:
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        kit.poll()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    return len(statements)
+
+
+def test_an_answer_finds_its_pin_in_the_same_queries_however_many_pins_wait(kit):
+    """Matched by the PIN's keyed digest in one query: no per-candidate look-up or decryption."""
+    gateway, mailbox = kit.ready_mailbox()
+    for n in range(2):
+        kit.add_pin(mailbox, f"Few {n}", f"40{n:02d}")
+    few = kit.add_pin(mailbox, "Answered among few", "5900")
+    kit.device(gateway).answer(next(c for c in kit.commands(gateway, action="AUTH") if c.pin_id == few.id))
+    with_few = _statements_of_a_poll(kit)
+    for n in range(20):
+        kit.add_pin(mailbox, f"Many {n}", f"70{n:02d}")
+    many = kit.add_pin(mailbox, "Answered among many", "5901")
+    kit.device(gateway).answer(next(c for c in kit.commands(gateway, action="AUTH") if c.pin_id == many.id))
+    with_many = _statements_of_a_poll(kit)
+    assert kit.reload(few).status == kit.reload(many).status == "active"
+    assert with_many == with_few

@@ -9,7 +9,7 @@ from typing import Any
 
 from portal.extensions import db
 from portal.jobs.context import get_streamiot
-from portal.jobs.registry import periodic
+from portal.jobs.registry import periodic, stop_requested
 from portal.services import deliveries, device_reports
 from portal.services.device_reports import ChannelToRead, DeviceReport, ReportKind
 from portal.streamiot import errors as sie
@@ -178,6 +178,8 @@ def poll(app, targets: list[ChannelToRead]) -> int:
     client = get_streamiot(app)
     applied = 0
     for target in targets:
+        if stop_requested():
+            break  # the worker is stopping: the rest are read at the next run
         try:
             read_at = time_module.time()
             found = read_channel(client, target)

@@ -1,0 +1,66 @@
+"""A box page's live part polls with the version it shows: while nothing it shows has
+changed the answer is a bodiless 304 (htmx keeps the part as it is); any change, the clock
+moving its words on, or a message to flash makes a fresh part with a new version."""
+import re
+from datetime import timedelta
+
+from portal.models import utcnow
+from portal.streamiot import messages
+
+POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
+CSRF = re.compile(r'(name="csrf_token" value=")[^"]+|("X-CSRFToken": ")[^"]+')
+
+
+def _poll(client, mailbox, etag=None):
+    headers = dict(POLL, **({"If-None-Match": etag} if etag else {}))
+    return client.get(f"/mailboxes/{mailbox.id}", headers=headers)
+
+
+def _shown(response) -> str:
+    """The part as a person sees it (CSRF tokens, signed each second, left out)."""
+    return CSRF.sub(r"\1\2", response.get_data(as_text=True))
+
+
+def test_an_unchanged_live_part_answers_304_and_each_change_a_new_part(kit, member_client, time_machine):
+    time_machine.move_to(utcnow(), tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")  # sent, waiting for the box: the part polls
+    first = _poll(member_client, mailbox)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and f'"If-None-Match": "\\"{etag[1:-1]}\\""' in first.get_data(as_text=True)
+
+    again = _poll(member_client, mailbox, etag)
+    assert again.status_code == 304 and again.get_data() == b""
+
+    kit.confirm_all(gateway)  # the box confirms the PIN
+    changed = _poll(member_client, mailbox, etag)
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert _shown(changed) != _shown(first)
+
+
+def test_the_version_follows_the_words_of_the_clock(kit, member_client, time_machine):
+    start = utcnow()
+    time_machine.move_to(start, tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")
+    kit.device(gateway).publish(messages.opened_with_pin(gateway.thing_id, 4821), mailbox.channel_id)
+    kit.poll()
+    seen = _poll(member_client, mailbox)
+    for seconds in (1, 2, 15, 59, 61, 62, 120, 3600, 3601):
+        time_machine.move_to(start + timedelta(seconds=seconds), tick=False)
+        now = _poll(member_client, mailbox, seen.headers["ETag"])
+        if now.status_code == 304:
+            # Unchanged for the server: then unchanged for a person too.
+            assert _shown(_poll(member_client, mailbox)) == _shown(seen), seconds
+        else:
+            seen = now
+
+
+def test_a_message_to_flash_is_never_answered_304(kit, member_client):
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")
+    etag = _poll(member_client, mailbox).headers["ETag"]
+    with member_client.session_transaction() as session:
+        session["_flashes"] = [("info", "Something to say")]
+    flashed = _poll(member_client, mailbox, etag)
+    assert flashed.status_code == 200 and "Something to say" in flashed.get_data(as_text=True)
