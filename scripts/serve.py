@@ -7,6 +7,7 @@ a container runtime) to restart the whole.
 
     .venv/bin/python scripts/serve.py          # JOB_WORKERS=1, PORT=8000 unless set
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,16 +18,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STOP_GRACE_SECONDS = float(os.environ.get("STOP_GRACE_SECONDS", "30"))
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _flask(*args: str) -> list[str]:
     return [str(BIN / "flask"), "--app", "wsgi", *args]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when this supervisor dies, even by SIGKILL,
+    so no server or worker is left running on its own."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start(command: list[str], env: dict) -> subprocess.Popen:
     # A session of its own: Ctrl+C reaches only this supervisor, which then stops each
     # child once (a worker asked twice stops at once, dropping the job in hand).
-    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def _stop_all(children: list[subprocess.Popen]) -> None:
