@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # switch themselves off under xdist.
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint setup db-upgrade emulator worker bench bench-serving clean
+.PHONY: run serve test lint setup db-upgrade emulator worker bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ db-upgrade: $(VENV)/.deps-run
 run: db-upgrade
 	PORT=$(PORT) $(BIN)/flask --app wsgi serve
 
+# Production serving: migrations, then gunicorn (gunicorn.conf.py) and JOB_WORKERS job
+# workers, on DATABASE_URL (scripts/serve.py). Ctrl+C stops them all.
+JOB_WORKERS ?= 1
+serve: $(VENV)/.deps-run
+	PORT=$(PORT) JOB_WORKERS=$(JOB_WORKERS) exec $(BIN)/python scripts/serve.py
+
 worker: db-upgrade
 	$(BIN)/flask --app wsgi worker
 
@@ -41,7 +47,7 @@ test: $(VENV)/.deps-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.deps-test
-	$(BIN)/ruff check portal tests benchmarks scripts config.py wsgi.py migrations
+	$(BIN)/ruff check portal tests benchmarks scripts config.py wsgi.py gunicorn.conf.py migrations
 	$(BIN)/mypy
 
 bench: $(VENV)/.deps-test

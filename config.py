@@ -76,6 +76,10 @@ class Config:
     PLATFORM_PROBE_CAP = _float("PLATFORM_PROBE_CAP", 5.0)
     UNLOCK_TTL_SECONDS = _int("UNLOCK_TTL_SECONDS", 60)
     HEARTBEAT_WINDOW_SECONDS = _int("HEARTBEAT_WINDOW_SECONDS", 120)
+    # Each worker process records that it is alive every WORKER_BEAT_SECONDS; /healthz says
+    # "worker": "stale" when no worker did in the last WORKER_STALE_SECONDS.
+    WORKER_BEAT_SECONDS = _float("WORKER_BEAT_SECONDS", 5.0)
+    WORKER_STALE_SECONDS = _float("WORKER_STALE_SECONDS", 60.0)
     # Answers to commands and the boxes of households someone is looking at are read every
     # REPLY_POLL_SECONDS; the boxes of every other household every IDLE_POLL_SECONDS. A
     # household counts as looked at for WATCH_SECONDS after its last page or live refresh.
@@ -96,6 +100,7 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_SECURE = _flag("REMEMBER_COOKIE_SECURE", SESSION_COOKIE_SECURE)
     SESSION_IDLE_TIMEOUT = timedelta(minutes=_int("SESSION_IDLE_MINUTES", 120))
     SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=_int("SESSION_ABSOLUTE_HOURS", 12))
     STAFF_IDLE_TIMEOUT = timedelta(minutes=15)
@@ -105,10 +110,17 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # bound to the session instead, which has its own timeouts
     WTF_CSRF_HEADERS = ["X-CSRFToken"]
 
-    # argon2id cost (RFC 9106 second recommended option by default).
-    ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
-    ARGON2_MEMORY_COST = _int("ARGON2_MEMORY_COST", 65536)
-    ARGON2_PARALLELISM = _int("ARGON2_PARALLELISM", 4)
+    # argon2id cost: OWASP's m=19 MiB, t=2, p=1. One lane per hash, so a login takes one
+    # core, not all of them; hashes made with other parameters still verify and are
+    # re-made with these at the next login.
+    ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 2)
+    ARGON2_MEMORY_COST = _int("ARGON2_MEMORY_COST", 19456)
+    ARGON2_PARALLELISM = _int("ARGON2_PARALLELISM", 1)
+    # At most this many password hashes (checks or new ones) run at once on this machine,
+    # across every process (portal/crypto.py: lock files in INSTANCE_DIR); the others wait
+    # their turn, and one that waited PASSWORD_HASH_WAIT_SECONDS gets "try again" (429).
+    PASSWORD_HASH_CONCURRENCY = _int("PASSWORD_HASH_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2))
+    PASSWORD_HASH_WAIT_SECONDS = _float("PASSWORD_HASH_WAIT_SECONDS", 10.0)
 
     LOGIN_MAX_FAILURES_PER_ACCOUNT = _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
     LOGIN_MAX_FAILURES_PER_ADDRESS = _int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
@@ -190,7 +202,10 @@ class DevelopmentConfig(Config):
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
-    SESSION_COOKIE_SECURE = True
+    # On unless SESSION_COOKIE_SECURE says off (e.g. behind a proxy that speaks plain http
+    # to browsers on a private network); create_app() logs a warning then.
+    SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", True)
+    REMEMBER_COOKIE_SECURE = _flag("REMEMBER_COOKIE_SECURE", SESSION_COOKIE_SECURE)
     HSTS = True
     HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", True)
     VIRTUAL_GATEWAYS = _flag("VIRTUAL_GATEWAYS", False)

@@ -13,11 +13,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
-from portal import auth, filters, logredact
+from portal import auth, filters, health, logredact
 from portal.account import bp as account_bp
 from portal.alerts import bp as alerts_bp
 from portal.cli import register
-from portal.crypto import generate_data_key
+from portal.crypto import HasherBusy, generate_data_key
 from portal.extensions import csrf, db, login_manager, migrate
 from portal.gateways import bp as gateways_bp
 from portal.jobs import handlers as _job_handlers  # noqa: F401  (registers every job kind)
@@ -49,6 +49,7 @@ def create_app(config_object=None, **overrides) -> Flask:
     app.config.from_object(config_object)
     app.config.update(overrides)
     _load_secrets(app)
+    _warn_insecure_cookies(app)
     if not app.config.get("STREAMIOT_READER_URL"):
         app.config["STREAMIOT_READER_URL"] = (
             "embedded-reader" if app.config["STREAMIOT_URL"] == "embedded" else ""
@@ -60,7 +61,7 @@ def create_app(config_object=None, **overrides) -> Flask:
         # Replacing wsgi_app is how Flask's docs add WSGI middleware; mypy sees only a method.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    logredact.install()
+    logredact.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -99,6 +100,17 @@ def _load_secrets(app: Flask) -> None:
             path.write_text(make())
             path.chmod(0o600)
         app.config[name] = path.read_text().strip()
+
+
+def _warn_insecure_cookies(app: Flask) -> None:
+    """Production sends its cookies over https only, unless SESSION_COOKIE_SECURE (or
+    REMEMBER_COOKIE_SECURE) says off: that is honoured, and said loudly at every start."""
+    if app.config.get("ENV_NAME") != "production":
+        return
+    for name in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+        if not app.config.get(name, True):
+            log.warning("%s is off in production: browsers will send the login cookie over plain "
+                        "http too. Turn it on unless every browser reaches the portal through https.", name)
 
 
 def register_jobs(app: Flask) -> None:
@@ -187,6 +199,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
     app.register_blueprint(push_bp, url_prefix="/push")
     app.register_blueprint(alerts_bp, url_prefix="/alerts")
+    app.register_blueprint(health.bp)
     app.add_url_rule("/manifest.webmanifest", "manifest", _manifest)
     # At the root, so its scope is the whole site (a worker's scope is its own folder).
     app.add_url_rule("/sw.js", "service_worker", _service_worker)
@@ -231,6 +244,14 @@ def register_errorhandlers(app: Flask) -> None:
             ),
             400,
         )
+
+    @app.errorhandler(HasherBusy)
+    def hasher_busy(error):
+        # A login burst queues for the password hasher; one that waited too long is asked to
+        # come back (login and sign-up show their form again instead: account/routes.py).
+        db.session.rollback()
+        return (render_template("errors/429.html", description=error.message), 429,
+                {"Retry-After": str(error.retry_after)})
 
     @app.errorhandler(Exception)
     def unexpected(error):

@@ -2,11 +2,15 @@
 passwords, and X25519 key helpers for gateways and mailboxes."""
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
+import time
 import unicodedata
+from pathlib import Path
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -26,6 +30,17 @@ _VERSION = b"\x01"
 
 class DecryptionError(Exception):
     """A stored secret could not be decrypted (wrong key, or moved to another row)."""
+
+
+class HasherBusy(Exception):
+    """Every password-hash slot of this machine stayed taken for PASSWORD_HASH_WAIT_SECONDS:
+    the caller answers "try again in `retry_after` seconds" (429), never a 5xx."""
+
+    def __init__(self, retry_after: int):
+        self.message = (f"Many people are signing in right now. Please try again in {retry_after} "
+                        f"second{'s' if retry_after != 1 else ''}.")
+        super().__init__(self.message)
+        self.retry_after = retry_after
 
 
 class InvalidPublicKey(ValueError):
@@ -97,6 +112,40 @@ def _hasher() -> PasswordHasher:
     )
 
 
+# How often a hash waiting for a slot looks again, in seconds.
+_SLOT_POLL = 0.005
+
+
+@contextlib.contextmanager
+def _hash_slot():
+    """One of PASSWORD_HASH_CONCURRENCY slots shared by every process on this machine (an
+    flock on one of as many files in INSTANCE_DIR; the kernel frees it if the process
+    dies), so a burst of logins queues here instead of taking every core from the pages.
+    Raises HasherBusy after PASSWORD_HASH_WAIT_SECONDS without one."""
+    cfg = current_app.config
+    folder = Path(cfg.get("INSTANCE_DIR") or current_app.instance_path) / "password-hash-slots"
+    folder.mkdir(parents=True, exist_ok=True)
+    size = max(1, int(cfg["PASSWORD_HASH_CONCURRENCY"]))
+    wait = float(cfg["PASSWORD_HASH_WAIT_SECONDS"])
+    deadline = time.monotonic() + wait
+    while True:
+        for n in range(size):
+            fd = os.open(folder / f"slot-{n}", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield
+            finally:
+                os.close(fd)  # closing the only descriptor releases the lock
+            return
+        if time.monotonic() >= deadline:
+            raise HasherBusy(max(1, round(wait)))
+        time.sleep(_SLOT_POLL)
+
+
 def normalize_password(password: str) -> str:
     """NFKC, so the same passphrase typed on another keyboard or OS still matches
     (NIST SP 800-63B 5.1.1.2)."""
@@ -104,19 +153,23 @@ def normalize_password(password: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher().hash(normalize_password(password))
+    """Raises HasherBusy when no hash slot came free in time."""
+    with _hash_slot():
+        return _hasher().hash(normalize_password(password))
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Raises HasherBusy when no hash slot came free in time."""
     password = normalize_password(password)
-    if not stored_hash:
-        # Spend the same work as a real check, so unknown accounts are not faster.
-        _hasher().hash(password)
-        return False
-    try:
-        return _hasher().verify(stored_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    with _hash_slot():
+        if not stored_hash:
+            # Spend the same work as a real check, so unknown accounts are not faster.
+            _hasher().hash(password)
+            return False
+        try:
+            return _hasher().verify(stored_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
 
 def password_needs_rehash(stored_hash: str) -> bool:

@@ -33,6 +33,7 @@ from portal.account.forms import (
     TimeZoneForm,
 )
 from portal.auth import household_required, owner_required
+from portal.crypto import HasherBusy
 from portal.htmx import render
 from portal.services import accounts, deletion, password_reset
 from portal.services import activity as activity_service
@@ -60,6 +61,13 @@ def _refused(form, exc: ServiceError, default_field: str | None = None) -> int:
         return 409
     _field_error(form, exc, field)
     return 200
+
+
+def _busy(form, exc: HasherBusy) -> tuple[int, dict[str, str]]:
+    """Every password-hash slot stayed busy: the form again, with "try again in a few
+    seconds" above it, as a 429 with Retry-After (other pages get errors/429.html)."""
+    form.form_errors.append(exc.message)
+    return 429, {"Retry-After": str(exc.retry_after)}
 
 
 def _invite_behind(next_path: str | None):
@@ -98,7 +106,7 @@ def register():
         # other address is ignored). Another address: log in with it, then accept.
         del form.household_name
         form.email.data = invite.email
-    status = 200
+    status, headers = 200, dict[str, str]()
     if form.validate_on_submit():
         try:
             if invite is not None:
@@ -111,6 +119,8 @@ def register():
                 )
         except ServiceError as exc:
             status = _refused(form, exc, "email")
+        except HasherBusy as exc:
+            status, headers = _busy(form, exc)
         else:
             auth.begin_session(user, account_id=household.id if household else None)
             if household is not None:
@@ -118,20 +128,22 @@ def register():
             return redirect(next_path or url_for("gateways.index"))
     return render_template(
         "account/register.html", form=form, invite=invite, next_path=next_path, password_hint=NEW_PASSWORD_HINT
-    ), status
+    ), status, headers
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_path = safe_next(request.args.get("next"))
     form = LoginForm()
-    status = 200
+    status, headers = 200, dict[str, str]()
     if form.validate_on_submit():
         try:
             user = accounts.authenticate(form.email.data, form.password.data, client_address=request.remote_addr)
         except Throttled as exc:
             form.form_errors.append(exc.message)
             status = 429
+        except HasherBusy as exc:
+            status, headers = _busy(form, exc)
         else:
             if user is None:
                 form.password.errors.append("That email and password do not match an account.")
@@ -140,7 +152,7 @@ def login():
                 return redirect(next_path or url_for("account.index"))
     return render_template(
         "account/login.html", form=form, invite=_invite_behind(next_path), next_path=next_path
-    ), status
+    ), status, headers
 
 
 @bp.route("/logout", methods=["POST"])

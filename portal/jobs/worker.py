@@ -1,10 +1,12 @@
 """The worker loop: job passes and periodic tasks until told to stop; nothing kills it."""
 import logging
 import threading
+import time
 
 from portal.jobs import platform
 from portal.jobs.outbox import wakeup
 from portal.jobs.runner import PeriodicSchedule, new_worker_id, next_job_due_in, run_due_jobs
+from portal.services import worker_health
 
 log = logging.getLogger("portal.jobs")
 
@@ -18,12 +20,14 @@ class Worker:
         self.app = app
         self.worker_id = worker_id or new_worker_id()
         self.schedule = PeriodicSchedule()
+        self._last_beat: float | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set. Every failure is logged and the loop goes on."""
         log.info("worker %s started", self.worker_id)
         failures = 0
         while not stop.is_set():
+            self._beat()
             ran = 0
             wait = self._poll_seconds()
             try:
@@ -59,7 +63,25 @@ class Worker:
                 wait = min(wait, probe_in)
             wakeup.wait(max(wait, 0.05))
             wakeup.clear()
+        try:
+            with self.app.app_context():
+                worker_health.forget(self.worker_id)
+        except Exception:  # noqa: BLE001  (its row then ages out)
+            log.exception("could not remove the heartbeat of worker %s", self.worker_id)
         log.info("worker %s stopped", self.worker_id)
+
+    def _beat(self) -> None:
+        """Say this worker is alive, every WORKER_BEAT_SECONDS (for /healthz)."""
+        now = time.monotonic()
+        every = float(self.app.config.get("WORKER_BEAT_SECONDS", 5.0))
+        if self._last_beat is not None and now - self._last_beat < every:
+            return
+        try:
+            with self.app.app_context():
+                worker_health.beat(self.worker_id, starting=self._last_beat is None)
+            self._last_beat = now
+        except Exception:  # noqa: BLE001  (the database is away: /healthz says so by itself)
+            log.exception("worker heartbeat failed")
 
     def _poll_seconds(self) -> float:
         return float(self.app.config.get("JOB_POLL_SECONDS", 1.0))

@@ -29,7 +29,7 @@ from portal.models.devices import (  # noqa: F401
     Mailbox,
     Pin,
 )
-from portal.models.jobs import Job  # noqa: F401
+from portal.models.jobs import Job, WorkerHeartbeat  # noqa: F401
 from portal.models.offers import KeyOffer  # noqa: F401
 from portal.models.platform import PLATFORM_DOWN, PLATFORM_UP, STREAMIOT, PlatformHealth  # noqa: F401
 from portal.models.push import PushSubscription  # noqa: F401

@@ -137,7 +137,7 @@ def _signup_slot(client_address: str | None):
     attempt = throttle.claim_signup(client_address)
     try:
         yield
-    except ValidationFailed:
+    except (ValidationFailed, crypto.HasherBusy):
         throttle.release(attempt)
         raise
     throttle.spend(attempt)
@@ -175,20 +175,20 @@ def authenticate(email: str, password: str, *, client_address: str | None = None
     attempt = throttle.claim(throttle.keys_for(email, client_address))
     user = find_user_by_email(email)
     if user is None or user.is_disabled:
-        crypto.verify_password(None, password)
-        throttle.spend(attempt)
+        throttle.verify(attempt, None, password)
         return None
-    if not crypto.verify_password(user.password_hash, password):
-        throttle.spend(attempt)
+    if not throttle.verify(attempt, user.password_hash, password):
         return None
     # The account's failures are forgiven; the client address's count keeps only failures.
     throttle.reset(throttle.account_key(email))
-    throttle.release(attempt)
     # verify_password refuses a missing hash, so a user who got this far has one.
     assert user.password_hash is not None, "a verified password implies a stored hash"
     if crypto.password_needs_rehash(user.password_hash):
-        user.password_hash = crypto.hash_password(password)
-        db.session.commit()
+        # Made with other argon2 parameters: re-made now, or at a later login when every
+        # hash slot is busy (the login itself has succeeded).
+        with contextlib.suppress(crypto.HasherBusy):
+            user.password_hash = crypto.hash_password(password)
+            db.session.commit()
     return user
 
 
@@ -199,10 +199,8 @@ def verify_current_password(user: User, password: str, client_address: str | Non
     except throttle.Throttled as exc:
         exc.field = field
         raise
-    if not crypto.verify_password(user.password_hash, password or ""):
-        throttle.spend(attempt)
+    if not throttle.verify(attempt, user.password_hash, password or ""):
         raise ValidationFailed("That is not your current password.", field=field)
-    throttle.release(attempt)
 
 
 # --- a user's own settings -------------------------------------------------------------

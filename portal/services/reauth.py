@@ -4,7 +4,6 @@ The check lasts REAUTH_WINDOW; wrong guesses count towards the login throttle.
 """
 from flask import current_app
 
-from portal import crypto
 from portal.extensions import db
 from portal.models import LoginSession, User, utcnow
 from portal.services import throttle
@@ -31,10 +30,8 @@ def require_password_now(user: User, password: str | None, message: str = "Enter
     if not password:
         raise PasswordRequired(message)
     attempt = throttle.claim(throttle.keys_for(user.email, None))
-    if not crypto.verify_password(user.password_hash, password):
-        throttle.spend(attempt)
+    if not throttle.verify(attempt, user.password_hash, password):
         raise ValidationFailed("That is not your password. Try again.", field="password")
-    throttle.release(attempt)
 
 
 def require_recent_password(login_session: LoginSession | None, user: User, password: str | None) -> None:
@@ -45,10 +42,8 @@ def require_recent_password(login_session: LoginSession | None, user: User, pass
     if not password:
         raise PasswordRequired()
     attempt = throttle.claim(throttle.keys_for(user.email, None))
-    if not crypto.verify_password(user.password_hash, password):
-        throttle.spend(attempt)
+    if not throttle.verify(attempt, user.password_hash, password):
         raise ValidationFailed("That is not your password. Try again.", field="password")
-    throttle.release(attempt)
     if login_session is None:
         raise PasswordRequired()
     login_session.reauthenticated_at = utcnow()

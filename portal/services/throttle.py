@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
+from portal import crypto
 from portal.extensions import db
 from portal.models import LoginThrottle, utcnow
 from portal.services.errors import ServiceError
@@ -119,6 +120,22 @@ def release(attempt: Claim) -> None:
             .values(failures=LoginThrottle.failures - 1)
         )
     db.session.commit()
+
+
+def verify(attempt: Claim, stored_hash: str | None, password: str) -> bool:
+    """The password check of a claimed attempt: a wrong password spends the attempt, a
+    right one gives its slots back, and a check the hasher could not take now gives them
+    back too and raises crypto.HasherBusy (a busy server is no failed attempt)."""
+    try:
+        ok = crypto.verify_password(stored_hash, password)
+    except crypto.HasherBusy:
+        release(attempt)
+        raise
+    if ok:
+        release(attempt)
+    else:
+        spend(attempt)
+    return ok
 
 
 def reset(key: str) -> None:
