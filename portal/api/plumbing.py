@@ -58,13 +58,13 @@ def operation(bp, scope: str, *, idempotent: bool = False, if_match: str | None 
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             try:
-                who = api_tokens.authenticate(_bearer(), request.remote_addr)
+                who = api_tokens.authenticate(_bearer())
             except NotAuthenticated as exc:
                 return problems.problem(401, exc.message, kind="unauthorized",
                                         headers={"WWW-Authenticate": 'Bearer realm="IoTLock API"'})
             limit = current_app.config["API_RATE_LIMIT"]
             window = current_app.config["API_RATE_WINDOW_SECONDS"]
-            wait = api_tokens.count_request(who.token.id, limit, window)
+            wait = api_tokens.count_request(who.token.id, request.remote_addr, limit, window)
             if wait is not None:
                 return problems.problem(
                     429, f"This token made more than {limit} requests in {window} s; try again in {wait} s.",

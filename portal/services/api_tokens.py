@@ -141,9 +141,9 @@ class Caller:
         return scope in self.token.scopes
 
 
-def authenticate(secret: str | None, address: str | None, now: datetime | None = None) -> Caller:
-    """The caller behind a bearer secret, or NotAuthenticated (the same for every reason,
-    so a guess learns nothing). Notes when and from where the token was used."""
+def authenticate(secret: str | None, now: datetime | None = None) -> Caller:
+    """The caller behind a bearer secret, or NotAuthenticated saying why (revoked, expired:
+    things the holder of the secret knows anyway)."""
     now = now or utcnow()
     if not secret or not secret.startswith(SECRET_PREFIX) or len(secret) > 128:
         raise NotAuthenticated("Send a valid API token: Authorization: Bearer iotl_...")
@@ -166,23 +166,22 @@ def authenticate(secret: str | None, address: str | None, now: datetime | None =
     account = db.session.get(Account, token.account_id)
     if account is None:
         raise NotAuthenticated("This API token is unknown, or its member left the household.")
-    token.last_used_at = now
-    token.last_used_ip = (address or "")[:64]
-    db.session.commit()
     return Caller(token=token, user=user, membership=membership, account=account)
 
 
-def count_request(token_id: uuid.UUID, limit: int, window_seconds: int, now: datetime | None = None) -> int | None:
-    """Count one request of the token in its fixed window; None while within `limit`, else
-    the seconds until the window ends (for Retry-After). One UPDATE: every process counts
-    on the same row, and two requests at once never both take the last place."""
+def count_request(token_id: uuid.UUID, address: str | None, limit: int, window_seconds: int,
+                  now: datetime | None = None) -> int | None:
+    """Note the token's use (when, from where) and count the request in its fixed window, in
+    one UPDATE: every process counts on the same row, and two requests at once never both
+    take the last place. None while within `limit`, else the seconds until the window ends
+    (for Retry-After)."""
     now = now or utcnow()
     epoch = int(now.timestamp())
     window = epoch - epoch % window_seconds
     count = db.session.execute(
         sa.update(ApiToken).where(ApiToken.id == token_id)
         .values(rate_count=sa.case((ApiToken.rate_window == window, ApiToken.rate_count + 1), else_=1),
-                rate_window=window)
+                rate_window=window, last_used_at=now, last_used_ip=(address or "")[:64])
         .returning(ApiToken.rate_count)
     ).scalar_one()
     db.session.commit()
@@ -270,9 +269,8 @@ def abandon_idempotent(row_id: uuid.UUID) -> None:
 
 
 def prune_idempotent(now: datetime | None = None) -> int:
-    """Drop answers older than IDEMPOTENCY_TTL (housekeeping)."""
+    """Drop answers older than IDEMPOTENCY_TTL (housekeeping; the caller commits)."""
     now = now or utcnow()
     result = cast(sa.CursorResult, db.session.execute(
         sa.delete(IdempotentRequest).where(IdempotentRequest.created_at <= now - IDEMPOTENCY_TTL)))
-    db.session.commit()
     return result.rowcount

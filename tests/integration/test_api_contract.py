@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ApiToken, Command, Job, Membership, Pin, utcnow
-from portal.services import api_tokens
+from portal.models import ApiToken, Command, IdempotentRequest, Job, Membership, Pin, utcnow
+from portal.services import api_tokens, housekeeping
 from tests.plugins.accounts import PASSWORD, Auth, csrf_from
 
 pytestmark = pytest.mark.rollback
@@ -147,6 +147,17 @@ def test_keys_are_forgotten_after_a_day(api, world, time_machine):
     time_machine.move_to(utcnow() + timedelta(hours=25), tick=False)
     # The first answer is gone: the same request runs again (and the box refuses the same digits).
     _problem(api("POST", "/pins", json=body, headers={"Idempotency-Key": "k3"}), 422, "digits")
+
+
+def test_housekeeping_forgets_answers_older_than_a_day(api, world, time_machine):
+    body = {"box_ids": [world.id_of("mailbox")], "label": "Cleaner", "digits": "5927"}
+    assert api("POST", "/pins", json=body, headers={"Idempotency-Key": "old"}).status_code == 201
+    time_machine.move_to(utcnow() + timedelta(hours=23), tick=False)
+    assert api("POST", f"/boxes/{world.id_of('mailbox')}/unlocks", headers={"Idempotency-Key": "new"}).status_code \
+        == 202
+    time_machine.move_to(utcnow() + timedelta(hours=2), tick=False)
+    assert housekeeping.prune()["idempotent_answers"] == 1
+    assert db.session.scalars(sa.select(IdempotentRequest.key)).all() == ["new"]
 
 
 # --- rate limit ----------------------------------------------------------------------------
