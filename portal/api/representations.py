@@ -2,7 +2,7 @@
 built from what the services give the pages (their states in the pages' words)."""
 from datetime import datetime
 
-from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Membership, WebhookEndpoint
+from portal.models import Account, ActivityEvent, Command, Gateway, Invite, Mailbox, Membership, WebhookEndpoint
 from portal.services import deliveries
 from portal.services.dashboard import GatewayCard, PinRow
 from portal.services.deliveries import Shown
@@ -28,6 +28,10 @@ def household(account: Account, membership: Membership, member_count: int) -> di
 def member(membership: Membership) -> dict:
     return {"id": membership.id, "email": membership.user.email, "role": membership.role,
             "joined_at": membership.joined_at}
+
+
+def open_invite(row: Invite) -> dict:
+    return {"id": row.id, "email": row.email, "created_at": row.created_at, "expires_at": row.expires_at}
 
 
 def invite(made: NewInvite) -> dict:

@@ -9,7 +9,7 @@ from portal.api import representations as rep
 from portal.api import schemas as s
 from portal.api.plumbing import caller, check_if_match, decode_cursor, encode_cursor, etag_of, operation
 from portal.api.problems import MEDIA_TYPE
-from portal.services import activity, commands, dashboard, gateways, mailboxes, members, pins, webhooks
+from portal.services import accounts, activity, commands, dashboard, gateways, mailboxes, members, pins, webhooks
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.urls import public_link
 
@@ -52,9 +52,28 @@ def _tag(schema, data: dict) -> str:
 @bp.response(200, s.HouseholdOut)
 def household():
     """The token's household."""
+    return _with_etag(s.HouseholdOut, _household())
+
+
+def _household() -> dict:
     who = caller()
-    return _with_etag(s.HouseholdOut, rep.household(who.account, who.membership,
-                                                    members.member_count(who.account.id)))
+    return rep.household(who.account, who.membership, members.member_count(who.account.id))
+
+
+@bp.route("/household", methods=["PATCH"])
+@operation(bp, "manage", if_match="required")
+@bp.arguments(s.HouseholdIn)
+@bp.response(200, s.HouseholdOut)
+@bp.alt_response(422, **P)
+def update_household(data):
+    """Rename the household or change its time zone (owners only)."""
+    who = caller()
+    check_if_match(_tag(s.HouseholdOut, _household()), required=True)
+    if data.get("name") is not None:
+        accounts.rename_household(who.membership, who.user, data["name"])
+    if data.get("time_zone") is not None:
+        accounts.set_time_zone(who.membership, who.user, data["time_zone"])
+    return _with_etag(s.HouseholdOut, _household())
 
 
 @bp.route("/members", methods=["GET"])
@@ -77,6 +96,27 @@ def invite_member(data):
     made = members.invite(who.membership, who.user, data["email"],
                           link_for=lambda token: public_link("members.accept", token=token))
     return rep.invite(made)
+
+
+@bp.route("/members/invites", methods=["GET"])
+@operation(bp, "read")
+@bp.arguments(s.PageQuery, location="query")
+@bp.response(200, s.OpenInviteList)
+def list_invites(query):
+    """Invites not accepted or revoked yet (expired ones included, to revoke)."""
+    return _page([rep.open_invite(i) for i in members.list_open_invites(_account_id())], query, "api.list_invites")
+
+
+@bp.route("/members/invites/<uuid:invite_id>", methods=["DELETE"])
+@operation(bp, "manage")
+@bp.response(204)
+@bp.alt_response(404, **P)
+@bp.alt_response(409, **P)
+def revoke_invite(invite_id):
+    """Revoke an invite (owners only): its link stops working."""
+    who = caller()
+    members.revoke_invite(who.membership, who.user, invite_id)
+    return None
 
 
 @bp.route("/members/<uuid:membership_id>", methods=["DELETE"])
@@ -291,6 +331,20 @@ def add_pin(data):
 @bp.alt_response(404, **P)
 def get_pin(pin_id):
     """One PIN and its delivery state (a removed PIN is gone: 404)."""
+    return _with_etag(s.PinOut, _pin(pin_id))
+
+
+@bp.route("/pins/<uuid:pin_id>", methods=["PATCH"])
+@operation(bp, "pins", if_match="required")
+@bp.arguments(s.PinUpdate)
+@bp.response(200, s.PinOut)
+@bp.alt_response(404, **P)
+@bp.alt_response(409, **P)
+@bp.alt_response(422, **P)
+def update_pin(data, pin_id):
+    """Give the PIN (on every box of its group) to another member, or to nobody."""
+    check_if_match(_tag(s.PinOut, _pin(pin_id)), required=True)
+    pins.reassign_pin(_account_id(), pin_id, caller().user, data["assigned_to"])
     return _with_etag(s.PinOut, _pin(pin_id))
 
 

@@ -60,6 +60,12 @@ class HouseholdOut(Schema):
     members = fields.Int(required=True)
 
 
+class HouseholdIn(Strict):
+    name = fields.Str(load_default=None, validate=validate.Length(max=200))
+    time_zone = fields.Str(load_default=None, validate=validate.Length(max=64),
+                           metadata={"description": "An IANA zone name, like Europe/Paris."})
+
+
 class MemberOut(Schema):
     id = fields.UUID(required=True, metadata={"description": "The membership's id (for removal)."})
     email = fields.Str(required=True)
@@ -73,6 +79,17 @@ class MemberList(Cursor):
 
 class InviteIn(Strict):
     email = fields.Str(required=True, validate=validate.Length(min=1, max=254))
+
+
+class OpenInviteOut(Schema):
+    id = fields.UUID(required=True)
+    email = fields.Str(required=True)
+    created_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True)
+
+
+class OpenInviteList(Cursor):
+    items = fields.List(fields.Nested(OpenInviteOut), required=True)
 
 
 class InviteOut(Schema):
@@ -189,6 +206,11 @@ class PinOut(Schema):
     assigned_to = fields.UUID(allow_none=True, required=True)
     created_at = fields.DateTime(required=True)
     state = fields.Nested(Delivery, required=True)
+
+
+class PinUpdate(Strict):
+    assigned_to = fields.UUID(required=True, allow_none=True,
+                              metadata={"description": "The user id of the member it now belongs to, or null."})
 
 
 class PinList(Cursor):

@@ -22,7 +22,10 @@ ROUTES = [
     Route("api_reference.page", access="public"),
     # the API
     api("household"),
+    api("update_household", "PATCH", "manage", data={"name": "Renamed"}, owners_only=True),
     api("list_members"),
+    api("list_invites"),
+    api("revoke_invite", "DELETE", "manage", args={"invite_id": "invite"}, owners_only=True),
     api("invite_member", "POST", "manage", data={"email": "matrix-invitee@example.com"}, owners_only=True),
     api("remove_member", "DELETE", "manage", args={"membership_id": "membership"}, owners_only=True),
     api("list_gateways"),
@@ -38,6 +41,7 @@ ROUTES = [
     api("list_pins", args=BOX),
     api("add_pin", "POST", "pins", data={"box_ids": ["@mailbox"], "label": "Intruder", "digits": "5827"}),
     api("get_pin", args=PIN),
+    api("update_pin", "PATCH", "pins", args=PIN, data={"assigned_to": None}),
     api("remove_pin", "DELETE", "pins", args=PIN),
     api("add_delivery_code", "POST", "pins", args=BOX, data={"label": "Intruder"}),
     api("unlock", "POST", "unlock", args=BOX),

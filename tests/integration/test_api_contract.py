@@ -60,6 +60,9 @@ def test_a_body_that_is_not_json_is_a_problem(api):
 BAD_INPUT = [
     ("POST", "/members/invites", {"email": "not an address"}, "email"),
     ("POST", "/members/invites", {}, "email"),
+    ("PATCH", "/household", {"name": ""}, "name"),
+    ("PATCH", "/household", {"time_zone": "Mars/Olympus"}, "time_zone"),
+    ("PATCH", "/pins/{pin}", {"assigned_to": "00000000-0000-0000-0000-000000000000"}, "assigned_to"),
     ("POST", "/gateways", {"name": ""}, "name"),
     ("POST", "/gateways", {"name": "Hall", "protocol": "carrier-pigeon"}, "protocol"),
     ("POST", "/gateways", {"name": "Hall", "public_key": "not a key"}, "public_key"),
@@ -85,7 +88,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("method,path,body,field", BAD_INPUT, ids=[f"{m} {p} {f}" for m, p, _b, f in BAD_INPUT])
 def test_bad_input_on_every_write_names_the_field_and_changes_nothing(api, world, method, path, body, field):
-    ids = {key: world.id_of(key) for key in ("gateway", "mailbox", "webhook")}
+    ids = {key: world.id_of(key) for key in ("gateway", "mailbox", "webhook", "pin")}
     path = path.format(**ids)
     body = {k: ([v.format(**ids) for v in value] if isinstance(value, list) and value and isinstance(value[0], str)
                 else value.format(**ids) if isinstance(value, str) else value) for k, value in body.items()}

@@ -24,7 +24,8 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
 # Path parameters -> the world's object of household A: the examples reach real rows
 # (random ids would only ever meet 404).
 WORLD_IDS = {"gateway_id": "gateway", "box_id": "mailbox", "pin_id": "pin", "unlock_id": "unlock",
-             "webhook_id": "webhook", "delivery_id": "webhook_delivery", "membership_id": "membership"}
+             "webhook_id": "webhook", "delivery_id": "webhook_delivery", "membership_id": "membership",
+             "invite_id": "invite"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
 
