@@ -13,7 +13,16 @@ from portal.services import accounts, activity, commands, dashboard, gateways, m
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.urls import public_link
 
-P = {"schema": s.ProblemSchema, "content_type": MEDIA_TYPE}
+
+def refusals(*statuses):
+    """Declare the problem documents an operation may answer besides 401/403/429."""
+
+    def decorate(view):
+        for status in statuses:
+            view = bp.alt_response(status, schema=s.ProblemSchema, content_type=MEDIA_TYPE)(view)
+        return view
+
+    return decorate
 
 
 def _account_id() -> uuid.UUID:
@@ -64,7 +73,7 @@ def _household() -> dict:
 @operation(bp, "manage", if_match="required")
 @bp.arguments(s.HouseholdIn)
 @bp.response(200, s.HouseholdOut)
-@bp.alt_response(422, **P)
+@refusals(422)
 def update_household(data):
     """Rename the household or change its time zone (owners only)."""
     who = caller()
@@ -89,7 +98,7 @@ def list_members(query):
 @operation(bp, "manage", idempotent=True)
 @bp.arguments(s.InviteIn)
 @bp.response(201, s.InviteOut)
-@bp.alt_response(422, **P)
+@refusals(422)
 def invite_member(data):
     """Invite someone by email (owners only): the one-time join link is in this answer."""
     who = caller()
@@ -110,8 +119,7 @@ def list_invites(query):
 @bp.route("/members/invites/<uuid:invite_id>", methods=["DELETE"])
 @operation(bp, "manage")
 @bp.response(204)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def revoke_invite(invite_id):
     """Revoke an invite (owners only): its link stops working."""
     who = caller()
@@ -122,8 +130,7 @@ def revoke_invite(invite_id):
 @bp.route("/members/<uuid:membership_id>", methods=["DELETE"])
 @operation(bp, "manage")
 @bp.response(204)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def remove_member(membership_id):
     """Remove a member (owners only): their sessions, API tokens and PINs go with them."""
     who = caller()
@@ -160,7 +167,7 @@ def _gateway(gateway_id) -> dict:
 @operation(bp, "manage", idempotent=True)
 @bp.arguments(s.GatewayIn)
 @bp.response(201, s.GatewayOut)
-@bp.alt_response(422, **P)
+@refusals(422)
 def add_gateway(data):
     """Add a gateway; IoTLock sets it up (poll its state). Without public_key IoTLock makes the
     key pair; its settings file (with the private key) is on the gateway's page, for owners."""
@@ -175,7 +182,7 @@ def add_gateway(data):
 @bp.route("/gateways/<uuid:gateway_id>", methods=["GET"])
 @operation(bp, "read")
 @bp.response(200, s.GatewayOut)
-@bp.alt_response(404, **P)
+@refusals(404)
 def get_gateway(gateway_id):
     """One gateway, its state and its boxes."""
     return _with_etag(s.GatewayOut, _gateway(gateway_id))
@@ -185,9 +192,7 @@ def get_gateway(gateway_id):
 @operation(bp, "manage", if_match="required")
 @bp.arguments(s.RenameIn)
 @bp.response(200, s.GatewayOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 409, 422)
 def rename_gateway(data, gateway_id):
     """Rename a gateway."""
     check_if_match(_tag(s.GatewayOut, _gateway(gateway_id)), required=True)
@@ -198,8 +203,7 @@ def rename_gateway(data, gateway_id):
 @bp.route("/gateways/<uuid:gateway_id>", methods=["DELETE"])
 @operation(bp, "manage", if_match="optional")
 @bp.response(202, s.GatewayOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def remove_gateway(gateway_id):
     """Remove a gateway with its boxes: the device is told to forget everything, then it is
     gone (poll it until 404)."""
@@ -231,9 +235,7 @@ def list_boxes(query):
 @operation(bp, "manage", idempotent=True)
 @bp.arguments(s.BoxIn)
 @bp.response(201, s.BoxOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 409, 422)
 def add_box(data):
     """Add a box to a gateway; IoTLock sets it up (poll its state)."""
     mailbox, _private = mailboxes.add_mailbox(
@@ -246,7 +248,7 @@ def add_box(data):
 @bp.route("/boxes/<uuid:box_id>", methods=["GET"])
 @operation(bp, "read")
 @bp.response(200, s.BoxOut)
-@bp.alt_response(404, **P)
+@refusals(404)
 def get_box(box_id):
     """One box and its state."""
     return _with_etag(s.BoxOut, _box(box_id))
@@ -256,9 +258,7 @@ def get_box(box_id):
 @operation(bp, "manage", if_match="required")
 @bp.arguments(s.RenameIn)
 @bp.response(200, s.BoxOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 409, 422)
 def rename_box(data, box_id):
     """Rename a box."""
     check_if_match(_tag(s.BoxOut, _box(box_id)), required=True)
@@ -269,8 +269,7 @@ def rename_box(data, box_id):
 @bp.route("/boxes/<uuid:box_id>", methods=["DELETE"])
 @operation(bp, "manage", if_match="optional")
 @bp.response(202, s.BoxOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def remove_box(box_id):
     """Remove a box with its PINs (poll it until 404)."""
     current = _box(box_id)
@@ -298,7 +297,7 @@ def _pin(pin_id) -> dict:
 @operation(bp, "read")
 @bp.arguments(s.PageQuery, location="query")
 @bp.response(200, s.PinList)
-@bp.alt_response(404, **P)
+@refusals(404)
 def list_pins(query, box_id):
     """The box's PINs (delivery codes and duress PINs included), each with its delivery state."""
     return _page(_pin_rows(box_id), query, "api.list_pins", box_id=box_id)
@@ -308,9 +307,7 @@ def list_pins(query, box_id):
 @operation(bp, "pins", idempotent=True)
 @bp.arguments(s.PinIn)
 @bp.response(201, s.PinList)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 409, 422)
 def add_pin(data):
     """Add a PIN to one or several boxes, with the rules of the page's form; each box's copy
     goes queued → sent → confirmed (poll GET /pins/{id})."""
@@ -328,7 +325,7 @@ def add_pin(data):
 @bp.route("/pins/<uuid:pin_id>", methods=["GET"])
 @operation(bp, "read")
 @bp.response(200, s.PinOut)
-@bp.alt_response(404, **P)
+@refusals(404)
 def get_pin(pin_id):
     """One PIN and its delivery state (a removed PIN is gone: 404)."""
     return _with_etag(s.PinOut, _pin(pin_id))
@@ -338,9 +335,7 @@ def get_pin(pin_id):
 @operation(bp, "pins", if_match="required")
 @bp.arguments(s.PinUpdate)
 @bp.response(200, s.PinOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 409, 422)
 def update_pin(data, pin_id):
     """Give the PIN (on every box of its group) to another member, or to nobody."""
     check_if_match(_tag(s.PinOut, _pin(pin_id)), required=True)
@@ -351,8 +346,7 @@ def update_pin(data, pin_id):
 @bp.route("/pins/<uuid:pin_id>", methods=["DELETE"])
 @operation(bp, "pins", if_match="optional")
 @bp.response(202, s.PinOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def remove_pin(pin_id):
     """Remove a PIN: withdrawn if it never left, else taken off the box (it works until the
     box confirms; poll until 404). Removing twice is one removal."""
@@ -366,9 +360,7 @@ def remove_pin(pin_id):
 @operation(bp, "pins", idempotent=True)
 @bp.arguments(s.DeliveryCodeIn)
 @bp.response(201, s.DeliveryCodeOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 409, 422)
 def add_delivery_code(data, box_id):
     """A courier's one-time code for a mailbox or parcel box: the digits are in this answer
     only (a retry with the same Idempotency-Key gets the same answer)."""
@@ -382,8 +374,7 @@ def add_delivery_code(data, box_id):
 @bp.route("/boxes/<uuid:box_id>/unlocks", methods=["POST"])
 @operation(bp, "unlock", idempotent=True)
 @bp.response(202, s.UnlockOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def unlock(box_id):
     """Open the box now: answered at once with the unlock to poll (GET /unlocks/{id});
     one that can't reach the box in time expires and the box stays shut."""
@@ -394,7 +385,7 @@ def unlock(box_id):
 @bp.route("/unlocks/<uuid:unlock_id>", methods=["GET"])
 @operation(bp, "read")
 @bp.response(200, s.UnlockOut)
-@bp.alt_response(404, **P)
+@refusals(404)
 def get_unlock(unlock_id):
     """Where an unlock stands: queued, sent, opened, refused or expired."""
     return _with_etag(s.UnlockOut, rep.unlock(commands.get_unlock(_account_id(), unlock_id)))
@@ -406,7 +397,7 @@ def get_unlock(unlock_id):
 @operation(bp, "read")
 @bp.arguments(s.EventQuery, location="query")
 @bp.response(200, s.EventList)
-@bp.alt_response(422, **P)
+@refusals(422)
 def list_activity(query):
     """The household's activity, newest first, filtered by kind, box and time; the cursor
     keeps its place while new events arrive."""
@@ -450,7 +441,7 @@ def list_webhooks(query):
 @operation(bp, "manage", idempotent=True)
 @bp.arguments(s.WebhookIn)
 @bp.response(201, s.WebhookWithSecret)
-@bp.alt_response(422, **P)
+@refusals(422)
 def add_webhook(data):
     """Send alerts to a URL of yours, signed as Standard Webhooks says; the secret is in this
     answer only."""
@@ -463,7 +454,7 @@ def add_webhook(data):
 @bp.route("/webhooks/<uuid:webhook_id>", methods=["GET"])
 @operation(bp, "read")
 @bp.response(200, s.WebhookOut)
-@bp.alt_response(404, **P)
+@refusals(404)
 def get_webhook(webhook_id):
     """One webhook (owners only)."""
     return _with_etag(s.WebhookOut, rep.webhook(webhooks.get_endpoint(caller().membership, webhook_id)))
@@ -473,8 +464,7 @@ def get_webhook(webhook_id):
 @operation(bp, "manage", if_match="required")
 @bp.arguments(s.WebhookUpdate)
 @bp.response(200, s.WebhookOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(422, **P)
+@refusals(404, 422)
 def update_webhook(data, webhook_id):
     """Turn a webhook on or off."""
     membership = caller().membership
@@ -485,7 +475,7 @@ def update_webhook(data, webhook_id):
 @bp.route("/webhooks/<uuid:webhook_id>/rotate", methods=["POST"])
 @operation(bp, "manage", idempotent=True)
 @bp.response(200, s.WebhookWithSecret)
-@bp.alt_response(404, **P)
+@refusals(404)
 def rotate_webhook(webhook_id):
     """A new signing secret (in this answer only); the previous one signs beside it for 24 h."""
     endpoint, secret = webhooks.rotate_secret(caller().membership, webhook_id)
@@ -495,7 +485,7 @@ def rotate_webhook(webhook_id):
 @bp.route("/webhooks/<uuid:webhook_id>", methods=["DELETE"])
 @operation(bp, "manage", if_match="optional")
 @bp.response(204)
-@bp.alt_response(404, **P)
+@refusals(404)
 def delete_webhook(webhook_id):
     """Delete a webhook and its delivery log."""
     membership = caller().membership
@@ -508,7 +498,7 @@ def delete_webhook(webhook_id):
 @operation(bp, "read")
 @bp.arguments(s.PageQuery, location="query")
 @bp.response(200, s.WebhookDeliveryList)
-@bp.alt_response(404, **P)
+@refusals(404)
 def webhook_deliveries(query, webhook_id):
     """The webhook's latest messages, newest first, each with its attempts."""
     _endpoint, entries = webhooks.delivery_log(caller().membership, webhook_id)
@@ -518,8 +508,7 @@ def webhook_deliveries(query, webhook_id):
 @bp.route("/webhook-deliveries/<uuid:delivery_id>/resend", methods=["POST"])
 @operation(bp, "manage", idempotent=True)
 @bp.response(202, s.WebhookDeliveryOut)
-@bp.alt_response(404, **P)
-@bp.alt_response(409, **P)
+@refusals(404, 409)
 def resend_webhook_delivery(delivery_id):
     """Send a finished message again, with the same webhook-id and body."""
     membership = caller().membership
