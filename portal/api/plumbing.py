@@ -35,7 +35,7 @@ def operation(bp, scope: str, *, idempotent: bool = False, if_match: str | None 
     "optional" documents the If-Match header the view checks with check_if_match."""
 
     def decorate(view):
-        view = bp.doc(security=BEARER)(view)
+        view = bp.doc(security=BEARER, operationId=view.__name__)(view)
         for status in (401, 403, 429):
             view = bp.alt_response(status, schema=ProblemSchema, content_type=problems.MEDIA_TYPE)(view)
         if idempotent:
@@ -120,6 +120,13 @@ def _keyed(who: Caller, view, args, kwargs):
     else:
         api_tokens.abandon_idempotent(row_id)
     return response
+
+
+def links(bp, status: int, parameter: str, source: str, *operation_ids: str):
+    """OpenAPI links from an answer to the operations that take the id it names, as their
+    path `parameter` (clients and schemathesis's stateful runs follow them)."""
+    return bp.doc(responses={status: {"links": {
+        name: {"operationId": name, "parameters": {parameter: source}} for name in operation_ids}}})
 
 
 # --- ETag / If-Match ---------------------------------------------------------------------

@@ -7,11 +7,14 @@ from flask import url_for
 from portal.api import bp
 from portal.api import representations as rep
 from portal.api import schemas as s
-from portal.api.plumbing import caller, check_if_match, decode_cursor, encode_cursor, etag_of, operation
+from portal.api.plumbing import caller, check_if_match, decode_cursor, encode_cursor, etag_of, links, operation
 from portal.api.problems import MEDIA_TYPE
 from portal.services import accounts, activity, commands, dashboard, gateways, mailboxes, members, pins, webhooks
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.urls import public_link
+
+# What a link takes from a 201/202 answer: the new object's id.
+ID = "$response.body#/id"
 
 
 def refusals(*statuses):
@@ -168,6 +171,9 @@ def _gateway(gateway_id) -> dict:
 @bp.arguments(s.GatewayIn)
 @bp.response(201, s.GatewayOut)
 @refusals(422)
+@links(bp, 201, "gateway_id", ID, "get_gateway", "rename_gateway", "remove_gateway")
+@bp.doc(responses={201: {"links": {"add_box": {"operationId": "add_box", "requestBody": {
+    "gateway_id": ID, "name": "A box on the new gateway"}}}}})
 def add_gateway(data):
     """Add a gateway; IoTLock sets it up (poll its state). Without public_key IoTLock makes the
     key pair; its settings file (with the private key) is on the gateway's page, for owners."""
@@ -236,6 +242,7 @@ def list_boxes(query):
 @bp.arguments(s.BoxIn)
 @bp.response(201, s.BoxOut)
 @refusals(404, 409, 422)
+@links(bp, 201, "box_id", ID, "get_box", "rename_box", "remove_box", "list_pins", "add_delivery_code", "unlock")
 def add_box(data):
     """Add a box to a gateway; IoTLock sets it up (poll its state)."""
     mailbox, _private = mailboxes.add_mailbox(
@@ -308,6 +315,7 @@ def list_pins(query, box_id):
 @bp.arguments(s.PinIn)
 @bp.response(201, s.PinList)
 @refusals(404, 409, 422)
+@links(bp, 201, "pin_id", "$response.body#/items/0/id", "get_pin", "update_pin", "remove_pin")
 def add_pin(data):
     """Add a PIN to one or several boxes, with the rules of the page's form; each box's copy
     goes queued → sent → confirmed (poll GET /pins/{id})."""
@@ -361,6 +369,7 @@ def remove_pin(pin_id):
 @bp.arguments(s.DeliveryCodeIn)
 @bp.response(201, s.DeliveryCodeOut)
 @refusals(404, 409, 422)
+@links(bp, 201, "pin_id", ID, "get_pin", "update_pin", "remove_pin")
 def add_delivery_code(data, box_id):
     """A courier's one-time code for a mailbox or parcel box: the digits are in this answer
     only (a retry with the same Idempotency-Key gets the same answer)."""
@@ -375,6 +384,7 @@ def add_delivery_code(data, box_id):
 @operation(bp, "unlock", idempotent=True)
 @bp.response(202, s.UnlockOut)
 @refusals(404, 409)
+@links(bp, 202, "unlock_id", ID, "get_unlock")
 def unlock(box_id):
     """Open the box now: answered at once with the unlock to poll (GET /unlocks/{id});
     one that can't reach the box in time expires and the box stays shut."""
@@ -442,6 +452,8 @@ def list_webhooks(query):
 @bp.arguments(s.WebhookIn)
 @bp.response(201, s.WebhookWithSecret)
 @refusals(422)
+@links(bp, 201, "webhook_id", ID, "get_webhook", "update_webhook", "rotate_webhook", "delete_webhook",
+       "webhook_deliveries")
 def add_webhook(data):
     """Send alerts to a URL of yours, signed as Standard Webhooks says; the secret is in this
     answer only."""

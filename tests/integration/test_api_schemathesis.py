@@ -58,4 +58,26 @@ def test_every_operation_answers_as_the_document_says(app, world, monkeypatch):
     assert operations >= 29
     assert not failures, "\n\n".join(failures)
     assert sum(n for status, n in answered.items() if status < 300) >= operations, answered
-    print("schemathesis answers by status:", dict(sorted(answered.items())))
+
+
+def test_following_the_documents_links_answers_as_it_says(app, world, monkeypatch):
+    """Stateful: schemathesis chains operations along the document's links (add a gateway,
+    then read, rename, remove it; add a box, then its PINs, a delivery code, an unlock...)."""
+    monkeypatch.setitem(app.config, "API_RATE_LIMIT", 1_000_000)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    headers = {"Authorization": f"Bearer {world.a['api_secret']}"}
+    calls: list[str] = []
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case):
+            case.headers = {**(case.headers or {}), **headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            calls.append(f"{case.operation.method.upper()} {case.operation.path} {response.status_code}")
+            case.validate_response(response, checks=CHECKS)
+
+    Machine.TestCase.settings = settings(max_examples=max(2, EXAMPLES // 2), stateful_step_count=6, deadline=None,
+                                         derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    Machine.TestCase().runTest()
+    # Some steps reached an object made or found by an earlier step, and it answered.
+    assert [c for c in calls if "{" in c.split()[1] and int(c.split()[2]) < 300], calls
