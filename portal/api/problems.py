@@ -83,12 +83,12 @@ class PreconditionProblem(ServiceError):
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status = status
+        self.http_status = status
 
 
 def from_service_error(exc: ServiceError) -> Response:
     if isinstance(exc, PreconditionProblem):
-        return problem(exc.status, exc.message, kind="precondition")
+        return problem(exc.http_status, exc.message, kind="precondition")
     if isinstance(exc, NotFound):
         return problem(404, exc.message)
     if isinstance(exc, Forbidden):
