@@ -19,7 +19,6 @@ from portal.services import api_tokens
 from portal.services.api_tokens import Caller, FirstAnswer, NotAuthenticated
 from portal.services.errors import ServiceError, ValidationFailed
 
-WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Headers of a first answer that a replay repeats (the rest are made anew).
 REPLAYED_HEADERS = ("Location", "ETag", "Content-Type")
@@ -39,12 +38,16 @@ def operation(bp, scope: str, *, idempotent: bool = False, if_match: str | None 
         for status in (401, 403, 429):
             view = bp.alt_response(status, schema=ProblemSchema, content_type=problems.MEDIA_TYPE)(view)
         if idempotent:
+            # 409: the first request with the key is still being answered; 422: the key was
+            # used for another request.
+            for status in (409, 422):
+                view = bp.alt_response(status, schema=ProblemSchema, content_type=problems.MEDIA_TYPE)(view)
             view = bp.doc(parameters=[{
                 "in": "header", "name": "Idempotency-Key", "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": api_tokens.IDEMPOTENCY_KEY_MAX},
                 "description": "Retrying a POST with the same key and body returns the first answer and "
                                "changes nothing (kept 24 hours); the same key with another body is refused "
-                               "with 422.",
+                               "with 422, and while the first is still being answered with 409.",
             }])(view)
         if if_match:
             for status in (412,) + ((428,) if if_match == "required" else ()):
