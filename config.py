@@ -179,6 +179,9 @@ class Config:
     # a few kilobytes; 1 MiB leaves room and keeps anonymous posts from filling memory.
     MAX_CONTENT_LENGTH = _int("MAX_REQUEST_BYTES", 1024 * 1024)
     HSTS = False
+    # The API (/api/v1): requests per token per window, counted on the token's row.
+    API_RATE_LIMIT = _int("API_RATE_LIMIT", 120)
+    API_RATE_WINDOW_SECONDS = _int("API_RATE_WINDOW_SECONDS", 60)
     # Webhooks (portal/services/webhooks.py). http:// URLs only where a deployment says so
     # (never in production); addresses inside private networks never, except for the
     # test's own receiver on 127.0.0.1 (WEBHOOK_ALLOW_PRIVATE_FOR_TESTS, off everywhere

@@ -13,9 +13,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
-from portal import auth, filters, health, logredact
+from portal import api, auth, filters, health, logredact
 from portal.account import bp as account_bp
 from portal.alerts import bp as alerts_bp
+from portal.api import problems
 from portal.cli import register
 from portal.crypto import HasherBusy, generate_data_key
 from portal.extensions import csrf, db, login_manager, migrate
@@ -200,6 +201,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(push_bp, url_prefix="/push")
     app.register_blueprint(alerts_bp, url_prefix="/alerts")
     app.register_blueprint(health.bp)
+    api.init_app(app)
     app.add_url_rule("/manifest.webmanifest", "manifest", _manifest)
     # At the root, so its scope is the whole site (a worker's scope is its own folder).
     app.add_url_rule("/sw.js", "service_worker", _service_worker)
@@ -223,6 +225,8 @@ def _service_worker():
 
 def register_errorhandlers(app: Flask) -> None:
     def render_error(error):
+        if problems.is_api_request():
+            return problems.from_http_error(error)
         code = getattr(error, "code", 500) or 500
         if code not in ERROR_PAGES:
             code = 500 if code >= 500 else 400
@@ -257,8 +261,10 @@ def register_errorhandlers(app: Flask) -> None:
     def unexpected(error):
         if isinstance(error, HTTPException):
             return render_error(error)
-        log.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
+        if problems.is_api_request():
+            return problems.unexpected()
+        log.exception("unhandled error on %s %s", request.method, request.path)
         return render_template("errors/500.html"), 500
 
 

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("account", __name__)
 
-from portal.account import routes  # noqa: E402,F401
+from portal.account import api_token_routes, routes  # noqa: E402,F401

@@ -1,9 +1,12 @@
 """Forms of the account blueprint. They check presence and size; the service checks the rest
 (password policy, duplicates), so every way in obeys the same rules."""
-from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
+from wtforms import EmailField, HiddenField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.forms import Form, OptionsOnceSelect
+from portal.services.api_tokens import SCOPE_WORDS
 
 EMAIL = [
     DataRequired("Enter your email address."),
@@ -107,4 +110,26 @@ class DeleteAccountForm(Form):
         filters=[strip],
         validators=[DataRequired("Type “delete my account” to confirm."),
                     Length(max=40, message="Type “delete my account” to confirm.")],
+    )
+
+
+class ApiTokenForm(Form):
+    name = StringField(
+        "Name",
+        description="What will use it, like “Home Assistant” or “Parcel shop script”.",
+        validators=[DataRequired("Name the token after what uses it."),
+                    Length(max=80, message="Keep the name under 80 characters.")],
+    )
+    scopes = SelectMultipleField(
+        "What it may do",
+        choices=[SelectChoice(scope, words) for scope, words in SCOPE_WORDS.items()],
+        default=["read"],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    expires_in_days = SelectField(
+        "Expires",
+        choices=[SelectChoice("30", "In 30 days"), SelectChoice("90", "In 90 days"), SelectChoice("365", "In a year"),
+                 SelectChoice("0", "Never")],
+        default="90",
     )

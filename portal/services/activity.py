@@ -130,6 +130,27 @@ def list_events(
     return Page(events=list(rows[:per_page]), page=page, per_page=per_page, has_next=len(rows) > per_page)
 
 
+def list_events_after(
+    account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, since: datetime | None = None,
+    until: datetime | None = None, after: tuple[datetime, int] | None = None, limit: int = PER_PAGE,
+    owner: bool = False,
+) -> tuple[list[ActivityEvent], bool]:
+    """Events newest first, strictly after the (occurred_at, id) of the last one read
+    (`after`, a keyset: pages stay right while new events arrive), between `since`
+    (inclusive) and `until` (exclusive). Returns the events and whether more follow."""
+    stmt = _filtered(account_id, mailbox_id, kind, owner=owner)
+    if since is not None:
+        stmt = stmt.where(ActivityEvent.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(ActivityEvent.occurred_at < until)
+    if after is not None:
+        moment, event_id = after
+        stmt = stmt.where(sa.or_(ActivityEvent.occurred_at < moment,
+                                 sa.and_(ActivityEvent.occurred_at == moment, ActivityEvent.id < event_id)))
+    rows = db.session.scalars(stmt.limit(limit + 1)).all()
+    return list(rows[:limit]), len(rows) > limit
+
+
 def recent_for_mailbox(account_id: uuid.UUID, mailbox_id, limit: int = 20, *, owner: bool = False
                        ) -> list[ActivityEvent]:
     """The latest events of one mailbox (for the mailbox page); `owner` as in list_events."""

@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import Command, Mailbox, Pin, User, utcnow
 from portal.services import activity, deliveries
 from portal.services.deliveries import CommandState, DeviceState
-from portal.services.errors import Conflict
+from portal.services.errors import Conflict, NotFound
 from portal.services.pins import remove_pin
 from portal.services.scope import get_scoped
 
@@ -120,3 +120,15 @@ def withdraw_command(account_id, command_id, actor: User) -> Withdrawal:
     )
     db.session.commit()
     return Withdrawal(command, "Withdrawn: it will not be sent.")
+
+
+def get_unlock(account_id, command_id) -> Command:
+    """One unlock of the household, as it stands (an unlock past its deadline is expired
+    first, so a poll never shows one that can no longer open the box as on its way)."""
+    command = get_scoped(Command, account_id, command_id)
+    if command.action != "UNLOCK":
+        raise NotFound()
+    if deliveries.expire_if_due(command):
+        db.session.commit()
+        db.session.refresh(command)
+    return command

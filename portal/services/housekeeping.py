@@ -1,5 +1,5 @@
-"""Deleting rows that no longer protect or show anything: stale login throttles and
-login sessions long over."""
+"""Deleting rows that no longer protect or show anything: stale login throttles, login
+sessions long over, and API answers kept for Idempotency-Key retries past their day."""
 from datetime import timedelta
 from typing import cast
 
@@ -8,6 +8,7 @@ from flask import current_app
 
 from portal.extensions import db
 from portal.models import LoginSession, LoginThrottle, utcnow
+from portal.services import api_tokens
 
 # Ended sessions are kept a while so "logged out on N devices" and investigations can see them.
 ENDED_SESSION_RETENTION = timedelta(days=30)
@@ -41,5 +42,6 @@ def prune(now=None) -> dict:
             )
         ),
     ).rowcount
+    idempotent = api_tokens.prune_idempotent(now)
     db.session.commit()
-    return {"throttles": throttles, "sessions": sessions}
+    return {"throttles": throttles, "sessions": sessions, "idempotent_answers": idempotent}

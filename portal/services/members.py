@@ -14,7 +14,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.jobs import outbox
 from portal.models import ROLE_MEMBER, ROLE_OWNER, Account, Invite, LoginSession, Membership, User, utcnow
-from portal.services import accounts, activity, gateway_keys, mail, pins
+from portal.services import accounts, activity, api_tokens, gateway_keys, mail, pins
 from portal.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from portal.services.scope import get_scoped, scoped
 
@@ -353,6 +353,7 @@ def remove_member(membership: Membership, actor: User, membership_id) -> str:
     pins.remove_member_pins(membership.account_id, target.user, actor, f"{email} was removed from the household")
     db.session.delete(target)
     accounts.revoke_sessions(removed_user_id)
+    api_tokens.revoke_member_tokens(membership.account_id, removed_user_id)
     # Gateway settings they downloaded hold keys that still work: the owners are told.
     gateway_keys.member_departed(membership.account_id, removed_user_id)
     activity.record(
@@ -377,6 +378,7 @@ def leave(membership: Membership, actor: User) -> None:
     # Their PINs come off the boxes (re-assign one first to keep it).
     pins.remove_member_pins(account_id, actor, actor, f"{actor.email} left the household")
     db.session.delete(membership)
+    api_tokens.revoke_member_tokens(account_id, membership.user_id)
     gateway_keys.member_departed(account_id, membership.user_id)
     activity.record(
         account_id,

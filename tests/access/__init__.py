@@ -11,7 +11,8 @@ class Route:
     endpoint: str
     methods: tuple = ("GET",)
     # public: anyone; login: any logged-in user; member: a member of the current household;
-    # owner: an owner of it; staff: support staff with a second factor.
+    # owner: an owner of it; staff: support staff with a second factor; api: an API token
+    # with `scope` (tests/integration/test_api_access.py; sessions never authenticate it).
     access: str = "member"
     # URL arguments -> key of the object in the "world" fixture that provides the id, e.g.
     # {"gateway_id": "gateway"}. Routes with such arguments are household-scoped: a member
@@ -24,6 +25,11 @@ class Route:
     fixed_args: dict = field(default_factory=dict)
     # Posted by other systems without a session (one-click unsubscribe): no CSRF token.
     csrf_exempt: bool = False
+    # API routes: the token scope they need, and whether only owners may use them. Their
+    # `data` is a JSON body whose "@key" strings are ids of the world (of the household
+    # the request is aimed at).
+    scope: str = ""
+    owners_only: bool = False
 
 
 def all_routes() -> list[Route]:

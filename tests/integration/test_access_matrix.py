@@ -60,12 +60,13 @@ def test_every_route_of_the_app_is_in_the_matrix(sqlite_app):
 
 def test_matrix_entries_name_known_access_levels_and_world_keys(world):
     for route in ROUTES:
-        assert route.access in {"public", "login", "member", "owner", "staff"}, route
+        assert route.access in {"public", "login", "member", "owner", "staff", "api"}, route
+        assert (route.access == "api") == bool(route.scope), f"{route.endpoint}: a scope is for API routes only"
         for key in route.args.values():
             assert key in world.a, f"{route.endpoint}: the world has no {key!r}"
 
 
-@pytest.mark.parametrize("route,method", _cases(lambda r: r.access != "public"))
+@pytest.mark.parametrize("route,method", _cases(lambda r: r.access not in ("public", "api")))
 def test_visitors_are_sent_to_log_in(app, world, route, method):
     auth = Auth(app.test_client())
     response = _request(auth, method, _url(app, world, route), route, csrf_page="/login")

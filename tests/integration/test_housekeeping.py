@@ -31,7 +31,7 @@ def test_prune_keeps_what_still_counts_and_deletes_the_rest(app, make_household)
                                     last_seen_at=seen, revoked_at=revoked))
     db.session.commit()
 
-    assert housekeeping.prune(now) == {"throttles": 1, "sessions": 2}
+    assert housekeeping.prune(now) == {"throttles": 1, "sessions": 2, "idempotent_answers": 0}
     assert set(db.session.scalars(sa.select(LoginThrottle.key))) == {"ip:recent", "email:locked"}
     kept = set(db.session.scalars(sa.select(LoginSession.token_hash)))
     assert kept == {sha256_hex("active"), sha256_hex("ended-yesterday")}

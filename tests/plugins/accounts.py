@@ -14,6 +14,7 @@ from portal.models import (
     ROLE_MEMBER,
     ActivityEvent,
     Alert,
+    ApiToken,
     Command,
     DeliveryState,
     Gateway,
@@ -26,7 +27,7 @@ from portal.models import (
     WebhookEndpoint,
     utcnow,
 )
-from portal.services import accounts
+from portal.services import accounts, api_tokens
 from tests.plugins import rollback
 
 PASSWORD = "correct horse battery staple"
@@ -127,8 +128,9 @@ def new_client(app):
 
 # Keys of World.a / World.b, for Route.args in tests/access/<area>.py:
 #   account, owner, member (users), owner_membership, membership (the second member's),
-#   invite (+ invite_token, a str), gateway, mailbox, pin, command, event, webhook (an
-#   endpoint), webhook_delivery, alert, notification (the owner's, in the bell).
+#   invite (+ invite_token, a str), gateway, mailbox, pin, command, unlock (a command too),
+#   event, webhook (an endpoint), webhook_delivery, alert, notification (the owner's, in the
+#   bell), api_token (the owner's, every scope; its secret in api_secret).
 
 
 @dataclass
@@ -144,8 +146,10 @@ class World:
         return str(getattr(value, "id", value))
 
     # Bookkeeping that a page view may write without changing the household's data: "a
-    # member is looking" (portal/services/presence.py).
-    VOLATILE = {("accounts", "watched_until")}
+    # member is looking" (portal/services/presence.py); when and from where an API token
+    # was used, and its rate-limit count.
+    VOLATILE = {("accounts", "watched_until"), ("api_tokens", "last_used_at"), ("api_tokens", "last_used_ip"),
+                ("api_tokens", "rate_window"), ("api_tokens", "rate_count")}
 
     def snapshot(self, household="a") -> dict:
         """Every row that belongs to the household, as plain values, to compare before/after
@@ -194,6 +198,13 @@ def _household(prefix: str, name: str, with_devices: bool) -> dict:
         "invite": invite,
         "invite_token": token,
     }
+    # Straight in the models, like the rest (the service would add an event to the log).
+    secret = api_tokens.SECRET_PREFIX + crypto.new_token(api_tokens.SECRET_BYTES)
+    api_token = ApiToken(account_id=account.id, user_id=owner.id, name=f"{name} script",
+                         scopes=["read", "manage", "pins", "unlock"], prefix=secret[:9],
+                         secret_hash=crypto.sha256_hex(secret))
+    db.session.add(api_token)
+    things.update(api_token=api_token, api_secret=secret)
     if with_devices:
         gateway_pub, _ = crypto.generate_keypair()
         gateway = Gateway(
@@ -225,13 +236,18 @@ def _household(prefix: str, name: str, with_devices: bool) -> dict:
             action="ADD", channel_key="mailbox", state="sent",
         )
         db.session.add(command)
+        unlock = Command(
+            account_id=account.id, gateway_id=gateway.id, mailbox_id=mailbox.id, action="UNLOCK",
+            channel_key="mailbox", state="queued", expires_at=utcnow() + timedelta(days=1),
+        )
+        db.session.add(unlock)
         event = ActivityEvent(
             account_id=account.id, actor_kind="member", actor_user_id=owner.id, actor_label=owner.email,
             kind="pin.added", summary="Added the PIN “Postman” to Front mailbox.", gateway_id=gateway.id,
             mailbox_id=mailbox.id,
         )
         db.session.add(event)
-        things.update(gateway=gateway, mailbox=mailbox, pin=pin, command=command, event=event)
+        things.update(gateway=gateway, mailbox=mailbox, pin=pin, command=command, unlock=unlock, event=event)
         things.update(_webhook(account))
         things.update(_alert(account, owner, member, mailbox))
     db.session.commit()
