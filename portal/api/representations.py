@@ -82,3 +82,15 @@ def webhook_delivery(entry: LogEntry) -> dict:
     return {"id": d.id, "message_id": d.message_id, "event_type": d.event_type, "state": d.state,
             "created_at": d.created_at,
             "attempts": [{"at": a.at, "status_code": a.status_code, "result": a.result} for a in entry.attempts]}
+
+
+def alert_preferences(rows: list, box_id, own_choices: bool) -> dict:
+    return {"box_id": box_id, "own_choices": own_choices,
+            "choices": {r.kind: [c for c, on in r.channels.items() if on] for r in rows},
+            "kinds": [{"kind": r.kind, "words": r.words, "locked": r.locked,
+                       "channels": [c for c, on in r.channels.items() if on]} for r in rows]}
+
+
+def quiet_hours(membership: Membership, account: Account) -> dict:
+    return {"quiet_from": membership.quiet_from, "quiet_until": membership.quiet_until,
+            "time_zone": account.time_zone}

@@ -9,7 +9,18 @@ from portal.api import representations as rep
 from portal.api import schemas as s
 from portal.api.plumbing import caller, check_if_match, decode_cursor, encode_cursor, etag_of, links, operation
 from portal.api.problems import MEDIA_TYPE
-from portal.services import accounts, activity, commands, dashboard, gateways, mailboxes, members, pins, webhooks
+from portal.services import (
+    accounts,
+    activity,
+    alerts,
+    commands,
+    dashboard,
+    gateways,
+    mailboxes,
+    members,
+    pins,
+    webhooks,
+)
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.urls import public_link
 
@@ -432,9 +443,9 @@ def list_activity(query):
 
 # --- webhooks (owners) -----------------------------------------------------------------------------
 
-def _require_owner() -> None:
+def _require_owner(what: str = "webhooks") -> None:
     if not _owner():
-        raise Forbidden("Only owners can manage webhooks.")
+        raise Forbidden(f"Only owners can manage {what}.")
 
 
 @bp.route("/webhooks", methods=["GET"])
@@ -528,3 +539,114 @@ def resend_webhook_delivery(delivery_id):
     _endpoint, entries = webhooks.delivery_log(membership, delivery.endpoint_id)
     attempts = next((e.attempts for e in entries if e.delivery.id == delivery.id), [])
     return rep.webhook_delivery(webhooks.LogEntry(delivery, attempts))
+
+
+# --- alert preferences (each member's own; the household's defaults for owners) -------------------
+
+def _preferences(box_id=None, *, household: bool = False) -> dict:
+    membership = caller().membership
+    rows = alerts.preference_rows(membership, box_id, household=household)
+    own = box_id is not None and box_id in alerts.boxes_with_own_choices(membership)
+    return rep.alert_preferences(rows, box_id, own)
+
+
+def _save_preferences(data: dict, box_id=None, *, household: bool = False) -> None:
+    membership = caller().membership
+    chosen = alerts.check_choices(membership, data["choices"], box_id, household=household)
+    alerts.save_preferences(membership, chosen, box_id, household=household)
+
+
+@bp.route("/alert-preferences", methods=["GET"])
+@operation(bp, "read")
+@bp.response(200, s.AlertPreferencesOut)
+def alert_preferences():
+    """The token's member's alert choices for all boxes (and for the household-wide kinds)."""
+    return _with_etag(s.AlertPreferencesOut, _preferences())
+
+
+@bp.route("/alert-preferences", methods=["PUT"])
+@operation(bp, "manage", if_match="required")
+@bp.arguments(s.AlertChoicesIn)
+@bp.response(200, s.AlertPreferencesOut)
+@refusals(422)
+def set_alert_preferences(data):
+    """Replace the member's choices for all boxes: every kind sent reaches the channels listed;
+    every kind left out is off."""
+    check_if_match(_tag(s.AlertPreferencesOut, _preferences()), required=True)
+    _save_preferences(data)
+    return _with_etag(s.AlertPreferencesOut, _preferences())
+
+
+@bp.route("/boxes/<uuid:box_id>/alert-preferences", methods=["GET"])
+@operation(bp, "read")
+@bp.response(200, s.AlertPreferencesOut)
+@refusals(404)
+def box_alert_preferences(box_id):
+    """The member's alert choices for one box: its own, or those for all boxes it follows."""
+    return _with_etag(s.AlertPreferencesOut, _preferences(box_id))
+
+
+@bp.route("/boxes/<uuid:box_id>/alert-preferences", methods=["PUT"])
+@operation(bp, "manage", if_match="required")
+@bp.arguments(s.AlertChoicesIn)
+@bp.response(200, s.AlertPreferencesOut)
+@refusals(404, 422)
+def set_box_alert_preferences(data, box_id):
+    """Give one box choices of its own (the box's kinds only)."""
+    check_if_match(_tag(s.AlertPreferencesOut, _preferences(box_id)), required=True)
+    _save_preferences(data, box_id)
+    return _with_etag(s.AlertPreferencesOut, _preferences(box_id))
+
+
+@bp.route("/boxes/<uuid:box_id>/alert-preferences", methods=["DELETE"])
+@operation(bp, "manage")
+@bp.response(204)
+@refusals(404)
+def forget_box_alert_preferences(box_id):
+    """The box follows the member's choices for all boxes again."""
+    alerts.forget_box_choices(caller().membership, box_id)
+    return None
+
+
+@bp.route("/alert-preferences/quiet-hours", methods=["GET"])
+@operation(bp, "read")
+@bp.response(200, s.QuietHoursOut)
+def quiet_hours():
+    """The member's quiet hours: email and push wait until they end; the bell does not."""
+    who = caller()
+    return _with_etag(s.QuietHoursOut, rep.quiet_hours(who.membership, who.account))
+
+
+@bp.route("/alert-preferences/quiet-hours", methods=["PUT"])
+@operation(bp, "manage", if_match="required")
+@bp.arguments(s.QuietHours)
+@bp.response(200, s.QuietHoursOut)
+@refusals(422)
+def set_quiet_hours(data):
+    """Set both times (HH:MM, in the household's time zone), or both null for none."""
+    who = caller()
+    check_if_match(_tag(s.QuietHoursOut, rep.quiet_hours(who.membership, who.account)), required=True)
+    alerts.set_quiet_hours(who.membership, data["quiet_from"], data["quiet_until"])
+    return _with_etag(s.QuietHoursOut, rep.quiet_hours(who.membership, who.account))
+
+
+@bp.route("/household/alert-defaults", methods=["GET"])
+@operation(bp, "read")
+@bp.response(200, s.AlertPreferencesOut)
+def alert_defaults():
+    """What members hear until they choose (owners only)."""
+    _require_owner("the household’s alert defaults")
+    return _with_etag(s.AlertPreferencesOut, _preferences(household=True))
+
+
+@bp.route("/household/alert-defaults", methods=["PUT"])
+@operation(bp, "manage", if_match="required")
+@bp.arguments(s.AlertChoicesIn)
+@bp.response(200, s.AlertPreferencesOut)
+@refusals(422)
+def set_alert_defaults(data):
+    """Replace the household's defaults (owners only)."""
+    _require_owner("the household’s alert defaults")
+    check_if_match(_tag(s.AlertPreferencesOut, _preferences(household=True)), required=True)
+    _save_preferences(data, household=True)
+    return _with_etag(s.AlertPreferencesOut, _preferences(household=True))

@@ -4,6 +4,7 @@ from the constants the services check against. Rules beyond shape (a PIN's digit
 URL's address) stay in the services, whose refusals name the same fields."""
 from marshmallow import Schema, fields, validate
 
+from portal.models.alerts import ALERT_KINDS, CHANNELS
 from portal.models.devices import MAILBOX_KINDS, PROTOCOLS
 from portal.services import pin_rules, webhooks
 
@@ -310,3 +311,44 @@ class WebhookDeliveryList(Cursor):
     items = fields.List(fields.Nested(WebhookDeliveryOut), required=True)
 
 
+
+
+# --- alert preferences ------------------------------------------------------------------------
+
+_CHOICES = fields.Dict(
+    keys=fields.Str(validate=validate.OneOf(tuple(ALERT_KINDS))),
+    values=fields.List(fields.Str(validate=validate.OneOf(CHANNELS))),
+    required=True,
+    metadata={"description": "For each alert kind, the channels it reaches (portal = the bell, email, "
+                             "push). A kind left out is off on every channel."},
+)
+
+
+class AlertChoicesIn(Strict):
+    choices = _CHOICES
+
+
+class AlertKindOut(Schema):
+    kind = fields.Str(required=True)
+    words = fields.Str(required=True, metadata={"description": "The kind as the settings page says it."})
+    channels = fields.List(fields.Str(), required=True, metadata={"description": "The channels it reaches now."})
+    locked = fields.Bool(required=True, metadata={"description": "Always on (duress, for owners)."})
+
+
+class AlertPreferencesOut(Schema):
+    box_id = fields.UUID(allow_none=True, required=True,
+                         metadata={"description": "The box these choices are for; null: all boxes."})
+    own_choices = fields.Bool(required=True, metadata={
+        "description": "For one box: whether it has choices of its own (else it follows those for all boxes)."})
+    choices = _CHOICES
+    kinds = fields.List(fields.Nested(AlertKindOut), required=True)
+
+
+class QuietHours(Strict):
+    quiet_from = fields.Str(allow_none=True, required=True, validate=validate.Length(max=5),
+                            metadata={"description": "HH:MM in the household's time zone, or null for none."})
+    quiet_until = fields.Str(allow_none=True, required=True, validate=validate.Length(max=5))
+
+
+class QuietHoursOut(QuietHours):
+    time_zone = fields.Str(dump_only=True, metadata={"description": "The household's time zone."})

@@ -373,6 +373,25 @@ def preference_rows(membership: Membership, mailbox_id=None, *, household: bool 
     return rows
 
 
+def check_choices(membership: Membership, chosen: dict[str, list[str]], mailbox_id=None, *,
+                  household: bool = False) -> set[tuple[str, str]]:
+    """The (kind, channel) pairs of a matrix sent as {kind: [channels on]} (the API's form of
+    it), refused on the field "choices" when it names a kind this matrix does not offer or
+    tries to turn off duress, which always reaches owners on every channel."""
+    offered = kinds_for(mailbox_id, owner=membership.is_owner or household)
+    pairs: set[tuple[str, str]] = set()
+    for kind, channels in chosen.items():
+        if kind not in offered:
+            where = "one box" if mailbox_id is not None else "all boxes"
+            raise ValidationFailed(f"“{kind}” is not an alert a member can choose for {where} "
+                                   f"here; choose among: {', '.join(offered)}.", field="choices")
+        if kind == DURESS and set(channels) != set(CHANNELS):
+            raise ValidationFailed("Duress alerts always reach owners on every channel; they can’t be turned off.",
+                                   field="choices")
+        pairs.update((kind, channel) for channel in channels if kind != DURESS)
+    return pairs
+
+
 def save_preferences(membership: Membership, chosen: set[tuple[str, str]], mailbox_id=None, *,
                      household: bool = False) -> None:
     """Store the matrix a member (or an owner, for the household's defaults) ticked:

@@ -56,4 +56,13 @@ ROUTES = [
     api("delete_webhook", "DELETE", "manage", args=HOOK, owners_only=True),
     api("webhook_deliveries", args=HOOK, owners_only=True),
     api("resend_webhook_delivery", "POST", "manage", args={"delivery_id": "webhook_delivery"}, owners_only=True),
+    api("alert_preferences"),
+    api("set_alert_preferences", "PUT", "manage", data={"choices": {"opened": ["portal"]}}),
+    api("box_alert_preferences", args=BOX),
+    api("set_box_alert_preferences", "PUT", "manage", args=BOX, data={"choices": {"opened": ["email"]}}),
+    api("forget_box_alert_preferences", "DELETE", "manage", args=BOX),
+    api("quiet_hours"),
+    api("set_quiet_hours", "PUT", "manage", data={"quiet_from": "22:00", "quiet_until": "07:00"}),
+    api("alert_defaults", owners_only=True),
+    api("set_alert_defaults", "PUT", "manage", data={"choices": {"opened": ["portal"]}}, owners_only=True),
 ]

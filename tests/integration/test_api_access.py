@@ -50,10 +50,10 @@ def _token(world, household="a", who="owner", scopes=ALL_SCOPES, **kwargs):
 def _call(app, world, route, secret=None, household="a", client=None):
     client = client or app.test_client()
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    if route.methods[0] in ("PATCH", "DELETE"):
+    if route.methods[0] in ("PATCH", "PUT", "DELETE"):
         headers["If-Match"] = "*"
     return client.open(_url(app, world, route, household), method=route.methods[0], headers=headers,
-                       json=_body(world, route, household) if route.methods[0] in ("POST", "PATCH") else None)
+                       json=_body(world, route, household) if route.methods[0] in ("POST", "PATCH", "PUT") else None)
 
 
 def _is_problem(response, status):

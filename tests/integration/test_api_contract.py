@@ -83,6 +83,15 @@ BAD_INPUT = [
     ("POST", "/webhooks", {"url": "ftp://example.com/x", "kinds": ["opened"]}, "url"),
     ("POST", "/webhooks", {"url": "https://hooks.example.com/x", "kinds": ["the-moon"]}, "kinds.0"),
     ("PATCH", "/webhooks/{webhook}", {"enabled": "perhaps"}, "enabled"),
+    ("PUT", "/alert-preferences", {"choices": {"the-moon": ["email"]}}, "choices.the-moon.key"),
+    ("PUT", "/alert-preferences", {"choices": {"opened": ["pigeon"]}}, "choices.opened.value.0"),
+    ("PUT", "/alert-preferences", {}, "choices"),
+    ("PUT", "/alert-preferences", {"choices": {"duress": ["portal"]}}, "choices"),
+    ("PUT", "/boxes/{mailbox}/alert-preferences", {"choices": {"gateway_offline": ["email"]}}, "choices"),
+    ("PUT", "/alert-preferences/quiet-hours", {"quiet_from": "25:00", "quiet_until": "07:00"}, "quiet_from"),
+    ("PUT", "/alert-preferences/quiet-hours", {"quiet_from": "22:00", "quiet_until": None}, "quiet_until"),
+    ("PUT", "/alert-preferences/quiet-hours", {"quiet_from": "22:00", "quiet_until": "22:00"}, "quiet_until"),
+    ("PUT", "/household/alert-defaults", {"choices": {"opened": "email"}}, "choices.opened.value"),
 ]
 
 
@@ -289,3 +298,58 @@ def test_a_member_cannot_revoke_anothers_token(app, world):
                                 data={"csrf_token": csrf_from(page)})
     assert response.status_code == 404
     assert db.session.get(ApiToken, world.a["api_token"].id).revoked_at is None
+
+
+# --- alert preferences --------------------------------------------------------------------
+
+def test_alert_choices_round_trip_and_a_box_can_have_its_own(api, world):
+    read = api("GET", "/alert-preferences")
+    assert read.status_code == 200
+    body = read.json
+    assert body["box_id"] is None and body["choices"]["opened"] == []  # openings start off
+    assert next(k for k in body["kinds"] if k["kind"] == "duress")["locked"] is True
+    choices = dict(body["choices"], opened=["portal", "push"])
+    saved = api("PUT", "/alert-preferences", json={"choices": choices}, headers={"If-Match": read.headers["ETag"]})
+    assert saved.status_code == 200, saved.json
+    assert saved.json["choices"]["opened"] == ["portal", "push"]
+    assert saved.headers["ETag"] != read.headers["ETag"]
+    # The old version is gone: writing over it is refused.
+    _problem(api("PUT", "/alert-preferences", json={"choices": choices}, headers={"If-Match": read.headers["ETag"]}),
+             412)
+
+    box = f"/boxes/{world.id_of('mailbox')}/alert-preferences"
+    follows = api("GET", box)
+    assert follows.json["own_choices"] is False and follows.json["choices"]["opened"] == ["portal", "push"]
+    assert "gateway_offline" not in follows.json["choices"]  # household-wide kinds are not per box
+    own = api("PUT", box, json={"choices": {"opened": ["email"]}}, headers={"If-Match": follows.headers["ETag"]})
+    assert own.json["own_choices"] is True and own.json["choices"]["opened"] == ["email"]
+    assert own.json["choices"]["left_open"] == []  # left out: off
+    assert api("GET", "/alert-preferences").json["choices"]["opened"] == ["portal", "push"]
+
+    assert api("DELETE", box).status_code == 204
+    assert api("GET", box).json == follows.json
+
+
+def test_quiet_hours_are_set_and_cleared_in_the_household_zone(api):
+    read = api("GET", "/alert-preferences/quiet-hours")
+    assert read.json["quiet_from"] is None and read.json["time_zone"]
+    saved = api("PUT", "/alert-preferences/quiet-hours", json={"quiet_from": "22:00", "quiet_until": "07:00"},
+                headers={"If-Match": read.headers["ETag"]})
+    assert saved.status_code == 200, saved.json
+    assert (saved.json["quiet_from"], saved.json["quiet_until"]) == ("22:00", "07:00")
+    _problem(api("PUT", "/alert-preferences/quiet-hours", json={"quiet_from": None, "quiet_until": None}), 428)
+    cleared = api("PUT", "/alert-preferences/quiet-hours", json={"quiet_from": None, "quiet_until": None},
+                  headers={"If-Match": saved.headers["ETag"]})
+    assert cleared.json["quiet_from"] is None and cleared.json["quiet_until"] is None
+
+
+def test_owners_set_the_household_defaults_that_members_follow(app, api, world):
+    read = api("GET", "/household/alert-defaults")
+    saved = api("PUT", "/household/alert-defaults", json={"choices": {"opened": ["portal"]}},
+                headers={"If-Match": read.headers["ETag"]})
+    assert saved.status_code == 200 and saved.json["choices"]["opened"] == ["portal"]
+    membership = db.session.get(Membership, world.a["membership"].id)
+    member_token = api_tokens.create_token(membership, membership.user, name="member", scopes=["read", "manage"])[1]
+    mine = app.test_client().get("/api/v1/alert-preferences", headers={"Authorization": f"Bearer {member_token}"})
+    assert mine.json["choices"]["opened"] == ["portal"]  # a member who chose nothing follows the household
+    assert "duress" not in mine.json["choices"]  # duress reaches owners only
