@@ -80,9 +80,18 @@ def household_words(text: str | None) -> str:
     return text
 
 
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def code_spans(text: str | None) -> Markup:
+    """Text with `backticked` words (the API document's descriptions) shown as code."""
+    return Markup(_CODE_SPAN.sub(lambda m: f"<code>{m.group(1)}</code>", str(escape(text or ""))))
+
+
 def register(app) -> None:
     app.jinja_env.filters["timeago"] = timeago
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["household_words"] = household_words
     app.jinja_env.filters["local"] = local
     app.jinja_env.filters["minutes_list"] = minutes_list
+    app.jinja_env.filters["code_spans"] = code_spans

@@ -16,7 +16,7 @@ and delivery codes), `unlock`. Session cookies do not authenticate the API.
 
 Errors are RFC 9457 problem documents (`application/problem+json`) with field-level
 `errors`. Every POST takes an optional `Idempotency-Key`. Single resources carry an `ETag`;
-PATCH needs `If-Match` (428 without it, 412 when stale), DELETE takes it optionally. Lists
+PATCH and PUT need `If-Match` (428 without it, 412 when stale), DELETE takes it optionally. Lists
 are paged with an opaque `cursor` and `limit`. Each token may make `API_RATE_LIMIT` requests
 per window (120 a minute by default): past it, 429 with `Retry-After`. No CORS headers are sent.
 """

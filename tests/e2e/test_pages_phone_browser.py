@@ -1,4 +1,4 @@
-"""Real Chromium: every household and support page at 390x844 (a phone) and 1280x800 (a
+"""Real Chromium: every household and support page (and the API's reference) at 390x844 (a phone) and 1280x800 (a
 desk), in a household with 3 gateways, 10 boxes and PINs with 60-character labels: no
 horizontal scroll, 44 px tap targets on the phone, a screenshot of each under
 tests/artifacts/pages/, and axe-core (bundled by axe-playwright-python, run in the page
@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from portal import crypto
 from portal.extensions import db
 from portal.models import Mailbox, Membership, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
-from portal.services import alerts, webhooks
+from portal.services import alerts, api_tokens, webhooks
 from portal.services import staff as staff_service
 from tests.plugins.accounts import PASSWORD
 from tests.plugins.browser import ARTIFACTS
@@ -115,6 +115,8 @@ def _alerts_in_the_bell(account_id) -> str:
     alerts.raise_alert(account_id, "wrong_pins", f"{box.name}: Several wrong PINs were entered", mailbox_id=box.id)
     alerts.raise_alert(account_id, "member_joined", "robin@example.com joined the household")
     alerts.set_quiet_hours(owner, "22:00", "07:00")
+    api_tokens.create_token(owner, owner.user, name="Home Assistant on the cellar server, courier codes per order",
+                            scopes=["read", "pins"], expires_at=utcnow() + timedelta(days=90))
     return alerts.unsubscribe_token(owner.user_id, account_id, "battery_low")
 
 
@@ -175,6 +177,8 @@ def _household_pages(h) -> dict[str, str]:
         "alerts-settings-box": f"/alerts/settings?box={long_box}",
         "alerts-defaults": "/alerts/defaults",
         "alerts-unsubscribe": f"/alerts/unsubscribe/{h.unsubscribe}",
+        "api-tokens": "/settings/api-tokens",
+        "api-reference": "/api/v1/docs",
     }
 
 
@@ -227,7 +231,7 @@ def test_every_page_fits_a_phone_and_passes_axe(site, tab):
         _check(tab, site, name, path, results, axe)
 
     print(f"{results['pages']} page views checked")
-    assert results["pages"] == 2 * 34
+    assert results["pages"] == 2 * 36
     assert not site.blocked, site.blocked
     assert not results["scroll"], results["scroll"]
     assert not results["small"], results["small"]

@@ -1,7 +1,7 @@
 """Reasons the worker recorded, as household pages show them."""
 import pytest
 
-from portal.filters import household_words
+from portal.filters import code_spans, household_words
 
 
 @pytest.mark.parametrize(("recorded", "shown"), [
@@ -17,3 +17,9 @@ from portal.filters import household_words
 ])
 def test_worker_reasons_read_in_household_words(recorded, shown):
     assert household_words(recorded) == shown
+
+
+def test_backticked_words_become_code_and_the_rest_stays_escaped():
+    assert str(code_spans("Send `Idempotency-Key` <b>once</b>")) == (
+        "Send <code>Idempotency-Key</code> &lt;b&gt;once&lt;/b&gt;")
+    assert str(code_spans("`<script>`")) == "<code>&lt;script&gt;</code>"
