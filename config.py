@@ -153,7 +153,9 @@ class Config:
     # How long a push service keeps an alert for a browser that is offline, and how long a
     # push service may take to answer.
     PUSH_TTL_SECONDS = _int("PUSH_TTL_SECONDS", 24 * 3600)
-    PUSH_TIMEOUT = _float("PUSH_TIMEOUT", 10.0)
+    PUSH_TIMEOUT = _float("PUSH_TIMEOUT", 10.0)  # each send, whole (portal/egress.py)
+    # Push services on private addresses: never, except a test's own on 127.0.0.1.
+    PUSH_ALLOW_PRIVATE_FOR_TESTS = False
 
     # Alerts (portal/services/alerts.py, alert_detection.py): a burst of wrong PINs is
     # ALERT_WRONG_PINS within ALERT_WRONG_PIN_MINUTES; a box is "left open" after
@@ -190,6 +192,8 @@ class Config:
     WEBHOOK_ALLOW_PRIVATE_FOR_TESTS = False
     WEBHOOK_CONNECT_TIMEOUT = _float("WEBHOOK_CONNECT_TIMEOUT", 3.05)
     WEBHOOK_READ_TIMEOUT = _float("WEBHOOK_READ_TIMEOUT", 5.0)
+    # The whole attempt, however slowly the endpoint drips its answer.
+    WEBHOOK_TOTAL_SECONDS = _float("WEBHOOK_TOTAL_SECONDS", 10.0)
     WEBHOOK_RETRY_BASE = _float("WEBHOOK_RETRY_BASE", 30.0)
     WEBHOOK_RETRY_CAP = _float("WEBHOOK_RETRY_CAP", 3 * 3600.0)
     WEBHOOK_RETRY_WINDOW = timedelta(hours=_int("WEBHOOK_RETRY_HOURS", 24))

@@ -1,11 +1,16 @@
 """Web Push (issue 13): members' browsers subscribe (RFC 8030 push services), and alerts are
 sent to them encrypted (RFC 8291, aes128gcm) and signed by this portal's VAPID key (RFC 8292)
-through pywebpush. A subscription the push service says is gone (404/410) is removed."""
+through pywebpush. A subscription the push service says is gone (404/410) is removed.
+
+A push service's address comes from a browser, so it is vetted like a webhook's: public
+addresses only, when the browser subscribes and again before each send, whose connection
+goes to the address vetted (portal/egress.py)."""
 import base64
 import json
 import uuid
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy as sa
@@ -16,6 +21,7 @@ from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 from sqlalchemy.exc import IntegrityError
 
+from portal import egress
 from portal.extensions import db
 from portal.models import Alert, Notification, PushSubscription, User, utcnow
 from portal.services import alert_payload
@@ -157,6 +163,12 @@ def _delete(condition) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+def _vet(endpoint: str) -> egress.Target:
+    config = current_app.config
+    schemes = ("https",) if config.get("ENV_NAME") == "production" else ("https", "http")
+    return egress.vet(endpoint, schemes=schemes, allowed=tuple(config.get("PUSH_ALLOW_PRIVATE_FOR_TESTS") or ()))
+
+
 def _checked(subscription: Any) -> tuple[str, str, str]:
     """(endpoint, p256dh, auth) of a browser's subscription, or ValidationFailed."""
     if not isinstance(subscription, dict) or not isinstance(subscription.get("keys"), dict):
@@ -165,9 +177,12 @@ def _checked(subscription: Any) -> tuple[str, str, str]:
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
     if not isinstance(endpoint, str) or not isinstance(p256dh, str) or not isinstance(auth, str):
         raise ValidationFailed("This is not a push subscription from a browser.")
-    schemes = ("https://",) if current_app.config.get("ENV_NAME") == "production" else ("https://", "http://")
-    if len(endpoint) > _MAX_ENDPOINT or not endpoint.startswith(schemes) or any(c.isspace() for c in endpoint):
+    if len(endpoint) > _MAX_ENDPOINT or any(c.isspace() for c in endpoint):
         raise ValidationFailed("The browser's push service address is not one the portal can use.")
+    try:
+        _vet(endpoint)
+    except egress.NotPublic:
+        raise ValidationFailed("The browser's push service address is not one the portal can use.") from None
     point, secret = _b64url_decode(p256dh), _b64url_decode(auth)
     if point is None or len(point) != 65 or point[0] != 4 or secret is None or len(secret) != 16:
         raise ValidationFailed("The browser's push keys are not valid.")
@@ -200,18 +215,29 @@ def send(notification: Notification, *, skip: Collection[str] = ()) -> None:
     gone = refused = 0
     retry: list[str] = []
     delay: float | None = None
+    late = f"the push service did not answer within {config['PUSH_TIMEOUT']:g} s"
     for subscription in subscriptions:
         if str(subscription.id) in skip:
             continue
         try:
+            target = _vet(subscription.endpoint)
+        except egress.NotPublic:
+            refused += 1  # its name now points inside: never sent there
+            continue
+        session = egress.Session(target, float(config["PUSH_TIMEOUT"]))
+        parts = urlsplit(subscription.endpoint)
+        try:
             webpush(
-                {"endpoint": subscription.endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
+                {"endpoint": egress.pinned_url(target),
+                 "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
                 data=data,
                 vapid_private_key=vapid,
-                vapid_claims={"sub": config["VAPID_SUBJECT"]},
+                # The audience is the push service's own origin, not the address connected to.
+                vapid_claims={"sub": config["VAPID_SUBJECT"], "aud": f"{parts.scheme}://{parts.netloc}"},
                 ttl=int(config["PUSH_TTL_SECONDS"]),
                 timeout=float(config["PUSH_TIMEOUT"]),
-                headers={"Urgency": "high" if alert.kind == "duress" else "normal"},
+                headers={"Urgency": "high" if alert.kind == "duress" else "normal", "Host": egress.host_header(target)},
+                requests_session=session,
             )
         except WebPushException as exc:
             status = exc.response.status_code if exc.response is not None else None
@@ -224,10 +250,15 @@ def send(notification: Notification, *, skip: Collection[str] = ()) -> None:
             else:
                 refused += 1
         except requests.RequestException as exc:
-            retry.append(f"the push service could not be reached ({type(exc).__name__})")
+            retry.append(late if session.timed_out else f"the push service could not be reached ({type(exc).__name__})")
         else:
-            subscription.last_used_at = utcnow()
-            delivered.append(str(subscription.id))
+            if session.timed_out:  # shut mid-answer: what arrived is not an answer
+                retry.append(late)
+            else:
+                subscription.last_used_at = utcnow()
+                delivered.append(str(subscription.id))
+        finally:
+            session.close()
     db.session.commit()
     if retry:
         raise TryLater(f"Push not delivered yet: {retry[0]}", delivered, delay)

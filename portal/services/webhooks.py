@@ -10,20 +10,17 @@ answer in between (DNS rebinding) can not steer a request inside.
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
 
-from portal import crypto
+from portal import crypto, egress
 from portal.extensions import db
 from portal.jobs import outbox
 from portal.models import (
@@ -55,32 +52,7 @@ KINDS = ALERT_KINDS
 
 # --- addresses ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Target:
-    """A vetted URL: where to connect (the resolved addresses, all public) and what to ask."""
-
-    scheme: str
-    host: str
-    port: int
-    addresses: tuple[str, ...]
-
-
-def _address_problem(address: str, allowed: tuple) -> str | None:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in ipaddress.ip_network(net) for net in allowed):
-        return None
-    if ip.is_loopback or ip.is_unspecified:
-        return "This address points at the portal's own machine: use an address on the internet."
-    if ip.is_private or ip.is_link_local:
-        return "This address points inside a private network: use an address on the internet."
-    if ip.is_multicast or ip.is_reserved or not ip.is_global:
-        return "This address is not on the public internet."
-    return None
-
-
-def check_url(url: str, config=None) -> Target:
+def check_url(url: str, config=None) -> egress.Target:
     """Vet a webhook URL: https (http only where WEBHOOK_ALLOW_HTTP), no credentials in it,
     and a host whose every resolved address is public. Raises ValidationFailed (field "url")
     with the reason in plain words."""
@@ -90,34 +62,11 @@ def check_url(url: str, config=None) -> Target:
         raise ValidationFailed("Enter the address that should receive the alerts.", field="url")
     if len(url) > 2048:
         raise ValidationFailed("This address is too long (2048 characters at most).", field="url")
-    parts = urlsplit(url)
     schemes = ("https", "http") if config.get("WEBHOOK_ALLOW_HTTP") else ("https",)
-    if parts.scheme not in schemes:
-        message = ("The address must start with https://." if "http" not in schemes or parts.scheme == ""
-                   else "The address must start with https:// or http://.")
-        raise ValidationFailed(message, field="url")
-    if parts.username is not None or parts.password is not None:
-        raise ValidationFailed("Leave the user name and password out of the address.", field="url")
-    host = parts.hostname
-    if not host:
-        raise ValidationFailed("The address has no host name.", field="url")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ValidationFailed("The address's port is not a number between 1 and 65535.", field="url") from None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise ValidationFailed("The address's host name could not be found.", field="url") from None
-    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
-        raise ValidationFailed("The address's host name could not be found.", field="url")
-    allowed = tuple(config.get("WEBHOOK_ALLOW_PRIVATE_FOR_TESTS") or ())
-    for address in addresses:
-        problem = _address_problem(address, allowed)
-        if problem:
-            raise ValidationFailed(problem, field="url")
-    return Target(parts.scheme, host, port, addresses)
+        return egress.vet(url, schemes=schemes, allowed=tuple(config.get("WEBHOOK_ALLOW_PRIVATE_FOR_TESTS") or ()))
+    except egress.NotPublic as refused:
+        raise ValidationFailed(refused.message, field="url") from None
 
 
 # --- secrets and signatures --------------------------------------------------------------

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,27 @@ def b64url(raw: bytes) -> str:
 
 def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@pytest.fixture
+def app_overrides():
+    # The push service of these tests listens on 127.0.0.1: the test-only allow-list lets the
+    # portal reach it (every other private address stays refused).
+    return {"PUSH_ALLOW_PRIVATE_FOR_TESTS": ("127.0.0.1/32",)}
+
+
+def _resolving(monkeypatch, names: dict[str, str]) -> list[str]:
+    """getaddrinfo answering each of `names` with one IPv4 address; returns the names asked."""
+    real, asked = socket.getaddrinfo, []
+
+    def fake(host, port, *args, **kwargs):
+        if host in names:
+            asked.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return asked
 
 
 # --- the push service and the browser ------------------------------------------------------
@@ -391,3 +413,70 @@ def test_the_service_worker_is_served_from_the_root(app):
     assert answer.status_code == 200
     assert answer.mimetype == "text/javascript"
     assert "showNotification" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("endpoint", ["http://10.0.0.5/push/x", "http://169.254.169.254/latest/meta-data",
+                                      "http://[::1]:8080/push/x", "http://127.0.0.2/push/x"])
+def test_a_push_service_inside_a_private_network_is_refused(app, world, endpoint):
+    answer = _turn_on(_client(app, world.a["member"]), Browser(endpoint))
+    assert answer.status_code == 400
+    assert "not one the portal can use" in answer.get_json()["error"]
+    assert _subscriptions(world.a["member"]) == []
+
+
+def test_the_push_goes_to_the_address_vetted_with_the_services_name_in_host_and_audience(
+        app, world, push_service, monkeypatch):
+    port = push_service.origin.rsplit(":", 1)[1]
+    asked = _resolving(monkeypatch, {"push.example.com": "127.0.0.1"})
+    browser = Browser(f"http://push.example.com:{port}/push/named")
+    member, notification = _alert_to_one_browser(app, world, push_service, browser, 201)
+    [request] = push_service.received
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    assert headers["host"] == f"push.example.com:{port}"
+    claims, _key = _vapid_claims(headers["authorization"])
+    assert claims["aud"] == f"http://push.example.com:{port}"
+    assert asked == ["push.example.com", "push.example.com"]  # once to subscribe, once to send
+    assert _state(notification) == NotificationState.SENT
+
+
+def test_a_name_that_points_inside_by_sending_time_is_not_pushed_to(app, world, push_service, monkeypatch):
+    port = push_service.origin.rsplit(":", 1)[1]
+    member = world.a["member"]
+    _resolving(monkeypatch, {"push.example.com": "127.0.0.1"})
+    assert _turn_on(_client(app, member), Browser(f"http://push.example.com:{port}/push/x")).status_code == 201
+    _resolving(monkeypatch, {"push.example.com": "10.0.0.9"})  # DNS rebinding
+    notification = _alert_for(member, world)
+    drain(app)
+    assert push_service.received == []
+    assert _state(notification) == NotificationState.FAILED
+
+
+def test_a_push_service_that_drips_its_answer_is_cut_off_and_retried(app, world, monkeypatch):
+    monkeypatch.setitem(app.config, "PUSH_TIMEOUT", 1.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 201 Created\r\nX-Slow: " + b"z" * 1000:
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    member = world.a["member"]
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}/push/slow"
+    try:
+        assert _turn_on(_client(app, member), Browser(endpoint)).status_code == 201
+        notification = _alert_for(member, world)
+        drain(app, max_rounds=1)
+        [job] = _jobs()
+        assert job.state == JOB_QUEUED and "did not answer within 1 s" in job.last_error
+        assert _state(notification) == NotificationState.QUEUED
+    finally:
+        stop.set()
+        listener.close()

@@ -408,6 +408,56 @@ def test_the_connection_goes_to_the_address_that_was_vetted(app, household, rece
     assert asked == ["hooks.example.com"]
 
 
+class Dripping:
+    """A server on 127.0.0.1 that answers one byte of its status line at a time, each well
+    within the read timeout, and never finishes."""
+
+    def __init__(self, every: float):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.every = every
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self.listener.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 10_000:
+                    if self.stop.wait(self.every):
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+
+
+def test_an_endpoint_that_drips_its_answer_is_cut_off_at_the_total_time(app, household, monkeypatch):
+    monkeypatch.setitem(app.config, "WEBHOOK_READ_TIMEOUT", 1.0)
+    monkeypatch.setitem(app.config, "WEBHOOK_TOTAL_SECONDS", 1.5)
+    server = Dripping(every=0.1)
+    try:
+        auth, account = household
+        _add(auth, f"http://127.0.0.1:{server.port}/drip")
+        _alert(account)
+        drain(app)
+        attempt = db.session.scalars(sa.select(WebhookAttempt)).one()
+        assert attempt.result == "No full answer within 1.5 s"
+        assert attempt.status_code is None
+        [delivery] = _deliveries()
+        assert delivery.state == "delivering" and delivery.next_attempt_at is not None  # retried later
+    finally:
+        server.close()
+
+
 # --- the owner's pages ---------------------------------------------------------------------
 
 def test_an_owner_turns_a_webhook_off_and_on_and_deletes_it_with_its_log(app, household, receiver):
