@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.plugins.accounts",
     "tests.plugins.streamiot",
     "tests.plugins.devices",
+    "tests.plugins.mqtt",
     "tests.plugins.support",
     "tests.plugins.browser",
     "tests.plugins.mail",

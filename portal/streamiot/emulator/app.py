@@ -370,6 +370,11 @@ class _ReadQuery(TypedDict):
     format: str
 
 
+# Endpoints that change which thing may use which channel (or with which key).
+_ACCESS_CHANGES = frozenset({"create", "create_bulk", "remove", "update_key", "connect", "disconnect",
+                             "connect_one", "disconnect_one"})
+
+
 class Emulator:
     """A WSGI app; state lives in its own SQLite file at `db_path`."""
 
@@ -387,6 +392,8 @@ class Emulator:
         self.token_ttl = token_ttl
         self.clock = clock or time.time
         self.self_register = self_register
+        # The MQTT adapter (emulator/broker.py), when one is attached.
+        self.broker: Any = None
         self.admin_email = None
         if admin:
             self.admin_email = admin[0]
@@ -441,12 +448,20 @@ class Emulator:
         except MethodNotAllowed:
             return Response(b"Method Not Allowed\n", status=405, content_type="text/plain; charset=utf-8")
         try:
-            return getattr(self, "do_" + endpoint)(request, **args)
+            response = getattr(self, "do_" + endpoint)(request, **args)
         except Answer as answer:
             return answer.response
         except Exception:  # a crash inside the platform: an empty 500, as Go answers
             log.exception("StreamIoT emulator failed on %s %s", request.method, request.path)
             return empty(500)
+        if self.broker is not None and endpoint in _ACCESS_CHANGES and response.status_code < 300:
+            self.broker.sync()  # who may use the MQTT adapter where
+        return response
+
+    def attach_broker(self, broker) -> None:
+        """Mirror things, connections and HTTP messages to this MQTT broker from now on."""
+        broker.sync()
+        self.broker = broker
 
     # --- identity ---
 
@@ -875,6 +890,8 @@ class Emulator:
                         record.get("sum"),
                     ),
                 )
+        if self.broker is not None:
+            self.broker.publish(channel_id, subtopic, payload)
         return empty(202)
 
     # --- reader ---
