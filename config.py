@@ -86,6 +86,19 @@ class Config:
     REPLY_POLL_SECONDS = _float("REPLY_POLL_SECONDS", 1.0)
     IDLE_POLL_SECONDS = _float("IDLE_POLL_SECONDS", 30.0)
     WATCH_SECONDS = _float("WATCH_SECONDS", 60.0)
+    # StreamIoT's MQTT adapter (mqtt://host:port): `flask mqtt-subscriber` processes receive
+    # device messages as they arrive, each for one of MQTT_SHARDS shards of the households.
+    # Empty: no MQTT, the reader alone. A household a subscriber holds is read by the reader
+    # every IDLE_POLL_SECONDS_WITH_MQTT only (the safety net), unless a command waits.
+    STREAMIOT_MQTT_URL = os.environ.get("STREAMIOT_MQTT_URL", "")
+    MQTT_SHARDS = _int("MQTT_SHARDS", 1)
+    IDLE_POLL_SECONDS_WITH_MQTT = _float("IDLE_POLL_SECONDS_WITH_MQTT", 300.0)
+    # How often a subscriber looks for linked, unlinked and changed households, and how long
+    # its word that a household is subscribed holds (it renews it every 15 s).
+    MQTT_RESCAN_SECONDS = _float("MQTT_RESCAN_SECONDS", 5.0)
+    MQTT_VOUCH_SECONDS = _float("MQTT_VOUCH_SECONDS", 60.0)
+    # `make run`: the embedded emulator runs Mosquitto as its MQTT adapter when installed.
+    EMBEDDED_MQTT = _flag("IOTLOCK_EMBEDDED_MQTT", True)
     HOUSEKEEPING_SECONDS = _float("HOUSEKEEPING_SECONDS", 3600.0)
     # How often the worker keeps PIN rules: ended PINs taken off their boxes, and on seed
     # gateways PINs taken off and put back at the edges of their hours.
@@ -217,6 +230,7 @@ class ProductionConfig(Config):
     HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", True)
     VIRTUAL_GATEWAYS = _flag("VIRTUAL_GATEWAYS", False)
     EMBEDDED_WORKER = _flag("IOTLOCK_EMBEDDED_WORKER", False)
+    EMBEDDED_MQTT = False
     REQUIRED_SECRETS = ("SECRET_KEY", "IOTLOCK_DATA_KEY")
     WEBHOOK_ALLOW_HTTP = False  # https only, whatever the environment says
 
@@ -230,6 +244,8 @@ class TestConfig(Config):
     ARGON2_PARALLELISM = 1
     VIRTUAL_GATEWAYS = False
     EMBEDDED_WORKER = False
+    EMBEDDED_MQTT = False
+    STREAMIOT_MQTT_URL = ""  # tests that use MQTT start a broker of their own
     RAISE_ON_LAZY_LOAD = True
     JOB_BACKOFF_BASE = 0.0
     # A probe may go at once, as retries do: tests that drain the queue need no waiting.

@@ -1,6 +1,7 @@
 """`make serve`: the portal as production runs it, in one command. Applies the migrations,
-then runs gunicorn (gunicorn.conf.py) and JOB_WORKERS job workers (`flask --app wsgi
-worker`), each a process of its own. Ctrl+C or SIGTERM stops them all (SIGTERM to each,
+then runs gunicorn (gunicorn.conf.py), JOB_WORKERS job workers (`flask --app wsgi
+worker`) and, when STREAMIOT_MQTT_URL is set, MQTT_SHARDS MQTT subscribers (`flask --app
+wsgi mqtt-subscriber --shard i/n`), each a process of its own. Ctrl+C or SIGTERM stops them all (SIGTERM to each,
 SIGKILL to one still running after STOP_GRACE_SECONDS); when one of them ends by itself,
 the others are stopped too and the exit status says so, for the supervisor above (systemd,
 a container runtime) to restart the whole.
@@ -72,13 +73,17 @@ def main() -> int:
 
     children = [_start([str(BIN / "gunicorn"), "--config", str(ROOT / "gunicorn.conf.py"), "wsgi:app"], env)]
     children += [_start(_flask("worker"), env) for _ in range(job_workers)]
-    print(f"serve: gunicorn (pid {children[0].pid}) and {job_workers} job worker(s) "
+    # Device messages by MQTT where the deployment has its adapter: one subscriber per shard.
+    shards = int(env.get("MQTT_SHARDS") or 1) if (env.get("STREAMIOT_MQTT_URL") or "").strip() else 0
+    children += [_start(_flask("mqtt-subscriber", "--shard", f"{i}/{shards}"), env) for i in range(shards)]
+    subscribers = f" + {shards} MQTT subscriber(s)" if shards else ""
+    print(f"serve: gunicorn (pid {children[0].pid}) and {job_workers} job worker(s){subscribers} "
           f"(pids {', '.join(str(c.pid) for c in children[1:])}); Ctrl+C stops them all", file=sys.stderr, flush=True)
     status = 0
     while not stopping:
         ended = [c for c in children if c.poll() is not None]
         if ended:
-            what = "gunicorn" if ended[0] is children[0] else "a job worker"
+            what = "gunicorn" if ended[0] is children[0] else "a job worker or MQTT subscriber"
             print(f"serve: {what} (pid {ended[0].pid}) ended with status {ended[0].returncode}; "
                   "stopping the others.", file=sys.stderr, flush=True)
             status = 1

@@ -88,6 +88,9 @@ class Account(Base):
     # A member had a page of the household open until about then: its boxes are read at
     # the fast interval (portal/services/presence.py).
     watched_until: Mapped[datetime | None]
+    # An MQTT subscriber holds the household's channels subscribed until about then: its
+    # boxes are read at the slow IDLE_POLL_SECONDS_WITH_MQTT (portal/services/mqtt_coverage.py).
+    mqtt_until: Mapped[datetime | None]
     # The IANA time zone every PIN rule is written and shown in (set at registration from
     # the browser, editable in the household's settings).
     time_zone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")

@@ -159,10 +159,18 @@ def channels_to_read_fast() -> list[ChannelToRead]:
     looking at (portal/services/presence.py) or with a command waiting for its answer.
     Idle households are left to the slow read, so the cost grows with active households."""
     watched = set(db.session.scalars(
-        sa.select(Account.id).where(Account.watched_until > utcnow(), Account.link_state == LINK_CONNECTED)
+        sa.select(Account.id).where(Account.watched_until > utcnow(), Account.link_state == LINK_CONNECTED,
+                                    ~_mqtt_covered())
     ))
     active = watched | _accounts_waiting()
     return _channels(channel_ids=set(), account_ids=active) if active else []
+
+
+def _mqtt_covered():
+    """Households an MQTT subscriber holds subscribed (portal/services/mqtt_coverage.py):
+    their messages wake a read as they arrive, so polling them is only the safety net.
+    Commands waiting for an answer are still read at the fast interval."""
+    return sa.and_(Account.mqtt_until.is_not(None), Account.mqtt_until > utcnow())
 
 
 def _accounts_waiting() -> set[uuid.UUID]:
@@ -172,15 +180,26 @@ def _accounts_waiting() -> set[uuid.UUID]:
     ))
 
 
-def channels_of_linked_households() -> list[ChannelToRead]:
-    """Every device channel of every linked household (read every IDLE_POLL_SECONDS)."""
-    return _channels(channel_ids=None)
+def channels_of_linked_households(*, mqtt: bool = False) -> list[ChannelToRead]:
+    """Every device channel of every linked household no MQTT subscriber holds (read every
+    IDLE_POLL_SECONDS), or with `mqtt`, of those one holds (IDLE_POLL_SECONDS_WITH_MQTT)."""
+    return _channels(channel_ids=None, mqtt=mqtt)
 
 
-def _channels(channel_ids: set | None, account_ids: set | None = None) -> list[ChannelToRead]:
-    """The channels to read, with what reading them needs. None for both: all of them;
-    else the channels named, and every channel of the households named."""
+def channels_named(channel_ids) -> list[ChannelToRead]:
+    """These channels, if they belong to a linked household (an MQTT wake-up names them)."""
+    named = {c for c in channel_ids if c}
+    return _channels(channel_ids=named) if named else []
+
+
+def _channels(channel_ids: set | None, account_ids: set | None = None, *, mqtt: bool | None = None
+              ) -> list[ChannelToRead]:
+    """The channels to read, with what reading them needs. None for both: all of them (of
+    households an MQTT subscriber holds or not, as `mqtt` says); else the channels named,
+    and every channel of the households named."""
     linked = sa.select(Account.id).where(Account.link_state == LINK_CONNECTED)
+    if mqtt is not None:
+        linked = linked.where(_mqtt_covered() if mqtt else ~_mqtt_covered())
     gw_stmt = sa.select(Gateway).where(
         Gateway.channel_id.is_not(None), Gateway.thing_id.is_not(None), Gateway.account_id.in_(linked)
     )

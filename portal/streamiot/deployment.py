@@ -9,6 +9,7 @@ import requests
 
 from portal.streamiot.client import StreamIoT
 from portal.streamiot.emulator import EMBEDDED_READER_URL, EMBEDDED_URL, EmbeddedAdapter, get_emulator
+from portal.streamiot.emulator.broker import Broker, mosquitto_path
 
 
 def is_embedded(config: Mapping) -> bool:
@@ -47,3 +48,15 @@ def device_urls(config: Mapping) -> tuple[str, str]:
     if is_embedded(config):
         return base or EMBEDDED_URL, reader or EMBEDDED_READER_URL
     return base or (config.get("STREAMIOT_URL") or "").strip(), reader or (config.get("STREAMIOT_READER_URL") or "")
+
+
+def start_embedded_broker(config: Mapping, directory) -> Broker | None:
+    """Mosquitto as the embedded emulator's MQTT adapter (`make run`), when the settings are
+    embedded and name no MQTT adapter of their own and Mosquitto is installed; else None."""
+    if not is_embedded(config) or (config.get("STREAMIOT_MQTT_URL") or "").strip() or mosquitto_path() is None:
+        return None
+    emulator = get_emulator(config["STREAMIOT_EMULATOR_DB"],
+                            token_ttl=config.get("STREAMIOT_EMULATOR_TOKEN_TTL", 36000))
+    broker = Broker(emulator.store, directory).start()
+    emulator.attach_broker(broker)
+    return broker

@@ -1,10 +1,12 @@
-"""Shared fixtures: the emulator's MQTT adapter (Mosquitto as a child process). Skipped where Mosquitto is not installed, unless
+"""Shared fixtures: the emulator's MQTT adapter (Mosquitto as a child process) and MQTT
+subscribers of the portal. Skipped where Mosquitto is not installed, unless
 IOTLOCK_REQUIRE_ALL_TESTS=1 (CI installs it)."""
 import time
 
 import pytest
 
 from portal.extensions import db
+from portal.jobs.mqtt_subscriber import Subscriber
 from portal.streamiot.emulator import get_emulator
 from portal.streamiot.emulator.broker import Broker, mosquitto_path
 from tests.conftest import skip_or_fail
@@ -36,3 +38,18 @@ def broker(app, tmp_path):
     yield broker
     emulator.broker = None
     broker.close()
+
+
+@pytest.fixture
+def start_subscriber(app, broker):
+    """start_subscriber(shard=0, shards=1) -> a running Subscriber, stopped after the test."""
+    running = []
+
+    def start(shard: int = 0, shards: int = 1) -> Subscriber:
+        subscriber = Subscriber(app, shard, shards).start()
+        running.append(subscriber)
+        return subscriber
+
+    yield start
+    for subscriber in running:
+        subscriber.stop()

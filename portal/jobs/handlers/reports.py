@@ -213,8 +213,17 @@ def poll_active_channels(app) -> None:
 
 @periodic("IDLE_POLL_SECONDS")
 def poll_all_channels(app) -> None:
-    """Every channel of every linked household, now and then: events and heartbeats of the
-    households nobody is looking at."""
+    """Every channel of every linked household no MQTT subscriber holds, now and then: events
+    and heartbeats of the households nobody is looking at."""
     targets = device_reports.channels_of_linked_households()
+    db.session.commit()
+    poll(app, targets)
+
+
+@periodic("IDLE_POLL_SECONDS_WITH_MQTT")
+def poll_mqtt_channels(app) -> None:
+    """The households an MQTT subscriber holds, seldom: a message the subscription missed
+    (the broker lost it, the subscriber was between two connections) still arrives."""
+    targets = device_reports.channels_of_linked_households(mqtt=True)
     db.session.commit()
     poll(app, targets)

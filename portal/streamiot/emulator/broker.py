@@ -15,6 +15,7 @@ only to channels its thing is connected to.
 """
 import base64
 import contextlib
+import ctypes
 import getpass
 import hashlib
 import logging
@@ -24,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +43,7 @@ FORWARDER = "streamiot-emulator-forwarder"
 SETTLE_TOPIC = "channels/-/messages/emulator-settle"
 PBKDF2_ROUNDS = 101  # mosquitto_passwd's default
 START_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def mosquitto_path() -> str | None:
@@ -100,7 +103,8 @@ class Broker:
         )
         log_file = open(self.directory / "mosquitto.log", "ab")  # noqa: SIM115  (the child keeps it)
         self.process = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log_file, stderr=log_file,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         log_file.close()
         deadline = time.monotonic() + START_SECONDS
         while True:
@@ -190,6 +194,12 @@ class Broker:
         if subtopic:
             topic += "/" + subtopic.replace(".", "/")
         self._client.publish(topic, payload, qos=1)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the emulator's process dies, even by
+    SIGKILL, so no broker is left running on its own."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _write(path: Path, text: str) -> None:
