@@ -132,5 +132,5 @@ class Subscriber:
             with self.app.app_context():
                 targets = device_reports.channels_named(batch)
                 db.session.commit()  # no transaction stays open while the reader is asked
-                reports.poll(self.app, targets)
+                reports.poll(self.app, targets, woken=True)
             self.reads += len(batch)

@@ -152,3 +152,14 @@ def test_a_held_household_is_read_at_the_slow_interval_and_let_go_when_the_subsc
     db.session.expire_all()
     assert device_reports.channels_of_linked_households(mqtt=True) == []
     assert {t.account_id for t in device_reports.channels_of_linked_households()} == {kit.account.id}
+
+
+def test_a_press_dated_by_a_clock_never_set_is_found_when_mqtt_wakes_its_channel(kit, start_subscriber):
+    gateway, mailbox = _ready_box(kit)
+    subscriber = start_subscriber()
+    wait_until(lambda: _held(subscriber, kit.account), "the household's subscription")
+    pack = messages.opened_with_pin(gateway.thing_id, 4821)
+    pack[0]["t"] = 5.0  # 1970: below every cursor, only the sweep finds it
+    kit.device(gateway).publish(pack, mailbox.channel_id)
+    [event] = wait_until(lambda: _opened(mailbox.id), "the opening in the activity log")
+    assert "Grandma" in event.summary

@@ -172,9 +172,13 @@ def _reason(pack: list[dict]) -> str | None:
     return reason["string_value"] if reason and isinstance(reason.get("string_value"), str) else None
 
 
-def poll(app, targets: list[ChannelToRead]) -> int:
+def poll(app, targets: list[ChannelToRead], *, woken: bool = False) -> int:
     """One batched pass: read and apply each channel in turn (one keep-alive connection, no
-    thread per channel); one unreadable channel does not stop the others."""
+    thread per channel); one unreadable channel does not stop the others.
+
+    `woken` (an MQTT message named the channels): the sweep below 2024 runs only when the
+    read found nothing newer than the cursor, i.e. when what woke us can only be a
+    device-dated message; a heartbeat or an event costs one request, not two."""
     client = get_streamiot(app)
     applied = 0
     for target in targets:
@@ -183,7 +187,7 @@ def poll(app, targets: list[ChannelToRead]) -> int:
         try:
             read_at = time_module.time()
             found = read_channel(client, target)
-            undated = sweep_undated(client, target)
+            undated = sweep_undated(client, target) if not woken or not _newer(found, target) else None
         except sie.StreamIoTError as exc:
             log.warning("reading channel %s failed: %s", target.channel_id, exc)
             continue
@@ -198,6 +202,14 @@ def poll(app, targets: list[ChannelToRead]) -> int:
             db.session.rollback()
             log.exception("applying the messages of channel %s failed", target.channel_id)
     return applied
+
+
+def _newer(found: list[dict], target: ChannelToRead) -> bool:
+    """Whether the read holds a message received after the cursor's newest."""
+    if target.since is None:
+        return False
+    newest = target.since + device_reports.LOOKBACK_SECONDS
+    return any(isinstance(m.get("time"), (int, float)) and m["time"] > newest for m in found)
 
 
 @periodic("REPLY_POLL_SECONDS")
