@@ -10,6 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def sigterm(process: subprocess.Popen, timeout: float = 20) -> str:
+    """Ask a process the test started to stop (SIGTERM) and return what it printed; one
+    still running after `timeout` is killed (its returncode then says so)."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output or ""
+
+
 def stop(process: subprocess.Popen) -> None:
     """End a server the test started: politely, then for good after 10 s."""
     process.terminate()

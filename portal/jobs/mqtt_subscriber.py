@@ -20,8 +20,9 @@ from portal.streamiot.mqtt import Subscriptions, Watch
 log = logging.getLogger("portal.jobs")
 
 # How often the subscriber says which households it holds (they count as held for
-# MQTT_VOUCH_SECONDS from then).
+# MQTT_VOUCH_SECONDS from then), and how soon at the earliest after one more is subscribed.
 VOUCH_EVERY_SECONDS = 15.0
+VOUCH_SOON_SECONDS = 1.0
 # Wake-ups are read in batches of at most this many channels.
 READ_BATCH = 200
 
@@ -39,6 +40,7 @@ class Subscriber:
         self._wake = threading.Event()
         self._keys: dict = {}
         self._vouched: set[str] = set()
+        self._vouch_soon = False
         self._accounts: dict[str, object] = {}  # watch key -> account id
         self.reads = 0  # channels read on a wake-up (for the benchmark and the log)
 
@@ -52,6 +54,7 @@ class Subscriber:
     def _ready(self, _key: str, channel_ids: frozenset[str]) -> None:
         with self._lock:
             self._due.update(channel_ids)  # catch up on what was sent while unsubscribed
+            self._vouch_soon = True
         self._wake.set()
 
     # the subscriber's own thread
@@ -78,15 +81,18 @@ class Subscriber:
         loop = threading.Thread(target=self.subscriptions.run, args=(stop,), name="iotlock-mqtt", daemon=True)
         loop.start()
         rescan_every = float(self.app.config.get("MQTT_RESCAN_SECONDS", 5.0))
-        next_scan = next_vouch = 0.0
+        next_scan = next_vouch = last_vouch = 0.0
         while not stop.is_set():
             now = time.monotonic()
             try:
                 if now >= next_scan:
                     next_scan = now + rescan_every
                     self.rescan()
+                if self._vouch_soon:  # a household newly subscribed: slow its polling soon
+                    next_vouch = min(next_vouch, last_vouch + VOUCH_SOON_SECONDS)
                 if now >= next_vouch:
-                    next_vouch = now + VOUCH_EVERY_SECONDS
+                    self._vouch_soon = False
+                    last_vouch, next_vouch = now, now + VOUCH_EVERY_SECONDS
                     self.vouch()
                 self.read_due()
             except Exception:  # noqa: BLE001  (database away, ...: the next round tries again)

@@ -1,6 +1,9 @@
 """Device messages by MQTT: the subscriber holds each household of its shard subscribed, a
 message wakes a read of its channel, and what the read finds is applied once, by publisher,
-with no periodic read of the reader at all (these tests never run one)."""
+with no periodic read of the reader (only the test of both paths runs one)."""
+import subprocess
+import sys
+
 import pytest
 import sqlalchemy as sa
 
@@ -11,6 +14,7 @@ from portal.services import deletion, device_reports, mqtt_coverage
 from portal.streamiot import messages
 from tests.plugins.accounts import PASSWORD
 from tests.plugins.mqtt import wait_until
+from tests.processes import ROOT, sigterm, worker_env
 
 
 @pytest.fixture
@@ -29,6 +33,11 @@ def _opened(mailbox_id=None) -> list[ActivityEvent]:
 def _held(subscriber, account_or_id) -> bool:
     account_id = getattr(account_or_id, "id", account_or_id)
     return str(account_id) in subscriber.subscriptions.ready()
+
+
+def _covered(account_id) -> bool:
+    """Whether the household counts as held by a subscriber (the reader then reads it seldom)."""
+    return account_id in {t.account_id for t in device_reports.channels_of_linked_households(mqtt=True)}
 
 
 def _press(kit, gateway, mailbox, digits=4821):
@@ -163,3 +172,28 @@ def test_a_press_dated_by_a_clock_never_set_is_found_when_mqtt_wakes_its_channel
     kit.device(gateway).publish(pack, mailbox.channel_id)
     [event] = wait_until(lambda: _opened(mailbox.id), "the opening in the activity log")
     assert "Grandma" in event.summary
+
+
+def test_the_subscriber_command_runs_as_its_own_process_and_stops_on_sigterm(app, kit, broker, tmp_path):
+    gateway, mailbox = _ready_box(kit)
+    env = worker_env(app, tmp_path, STREAMIOT_URL="embedded", STREAMIOT_MQTT_URL=broker.url,
+                     STREAMIOT_EMULATOR_DB=app.config["STREAMIOT_EMULATOR_DB"])
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "mqtt-subscriber", "--shard", "0/1"],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: _covered(kit.account.id), "the subscriber process to hold the household", timeout=60)
+        _press(kit, gateway, mailbox)
+        wait_until(lambda: _opened(mailbox.id), "the opening, applied by the subscriber process")
+    finally:
+        output = sigterm(process)
+    assert process.returncode == 0, output
+    assert not _covered(kit.account.id)  # a stopping subscriber withdraws at once
+
+
+def test_the_subscriber_command_needs_an_mqtt_adapter_and_a_real_shard(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["mqtt-subscriber"])
+    assert result.exit_code != 0 and "STREAMIOT_MQTT_URL" in result.output
+    app.config["STREAMIOT_MQTT_URL"] = "mqtt://127.0.0.1:1"
+    result = runner.invoke(args=["mqtt-subscriber", "--shard", "2/2"])
+    assert result.exit_code != 0 and "shard 2 of 2 does not exist" in result.output
