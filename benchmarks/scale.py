@@ -46,6 +46,7 @@ from config import ProductionConfig
 from portal import create_app, crypto
 from portal.extensions import db
 from portal.jobs.handlers import reports
+from portal.jobs.registry import periodic_tasks, stoppable
 from portal.models import Account, Mailbox, User
 from portal.services import device_reports
 from tests.plugins.accounts import PASSWORD, Auth
@@ -287,17 +288,25 @@ class TickRow:
     channels: int
     requests: float
     cpu_ms: float
+    database_cpu_ms: float
     wall_ms: float
     statements: float
 
 
-def _run(app, engine, counter, fn) -> tuple[int, float, float, int]:
+def _backend_cpu(pid: int) -> float:
+    """Seconds of CPU a local PostgreSQL backend has used (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run(app, engine, counter, backend: int, fn) -> tuple[int, float, float, float, int]:
     with StatementLog(engine) as log, app.app_context():
-        before = counter.value
+        before, database = counter.value, _backend_cpu(backend)
         cpu, wall = time.process_time(), time.perf_counter()
         fn(app)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return counter.value - before, cpu * 1000, wall * 1000, len(log.statements)
+        database = _backend_cpu(backend) - database
+    return counter.value - before, cpu * 1000, database * 1000, wall * 1000, len(log.statements)
 
 
 def measure_worker(database: ScaleDatabase, ticks: int, *, idle_sweep: bool = True) -> list[TickRow]:
@@ -311,35 +320,85 @@ def measure_worker(database: ScaleDatabase, ticks: int, *, idle_sweep: bool = Tr
     server = fork.Process(target=_serve_reader, args=(port, counter, ready), daemon=True)
     server.start()
     ready.wait(10)
+    # One connection, as a worker's one thread uses: its backend's CPU is the database's share.
     app = portal_app(database.url, database.data_key, STREAMIOT_URL=f"http://127.0.0.1:{port}",
-               STREAMIOT_READER_URL=f"http://127.0.0.1:{port}")
+                     STREAMIOT_READER_URL=f"http://127.0.0.1:{port}",
+                     SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_recycle": 1800})
     rows = []
     try:
         with app.app_context():
             engine = db.engine
             ids = db.session.scalars(sa.select(Account.id).order_by(Account.id)).all()
             watched = random.Random(SEED).sample(list(ids), max(1, round(len(ids) * ACTIVE_SHARE)))
-            db.session.execute(sa.update(Account).values(watched_until=None))
+            db.session.execute(sa.update(Account).where(Account.watched_until.is_not(None)).values(watched_until=None))
             db.session.execute(sa.update(Account).where(Account.id.in_(watched))
                                .values(watched_until=sa.func.now() + sa.text("interval '1 hour'")))
             db.session.commit()
             fast = len(device_reports.channels_to_read_fast())
             every = len(device_reports.channels_of_linked_households())
+            backend = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
             db.session.remove()
-        _run(app, engine, counter, reports.poll_active_channels)  # warm: connections, imports
-        runs = [_run(app, engine, counter, reports.poll_active_channels) for _ in range(ticks)]
+        _run(app, engine, counter, backend, reports.poll_active_channels)  # warm: imports, caches
+        runs = [_run(app, engine, counter, backend, reports.poll_active_channels) for _ in range(ticks)]
         rows.append(TickRow("fast tick (every REPLY_POLL_SECONDS)", len(watched), fast,
-                            *[statistics.mean(r[i] for r in runs) for i in range(4)]))
+                            *[statistics.mean(r[i] for r in runs) for i in range(5)]))
         if idle_sweep:
             rows.append(TickRow("idle sweep (every IDLE_POLL_SECONDS)", len(ids), every,
-                                *_run(app, engine, counter, reports.poll_all_channels)))
+                                *_run(app, engine, counter, backend, reports.poll_all_channels)))
         with app.app_context():
-            db.session.execute(sa.update(Account).values(watched_until=None))
+            db.session.execute(sa.update(Account).where(Account.watched_until.is_not(None)).values(watched_until=None))
             db.session.commit()
             db.engine.dispose()
     finally:
         server.terminate()
         server.join(5)
+    return rows
+
+
+@dataclass
+class TaskRow:
+    name: str
+    every: float
+    cpu_ms: float
+    database_cpu_ms: float
+    wall_ms: float
+    statements: int
+
+
+def measure_tasks(database: ScaleDatabase) -> list[TaskRow]:
+    """The worker's other periodic tasks (alert scans, PIN rules, housekeeping), each run twice
+    (what it finds at first, then what is left a moment later) on a copy of the database
+    (they change what they find), with every gateway heard from within the minute."""
+    name = f"{sa.make_url(database.url).database}_tasks"
+    drop_database(name)
+    with psycopg.connect(_conninfo(admin_url()), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{sa.make_url(database.url).database}"')
+    url = sa.make_url(database.url).set(database=name).render_as_string(hide_password=False)
+    app = portal_app(url, database.data_key,
+                     SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_recycle": 1800})
+    counter = multiprocessing.Value("l", 0)  # no StreamIoT here: nothing counts requests
+    rows = []
+    try:
+        with app.app_context():
+            engine = db.engine
+            db.session.execute(sa.text(
+                "UPDATE gateways SET last_heartbeat_at = now() - random() * interval '60 seconds'"))
+            db.session.commit()
+            backend = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
+            db.session.remove()
+        skipped = {reports.poll_active_channels, reports.poll_all_channels}
+        for task in periodic_tasks():
+            every = task.interval(app.config)
+            if every is None or task.fn in skipped:
+                continue
+            for run in ("first run", "run again"):
+                with stoppable(None):
+                    _requests, cpu, database_cpu, wall, statements = _run(app, engine, counter, backend, task.fn)
+                rows.append(TaskRow(f"{task.name.rsplit('.', 2)[-2]}.{task.fn.__name__}, {run}", every, cpu,
+                                    database_cpu, wall, statements))
+        engine.dispose()
+    finally:
+        drop_database(name)
     return rows
 
 
@@ -369,6 +428,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ticks", type=int, default=5, help="fast ticks averaged")
     parser.add_argument("--no-idle-sweep", action="store_true", help="skip the sweep of every channel")
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--skip", choices=["pages", "worker", "tasks"], action="append", default=[],
+                        help="leave out a part of the measurement")
     args = parser.parse_args(argv)
 
     small, large = ensure_database(1), ensure_database(args.households)
@@ -376,34 +437,56 @@ def main(argv=None) -> int:
           f"{large.rows}")
     if args.generate_only:
         return 0
-    pages = {size.households: measure_pages(size, args.requests) for size in (small, large)}
-    print(f"\n## Pages: probe household (2 gateways, 6 boxes, 30 PINs, {scale_data.PROBE_EVENTS} events), "
-          f"Flask test client, production settings, {args.requests} requests each\n")
-    print(f"| page | 1 household p50 / p95 ms | {args.households:,} households p50 / p95 ms | statements (1 / "
-          f"{args.households:,}) |")
-    print("|---|---|---|---|")
-    for one, many in zip(pages[1], pages[args.households], strict=True):
-        print(f"| {one.name} | {one.p50:.1f} / {one.p95:.1f} | {many.p50:.1f} / {many.p95:.1f} | "
-              f"{one.statements} / {many.statements} |")
-    for row in pages[args.households]:
-        for statement in row.slow:
-            print(f"\n### {row.name}: a statement of {statement.ms:.1f} ms\n\n```\n{statement.sql}\n\n"
-                  f"{explain(large, statement)}\n```")
-
-    print(f"\n## Worker, reader polling, {ACTIVE_SHARE:.0%} of households watched, stand-in reader "
-          "(no messages)\n")
-    print("| size | pass | households | channels | reader requests | worker CPU ms | wall ms | SQL statements |")
-    print("|---|---|---|---|---|---|---|---|")
-    for size in (small, large):
-        for tick in measure_worker(size, args.ticks, idle_sweep=not args.no_idle_sweep):
-            print(f"| {size.households:,} | {tick.name} | {tick.households:,} | {tick.channels:,} | "
-                  f"{tick.requests:,.0f} | {tick.cpu_ms:,.0f} | {tick.wall_ms:,.0f} | {tick.statements:,.0f} |")
-
-    print(f"\n## Sizes, {args.households:,} households\n")
+    if "pages" not in args.skip:
+        report_pages(small, large, args.requests)
+    if "worker" not in args.skip:
+        report_worker(small, large, args.ticks, idle_sweep=not args.no_idle_sweep)
+    if "tasks" not in args.skip:
+        report_tasks(large)
+    print(f"\n## Sizes, {large.households:,} households\n")
     print("| table | rows | table MB | indexes MB |\n|---|---|---|---|")
     for name, n, table_mb, index_mb in table_sizes(large):
         print(f"| {name} | {n:,} | {table_mb:,} | {index_mb:,} |")
     return 0
+
+
+def report_pages(small: ScaleDatabase, large: ScaleDatabase, requests: int) -> None:
+    pages = {size.households: measure_pages(size, requests) for size in (small, large)}
+    print(f"\n## Pages: probe household (2 gateways, 6 boxes, 30 PINs, {scale_data.PROBE_EVENTS} events), "
+          f"Flask test client, production settings, {requests} requests each\n")
+    print(f"| page | 1 household p50 / p95 ms | {large.households:,} households p50 / p95 ms | statements (1 / "
+          f"{large.households:,}) |")
+    print("|---|---|---|---|")
+    for one, many in zip(pages[1], pages[large.households], strict=True):
+        print(f"| {one.name} | {one.p50:.1f} / {one.p95:.1f} | {many.p50:.1f} / {many.p95:.1f} | "
+              f"{one.statements} / {many.statements} |")
+    for row in pages[large.households]:
+        for statement in row.slow:
+            print(f"\n### {row.name}: a statement of {statement.ms:.1f} ms\n\n```\n{statement.sql}\n\n"
+                  f"{explain(large, statement)}\n```")
+
+
+def report_worker(small: ScaleDatabase, large: ScaleDatabase, ticks: int, *, idle_sweep: bool) -> None:
+    print(f"\n## Worker, reader polling, {ACTIVE_SHARE:.0%} of households watched, stand-in reader "
+          "(no messages)\n")
+    print("| size | pass | households | channels | reader requests | worker CPU ms | database CPU ms | wall ms "
+          "| SQL statements |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in (small, large):
+        for tick in measure_worker(size, ticks, idle_sweep=idle_sweep):
+            print(f"| {size.households:,} | {tick.name} | {tick.households:,} | {tick.channels:,} | "
+                  f"{tick.requests:,.0f} | {tick.cpu_ms:,.0f} | {tick.database_cpu_ms:,.0f} | {tick.wall_ms:,.0f} | "
+                  f"{tick.statements:,.0f} |")
+
+
+
+def report_tasks(large: ScaleDatabase) -> None:
+    print(f"\n## Worker, other periodic tasks at {large.households:,} households, each run twice\n")
+    print("| task | every s | worker CPU ms | database CPU ms | wall ms | SQL statements |")
+    print("|---|---|---|---|---|---|")
+    for task in measure_tasks(large):
+        print(f"| {task.name} | {task.every:g} | {task.cpu_ms:,.0f} | {task.database_cpu_ms:,.0f} | "
+              f"{task.wall_ms:,.0f} | {task.statements:,} |")
 
 
 if __name__ == "__main__":
