@@ -10,13 +10,18 @@ same size, seed and generator version is kept. Then, on each:
 
 - pages through the Flask test client in production settings, as the probe household's
   owner (the same household in both databases) and as a support staff member: ms p50/p95
-  of `--requests` requests and SQL statements per request; EXPLAIN (ANALYZE, BUFFERS) of
-  every statement over SLOW_MS at the larger size;
+  of `--requests` requests, the database's CPU per request (the app has one connection: its
+  backend's time in /proc, so PostgreSQL must run on this machine) and SQL statements per
+  request; EXPLAIN (ANALYZE, BUFFERS) of every statement over SLOW_MS at the larger size;
 - the worker's reader polling with 1 % of households watched (a member has a page open):
-  the fast tick (reader requests, worker CPU, SQL statements, wall time) over `--ticks`
-  ticks, and one idle sweep of every channel, against a stand-in reader on a local port
-  that answers every read with no messages and counts the requests;
+  the fast tick (reader requests, worker and database CPU, SQL statements, wall time)
+  averaged over `--ticks` ticks, and one idle sweep of every channel, against a stand-in
+  reader on a local port that answers every read with no messages and counts the requests;
+- the worker's other periodic tasks at the larger size, each run twice on a copy of it;
 - table and index sizes of the larger database.
+
+`--skip pages|worker|tasks` leaves a part out (the idle sweep alone takes ~2 minutes at
+10,000 households).
 
 Benchmarks measure: a slow row never fails the run (exit status 0).
 """

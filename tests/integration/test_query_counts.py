@@ -1,7 +1,7 @@
-"""The dashboard, a gateway page and a mailbox page cost the same number of SQL queries for
-a household with one box as for one with 50 boxes of 10 PINs each, and a support search the
-same for one household found as for a full page (and lazy relationship loads raise in
-tests, so nothing can sneak in a query per row)."""
+"""The dashboard, a gateway page, a mailbox page and the activity log cost the same number of
+SQL queries for a household with one box as for one with 50 boxes of 10 PINs each, and a
+support search the same for one household found as for a full page (and lazy relationship
+loads raise in tests, so nothing can sneak in a query per row)."""
 import uuid
 
 import pytest
@@ -92,7 +92,8 @@ def _client(app, user):
     return auth.client
 
 
-@pytest.mark.parametrize("page", ["dashboard", "gateway", "mailbox", "mailbox-live", "mailbox-box"])
+@pytest.mark.parametrize("page", ["dashboard", "gateway", "mailbox", "mailbox-live", "mailbox-box", "activity",
+                                  "activity-box-events"])
 def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pins(app, two_households, page):
     counts = []
     for user, gateway, mailbox in two_households:
@@ -102,6 +103,8 @@ def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pi
             "mailbox": f"/mailboxes/{mailbox.id}",
             "mailbox-live": f"/mailboxes/{mailbox.id}",
             "mailbox-box": f"/mailboxes/{mailbox.id}/box",
+            "activity": "/activity",
+            "activity-box-events": f"/activity?kind=box&mailbox={mailbox.id}",
         }[page]
         client = _client(app, user)
         if page == "mailbox-live":
