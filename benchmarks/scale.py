@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import secrets
 import socket
 import statistics
@@ -201,9 +202,9 @@ class StatementLog:
 def _probe(app) -> dict:
     with app.app_context():
         account = db.session.scalars(sa.select(Account).where(Account.name == "Quillfeather Lane 1")).one()
-        boxes = db.session.scalars(sa.select(Mailbox.id).where(Mailbox.account_id == account.id)
+        boxes = db.session.execute(sa.select(Mailbox.id, Mailbox.gateway_id).where(Mailbox.account_id == account.id)
                                    .order_by(Mailbox.name)).all()
-        return {"account": account.id, "box": boxes[0]}
+        return {"account": account.id, "box": boxes[0].id, "gateway": boxes[0].gateway_id}
 
 
 def _staff_client(app):
@@ -230,31 +231,37 @@ def measure_pages(database: ScaleDatabase, requests: int) -> list[PageRow]:
     owner = isolated_client(app)
     assert Auth(owner).login(scale_data.PROBE_EMAIL, PASSWORD).status_code == 302
     staff = _staff_client(app)
+    live = {"HX-Request": "true"}
     pages = [
-        ("dashboard", owner, "/gateways/"),
-        ("activity, first page", owner, "/activity"),
-        ("activity, one box, page 5", owner, f"/activity?mailbox={probe['box']}&page=5"),
-        ("activity, box events, page 40", owner, "/activity?kind=box&page=40"),
-        ("support search, by email", staff, "/support/?q=probe.owner%40scale"),
-        ("support search, by box name", staff, "/support/?q=feather+post"),
-        ("support search, a common box name", staff, "/support/?q=garage"),
+        ("dashboard", owner, "/gateways/", {}),
+        ("gateway page", owner, f"/gateways/{probe['gateway']}", {}),
+        ("box page", owner, f"/mailboxes/{probe['box']}", {}),
+        ("box page's live part (htmx, no If-None-Match)", owner, f"/mailboxes/{probe['box']}", live),
+        ("alerts bell (polled every 2 s)", owner, "/alerts/bell", live),
+        ("alerts list", owner, "/alerts/", {}),
+        ("activity, first page", owner, "/activity", {}),
+        ("activity, one box, page 5", owner, f"/activity?mailbox={probe['box']}&page=5", {}),
+        ("activity, box events, page 40", owner, "/activity?kind=box&page=40", {}),
+        ("support search, by email", staff, "/support/?q=probe.owner%40scale", {}),
+        ("support search, by box name", staff, "/support/?q=feather+post", {}),
+        ("support search, a common box name", staff, "/support/?q=garage", {}),
     ]
     with app.app_context():
         engine = db.engine
         backend = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
         db.session.remove()
     rows = []
-    for name, client, path in pages:
+    for name, client, path, headers in pages:
         for _ in range(3):
-            response = client.get(path)
+            response = client.get(path, headers=headers)
             assert response.status_code == 200, (name, response.status_code, response.get_data(as_text=True)[:300])
         with StatementLog(engine) as log:
-            client.get(path)
+            client.get(path, headers=headers)
         times = []
         database_cpu = _backend_cpu(backend)
         for _ in range(requests):
             started = time.perf_counter()
-            client.get(path)
+            client.get(path, headers=headers)
             times.append((time.perf_counter() - started) * 1000)
         database_cpu = (_backend_cpu(backend) - database_cpu) * 1000 / requests
         times.sort()
@@ -480,8 +487,14 @@ def report_pages(small: ScaleDatabase, large: ScaleDatabase, requests: int) -> N
               f"{one.database_cpu_ms:.1f} / {many.database_cpu_ms:.1f} | {one.statements} / {many.statements} |")
     for row in pages[large.households]:
         for statement in row.slow:
-            print(f"\n### {row.name}: a statement of {statement.ms:.1f} ms\n\n```\n{statement.sql}\n\n"
-                  f"{explain(large, statement)}\n```")
+            plan = explain(large, statement)
+            took = re.search(r"Execution Time: ([0-9.]+) ms", plan)
+            if took and float(took.group(1)) < SLOW_MS:
+                # On a loaded machine a fast statement can wait for a core: its plan says so.
+                print(f"\n({row.name}: a statement took {statement.ms:.1f} ms in the page, {took.group(1)} ms "
+                      f"explained: {statement.sql.split(chr(10))[0][:80]}...)")
+                continue
+            print(f"\n### {row.name}: a statement of {statement.ms:.1f} ms\n\n```\n{statement.sql}\n\n{plan}\n```")
 
 
 def report_worker(small: ScaleDatabase, large: ScaleDatabase, ticks: int, *, idle_sweep: bool) -> None:

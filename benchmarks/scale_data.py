@@ -3,7 +3,8 @@ their commands, reader cursors and 90 days of activity, written straight into a 
 database of its own with COPY (benchmarks/scale.py measures on it).
 
 Sizes follow the issue per household: 3 boxes, 15 PINs and 100 activity rows on average
-(30,000 / 150,000 / 1,000,000 at 10,000 households), spread unevenly (1-5 gateways, users
+(30,000 / 150,000 / 1,000,000 at 10,000 households), with an alert per 20 rows on every
+member's bell, spread unevenly (1-5 gateways, users
 in 1 or 2 households, a long tail of busy households). Household 0 is the *probe*, the one
 the pages are measured as: its shape is fixed, so it is the same household in a database
 of 1 as in one of 10,000. Every secret is a valid ciphertext of its own row (portal/crypto.py),
@@ -22,10 +23,12 @@ from portal import crypto
 from portal.services.deliveries import new_pin_ref
 
 # Bump when the rows change: a database made by another version is made anew.
-VERSION = "3"
+VERSION = "4"
 BOXES_PER_HOUSEHOLD = 3
 PINS_PER_HOUSEHOLD = 15
 EVENTS_PER_HOUSEHOLD = 100
+# Alerts raised per activity row (each on every member's bell).
+ALERT_SHARE = 0.05
 DAYS = 90
 
 # The probe: 2 gateways (4 + 2 boxes, 5 PINs each), 3 members, 3,000 events (deep pages).
@@ -241,6 +244,11 @@ def write(conn: psycopg.Connection, plans: list[Household], *, seed: int, passwo
         conn, "channel_cursors", "channel_id, account_id, last_time, seen, last_polled_at",
         ((channel, h.id, now.timestamp() - rng.uniform(60, 3600), "{}", now - timedelta(seconds=rng.uniform(0, 30)))
          for h in plans for channel in [g[1] for g in h.gateways] + [b.channel_id for b in h.boxes]))
+    alerts, notifications = _alerts(plans, now, seed)
+    counts["alerts"] = _copy(conn, "alerts", "id, account_id, kind, gateway_id, mailbox_id, summary, details, "
+                             "occurred_at, created_at", alerts)
+    counts["notifications"] = _copy(conn, "notifications", "id, account_id, alert_id, user_id, channel, state, "
+                                    "attempts, sent_at, read_at, created_at", notifications)
     counts["activity_events"] = _copy(
         conn, "activity_events",
         "account_id, occurred_at, recorded_at, actor_kind, actor_user_id, actor_label, kind, gateway_id, "
@@ -334,6 +342,31 @@ def _pins_and_commands(plans, now, rng) -> tuple[list[tuple], list[tuple]]:
                                  box.channel_id if sent else None, state, created, sent,
                                  created + timedelta(seconds=3) if state in ("confirmed", "failed") else None))
     return pins, commands
+
+
+ALERT_KINDS = ["opened", "wrong_pins", "parcel_delivered", "parcel_collected", "battery_low", "left_open",
+               "gateway_offline", "gateway_online"]
+
+
+def _alerts(plans, now, seed) -> tuple[list[tuple], list[tuple]]:
+    """One alert per ALERT_SHARE of a household's events, each on every member's bell (read,
+    but for those of the last day)."""
+    alerts: list[tuple] = []
+    notifications: list[tuple] = []
+    for h in plans:
+        rng = random.Random(f"{seed}:{h.index}:alerts")
+        for _ in range(round(h.events * ALERT_SHARE)):
+            box = rng.choice(h.boxes) if h.boxes else None
+            at = now - timedelta(seconds=rng.uniform(0, DAYS * 86400.0))
+            alert_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+            kind = rng.choice(ALERT_KINDS)
+            alerts.append((alert_id, h.id, kind, box.gateway_id if box else None, box.id if box else None,
+                           f"{kind.replace('_', ' ').capitalize()} at “{box.name if box else h.name}”", "{}", at, at))
+            read = at + timedelta(hours=rng.uniform(0.1, 20)) if now - at > timedelta(days=1) else None
+            for user_id, _email in h.members:
+                notifications.append((uuid.UUID(int=rng.getrandbits(128), version=4), h.id, alert_id, user_id,
+                                      "portal", "sent", 0, at, read, at))
+    return alerts, notifications
 
 
 def _events(plans, now, seed) -> Iterator[tuple]:
