@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # switch themselves off under xdist.
 TEST_WORKERS ?= 2
 
-.PHONY: run serve test lint setup db-upgrade emulator worker bench bench-serving clean
+.PHONY: run serve test lint setup db-upgrade emulator worker bench bench-serving bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ bench: $(VENV)/.deps-test
 # The serving ratio table alone (portal vs hello-world under gunicorn; docs/performance.md).
 bench-serving: $(VENV)/.deps-test
 	$(BIN)/python -m benchmarks.serving
+
+# The 10,000-household benchmark on PostgreSQL (benchmarks/scale.py; docs/performance.md):
+# makes iotlock_scale_1 and iotlock_scale_$(HOUSEHOLDS) on BENCH_DATABASE_URL's server (or
+# TEST_DATABASE_URL's; default the local postgres) unless they hold that size already, then
+# measures pages and the worker's reader polling on both.
+HOUSEHOLDS ?= 10000
+bench-scale: $(VENV)/.deps-test
+	$(BIN)/python -m benchmarks.scale --households $(HOUSEHOLDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache tests/artifacts

@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.models.base import Base, new_id, utcnow
+from portal.models.base import Base, new_id, substring_index, utcnow
 
 ROLE_OWNER = "owner"
 ROLE_MEMBER = "member"
@@ -75,7 +75,7 @@ class Account(Base):
     # When the link job tries again after a problem (None: not retrying).
     link_retry_at: Mapped[datetime | None]
     streamiot_email: Mapped[str | None] = mapped_column(sa.String(254))
-    streamiot_user_id: Mapped[str | None] = mapped_column(sa.String(64))
+    streamiot_user_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     streamiot_password_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     streamiot_token_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     portal_thing_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
@@ -98,6 +98,11 @@ class Account(Base):
     memberships: Mapped[list["Membership"]] = relationship(
         back_populates="account", cascade="all, delete-orphan"
     )
+
+
+# The support search finds households by a part of a member's email or of their name.
+substring_index("ix_users_email_trgm", User.email)
+substring_index("ix_accounts_name_trgm", Account.name)
 
 
 class Membership(Base):

@@ -12,7 +12,9 @@ class ActivityEvent(Base):
     __tablename__ = "activity_events"
     __table_args__ = (
         sa.Index("ix_activity_account_time", "account_id", "occurred_at"),
-        sa.Index("ix_activity_mailbox_time", "mailbox_id", "occurred_at"),
+        # A box's events newest first (the id breaks ties): its page, its filter, the
+        # dashboard's newest event per box, each stopping at the rows it shows.
+        sa.Index("ix_activity_mailbox_time", "mailbox_id", "occurred_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)

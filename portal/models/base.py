@@ -47,8 +47,24 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
+def substring_index(name: str, column) -> sa.Index:
+    """A trigram index over lower(column) on PostgreSQL, so `lower(column) LIKE '%text%'` (the
+    support search) is an index lookup, not a scan of the table; nothing on SQLite. Without
+    GIN's pending list (fastupdate off): households and boxes are rows written all day
+    (watched_until, a box's last event), and a search read the whole list until a vacuum
+    (26 ms instead of 0.1 at 10,000 households)."""
+    expression = sa.func.lower(column).label(f"{name}_lower")
+    return sa.Index(name, expression, postgresql_using="gin", postgresql_with={"fastupdate": "off"},
+                    postgresql_ops={f"{name}_lower": "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+
+
 class Base(DeclarativeBase):
     registry = registry(
         metadata=sa.MetaData(naming_convention=NAMING),
         type_annotation_map={datetime: UTCDateTime(), uuid.UUID: sa.Uuid(), dict: sa.JSON()},
     )
+
+
+# The trigram operator class of substring_index (a trusted extension: the database's owner may add it).
+sa.event.listen(Base.metadata, "before_create",
+                sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"))

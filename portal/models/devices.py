@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.models.base import Base, new_id, utcnow
+from portal.models.base import Base, new_id, substring_index, utcnow
 
 MAILBOX_KINDS = {"mailbox": "Mailbox", "parcel_box": "Parcel box", "gun_safe": "Gun safe"}
 
@@ -167,6 +167,11 @@ class Mailbox(Base):
     @property
     def kind_label(self) -> str:
         return MAILBOX_KINDS.get(self.kind, self.kind)
+
+
+# The support search finds households by a part of a gateway's or a box's name.
+substring_index("ix_gateways_name_trgm", Gateway.name)
+substring_index("ix_mailboxes_name_trgm", Mailbox.name)
 
 
 class Pin(Base):

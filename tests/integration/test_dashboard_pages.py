@@ -2,8 +2,10 @@
 state at a glance with pending and failed changes counted, and live regions that poll
 while something can still change by itself and stop when everything is final."""
 import re
+from datetime import timedelta
 
 from portal.extensions import db
+from portal.models import ActivityEvent, utcnow
 from portal.services import gateways, pins
 from tests.plugins.accounts import csrf_from
 from tests.plugins.text import visible_text
@@ -170,3 +172,20 @@ def test_an_offline_gateway_says_since_when_on_its_page_and_the_dashboard(kit, a
     assert "Offline" in page
     assert re.search(r"since\s*<time[^>]*>3 hours ago</time>", page)
     assert "Offline" in member_client.get("/gateways/").get_data(as_text=True)
+
+
+def test_the_dashboard_shows_each_box_s_newest_event_as_its_page_does(kit, member_client):
+    """Newest by when it happened, as on the box's page: an event read late (recorded after,
+    happened before) is not the box's last event."""
+    gateway, mailbox = kit.ready_mailbox()
+    now = utcnow()
+    for summary, occurred_at in (("Opened with the PIN “Grandma”", now), ("Closed, read late", now - timedelta(minutes=3))):
+        db.session.add(ActivityEvent(account_id=kit.account.id, actor_kind="box", actor_label=mailbox.name,
+                                     kind="box.opened_pin", summary=summary, gateway_id=gateway.id,
+                                     mailbox_id=mailbox.id, occurred_at=occurred_at, recorded_at=now))
+    db.session.commit()
+    dashboard = visible_text(member_client.get("/gateways/").get_data(as_text=True))
+    box_page = visible_text(member_client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True))
+    assert "Last: Opened with the PIN “Grandma”" in dashboard
+    assert "Closed, read late" not in dashboard
+    assert "Last event Opened with the PIN “Grandma”" in box_page

@@ -1,5 +1,6 @@
-"""The dashboard, a gateway page and a mailbox page cost the same number of SQL queries for
-a household with one box as for one with 50 boxes of 10 PINs each (and lazy relationship
+"""The dashboard, a gateway page, a mailbox page and the activity log cost the same number of
+SQL queries for a household with one box as for one with 50 boxes of 10 PINs each, and a
+support search the same for one household found as for a full page (and lazy relationship
 loads raise in tests, so nothing can sneak in a query per row)."""
 import uuid
 
@@ -10,6 +11,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.models import ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
 from tests.plugins.accounts import PASSWORD, Auth
+from tests.plugins.support import StaffHelper, isolated_client
 from tests.plugins.text import visible_text
 
 PIN_STATES = [("active", "confirmed"), ("adding", "queued"), ("adding", "sent"), ("adding", "failed"),
@@ -90,7 +92,8 @@ def _client(app, user):
     return auth.client
 
 
-@pytest.mark.parametrize("page", ["dashboard", "gateway", "mailbox", "mailbox-live", "mailbox-box"])
+@pytest.mark.parametrize("page", ["dashboard", "gateway", "mailbox", "mailbox-live", "mailbox-box", "activity",
+                                  "activity-box-events"])
 def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pins(app, two_households, page):
     counts = []
     for user, gateway, mailbox in two_households:
@@ -100,6 +103,8 @@ def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pi
             "mailbox": f"/mailboxes/{mailbox.id}",
             "mailbox-live": f"/mailboxes/{mailbox.id}",
             "mailbox-box": f"/mailboxes/{mailbox.id}/box",
+            "activity": "/activity",
+            "activity-box-events": f"/activity?kind=box&mailbox={mailbox.id}",
         }[page]
         client = _client(app, user)
         if page == "mailbox-live":
@@ -118,3 +123,15 @@ def test_the_big_household_renders_every_box_and_masks_every_pin(app, two_househ
     page = client.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)
     assert page.count("••••••") == 10
     assert "20000" not in visible_text(page) and "20037" not in visible_text(page)
+
+
+def test_a_support_search_costs_the_same_queries_for_one_household_as_for_a_full_page(app, make_household):
+    for n in range(25):
+        _household_with(make_household, f"owner{n:02d}@many.example", boxes=2, pins_per_box=1)
+    _household_with(make_household, "solo@one.example", boxes=1, pins_per_box=1)
+    client = isolated_client(app)
+    StaffHelper(client).sign_in()
+    one = _queries(app, client, "/support/?q=one.example")
+    page = _queries(app, client, "/support/?q=many.example")
+    assert "25 households match" in client.get("/support/?q=many.example").get_data(as_text=True)
+    assert one == page, f"{one} queries for one household found, {page} for a page of 20"

@@ -162,6 +162,8 @@ def test_an_answer_finds_its_pin_in_the_same_queries_however_many_pins_wait(kit)
     gateway, mailbox = kit.ready_mailbox()
     for n in range(2):
         kit.add_pin(mailbox, f"Few {n}", f"40{n:02d}")
+    kit.device(gateway).answer(kit.commands(gateway, action="AUTH")[0])
+    kit.poll()  # the box's first answer (its reader cursor made): each poll below reads one answer
     few = kit.add_pin(mailbox, "Answered among few", "5900")
     kit.device(gateway).answer(next(c for c in kit.commands(gateway, action="AUTH") if c.pin_id == few.id))
     with_few = _statements_of_a_poll(kit)
@@ -172,3 +174,17 @@ def test_an_answer_finds_its_pin_in_the_same_queries_however_many_pins_wait(kit)
     with_many = _statements_of_a_poll(kit)
     assert kit.reload(few).status == kit.reload(many).status == "active"
     assert with_many == with_few
+
+
+def test_reading_channels_that_say_nothing_costs_the_same_queries_for_one_box_as_for_five(kit):
+    """A read that finds nothing writes nothing per channel: the reads are noted all at once."""
+    gateway, _mailbox = kit.ready_mailbox()
+    kit.poll()  # what setting up the box left in the reader
+    noted = db.session.get(ChannelCursor, gateway.channel_id).last_polled_at
+    one = _statements_of_a_poll(kit)
+    for n in range(4):
+        kit.ready_mailbox(name=f"Box {n}", gateway=gateway)
+    kit.poll()
+    five = _statements_of_a_poll(kit)
+    assert one == five, f"{one} statements for a poll of one quiet box, {five} for five"
+    assert db.session.get(ChannelCursor, gateway.channel_id).last_polled_at > noted  # the quiet reads noted

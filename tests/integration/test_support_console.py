@@ -74,7 +74,7 @@ def test_staff_with_totp_reach_the_console(client, signed_in_staff):
 @pytest.mark.parametrize(
     "query",
     ["olga@EXAMPLE", "lindenweg", "porch", "front door", "thg-0a1b2c3d", "chn-gw-4e5f6a7b", "chn-mb-8c9d0e1f",
-     "pth-5a5a0001"],
+     "pth-5a5a0001", "usr-7f00c1de"],
 )
 def test_search_finds_the_household_by_email_name_device_or_streamiot_id(client, signed_in_staff, secret_household, query):
     page = client.get("/support/", query_string={"q": query}).get_data(as_text=True)

@@ -181,6 +181,7 @@ def poll(app, targets: list[ChannelToRead], *, woken: bool = False) -> int:
     device-dated message; a heartbeat or an event costs one request, not two."""
     client = get_streamiot(app)
     applied = 0
+    quiet: list[str] = []  # channels whose read found nothing
     for target in targets:
         if stop_requested():
             break  # the worker is stopping: the rest are read at the next run
@@ -196,11 +197,15 @@ def poll(app, targets: list[ChannelToRead], *, woken: bool = False) -> int:
         if undated is not None:
             reports += to_reports(undated[0], read_at, channel_id=target.channel_id, report_key=target.report_key)
             undated_total = undated[1]
+        if not reports and undated_total is None:
+            quiet.append(target.channel_id)
+            continue
         try:
             applied += device_reports.apply_reports(target, reports, undated_total=undated_total)
         except Exception:  # noqa: BLE001  (one bad channel must not stop the rest)
             db.session.rollback()
             log.exception("applying the messages of channel %s failed", target.channel_id)
+    device_reports.note_read(quiet)
     return applied
 
 
