@@ -17,6 +17,7 @@ from portal import auth, filters, health, logredact
 from portal.account import bp as account_bp
 from portal.alerts import bp as alerts_bp
 from portal.cli import register
+from portal.cookies import VerifiedCookieSessions
 from portal.crypto import HasherBusy, generate_data_key
 from portal.extensions import csrf, db, login_manager, migrate
 from portal.gateways import bp as gateways_bp
@@ -136,6 +137,7 @@ def register_jobs(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    app.session_interface = VerifiedCookieSessions()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     csrf.init_app(app)
