@@ -31,7 +31,7 @@ from portal.push import bp as push_bp
 from portal.services import alerts, deliveries, presence, push
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
-from portal.urls import row_link
+from portal.urls import fixed_link, row_link
 from portal.webhooks import bp as webhooks_bp
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,7 @@ def register_template_helpers(app: Flask) -> None:
         can_withdraw=deliveries.can_withdraw,
         PROTOCOL_SEALED=PROTOCOL_SEALED,
         row_link=row_link,
+        url_for=fixed_link,
     )
 
     @app.context_processor

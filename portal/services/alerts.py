@@ -36,6 +36,7 @@ from portal.models.accounts import ROLE_OWNER
 from portal.models.alerts import CHANNEL_EMAIL, CHANNEL_PORTAL, CHANNEL_PUSH
 from portal.services import alert_payload, notifications, push, webhooks
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
+from portal.services.rows import read
 from portal.services.scope import get_scoped
 
 ALERT_EMAIL = "alert.email"
@@ -554,7 +555,7 @@ _UNREAD = (
 
 
 def unread_count(membership: Membership) -> int:
-    return db.session.scalar(_UNREAD, {"user_id": membership.user_id, "account_id": membership.account_id}) or 0
+    return read(_UNREAD, {"user_id": membership.user_id, "account_id": membership.account_id}).scalar() or 0
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from portal.jobs import outbox
 from portal.models import PLATFORM_DOWN, STREAMIOT, Command, Gateway, Job, Mailbox, Pin, PlatformHealth, User, utcnow
 from portal.models.devices import ACTION_CHANNEL
 from portal.services import activity, device_link
+from portal.services.rows import read
 
 
 class CommandState(enum.StrEnum):
@@ -749,7 +750,7 @@ def platform_waiting(now: datetime | None = None, *, staff: bool = False) -> str
     """Why every queued change waits while StreamIoT can't be reached, and when the next try
     is (portal/jobs/platform.py keeps the row): None while it is up. One query. Households
     read "the device service"; staff read StreamIoT's name."""
-    health = db.session.execute(_PLATFORM_HEALTH).first()
+    health = read(_PLATFORM_HEALTH).first()
     if health is None or health.state != PLATFORM_DOWN:
         return None
     who = "StreamIoT" if staff else "The device service"

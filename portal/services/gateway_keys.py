@@ -31,6 +31,7 @@ from portal.services import activity, deliveries, device_link
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, Forbidden
 from portal.services.reauth import require_recent_password
+from portal.services.rows import read
 from portal.services.scope import get_scoped
 
 
@@ -154,9 +155,8 @@ _DEPARTED_FROM = {False: _DEPARTED, True: _DEPARTED.where(GatewayKeyHolder.gatew
 def departed_holders(account_id: uuid.UUID, gateway_id: uuid.UUID | None = None) -> dict[uuid.UUID, list[str]]:
     """Emails of former members who had each gateway's keys, by gateway: one query."""
     found: dict[uuid.UUID, list[str]] = {}
-    rows = db.session.execute(_DEPARTED_FROM[gateway_id is not None],
-                              {"account_id": account_id, "gateway_id": gateway_id}).all()
-    for gid, email in rows:
+    for gid, email in read(_DEPARTED_FROM[gateway_id is not None],
+                                {"account_id": account_id, "gateway_id": gateway_id}).all():
         found.setdefault(gid, []).append(email)
     return found
 
