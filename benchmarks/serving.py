@@ -116,6 +116,22 @@ def _gunicorn(app_path: str, port: int, env: dict, workdir: Path, workers: int) 
         env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / f"gunicorn-{port}.log", "w"))  # noqa: SIM115
 
 
+def server_cpu(master: subprocess.Popen) -> float:
+    """CPU seconds (user + system) used so far by a gunicorn master's workers. Unlike req/s,
+    a request's CPU does not shrink when other jobs share the cores: the steadier figure on a
+    busy machine (Linux /proc; 0.0 elsewhere)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for pid in children:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 # --- the load generator -------------------------------------------------------------------
 
 @dataclass
@@ -288,20 +304,34 @@ TARGETS = {
 }
 
 
-def _pair_rows(portal: int, hello: int, rows, args) -> list[dict]:
-    """Each row: rounds of (hello-world, page), medians of each."""
+def _cpu_per_request(server: subprocess.Popen, port: int, make_request, args) -> tuple[Run, float]:
+    before = server_cpu(server)
+    run = load(port, make_request, args.seconds, args.connections)
+    return run, (server_cpu(server) - before) / max(1, len(run.latencies))
+
+
+def _pair_rows(servers: tuple, rows, args) -> list[dict]:
+    """Each row: rounds of (hello-world, page), medians of each: req/s, and the servers' CPU
+    per request. servers: (portal process, portal port, hello process, hello port)."""
+    portal, portal_port, hello, hello_port = servers
     results = []
     for title, make_request in rows:
-        hellos, pages, statuses = [], [], Counter()
+        hellos, pages, hello_cpu, page_cpu, statuses = [], [], [], [], Counter()
         for _ in range(args.rounds):
-            hellos.append(load(hello, lambda w, i: ("GET", "/", {}, None), args.seconds, args.connections).rate)
-            run = load(portal, make_request, args.seconds, args.connections)
+            run, cpu = _cpu_per_request(hello, hello_port, lambda w, i: ("GET", "/", {}, None), args)
+            hellos.append(run.rate)
+            hello_cpu.append(cpu)
+            run, cpu = _cpu_per_request(portal, portal_port, make_request, args)
             pages.append(run.rate)
+            page_cpu.append(cpu)
             statuses.update(run.statuses)
         h, p = statistics.median(hellos), statistics.median(pages)
-        result = {"row": title, "hello": h, "page": p, "ratio": p / h if h else 0.0, "statuses": dict(statuses)}
+        hc, pc = statistics.median(hello_cpu), statistics.median(page_cpu)
+        result = {"row": title, "hello": h, "page": p, "ratio": p / h if h else 0.0, "statuses": dict(statuses),
+                  "hello_cpu_ms": hc * 1000, "page_cpu_ms": pc * 1000, "cpu_ratio": hc / pc if pc else 0.0}
         results.append(result)
-        print(f"  {title}: {p:.0f} req/s vs {h:.0f} ({result['ratio']:.1%}) {dict(statuses)}", flush=True)
+        print(f"  {title}: {p:.0f} req/s vs {h:.0f} ({result['ratio']:.1%}); server CPU {pc * 1000:.2f} ms vs "
+              f"{hc * 1000:.2f} ms per request ({result['cpu_ratio']:.1%}) {dict(statuses)}", flush=True)
     return results
 
 
@@ -368,14 +398,14 @@ def measure(backend: str, database_url: str, args) -> dict:
         ]
         print(f"== {backend}: {args.rounds} x ({args.seconds} s hello-world, {args.seconds} s page), "
               f"{args.connections} connections, {args.workers} sync workers", flush=True)
-        results = _pair_rows(portal_port, hello_port, rows, args)
+        servers = (portal, portal_port, hello, hello_port)
+        results = _pair_rows(servers, rows, args)
 
         _StandIn.delay = 2.0
         worker = subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", "worker"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=open(workdir / "worker.log", "w"))  # noqa: SIM115
         time.sleep(1.0)
-        results += _pair_rows(portal_port, hello_port,
-                              [("add-PIN POST, worker running, StreamIoT 2 s late", add_pin)], args)
+        results += _pair_rows(servers, [("add-PIN POST, worker running, StreamIoT 2 s late", add_pin)], args)
 
         # p99 against p50 at half the dashboard's peak (open loop, so queueing shows).
         peak = next(r["page"] for r in results if r["row"] == "dashboard 10x5")
@@ -415,8 +445,8 @@ def verdict(ok: bool) -> str:
 def print_table(report: dict) -> None:
     rows = {r["row"]: r for r in report["rows"]}
     print(f"\n### {report['backend']}\n")
-    print("| request | req/s | hello-world req/s | share | target |")
-    print("|---|---|---|---|---|")
+    print("| request | req/s | hello-world req/s | share | target | server CPU ms/request (hello-world) | CPU share |")
+    print("|---|---|---|---|---|---|---|")
     for title, r in rows.items():
         target = TARGETS.get(title)
         mark = f"≥ {target:.0%} {verdict(r['ratio'] >= target)}" if target else ""
@@ -428,7 +458,8 @@ def print_table(report: dict) -> None:
             mark += f"; {r['page'] / stopped:.0%} of worker stopped"
         fivexx = sum(n for s, n in r["statuses"].items() if s == "error" or (isinstance(s, int) and s >= 500))
         note = f" ({fivexx} 5xx/errors)" if fivexx else ""
-        print(f"| {title} | {r['page']:.0f}{note} | {r['hello']:.0f} | {r['ratio']:.1%} | {mark} |")
+        print(f"| {title} | {r['page']:.0f}{note} | {r['hello']:.0f} | {r['ratio']:.1%} | {mark} | "
+              f"{r['page_cpu_ms']:.2f} ({r['hello_cpu_ms']:.2f}) | {r['cpu_ratio']:.1%} |")
     p50, p99 = report["p50"], report["p99"]
     print(f"| p99 vs p50 at half the 10x5 dashboard's peak ({report['half_peak']:.0f} req/s) | "
           f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms | | {p99 / p50 if p50 else 0:.1f} x | "

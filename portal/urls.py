@@ -71,3 +71,16 @@ def row_link(endpoint: str, param: str) -> Callable[[object], str]:
 
         links[(endpoint, param)] = link
     return link
+
+
+def fixed_link(endpoint: str, **values) -> str:
+    """Templates' url_for: a link with no values, or a static file's, is built once per
+    process (base.html alone asked for twenty on every page); any other goes to url_for."""
+    if endpoint.startswith(".") or (values and (endpoint != "static" or list(values) != ["filename"])):
+        return url_for(endpoint, **values)
+    links = current_app.extensions.setdefault("fixed_links", {})
+    key = (request.script_root, endpoint, values.get("filename"))
+    link = links.get(key)
+    if link is None:
+        link = links[key] = url_for(endpoint, **values)
+    return link

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from portal.models import Account, ActivityEvent, Command, Gateway, Invite, Mailbox, Membership, WebhookEndpoint
 from portal.services import deliveries
-from portal.services.dashboard import GatewayCard, PinRow
+from portal.services.dashboard import BoxFacts, GatewayCard, PinRow
 from portal.services.deliveries import Shown
 from portal.services.members import NewInvite
 from portal.services.webhooks import LogEntry
@@ -39,7 +39,7 @@ def invite(made: NewInvite) -> dict:
             "link": made.link, "email_sent": made.delivery == "sent"}
 
 
-def box(mailbox: Mailbox, shown: Shown) -> dict:
+def box(mailbox: Mailbox | BoxFacts, shown: Shown) -> dict:
     return {"id": mailbox.id, "gateway_id": mailbox.gateway_id, "name": mailbox.name, "kind": mailbox.kind,
             "created_at": mailbox.created_at, "state": state(shown), "is_open": mailbox.is_open,
             "battery_percent": mailbox.battery_percent, "parcel_since": mailbox.parcel_since,

@@ -75,9 +75,10 @@ def add_pin(mailbox_id):
             else:
                 field_error(form, exc)
         else:
-            pin = added[0]
+            # The label as saved, without reading the committed PIN again.
             where = "" if len(added) == 1 else f" on {len(added)} boxes"
-            flash(f"PIN “{pin.label}” saved{where}. It counts once each box confirms it.", "success")
+            flash(f"PIN “{pins.check_label(form.label.data)}” saved{where}. It counts once each box confirms it.",
+                  "success")
             return see_other(url_for(".show", mailbox_id=mailbox_id) + "#pins")
     # Invalid: the page again, the refusal on its field, the digits never echoed back.
     form.digits.data = ""

@@ -36,6 +36,7 @@ from portal.models.accounts import ROLE_OWNER
 from portal.models.alerts import CHANNEL_EMAIL, CHANNEL_PORTAL, CHANNEL_PUSH
 from portal.services import alert_payload, notifications, push, webhooks
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
+from portal.services.rows import read
 from portal.services.scope import get_scoped
 
 ALERT_EMAIL = "alert.email"
@@ -564,10 +565,16 @@ def _mine(membership: Membership):
             Notification.channel == CHANNEL_PORTAL)
 
 
+# Every household page shows the bell: its statement is built once.
+_UNREAD = (
+    sa.select(sa.func.count()).select_from(Notification)
+    .where(Notification.user_id == sa.bindparam("user_id"), Notification.account_id == sa.bindparam("account_id"),
+           Notification.channel == CHANNEL_PORTAL, Notification.read_at.is_(None))
+)
+
+
 def unread_count(membership: Membership) -> int:
-    return db.session.scalar(
-        sa.select(sa.func.count()).select_from(Notification).where(*_mine(membership), Notification.read_at.is_(None))
-    ) or 0
+    return read(_UNREAD, {"user_id": membership.user_id, "account_id": membership.account_id}).scalar() or 0
 
 
 @dataclass(frozen=True)

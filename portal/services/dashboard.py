@@ -8,14 +8,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import NamedTuple, cast
 
 import sqlalchemy as sa
 from flask import current_app
 
 from portal.extensions import db
 from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Membership, Pin, User, utcnow
-from portal.models.devices import PROTOCOL_SEALED
+from portal.models.devices import MAILBOX_KINDS, PROTOCOL_SEALED
 from portal.services import activity, gateway_keys, pin_rules, safe_mode
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
@@ -33,6 +33,7 @@ from portal.services.deliveries import (
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
+from portal.services.rows import read
 from portal.services.scope import get_scoped, scoped
 
 RECENT_UNLOCKS = 3
@@ -129,9 +130,31 @@ class LastEvent:
     occurred_at: datetime
 
 
+class BoxFacts(NamedTuple):
+    """What a box's row on the dashboard and a gateway page shows, read as columns (a whole
+    Mailbox object per row, with its keys and settings, was most of loading the page)."""
+
+    id: uuid.UUID
+    gateway_id: uuid.UUID
+    name: str
+    kind: str
+    status: str
+    last_error: str | None
+    progress: dict | None
+    is_open: bool | None
+    parcel_since: datetime | None
+    created_at: datetime
+    battery_percent: int | None
+    locked_until: datetime | None
+
+    @property
+    def kind_label(self) -> str:
+        return MAILBOX_KINDS.get(self.kind, self.kind)
+
+
 @dataclass
 class MailboxRow:
-    mailbox: Mailbox
+    mailbox: BoxFacts
     shown: Shown
     pins: int = 0
     pending: int = 0
@@ -198,12 +221,18 @@ class Dashboard:
         return any(card.live for card in self.gateways)
 
 
-def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool) -> list[GatewayCard]:
-    """Cards for these gateways: 3 queries (boxes with each one's last event, PIN counts,
-    change counts); `waiting` is deliveries.platform_waiting."""
-    ids = [g.id for g in gateways]
-    # Each box's newest event as its page shows it (newest first, the id breaking ties): one
-    # index probe per box (ix_activity_mailbox_time), however long the household's history.
+# The dashboard's statements, built once (building and keying them per request was a fifth
+# of the 10-box dashboard): the household and its gateways are parameters.
+_ACCOUNT: sa.BindParameter[uuid.UUID] = sa.bindparam("account_id")
+_GATEWAYS: sa.BindParameter[list] = sa.bindparam("gateway_ids", expanding=True)
+_BOX: sa.BindParameter[uuid.UUID] = sa.bindparam("box_id")
+_GATEWAYS_IN_ORDER = scoped(Gateway, _ACCOUNT).order_by(Gateway.created_at, Gateway.id)
+
+
+def _boxes_with_last_event(owner: bool) -> sa.Select:
+    """The gateways' boxes as the columns a row shows, each with its newest event the member
+    may see, as its page shows it (newest first, the id breaking ties): one index probe per
+    box (ix_activity_mailbox_time), however long the household's history."""
     newest = (
         sa.select(ActivityEvent.id)
         .where(ActivityEvent.mailbox_id == Mailbox.id, activity.visible_to(owner=owner))
@@ -212,28 +241,39 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
         .correlate(Mailbox)
         .scalar_subquery()
     )
-    boxes = db.session.execute(
-        scoped(Mailbox, account_id)
-        .add_columns(ActivityEvent.summary, ActivityEvent.occurred_at)
+    return (
+        sa.select(*(getattr(Mailbox, name) for name in BoxFacts._fields),
+                  ActivityEvent.summary, ActivityEvent.occurred_at)
+        .where(Mailbox.account_id == _ACCOUNT)
         .outerjoin(ActivityEvent, ActivityEvent.id == newest)
-        .where(Mailbox.gateway_id.in_(ids))
+        .where(Mailbox.gateway_id.in_(_GATEWAYS))
         .order_by(Mailbox.created_at, Mailbox.id)
-    ).all()
-    pin_counts = dict(
-        db.session.execute(
-            sa.select(Pin.mailbox_id, sa.func.count())
-            .where(Pin.account_id == account_id, Pin.status.in_(LIVE_PIN_STATES),
-                   Pin.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(ids))))
-            .group_by(Pin.mailbox_id)
-        ).all()
     )
+
+
+_BOXES = {owner: _boxes_with_last_event(owner) for owner in (False, True)}
+_PIN_COUNTS = (
+    sa.select(Pin.mailbox_id, sa.func.count())
+    .where(Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES),
+           Pin.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(_GATEWAYS))))
+    .group_by(Pin.mailbox_id)
+)
+_CHANGE_COUNTS = (
+    sa.select(Command.gateway_id, Command.mailbox_id, Command.state, sa.func.count())
+    .where(Command.account_id == _ACCOUNT, Command.gateway_id.in_(_GATEWAYS),
+           Command.state.in_((CommandState.QUEUED, CommandState.SENDING, CommandState.SENT, CommandState.FAILED)))
+    .group_by(Command.gateway_id, Command.mailbox_id, Command.state)
+)
+
+
+def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool) -> list[GatewayCard]:
+    """Cards for these gateways: 3 queries (boxes with each one's last event, PIN counts,
+    change counts); `waiting` is deliveries.platform_waiting."""
+    params = {"account_id": account_id, "gateway_ids": [g.id for g in gateways]}
+    boxes = read(_BOXES[owner], params).all()
+    pin_counts = dict(read(_PIN_COUNTS, params).all())
     counts: dict = {}
-    for gateway_id, mailbox_id, state, n in db.session.execute(
-        sa.select(Command.gateway_id, Command.mailbox_id, Command.state, sa.func.count())
-        .where(Command.account_id == account_id, Command.gateway_id.in_(ids),
-               Command.state.in_((CommandState.QUEUED, CommandState.SENDING, CommandState.SENT, CommandState.FAILED)))
-        .group_by(Command.gateway_id, Command.mailbox_id, Command.state)
-    ).all():
+    for gateway_id, mailbox_id, state, n in read(_CHANGE_COUNTS, params).all():
         key = "failed" if state == CommandState.FAILED else "pending"
         counts[(gateway_id, mailbox_id, key)] = counts.get((gateway_id, mailbox_id, key), 0) + n
         counts[(gateway_id, None, "all-" + key)] = counts.get((gateway_id, None, "all-" + key), 0) + n
@@ -247,11 +287,14 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
         )
         for g in gateways
     }
-    for box, summary, occurred_at in boxes:
+    facts = len(BoxFacts._fields)
+    for row in boxes:
+        box, (summary, occurred_at) = BoxFacts(*row[:facts]), row[facts:]
         cards[box.gateway_id].mailboxes.append(
             MailboxRow(
                 mailbox=box,
-                shown=mailbox_shown(box, waiting),
+                # mailbox_shown reads the box's status, last error and progress: all here.
+                shown=mailbox_shown(cast(Mailbox, box), waiting),
                 pins=pin_counts.get(box.id, 0),
                 pending=counts.get((box.gateway_id, box.id, "pending"), 0),
                 failed=counts.get((box.gateway_id, box.id, "failed"), 0),
@@ -271,9 +314,7 @@ def _departed(cards: list[GatewayCard], account_id, gateway_id=None) -> None:
 def dashboard(account: Account, *, owner: bool = False) -> Dashboard:
     """The household's gateways with their boxes, every state at a glance: 5 queries (6
     for owners: former members who had a gateway's keys)."""
-    gateways = db.session.scalars(
-        scoped(Gateway, account.id).order_by(Gateway.created_at, Gateway.id)
-    ).all()
+    gateways = db.session.scalars(_GATEWAYS_IN_ORDER, {"account_id": account.id}).all()
     cards = _cards(account.id, gateways, platform_waiting(), owner=owner)
     if owner:
         _departed(cards, account.id)
@@ -387,44 +428,54 @@ class MailboxPage:
         )
 
 
+# The box page's statements, built once (the live part reads them every few seconds).
+_PAGE_BOX = (
+    sa.select(Mailbox, Gateway).join(Gateway, Gateway.id == Mailbox.gateway_id)
+    .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
+)
+_PAGE_PINS = (
+    scoped(Pin, _ACCOUNT).where(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
+    .order_by(Pin.created_at, Pin.id)
+)
+# Each PIN's current change, safe mode's, and the latest unlocks, in one query.
+_PAGE_COMMANDS = scoped(Command, _ACCOUNT).where(
+    Command.mailbox_id == _BOX,
+    sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
+           Command.id.in_(sa.select(Command.id)
+                          .where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
+                          .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery())))
+_PAGE_OTHER_BOXES = (
+    scoped(Mailbox, _ACCOUNT).where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
+)
+_PAGE_ENDED = (
+    scoped(Pin, _ACCOUNT).where(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
+    .order_by(Pin.removed_at.desc(), Pin.id).limit(RECENT_ENDED)
+)
+_MEMBER_NAMES = (
+    sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
+    .where(Membership.account_id == _ACCOUNT)
+)
+_ZONE = sa.select(Account.time_zone).where(Account.id == _ACCOUNT)
+
+
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 6 queries."""
-    row = db.session.execute(
-        sa.select(Mailbox, Gateway)
-        .join(Gateway, Gateway.id == Mailbox.gateway_id)
-        .where(Mailbox.account_id == account_id, Mailbox.id == _as_uuid(mailbox_id))
-    ).first()
+    params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
+    row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
         raise NotFound()
     mailbox, gateway = row
-    pins = db.session.scalars(
-        scoped(Pin, account_id)
-        .where(Pin.mailbox_id == mailbox.id, Pin.status.in_(LIVE_PIN_STATES))
-        .order_by(Pin.created_at, Pin.id)
-    ).all()
-    # Each PIN's current change, safe mode's, and the latest unlocks, in one query.
+    pins = db.session.scalars(_PAGE_PINS, params).all()
     wanted = [p.command_id for p in pins if p.command_id is not None]
     if mailbox.safe_command_id is not None:
         wanted.append(mailbox.safe_command_id)
-    recent_unlocks = (
-        sa.select(Command.id)
-        .where(Command.mailbox_id == mailbox.id, Command.action == "UNLOCK")
-        .order_by(Command.created_at.desc())
-        .limit(RECENT_UNLOCKS)
-        .scalar_subquery()
-    )
-    found = db.session.scalars(
-        scoped(Command, account_id)
-        .where(Command.mailbox_id == mailbox.id, sa.or_(Command.id.in_(wanted), Command.id.in_(recent_unlocks)))
-    ).all()
+    found = db.session.scalars(_PAGE_COMMANDS, {**params, "command_ids": wanted}).all()
     by_id = {c.id: c for c in found}
     unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
     now = utcnow()
     waiting = platform_waiting(now)
     members = _member_names(account_id)
-    boxes = db.session.scalars(
-        scoped(Mailbox, account_id).where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
-    ).all()
+    boxes = db.session.scalars(_PAGE_OTHER_BOXES, params).all()
     box_names = {b.id: b.name for b in boxes}
     siblings = _group_siblings(account_id, [p for p in pins if p.group_id is not None], waiting)
     owners = dict(members)
@@ -445,11 +496,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
         events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner),
-        ended=[(p, pin_rules.rule_state(p, now)) for p in db.session.scalars(
-            scoped(Pin, account_id)
-            .where(Pin.mailbox_id == mailbox.id, Pin.status == PinState.REMOVED)
-            .order_by(Pin.removed_at.desc(), Pin.id).limit(RECENT_ENDED)
-        )],
+        ended=[(p, pin_rules.rule_state(p, now)) for p in db.session.scalars(_PAGE_ENDED, params)],
         members=members,
         other_boxes=[b for b in boxes if b.id != mailbox.id],
         zone_name=_zone_name(account_id),
@@ -466,6 +513,57 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
 _SECONDS_SHOWN = 70
 
 
+# What the live part's version reads, built once (an unchanged poll is little else).
+_LIVE_BOX = (
+    sa.select(Mailbox.__table__, Gateway.__table__)
+    .join_from(Mailbox.__table__, Gateway.__table__, Gateway.id == Mailbox.gateway_id)
+    .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
+)
+_LIVE_PINS = (
+    sa.select(Pin.__table__).where(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
+    .order_by(Pin.created_at, Pin.id)
+)
+_LIVE_COMMANDS = (
+    sa.select(Command.__table__).where(
+        Command.mailbox_id == _BOX,
+        sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
+               Command.id.in_(
+                   sa.select(Command.id).where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
+                   .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery())))
+    .order_by(Command.id)
+)
+_LIVE_SIBLINGS = (
+    sa.select(Pin.id, Pin.mailbox_id, Pin.status, Command.state, Command.reason)
+    .outerjoin(Command, Command.id == Pin.command_id)
+    .where(Pin.account_id == _ACCOUNT, Pin.group_id.in_(sa.bindparam("group_ids", expanding=True))).order_by(Pin.id)
+)
+
+
+def _live_household() -> sa.Select:
+    removed = sa.and_(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
+    newest_event = (
+        sa.select(ActivityEvent.id, ActivityEvent.occurred_at).where(ActivityEvent.mailbox_id == _BOX)
+        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(1)
+    )
+    return sa.select(
+        sa.select(sa.func.count()).where(removed).scalar_subquery(),
+        sa.select(Pin.removed_at).where(removed).order_by(Pin.removed_at.desc()).limit(1).scalar_subquery(),
+        sa.select(newest_event.subquery().c.id).scalar_subquery(),
+        sa.select(newest_event.subquery().c.occurred_at).scalar_subquery(),
+        sa.select(Account.time_zone).where(Account.id == _ACCOUNT).scalar_subquery(),
+    )
+
+
+_LIVE_HOUSEHOLD = _live_household()
+_LIVE_NAMES = (
+    sa.select(Mailbox.id, Mailbox.name, Mailbox.status).where(Mailbox.account_id == _ACCOUNT).order_by(Mailbox.id)
+)
+_LIVE_MEMBERS = (
+    sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
+    .where(Membership.account_id == _ACCOUNT).order_by(User.id)
+)
+
+
 def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) -> str | None:
     """A digest of everything the box's live part (mailboxes/_mailbox_live.html) may show,
     read as plain rows: no ORM objects and no rendering, so an unchanged poll answers 304.
@@ -474,55 +572,18 @@ def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) ->
     members, the household's boxes and zone, StreamIoT's state), with the clock at the
     resolution the part's words have. None: no such box in the household."""
     now = now or utcnow()
-    box_id = _as_uuid(mailbox_id)
-    box = db.session.execute(
-        sa.select(Mailbox.__table__, Gateway.__table__)
-        .join_from(Mailbox.__table__, Gateway.__table__, Gateway.id == Mailbox.gateway_id)
-        .where(Mailbox.account_id == account_id, Mailbox.id == box_id)
-    ).first()
+    params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
+    box = read(_LIVE_BOX, params).first()
     if box is None:
         return None
-    live_pins = db.session.execute(
-        sa.select(Pin.__table__).where(Pin.mailbox_id == box_id, Pin.status.in_(LIVE_PIN_STATES))
-        .order_by(Pin.created_at, Pin.id)
-    ).all()
+    live_pins = read(_LIVE_PINS, params).all()
     groups = {p.group_id for p in live_pins if p.group_id is not None}
-    recent_unlocks = (
-        sa.select(Command.id).where(Command.mailbox_id == box_id, Command.action == "UNLOCK")
-        .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery()
-    )
     wanted = [p.command_id for p in live_pins if p.command_id is not None] + [box.safe_command_id]
-    commands = db.session.execute(
-        sa.select(Command.__table__).where(
-            Command.mailbox_id == box_id,
-            sa.or_(Command.id.in_([c for c in wanted if c is not None]), Command.id.in_(recent_unlocks)))
-        .order_by(Command.id)
-    ).all()
-    siblings = db.session.execute(
-        sa.select(Pin.id, Pin.mailbox_id, Pin.status, Command.state, Command.reason)
-        .outerjoin(Command, Command.id == Pin.command_id)
-        .where(Pin.account_id == account_id, Pin.group_id.in_(groups)).order_by(Pin.id)
-    ).all() if groups else []
-    removed = sa.and_(Pin.mailbox_id == box_id, Pin.status == PinState.REMOVED)
-    newest_event = (
-        sa.select(ActivityEvent.id, ActivityEvent.occurred_at).where(ActivityEvent.mailbox_id == box_id)
-        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(1)
-    )
-    household = db.session.execute(sa.select(
-        sa.select(sa.func.count()).where(removed).scalar_subquery(),
-        sa.select(Pin.removed_at).where(removed).order_by(Pin.removed_at.desc()).limit(1).scalar_subquery(),
-        sa.select(newest_event.subquery().c.id).scalar_subquery(),
-        sa.select(newest_event.subquery().c.occurred_at).scalar_subquery(),
-        sa.select(Account.time_zone).where(Account.id == account_id).scalar_subquery(),
-    )).one()
-    names = db.session.execute(
-        sa.select(Mailbox.id, Mailbox.name, Mailbox.status).where(Mailbox.account_id == account_id)
-        .order_by(Mailbox.id)
-    ).all()
-    members = db.session.execute(
-        sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
-        .where(Membership.account_id == account_id).order_by(User.id)
-    ).all()
+    commands = read(_LIVE_COMMANDS, {**params, "command_ids": [c for c in wanted if c is not None]}).all()
+    siblings = read(_LIVE_SIBLINGS, {**params, "group_ids": list(groups)}).all() if groups else []
+    household = read(_LIVE_HOUSEHOLD, params).one()
+    names = read(_LIVE_NAMES, params).all()
+    members = read(_LIVE_MEMBERS, params).all()
     shown_times = [c.created_at for c in commands if c.action == "UNLOCK"] + [household[3]]
     young = any(t is not None and (now - t).total_seconds() < _SECONDS_SHOWN for t in shown_times)
     window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
@@ -541,16 +602,12 @@ def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) ->
 
 def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:
     """The household's members as (user id, the name they go by), by name."""
-    rows = db.session.execute(
-        sa.select(User.id, User.display_name, User.email)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.account_id == account_id)
-    ).all()
+    rows = read(_MEMBER_NAMES, {"account_id": account_id}).all()
     return sorted(((r.id, r.display_name or r.email) for r in rows), key=lambda item: item[1].lower())
 
 
 def _zone_name(account_id) -> str:
-    return (db.session.scalar(sa.select(Account.time_zone).where(Account.id == account_id)) or "UTC")
+    return read(_ZONE, {"account_id": account_id}).scalar() or "UTC"
 
 
 def _group_siblings(account_id, grouped: list[Pin], waiting: str | None) -> dict:

@@ -30,6 +30,7 @@ from portal.jobs import outbox
 from portal.models import PLATFORM_DOWN, STREAMIOT, Command, Gateway, Job, Mailbox, Pin, PlatformHealth, User, utcnow
 from portal.models.devices import ACTION_CHANNEL
 from portal.services import activity, device_link
+from portal.services.rows import read
 
 
 class CommandState(enum.StrEnum):
@@ -740,11 +741,16 @@ def retry_device_setup(model, device_id) -> bool:
 
 # --- what members see -----------------------------------------------------------------
 
+# Read on every device page: two columns, the statement built once.
+_PLATFORM_HEALTH = sa.select(PlatformHealth.state, PlatformHealth.next_probe_at).where(
+    PlatformHealth.name == STREAMIOT)
+
+
 def platform_waiting(now: datetime | None = None, *, staff: bool = False) -> str | None:
     """Why every queued change waits while StreamIoT can't be reached, and when the next try
     is (portal/jobs/platform.py keeps the row): None while it is up. One query. Households
     read "the device service"; staff read StreamIoT's name."""
-    health = db.session.get(PlatformHealth, STREAMIOT, populate_existing=True)
+    health = read(_PLATFORM_HEALTH).first()
     if health is None or health.state != PLATFORM_DOWN:
         return None
     who = "StreamIoT" if staff else "The device service"

@@ -31,6 +31,7 @@ from portal.services import activity, deliveries, device_link
 from portal.services.deliveries import DeviceState
 from portal.services.errors import Conflict, Forbidden
 from portal.services.reauth import require_recent_password
+from portal.services.rows import read
 from portal.services.scope import get_scoped
 
 
@@ -142,17 +143,20 @@ def member_departed(account_id: uuid.UUID, user_id: uuid.UUID) -> None:
     )
 
 
+_DEPARTED = (
+    sa.select(GatewayKeyHolder.gateway_id, GatewayKeyHolder.email)
+    .where(GatewayKeyHolder.account_id == sa.bindparam("account_id"), GatewayKeyHolder.departed_at.is_not(None))
+    .order_by(GatewayKeyHolder.departed_at, GatewayKeyHolder.email)
+)
+# Built once, for the dashboard (every gateway) and a gateway page (one).
+_DEPARTED_FROM = {False: _DEPARTED, True: _DEPARTED.where(GatewayKeyHolder.gateway_id == sa.bindparam("gateway_id"))}
+
+
 def departed_holders(account_id: uuid.UUID, gateway_id: uuid.UUID | None = None) -> dict[uuid.UUID, list[str]]:
     """Emails of former members who had each gateway's keys, by gateway: one query."""
-    stmt = (
-        sa.select(GatewayKeyHolder.gateway_id, GatewayKeyHolder.email)
-        .where(GatewayKeyHolder.account_id == account_id, GatewayKeyHolder.departed_at.is_not(None))
-        .order_by(GatewayKeyHolder.departed_at, GatewayKeyHolder.email)
-    )
-    if gateway_id is not None:
-        stmt = stmt.where(GatewayKeyHolder.gateway_id == gateway_id)
     found: dict[uuid.UUID, list[str]] = {}
-    for gid, email in db.session.execute(stmt).all():
+    for gid, email in read(_DEPARTED_FROM[gateway_id is not None],
+                                {"account_id": account_id, "gateway_id": gateway_id}).all():
         found.setdefault(gid, []).append(email)
     return found
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import NO_VALUE
 
 from portal.extensions import db
 from portal.models import Account, utcnow
@@ -19,9 +20,14 @@ def keep_watched(account: Account) -> None:
     """Note that a member is looking at this household. Written at most about twice per
     WATCH_SECONDS (the account row came with the membership, so checking costs no query);
     commits, so call it after the request's own work (it never carries that work along)."""
+    watched_until = sa.inspect(account).attrs.watched_until.loaded_value
+    if watched_until is NO_VALUE:
+        # The request committed (which expires the row): reading it again would cost a query
+        # on every form sent. The page the form leads to, or the next refresh, keeps it watched.
+        return
     window = float(current_app.config["WATCH_SECONDS"])
     now = utcnow()
-    if account.watched_until is not None and account.watched_until > now + timedelta(seconds=window / 2):
+    if watched_until is not None and watched_until > now + timedelta(seconds=window / 2):
         return
     session = db.session()
     if session.new or session.dirty or session.deleted:

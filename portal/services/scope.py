@@ -8,8 +8,9 @@ from portal.extensions import db
 from portal.services.errors import NotFound
 
 
-def scoped(model, account_id: uuid.UUID) -> sa.Select:
-    """SELECT model WHERE model.account_id = account_id."""
+def scoped(model, account_id: uuid.UUID | sa.BindParameter[uuid.UUID]) -> sa.Select:
+    """SELECT model WHERE model.account_id = account_id (a value, or a parameter of a
+    statement built once)."""
     return sa.select(model).where(model.account_id == account_id)
 
 

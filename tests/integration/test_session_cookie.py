@@ -1,0 +1,47 @@
+"""The session cookie: signed when its content changes (not on every answer), and a worker
+that already checked a cookie still refuses an altered one and one past its lifetime."""
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from portal.models import utcnow
+
+
+@pytest.fixture
+def logged_in(make_household, auth):
+    make_household("alice@example.com", "Elm Street")
+    assert auth.login("alice@example.com").status_code == 302
+    return auth.client
+
+
+def _sent_to_login(response) -> bool:
+    return response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_an_unchanged_session_is_not_sent_again(logged_in):
+    logged_in.get("/gateways/")  # the first page may add its form token to the session
+    response = logged_in.get("/gateways/")
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+
+
+def test_an_altered_cookie_is_refused_after_the_real_one_was_accepted(logged_in):
+    assert logged_in.get("/gateways/").status_code == 200
+    real = logged_in.get_cookie("session").value
+    logged_in.set_cookie("session", real[:-2] + ("AA" if not real.endswith("AA") else "BB"))
+    assert _sent_to_login(logged_in.get("/gateways/"))
+    logged_in.set_cookie("session", real)
+    assert logged_in.get("/gateways/").status_code == 200
+
+
+def test_a_cookie_past_its_lifetime_is_refused_though_it_was_accepted_before(app, make_household, auth):
+    # A cookie lifetime shorter than the login session's own timeouts, so only the cookie ends it.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=1)
+    make_household("alice@example.com", "Elm Street")
+    auth.login("alice@example.com")
+    assert auth.client.get("/gateways/").status_code == 200
+    with time_machine.travel(utcnow() + timedelta(minutes=30)):
+        assert auth.client.get("/gateways/").status_code == 200
+    with time_machine.travel(utcnow() + timedelta(minutes=90)):
+        assert _sent_to_login(auth.client.get("/gateways/"))
