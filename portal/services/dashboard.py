@@ -179,6 +179,13 @@ class GatewayCard:
     failed: int = 0
     # Former members who downloaded its settings (its keys still work): owners only.
     departed: list[str] = field(default_factory=list)
+    # How many boxes the gateway has: more than `mailboxes` holds where the list is capped.
+    box_total: int = 0
+
+    @property
+    def more_boxes(self) -> int:
+        """Boxes not in the list (the dashboard shows each gateway's first few)."""
+        return self.box_total - len(self.mailboxes)
 
     @property
     def replacing_keys(self) -> bool:
@@ -214,7 +221,7 @@ class Dashboard:
 
     @property
     def mailbox_count(self) -> int:
-        return sum(len(card.mailboxes) for card in self.gateways)
+        return sum(card.box_total for card in self.gateways)
 
     @property
     def live(self) -> bool:
@@ -229,10 +236,12 @@ _BOX: sa.BindParameter[uuid.UUID] = sa.bindparam("box_id")
 _GATEWAYS_IN_ORDER = scoped(Gateway, _ACCOUNT).order_by(Gateway.created_at, Gateway.id)
 
 
-def _boxes_with_last_event(owner: bool) -> sa.Select:
+def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     """The gateways' boxes as the columns a row shows, each with its newest event the member
     may see, as its page shows it (newest first, the id breaking ties): one index probe per
-    box (ix_activity_mailbox_time), however long the household's history."""
+    box (ix_activity_mailbox_time), however long the household's history. The last column
+    is the gateway's number of boxes. `capped`: only each gateway's first `per_gateway`
+    boxes (the dashboard; the gateway's page lists them all)."""
     newest = (
         sa.select(ActivityEvent.id)
         .where(ActivityEvent.mailbox_id == Mailbox.id, activity.visible_to(owner=owner))
@@ -241,17 +250,30 @@ def _boxes_with_last_event(owner: bool) -> sa.Select:
         .correlate(Mailbox)
         .scalar_subquery()
     )
+    ranked = (
+        sa.select(
+            Mailbox.id,
+            sa.func.row_number().over(partition_by=Mailbox.gateway_id,
+                                      order_by=(Mailbox.created_at, Mailbox.id)).label("place"),
+            sa.func.count().over(partition_by=Mailbox.gateway_id).label("total"),
+        )
+        .where(Mailbox.account_id == _ACCOUNT, Mailbox.gateway_id.in_(_GATEWAYS))
+        .subquery()
+    )
+    chosen = sa.select(*(getattr(Mailbox, name) for name in BoxFacts._fields),
+                       ActivityEvent.summary, ActivityEvent.occurred_at, ranked.c.total)
+    chosen = chosen.join(ranked, ranked.c.id == Mailbox.id)
+    if capped:
+        # The newest-event probe runs for the rows kept only: the cap is applied first.
+        chosen = chosen.where(ranked.c.place <= sa.bindparam("per_gateway"))
     return (
-        sa.select(*(getattr(Mailbox, name) for name in BoxFacts._fields),
-                  ActivityEvent.summary, ActivityEvent.occurred_at)
-        .where(Mailbox.account_id == _ACCOUNT)
+        chosen
         .outerjoin(ActivityEvent, ActivityEvent.id == newest)
-        .where(Mailbox.gateway_id.in_(_GATEWAYS))
         .order_by(Mailbox.created_at, Mailbox.id)
     )
 
 
-_BOXES = {owner: _boxes_with_last_event(owner) for owner in (False, True)}
+_BOXES = {(owner, capped): _boxes_with_last_event(owner, capped) for owner in (False, True) for capped in (False, True)}
 _PIN_COUNTS = (
     sa.select(Pin.mailbox_id, sa.func.count())
     .where(Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES),
@@ -266,11 +288,13 @@ _CHANGE_COUNTS = (
 )
 
 
-def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool) -> list[GatewayCard]:
+def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool,
+           per_gateway: int | None = None) -> list[GatewayCard]:
     """Cards for these gateways: 3 queries (boxes with each one's last event, PIN counts,
-    change counts); `waiting` is deliveries.platform_waiting."""
-    params = {"account_id": account_id, "gateway_ids": [g.id for g in gateways]}
-    boxes = read(_BOXES[owner], params).all()
+    change counts); `waiting` is deliveries.platform_waiting. `per_gateway`: a card holds
+    the gateway's first boxes only (its totals still count them all)."""
+    params = {"account_id": account_id, "gateway_ids": [g.id for g in gateways], "per_gateway": per_gateway}
+    boxes = read(_BOXES[(owner, per_gateway is not None)], params).all()
     pin_counts = dict(read(_PIN_COUNTS, params).all())
     counts: dict = {}
     for gateway_id, mailbox_id, state, n in read(_CHANGE_COUNTS, params).all():
@@ -289,8 +313,10 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
     }
     facts = len(BoxFacts._fields)
     for row in boxes:
-        box, (summary, occurred_at) = BoxFacts(*row[:facts]), row[facts:]
-        cards[box.gateway_id].mailboxes.append(
+        box, (summary, occurred_at, total) = BoxFacts(*row[:facts]), row[facts:]
+        card = cards[box.gateway_id]
+        card.box_total = total
+        card.mailboxes.append(
             MailboxRow(
                 mailbox=box,
                 # mailbox_shown reads the box's status, last error and progress: all here.
@@ -311,11 +337,13 @@ def _departed(cards: list[GatewayCard], account_id, gateway_id=None) -> None:
         card.departed = departed.get(card.gateway.id, [])
 
 
-def dashboard(account: Account, *, owner: bool = False) -> Dashboard:
+def dashboard(account: Account, *, owner: bool = False, per_gateway: int | None = None) -> Dashboard:
     """The household's gateways with their boxes, every state at a glance: 5 queries (6
-    for owners: former members who had a gateway's keys)."""
+    for owners: former members who had a gateway's keys). `per_gateway`: list only each
+    gateway's first boxes (the page: its cost stays flat however many boxes there are;
+    the API lists them all)."""
     gateways = db.session.scalars(_GATEWAYS_IN_ORDER, {"account_id": account.id}).all()
-    cards = _cards(account.id, gateways, platform_waiting(), owner=owner)
+    cards = _cards(account.id, gateways, platform_waiting(), owner=owner, per_gateway=per_gateway)
     if owner:
         _departed(cards, account.id)
     return Dashboard(account=account, gateways=cards)
