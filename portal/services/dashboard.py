@@ -19,6 +19,8 @@ from portal.models.devices import MAILBOX_KINDS, PROTOCOL_SEALED
 from portal.services import activity, gateway_keys, pin_rules, safe_mode
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
+    PLATFORM_NEXT_TRY,
+    PLATFORM_STATE,
     CommandState,
     DeviceState,
     PinState,
@@ -30,6 +32,7 @@ from portal.services.deliveries import (
     pin_shown,
     platform_waiting,
     unlock_shown,
+    waiting_words,
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
@@ -542,19 +545,44 @@ _SECONDS_SHOWN = 70
 
 
 # What the live part's version reads, built once (an unchanged poll is little else).
-_LIVE_BOX = (
-    sa.select(Mailbox.__table__, Gateway.__table__)
-    .join_from(Mailbox.__table__, Gateway.__table__, Gateway.id == Mailbox.gateway_id)
-    .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
-)
+def _live_box() -> sa.Select:
+    """The box and its gateway as stored, then what else the part shows of the household in
+    one row: how many of the box's PINs were taken away and when the last was, its newest
+    event, the household's zone, and StreamIoT's state (deliveries.platform_waiting's row)."""
+    removed = sa.and_(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
+    newest_event = (
+        sa.select(ActivityEvent.id, ActivityEvent.occurred_at).where(ActivityEvent.mailbox_id == _BOX)
+        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(1)
+    )
+    return (
+        sa.select(
+            Mailbox.__table__, Gateway.__table__,
+            sa.select(sa.func.count()).where(removed).scalar_subquery().label("removed_pins"),
+            sa.select(Pin.removed_at).where(removed).order_by(Pin.removed_at.desc()).limit(1)
+            .scalar_subquery().label("last_removed_at"),
+            sa.select(newest_event.subquery().c.id).scalar_subquery().label("newest_event_id"),
+            sa.select(newest_event.subquery().c.occurred_at).scalar_subquery().label("newest_event_at"),
+            sa.select(Account.time_zone).where(Account.id == _ACCOUNT).scalar_subquery().label("zone"),
+            PLATFORM_STATE.scalar_subquery().label("platform_state"),
+            PLATFORM_NEXT_TRY.scalar_subquery().label("platform_next_try"),
+        )
+        .join_from(Mailbox.__table__, Gateway.__table__, Gateway.id == Mailbox.gateway_id)
+        .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
+    )
+
+
+_LIVE_BOX = _live_box()
 _LIVE_PINS = (
     sa.select(Pin.__table__).where(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
     .order_by(Pin.created_at, Pin.id)
 )
+# The changes the part shows: its live PINs', safe mode's, and the newest unlocks.
 _LIVE_COMMANDS = (
     sa.select(Command.__table__).where(
         Command.mailbox_id == _BOX,
-        sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
+        sa.or_(Command.id.in_(sa.select(Pin.command_id).where(Pin.mailbox_id == _BOX,
+                                                              Pin.status.in_(LIVE_PIN_STATES))),
+               Command.id.in_(sa.select(Mailbox.safe_command_id).where(Mailbox.id == _BOX)),
                Command.id.in_(
                    sa.select(Command.id).where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
                    .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery())))
@@ -565,31 +593,12 @@ _LIVE_SIBLINGS = (
     .outerjoin(Command, Command.id == Pin.command_id)
     .where(Pin.account_id == _ACCOUNT, Pin.group_id.in_(sa.bindparam("group_ids", expanding=True))).order_by(Pin.id)
 )
-
-
-def _live_household() -> sa.Select:
-    removed = sa.and_(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
-    newest_event = (
-        sa.select(ActivityEvent.id, ActivityEvent.occurred_at).where(ActivityEvent.mailbox_id == _BOX)
-        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(1)
-    )
-    return sa.select(
-        sa.select(sa.func.count()).where(removed).scalar_subquery(),
-        sa.select(Pin.removed_at).where(removed).order_by(Pin.removed_at.desc()).limit(1).scalar_subquery(),
-        sa.select(newest_event.subquery().c.id).scalar_subquery(),
-        sa.select(newest_event.subquery().c.occurred_at).scalar_subquery(),
-        sa.select(Account.time_zone).where(Account.id == _ACCOUNT).scalar_subquery(),
-    )
-
-
-_LIVE_HOUSEHOLD = _live_household()
-_LIVE_NAMES = (
-    sa.select(Mailbox.id, Mailbox.name, Mailbox.status).where(Mailbox.account_id == _ACCOUNT).order_by(Mailbox.id)
-)
-_LIVE_MEMBERS = (
-    sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
-    .where(Membership.account_id == _ACCOUNT).order_by(User.id)
-)
+# The household's box names and its members' names, in one statement.
+_LIVE_NAMES: sa.CompoundSelect = sa.union_all(
+    sa.select(sa.literal("box"), Mailbox.id, Mailbox.name, Mailbox.status).where(Mailbox.account_id == _ACCOUNT),
+    sa.select(sa.literal("member"), User.id, User.display_name, User.email)
+    .join(Membership, Membership.user_id == User.id).where(Membership.account_id == _ACCOUNT),
+).order_by(sa.literal_column("1"), sa.literal_column("2"))
 
 
 def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) -> str | None:
@@ -605,14 +614,11 @@ def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) ->
     if box is None:
         return None
     live_pins = read(_LIVE_PINS, params).all()
+    commands = read(_LIVE_COMMANDS, params).all()
     groups = {p.group_id for p in live_pins if p.group_id is not None}
-    wanted = [p.command_id for p in live_pins if p.command_id is not None] + [box.safe_command_id]
-    commands = read(_LIVE_COMMANDS, {**params, "command_ids": [c for c in wanted if c is not None]}).all()
     siblings = read(_LIVE_SIBLINGS, {**params, "group_ids": list(groups)}).all() if groups else []
-    household = read(_LIVE_HOUSEHOLD, params).one()
     names = read(_LIVE_NAMES, params).all()
-    members = read(_LIVE_MEMBERS, params).all()
-    shown_times = [c.created_at for c in commands if c.action == "UNLOCK"] + [household[3]]
+    shown_times = [c.created_at for c in commands if c.action == "UNLOCK"] + [box.newest_event_at]
     young = any(t is not None and (now - t).total_seconds() < _SECONDS_SHOWN for t in shown_times)
     window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
     clock = (
@@ -622,9 +628,9 @@ def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) ->
         # Rule states change at the second a PIN starts or ends, whatever the minute.
         [pin_rules.rule_state(cast(Pin, p), now) for p in live_pins],
     )
-    parts = (tuple(box), [tuple(p) for p in live_pins], [tuple(c) for c in commands],
-             [tuple(r) for r in siblings], tuple(household), [tuple(n) for n in names],
-             [tuple(m) for m in members], platform_waiting(now), clock)
+    waiting = waiting_words(box.platform_state, box.platform_next_try, now)
+    parts = (tuple(box)[:-2], [tuple(p) for p in live_pins], [tuple(c) for c in commands],
+             [tuple(r) for r in siblings], [tuple(n) for n in names], waiting, clock)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 

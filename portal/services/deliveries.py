@@ -744,6 +744,9 @@ def retry_device_setup(model, device_id) -> bool:
 # Read on every device page: two columns, the statement built once.
 _PLATFORM_HEALTH = sa.select(PlatformHealth.state, PlatformHealth.next_probe_at).where(
     PlatformHealth.name == STREAMIOT)
+# The same two columns, for statements that read them beside their own (a box's live version).
+PLATFORM_STATE = sa.select(PlatformHealth.state).where(PlatformHealth.name == STREAMIOT)
+PLATFORM_NEXT_TRY = sa.select(PlatformHealth.next_probe_at).where(PlatformHealth.name == STREAMIOT)
 
 
 def platform_waiting(now: datetime | None = None, *, staff: bool = False) -> str | None:
@@ -751,10 +754,18 @@ def platform_waiting(now: datetime | None = None, *, staff: bool = False) -> str
     is (portal/jobs/platform.py keeps the row): None while it is up. One query. Households
     read "the device service"; staff read StreamIoT's name."""
     health = read(_PLATFORM_HEALTH).first()
-    if health is None or health.state != PLATFORM_DOWN:
+    if health is None:
+        return None
+    return waiting_words(health.state, health.next_probe_at, now or utcnow(), staff=staff)
+
+
+def waiting_words(state: str | None, next_probe_at: datetime | None, now: datetime, *,
+                  staff: bool = False) -> str | None:
+    """platform_waiting's words from its row's two columns, read by the caller."""
+    if state != PLATFORM_DOWN:
         return None
     who = "StreamIoT" if staff else "The device service"
-    return f"{who} can't be reached; {next_try_words(health.next_probe_at, now or utcnow())}"
+    return f"{who} can't be reached; {next_try_words(next_probe_at, now)}"
 
 
 def next_try_words(when: datetime | None, now: datetime) -> str:

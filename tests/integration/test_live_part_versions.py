@@ -4,7 +4,12 @@ moving its words on, or a message to flash makes a fresh part with a new version
 import re
 from datetime import timedelta
 
-from portal.models import utcnow
+import pytest
+
+from portal.extensions import db
+from portal.models import ActivityEvent, Command, PlatformHealth, utcnow
+from portal.models.platform import PLATFORM_DOWN, STREAMIOT
+from portal.services import dashboard
 from portal.streamiot import messages
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
@@ -64,3 +69,62 @@ def test_a_message_to_flash_is_never_answered_304(kit, member_client):
         session["_flashes"] = [("info", "Something to say")]
     flashed = _poll(member_client, mailbox, etag)
     assert flashed.status_code == 200 and "Something to say" in flashed.get_data(as_text=True)
+
+
+def _rename_other_box(kit, gateway, mailbox):
+    _gw, other = kit.ready_mailbox("Side gate", gateway=gateway)
+    other.name = "Back gate"
+
+
+def _down(kit, gateway, mailbox):
+    db.session.merge(PlatformHealth(name=STREAMIOT, state=PLATFORM_DOWN, next_probe_at=utcnow() + timedelta(seconds=30)))
+
+
+def _event(kit, gateway, mailbox):
+    db.session.add(ActivityEvent(account_id=mailbox.account_id, actor_kind="box", actor_label=mailbox.name,
+                                 kind="box.closed", summary="Closed", gateway_id=gateway.id, mailbox_id=mailbox.id,
+                                 occurred_at=utcnow() + timedelta(seconds=1)))
+
+
+def _unlock(kit, gateway, mailbox):
+    db.session.add(Command(account_id=mailbox.account_id, gateway_id=gateway.id, mailbox_id=mailbox.id,
+                           action="UNLOCK", channel_key="mailbox", state="confirmed"))
+
+
+def _member_name(kit, gateway, mailbox):
+    kit.user.display_name = "Sam at home"
+
+
+def _zone(kit, gateway, mailbox):
+    kit.account.time_zone = "Europe/Paris"
+
+
+def _heard(kit, gateway, mailbox):
+    gateway.last_heartbeat_at = utcnow() - timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("change", [_rename_other_box, _down, _event, _unlock, _member_name, _zone, _heard])
+def test_each_thing_the_live_part_shows_moves_its_version(kit, change, time_machine):
+    """The version is read in few statements (the box row carries the household's facts and
+    StreamIoT's state; box names and members share one): each input still moves it."""
+    time_machine.move_to(utcnow(), tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")
+    db.session.commit()
+    before = dashboard.mailbox_live_version(mailbox.account_id, mailbox.id)
+    assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) == before
+    change(kit, gateway, mailbox)
+    db.session.commit()
+    assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) != before
+
+
+def test_another_household_s_changes_leave_the_version_alone(kit, make_household, time_machine):
+    time_machine.move_to(utcnow(), tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    before = dashboard.mailbox_live_version(mailbox.account_id, mailbox.id)
+    user, account = make_household("neighbour@example.com", "Next door")
+    account.time_zone = "Asia/Tokyo"
+    user.display_name = "Neighbour"
+    db.session.commit()
+    assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) == before
+    assert dashboard.mailbox_live_version(account.id, mailbox.id) is None  # not theirs to see
