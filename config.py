@@ -76,6 +76,9 @@ class Config:
     PLATFORM_PROBE_CAP = _float("PLATFORM_PROBE_CAP", 5.0)
     UNLOCK_TTL_SECONDS = _int("UNLOCK_TTL_SECONDS", 60)
     HEARTBEAT_WINDOW_SECONDS = _int("HEARTBEAT_WINDOW_SECONDS", 120)
+    # The dashboard lists each gateway's first boxes, with a link to the rest on the
+    # gateway's page: a glance stays a glance, and the page costs the same at 10 boxes as at 500.
+    DASHBOARD_BOXES_PER_GATEWAY = _int("DASHBOARD_BOXES_PER_GATEWAY", 10)
     # Each worker process records that it is alive every WORKER_BEAT_SECONDS; /healthz says
     # "worker": "stale" when no worker did in the last WORKER_STALE_SECONDS.
     WORKER_BEAT_SECONDS = _float("WORKER_BEAT_SECONDS", 5.0)

@@ -1,5 +1,5 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
-from flask import abort, flash, g, render_template, request, url_for
+from flask import abort, current_app, flash, g, render_template, request, url_for
 
 from portal.auth import current_login_session, household_required, owner_required
 from portal.gateways import bp
@@ -27,16 +27,12 @@ def _not_found(_exc):
     return render_template("errors/404.html"), 404
 
 
-# The dashboard lists each gateway's first boxes, with a link to the rest on the gateway's
-# page: a glance stays a glance, and the page costs the same at 10 boxes as at 500.
-DASHBOARD_BOXES_PER_GATEWAY = 10
-
-
 @bp.route("/")
 @household_required
 def index():
     """The household's dashboard: gateways with their mailboxes, every state at a glance."""
-    board = dashboard.dashboard(g.account, owner=g.membership.is_owner, per_gateway=DASHBOARD_BOXES_PER_GATEWAY)
+    board = dashboard.dashboard(g.account, owner=g.membership.is_owner,
+                                per_gateway=current_app.config["DASHBOARD_BOXES_PER_GATEWAY"])
     return render("gateways/index.html", "gateways/_dashboard.html", board=board, account=g.account)
 
 

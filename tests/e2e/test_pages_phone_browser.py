@@ -51,8 +51,10 @@ def site(tmp_path_factory, request) -> Iterator[Site]:
     from tests.conftest import _make_app
 
     tmp = tmp_path_factory.mktemp("pages")
+    # Three boxes a gateway on the dashboard: the showcase's biggest gateway shows its
+    # "See all ... boxes" link in the tour.
     app = _make_app("sqlite", tmp, request, EMBEDDED_WORKER=False, VIRTUAL_GATEWAYS=True,
-                    RAISE_ON_LAZY_LOAD=True)
+                    RAISE_ON_LAZY_LOAD=True, DASHBOARD_BOXES_PER_GATEWAY=3)
     with app.app_context():
         household = build_showcase("Lindenweg 7 with a household name long enough to wrap")
         user, token = staff_service.create_staff(STAFF_EMAIL, "Sam")
