@@ -185,7 +185,7 @@ def poll(app, targets: list[ChannelToRead], *, woken: bool = False) -> int:
     quiet: list[str] = []  # channels whose read found nothing
     for target in targets:
         if stop_requested():
-            break  # the worker is stopping: the rest are read at the next run
+            break  # the worker is stopping: the rest are read when next due
         try:
             read_at = time_module.time()
             found = read_channel(client, target)
