@@ -53,7 +53,7 @@ from portal import create_app, crypto
 from portal.extensions import db
 from portal.jobs.handlers import reports
 from portal.jobs.registry import periodic_tasks, stoppable
-from portal.models import Account, Mailbox, User
+from portal.models import Account, IdleRead, Mailbox, User
 from portal.services import device_reports
 from tests.plugins.accounts import PASSWORD, Auth
 from tests.plugins.support import StaffHelper, fresh_code, isolated_client
@@ -358,6 +358,7 @@ def measure_worker(database: ScaleDatabase, ticks: int, *, idle_sweep: bool = Tr
             db.session.execute(sa.update(Account).where(Account.watched_until.is_not(None)).values(watched_until=None))
             db.session.execute(sa.update(Account).where(Account.id.in_(watched))
                                .values(watched_until=sa.func.now() + sa.text("interval '1 hour'")))
+            db.session.execute(sa.delete(IdleRead))  # every household due for the one idle sweep measured
             db.session.commit()
             fast = len(device_reports.channels_to_read_fast())
             every = len(device_reports.channels_of_linked_households())

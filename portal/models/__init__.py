@@ -26,6 +26,7 @@ from portal.models.devices import (  # noqa: F401
     Command,
     Gateway,
     GatewayKeyHolder,
+    IdleRead,
     IgnoredDeviceMessage,
     Mailbox,
     Pin,

@@ -314,6 +314,17 @@ class IgnoredDeviceMessage(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IdleRead(Base):
+    """When the idle sweep last took a linked household, shared by every worker process, so
+    each household is read once per interval however many workers sweep
+    (portal/services/device_reports.py is its only writer)."""
+
+    __tablename__ = "idle_reads"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    read_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ChannelCursor(Base):
     """How far the worker has read a channel in the reader, so no reply is applied twice."""
 

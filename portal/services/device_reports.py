@@ -22,10 +22,12 @@ import logging
 import secrets
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from portal import crypto, timezones
@@ -37,6 +39,7 @@ from portal.models import (
     ChannelCursor,
     Command,
     Gateway,
+    IdleRead,
     IgnoredDeviceMessage,
     Mailbox,
     Pin,
@@ -64,6 +67,9 @@ MAX_AHEAD_SECONDS = 60.0
 # Reads start this long before the cursor: a message the platform stored a moment late
 # (or dated by a device clock a little behind) is still read, and its digest dedupes it.
 LOOKBACK_SECONDS = 30.0
+# Households one claim of the idle sweep takes (about 5 channels each, a few seconds of
+# reads): workers sweeping at once take batch after batch side by side.
+IDLE_BATCH = 100
 # How many device-dated messages a cursor remembers (a misbehaving device cannot grow it).
 MAX_STRAYS = 1000
 # The report key of a sealed gateway whose household key is missing: a secret of this
@@ -180,10 +186,64 @@ def _accounts_waiting() -> set[uuid.UUID]:
     ))
 
 
-def channels_of_linked_households(*, mqtt: bool = False) -> list[ChannelToRead]:
+def channels_of_linked_households(*, mqtt: bool = False, households: set[uuid.UUID] | None = None
+                                  ) -> list[ChannelToRead]:
     """Every device channel of every linked household no MQTT subscriber holds (read every
-    IDLE_POLL_SECONDS), or with `mqtt`, of those one holds (IDLE_POLL_SECONDS_WITH_MQTT)."""
+    IDLE_POLL_SECONDS), or with `mqtt`, of those one holds (IDLE_POLL_SECONDS_WITH_MQTT);
+    with `households`, of those households only (the idle sweep's claim)."""
+    if households is not None:
+        return _channels(channel_ids=set(), account_ids=households, mqtt=mqtt) if households else []
     return _channels(channel_ids=None, mqtt=mqtt)
+
+
+# A household's first row is an insert that another worker may make at the same instant.
+_INSERT: dict[str, Callable[[type[IdleRead]], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+
+
+def claim_idle_households(interval: float, *, mqtt: bool, swept_at: datetime) -> set[uuid.UUID]:
+    """Take up to IDLE_BATCH linked households (of those an MQTT subscriber holds, or of the
+    others, as `mqtt` says) that no idle sweep took within `interval` seconds before
+    `swept_at`, note them taken now, and commit: the idle sweep of every worker process
+    shares one `idle_reads` row per household, so each is read once per interval however
+    many workers sweep. Empty: none is due.
+
+    The interval is counted from the last take whatever the household was then, so one an
+    MQTT subscriber stopped holding is due again IDLE_POLL_SECONDS after its last read, not
+    IDLE_POLL_SECONDS_WITH_MQTT. A household never taken gets its row, due at once.
+
+    One statement, UPDATE ... WHERE account_id IN (SELECT ... LIMIT n) RETURNING: PostgreSQL
+    locks the pick with FOR UPDATE SKIP LOCKED, so workers claim side by side and never the
+    same household; on SQLite the INSERT before it takes the single write lock first.
+    """
+    now = utcnow()
+    due_by = swept_at - timedelta(seconds=interval)
+    linked = sa.and_(Account.link_state == LINK_CONNECTED, _mqtt_covered() if mqtt else ~_mqtt_covered())
+    dialect = db.session.get_bind().dialect.name
+    never_taken = (
+        sa.select(Account.id, sa.literal(due_by, type_=IdleRead.__table__.c.read_at.type))
+        .where(linked, ~sa.exists().where(IdleRead.account_id == Account.id))
+    )
+    db.session.execute(
+        _INSERT[dialect](IdleRead).from_select(["account_id", "read_at"], never_taken).on_conflict_do_nothing()
+    )
+    pick = (
+        sa.select(IdleRead.account_id)
+        .join(Account, Account.id == IdleRead.account_id)
+        .where(IdleRead.read_at <= due_by, linked)
+        .order_by(IdleRead.read_at)
+        .limit(IDLE_BATCH)
+    )
+    if dialect != "sqlite":
+        pick = pick.with_for_update(skip_locked=True, of=IdleRead)
+    taken = set(db.session.scalars(
+        sa.update(IdleRead).where(IdleRead.account_id.in_(pick)).values(read_at=now)
+        .returning(IdleRead.account_id).execution_options(synchronize_session=False)
+    ))
+    db.session.commit()
+    return taken
 
 
 def channels_named(channel_ids) -> list[ChannelToRead]:

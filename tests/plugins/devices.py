@@ -14,7 +14,7 @@ from portal.extensions import db
 from portal.jobs import virtual_gateways
 from portal.jobs.handlers import reports
 from portal.jobs.runner import drain
-from portal.models import Account, Command, Gateway, Mailbox, Pin
+from portal.models import Account, Command, Gateway, IdleRead, Mailbox, Pin
 from portal.streamiot import messages
 from portal.streamiot.deployment import client_from_config
 from tests.plugins.accounts import PASSWORD
@@ -63,7 +63,10 @@ class DeviceKit:
         return drain(self.app)
 
     def poll(self):
-        """One round of the reply readers (what the worker does every second or so)."""
+        """One round of the reply readers (what the worker does every second or so), with
+        every household due for the idle sweep, as if its interval had just passed."""
+        db.session.execute(sa.delete(IdleRead))
+        db.session.commit()
         reports.poll_active_channels(self.app)
         reports.poll_all_channels(self.app)
         db.session.expire_all()

@@ -56,6 +56,8 @@ DETAILS_SHOWN = 40
 def app_overrides():
     return {
         "VIRTUAL_GATEWAYS": True,
+        # The reader's idle sweep every couple of seconds (below): every household due each time.
+        "IDLE_POLL_SECONDS": 1.0,
         # 4 workers, the devices, the reader and 2 members share one process here (they
         # would be separate processes, each with its own pool, in a deployment).
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 20, "max_overflow": 10},

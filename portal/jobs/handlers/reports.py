@@ -10,6 +10,7 @@ from typing import Any
 from portal.extensions import db
 from portal.jobs.context import get_streamiot
 from portal.jobs.registry import periodic, stop_requested
+from portal.models import utcnow
 from portal.services import deliveries, device_reports
 from portal.services.device_reports import ChannelToRead, DeviceReport, ReportKind
 from portal.streamiot import errors as sie
@@ -184,7 +185,7 @@ def poll(app, targets: list[ChannelToRead], *, woken: bool = False) -> int:
     quiet: list[str] = []  # channels whose read found nothing
     for target in targets:
         if stop_requested():
-            break  # the worker is stopping: the rest are read at the next run
+            break  # the worker is stopping: the rest are read when next due
         try:
             read_at = time_module.time()
             found = read_channel(client, target)
@@ -232,15 +233,26 @@ def poll_active_channels(app) -> None:
 def poll_all_channels(app) -> None:
     """Every channel of every linked household no MQTT subscriber holds, now and then: events
     and heartbeats of the households nobody is looking at."""
-    targets = device_reports.channels_of_linked_households()
-    db.session.commit()
-    poll(app, targets)
+    _sweep_idle(app, app.config["IDLE_POLL_SECONDS"], mqtt=False)
 
 
 @periodic("IDLE_POLL_SECONDS_WITH_MQTT")
 def poll_mqtt_channels(app) -> None:
     """The households an MQTT subscriber holds, seldom: a message the subscription missed
     (the broker lost it, the subscriber was between two connections) still arrives."""
-    targets = device_reports.channels_of_linked_households(mqtt=True)
-    db.session.commit()
-    poll(app, targets)
+    _sweep_idle(app, app.config["IDLE_POLL_SECONDS_WITH_MQTT"], mqtt=True)
+
+
+def _sweep_idle(app, interval: float, *, mqtt: bool) -> None:
+    """Read the households due, batch after batch, until none is: each worker process runs
+    this, and each batch is claimed for all of them (device_reports.claim_idle_households),
+    so a second worker shares the sweep instead of repeating it. Only the households due
+    when the sweep started: the ones it read come due again the next time."""
+    swept_at = utcnow()
+    while not stop_requested():
+        households = device_reports.claim_idle_households(interval, mqtt=mqtt, swept_at=swept_at)
+        if not households:
+            return
+        targets = device_reports.channels_of_linked_households(mqtt=mqtt, households=households)
+        db.session.commit()  # no transaction stays open while the reader is asked
+        poll(app, targets)
