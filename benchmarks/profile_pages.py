@@ -79,7 +79,7 @@ def _pages(client, seeded):
     }
 
 
-def profile(database_url: str, requests: int, dump: Path | None) -> None:
+def profile(database_url: str, requests: int, dump: Path | None, only: str = "") -> None:
     workdir = Path(tempfile.mkdtemp(prefix="iotlock-profile-"))
     env = {"DATABASE_URL": database_url, "SECRET_KEY": secrets.token_hex(32), "IOTLOCK_DATA_KEY": generate_data_key(),
            "IOTLOCK_INSTANCE_DIR": str(workdir)}
@@ -96,6 +96,8 @@ def profile(database_url: str, requests: int, dump: Path | None) -> None:
     pages.update(_pages(mid, seeded))
     pages["dashboard 50x10"] = lambda: big.get("/gateways/")
     for name, request in pages.items():
+        if only not in name:
+            continue
         for _ in range(20):
             response = request()
         assert response.status_code in (200, 303, 304), (name, response.status_code)
@@ -138,15 +140,16 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--dump", type=Path)
+    parser.add_argument("--only", default="", help="profile the pages whose name holds this text")
     args = parser.parse_args(argv)
     if args.backend == "sqlite":
         path = Path(tempfile.mkdtemp(prefix="iotlock-profile-db-")) / "profile.sqlite3"
-        profile(f"sqlite:///{path}", args.requests, args.dump)
+        profile(f"sqlite:///{path}", args.requests, args.dump, args.only)
     else:
         url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
         assert url, "set BENCH_DATABASE_URL (or TEST_DATABASE_URL) for PostgreSQL"
         with postgres(url) as database:
-            profile(database, args.requests, args.dump)
+            profile(database, args.requests, args.dump, args.only)
     return 0
 
 

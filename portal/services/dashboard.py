@@ -239,6 +239,27 @@ _BOX: sa.BindParameter[uuid.UUID] = sa.bindparam("box_id")
 _GATEWAYS_IN_ORDER = scoped(Gateway, _ACCOUNT).order_by(Gateway.created_at, Gateway.id)
 
 
+def _ranked_boxes() -> sa.Subquery:
+    """The gateways' boxes, each with its place on its gateway (in the order they were
+    added) and its gateway's number of boxes."""
+    return (
+        sa.select(
+            Mailbox.id,
+            sa.func.row_number().over(partition_by=Mailbox.gateway_id,
+                                      order_by=(Mailbox.created_at, Mailbox.id)).label("place"),
+            sa.func.count().over(partition_by=Mailbox.gateway_id).label("total"),
+        )
+        .where(Mailbox.account_id == _ACCOUNT, Mailbox.gateway_id.in_(_GATEWAYS))
+        .subquery()
+    )
+
+
+def _listed_boxes() -> sa.Select:
+    """The ids of the boxes a capped list shows: each gateway's first `per_gateway`."""
+    ranked = _ranked_boxes()
+    return sa.select(ranked.c.id).where(ranked.c.place <= sa.bindparam("per_gateway"))
+
+
 def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     """The gateways' boxes as the columns a row shows, each with its newest event the member
     may see, as its page shows it (newest first, the id breaking ties): one index probe per
@@ -253,16 +274,7 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
         .correlate(Mailbox)
         .scalar_subquery()
     )
-    ranked = (
-        sa.select(
-            Mailbox.id,
-            sa.func.row_number().over(partition_by=Mailbox.gateway_id,
-                                      order_by=(Mailbox.created_at, Mailbox.id)).label("place"),
-            sa.func.count().over(partition_by=Mailbox.gateway_id).label("total"),
-        )
-        .where(Mailbox.account_id == _ACCOUNT, Mailbox.gateway_id.in_(_GATEWAYS))
-        .subquery()
-    )
+    ranked = _ranked_boxes()
     chosen = sa.select(*(getattr(Mailbox, name) for name in BoxFacts._fields),
                        ActivityEvent.summary, ActivityEvent.occurred_at, ranked.c.total)
     chosen = chosen.join(ranked, ranked.c.id == Mailbox.id)
@@ -276,19 +288,34 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     )
 
 
+def _pin_counts(capped: bool) -> sa.Select:
+    """Live PINs per box, of the boxes listed."""
+    boxes = _listed_boxes() if capped else sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(_GATEWAYS))
+    return (
+        sa.select(Pin.mailbox_id, sa.func.count())
+        .where(Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES), Pin.mailbox_id.in_(boxes))
+        .group_by(Pin.mailbox_id)
+    )
+
+
+def _change_counts(capped: bool) -> sa.Select:
+    """Changes on their way and failed, per gateway, box and state. Capped, the boxes not
+    listed count as one (box None beside the gateway's own changes): the gateway's totals
+    still hold every box, and the rows stay as few as the boxes shown."""
+    box = (sa.case((Command.mailbox_id.in_(_listed_boxes()), Command.mailbox_id), else_=None) if capped
+           else Command.mailbox_id)
+    return (
+        sa.select(Command.gateway_id, box, Command.state, sa.func.count())
+        .where(Command.account_id == _ACCOUNT, Command.gateway_id.in_(_GATEWAYS),
+               Command.state.in_((CommandState.QUEUED, CommandState.SENDING, CommandState.SENT,
+                                  CommandState.FAILED)))
+        .group_by(Command.gateway_id, box, Command.state)
+    )
+
+
 _BOXES = {(owner, capped): _boxes_with_last_event(owner, capped) for owner in (False, True) for capped in (False, True)}
-_PIN_COUNTS = (
-    sa.select(Pin.mailbox_id, sa.func.count())
-    .where(Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES),
-           Pin.mailbox_id.in_(sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(_GATEWAYS))))
-    .group_by(Pin.mailbox_id)
-)
-_CHANGE_COUNTS = (
-    sa.select(Command.gateway_id, Command.mailbox_id, Command.state, sa.func.count())
-    .where(Command.account_id == _ACCOUNT, Command.gateway_id.in_(_GATEWAYS),
-           Command.state.in_((CommandState.QUEUED, CommandState.SENDING, CommandState.SENT, CommandState.FAILED)))
-    .group_by(Command.gateway_id, Command.mailbox_id, Command.state)
-)
+_PIN_COUNTS = {capped: _pin_counts(capped) for capped in (False, True)}
+_CHANGE_COUNTS = {capped: _change_counts(capped) for capped in (False, True)}
 
 
 def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool,
@@ -297,10 +324,11 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
     change counts); `waiting` is deliveries.platform_waiting. `per_gateway`: a card holds
     the gateway's first boxes only (its totals still count them all)."""
     params = {"account_id": account_id, "gateway_ids": [g.id for g in gateways], "per_gateway": per_gateway}
-    boxes = read(_BOXES[(owner, per_gateway is not None)], params).all()
-    pin_counts = dict(read(_PIN_COUNTS, params).all())
+    capped = per_gateway is not None
+    boxes = read(_BOXES[(owner, capped)], params).all()
+    pin_counts = dict(read(_PIN_COUNTS[capped], params).all())
     counts: dict = {}
-    for gateway_id, mailbox_id, state, n in read(_CHANGE_COUNTS, params).all():
+    for gateway_id, mailbox_id, state, n in read(_CHANGE_COUNTS[capped], params).all():
         key = "failed" if state == CommandState.FAILED else "pending"
         counts[(gateway_id, mailbox_id, key)] = counts.get((gateway_id, mailbox_id, key), 0) + n
         counts[(gateway_id, None, "all-" + key)] = counts.get((gateway_id, None, "all-" + key), 0) + n
