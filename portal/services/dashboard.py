@@ -263,9 +263,10 @@ def _listed_boxes() -> sa.Select:
 def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     """The gateways' boxes as the columns a row shows, each with its newest event the member
     may see, as its page shows it (newest first, the id breaking ties): one index probe per
-    box (ix_activity_mailbox_time), however long the household's history. The last column
-    is the gateway's number of boxes. `capped`: only each gateway's first `per_gateway`
-    boxes (the dashboard; the gateway's page lists them all)."""
+    box (ix_activity_mailbox_time), however long the household's history. Then the gateway's
+    number of boxes, and the box's live PINs (counted for the rows kept only). `capped`:
+    only each gateway's first `per_gateway` boxes (the dashboard; the gateway's page lists
+    them all)."""
     newest = (
         sa.select(ActivityEvent.id)
         .where(ActivityEvent.mailbox_id == Mailbox.id, activity.visible_to(owner=owner))
@@ -274,9 +275,15 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
         .correlate(Mailbox)
         .scalar_subquery()
     )
+    live_pins = (
+        sa.select(sa.func.count())
+        .where(Pin.mailbox_id == Mailbox.id, Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES))
+        .correlate(Mailbox)
+        .scalar_subquery()
+    )
     ranked = _ranked_boxes()
     chosen = sa.select(*(getattr(Mailbox, name) for name in BoxFacts._fields),
-                       ActivityEvent.summary, ActivityEvent.occurred_at, ranked.c.total)
+                       ActivityEvent.summary, ActivityEvent.occurred_at, ranked.c.total, live_pins)
     chosen = chosen.join(ranked, ranked.c.id == Mailbox.id)
     if capped:
         # The newest-event probe runs for the rows kept only: the cap is applied first.
@@ -285,16 +292,6 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
         chosen
         .outerjoin(ActivityEvent, ActivityEvent.id == newest)
         .order_by(Mailbox.created_at, Mailbox.id)
-    )
-
-
-def _pin_counts(capped: bool) -> sa.Select:
-    """Live PINs per box, of the boxes listed."""
-    boxes = _listed_boxes() if capped else sa.select(Mailbox.id).where(Mailbox.gateway_id.in_(_GATEWAYS))
-    return (
-        sa.select(Pin.mailbox_id, sa.func.count())
-        .where(Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES), Pin.mailbox_id.in_(boxes))
-        .group_by(Pin.mailbox_id)
     )
 
 
@@ -314,19 +311,17 @@ def _change_counts(capped: bool) -> sa.Select:
 
 
 _BOXES = {(owner, capped): _boxes_with_last_event(owner, capped) for owner in (False, True) for capped in (False, True)}
-_PIN_COUNTS = {capped: _pin_counts(capped) for capped in (False, True)}
 _CHANGE_COUNTS = {capped: _change_counts(capped) for capped in (False, True)}
 
 
 def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool,
            per_gateway: int | None = None) -> list[GatewayCard]:
-    """Cards for these gateways: 3 queries (boxes with each one's last event, PIN counts,
+    """Cards for these gateways: 2 queries (boxes with each one's last event and PIN count,
     change counts); `waiting` is deliveries.platform_waiting. `per_gateway`: a card holds
     the gateway's first boxes only (its totals still count them all)."""
     params = {"account_id": account_id, "gateway_ids": [g.id for g in gateways], "per_gateway": per_gateway}
     capped = per_gateway is not None
     boxes = read(_BOXES[(owner, capped)], params).all()
-    pin_counts = dict(read(_PIN_COUNTS[capped], params).all())
     counts: dict = {}
     for gateway_id, mailbox_id, state, n in read(_CHANGE_COUNTS[capped], params).all():
         key = "failed" if state == CommandState.FAILED else "pending"
@@ -344,7 +339,7 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
     }
     facts = len(BoxFacts._fields)
     for row in boxes:
-        box, (summary, occurred_at, total) = BoxFacts(*row[:facts]), row[facts:]
+        box, (summary, occurred_at, total, pins) = BoxFacts(*row[:facts]), row[facts:]
         card = cards[box.gateway_id]
         card.box_total = total
         card.mailboxes.append(
@@ -352,7 +347,7 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
                 mailbox=box,
                 # mailbox_shown reads the box's status, last error and progress: all here.
                 shown=mailbox_shown(cast(Mailbox, box), waiting),
-                pins=pin_counts.get(box.id, 0),
+                pins=pins,
                 pending=counts.get((box.gateway_id, box.id, "pending"), 0),
                 failed=counts.get((box.gateway_id, box.id, "failed"), 0),
                 last_event=LastEvent(summary, occurred_at) if summary is not None else None,
@@ -369,7 +364,7 @@ def _departed(cards: list[GatewayCard], account_id, gateway_id=None) -> None:
 
 
 def dashboard(account: Account, *, owner: bool = False, per_gateway: int | None = None) -> Dashboard:
-    """The household's gateways with their boxes, every state at a glance: 5 queries (6
+    """The household's gateways with their boxes, every state at a glance: 4 queries (5
     for owners: former members who had a gateway's keys). `per_gateway`: list only each
     gateway's first boxes (the page: its cost stays flat however many boxes there are;
     the API lists them all)."""
@@ -398,7 +393,7 @@ class GatewayPage:
 
 
 def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
-    """One gateway with its set-up steps and boxes: 6 queries (7 for owners: former members
+    """One gateway with its set-up steps and boxes: 5 queries (6 for owners: former members
     who had its keys)."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
     setup = db.session.scalars(
