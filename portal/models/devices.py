@@ -244,6 +244,8 @@ class Command(Base):
         # index lookups however long the history grows (benchmarks/test_pages.py).
         sa.Index("ix_commands_mailbox_action_time", "mailbox_id", "action", "created_at"),
         sa.Index("ix_commands_account_state", "account_id", "state"),
+        # A listed box's changes on their way and failed (the dashboard's rows).
+        sa.Index("ix_commands_mailbox_state", "mailbox_id", "state"),
         # A device answer's candidates: the gateway's commands of that action still waiting.
         sa.Index("ix_commands_gateway_action_state", "gateway_id", "action", "state"),
     )

@@ -254,17 +254,12 @@ def _ranked_boxes() -> sa.Subquery:
     )
 
 
-def _listed_boxes() -> sa.Select:
-    """The ids of the boxes a capped list shows: each gateway's first `per_gateway`."""
-    ranked = _ranked_boxes()
-    return sa.select(ranked.c.id).where(ranked.c.place <= sa.bindparam("per_gateway"))
-
-
 def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     """The gateways' boxes as the columns a row shows, each with its newest event the member
     may see, as its page shows it (newest first, the id breaking ties): one index probe per
     box (ix_activity_mailbox_time), however long the household's history. Then the gateway's
-    number of boxes, and the box's live PINs (counted for the rows kept only). `capped`:
+    number of boxes, and the box's live PINs, changes on their way and failed changes
+    (counted for the rows kept only, each by index). `capped`:
     only each gateway's first `per_gateway` boxes (the dashboard; the gateway's page lists
     them all)."""
     newest = (
@@ -283,7 +278,8 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     )
     ranked = _ranked_boxes()
     chosen = sa.select(*(getattr(Mailbox, name) for name in BoxFacts._fields),
-                       ActivityEvent.summary, ActivityEvent.occurred_at, ranked.c.total, live_pins)
+                       ActivityEvent.summary, ActivityEvent.occurred_at, ranked.c.total, live_pins,
+                       _box_changes(_ON_THEIR_WAY), _box_changes((CommandState.FAILED,)))
     chosen = chosen.join(ranked, ranked.c.id == Mailbox.id)
     if capped:
         # The newest-event probe runs for the rows kept only: the cap is applied first.
@@ -295,51 +291,54 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     )
 
 
-def _change_counts(capped: bool) -> sa.Select:
-    """Changes on their way and failed, per gateway, box and state. Capped, the boxes not
-    listed count as one (box None beside the gateway's own changes): the gateway's totals
-    still hold every box, and the rows stay as few as the boxes shown."""
-    box = (sa.case((Command.mailbox_id.in_(_listed_boxes()), Command.mailbox_id), else_=None) if capped
-           else Command.mailbox_id)
+_ON_THEIR_WAY = (CommandState.QUEUED, CommandState.SENDING, CommandState.SENT)
+
+
+def _box_changes(states: tuple) -> sa.ScalarSelect:
+    """How many of the box's changes are in these states (ix_commands_mailbox_state)."""
     return (
-        sa.select(Command.gateway_id, box, Command.state, sa.func.count())
-        .where(Command.account_id == _ACCOUNT, Command.gateway_id.in_(_GATEWAYS),
-               Command.state.in_((CommandState.QUEUED, CommandState.SENDING, CommandState.SENT,
-                                  CommandState.FAILED)))
-        .group_by(Command.gateway_id, box, Command.state)
+        sa.select(sa.func.count())
+        .where(Command.mailbox_id == Mailbox.id, Command.state.in_(states))
+        .correlate(Mailbox)
+        .scalar_subquery()
     )
 
 
 _BOXES = {(owner, capped): _boxes_with_last_event(owner, capped) for owner in (False, True) for capped in (False, True)}
-_CHANGE_COUNTS = {capped: _change_counts(capped) for capped in (False, True)}
+# Each gateway's changes on their way and failed, its boxes' included (the card's totals).
+_GATEWAY_CHANGES = (
+    sa.select(Command.gateway_id, Command.state, sa.func.count())
+    .where(Command.account_id == _ACCOUNT, Command.gateway_id.in_(_GATEWAYS),
+           Command.state.in_((*_ON_THEIR_WAY, CommandState.FAILED)))
+    .group_by(Command.gateway_id, Command.state)
+)
 
 
 def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool,
            per_gateway: int | None = None) -> list[GatewayCard]:
-    """Cards for these gateways: 2 queries (boxes with each one's last event and PIN count,
-    change counts); `waiting` is deliveries.platform_waiting. `per_gateway`: a card holds
+    """Cards for these gateways: 2 queries (boxes with each one's last event and counts, the
+    gateways' change counts); `waiting` is deliveries.platform_waiting. `per_gateway`: a card holds
     the gateway's first boxes only (its totals still count them all)."""
     params = {"account_id": account_id, "gateway_ids": [g.id for g in gateways], "per_gateway": per_gateway}
     capped = per_gateway is not None
     boxes = read(_BOXES[(owner, capped)], params).all()
     counts: dict = {}
-    for gateway_id, mailbox_id, state, n in read(_CHANGE_COUNTS[capped], params).all():
-        key = "failed" if state == CommandState.FAILED else "pending"
-        counts[(gateway_id, mailbox_id, key)] = counts.get((gateway_id, mailbox_id, key), 0) + n
-        counts[(gateway_id, None, "all-" + key)] = counts.get((gateway_id, None, "all-" + key), 0) + n
+    for gateway_id, state, n in read(_GATEWAY_CHANGES, params).all():
+        key = (gateway_id, "failed" if state == CommandState.FAILED else "pending")
+        counts[key] = counts.get(key, 0) + n
     now = utcnow()
     cards = {
         g.id: GatewayCard(
             gateway=g,
             shown=gateway_shown(g, now, waiting),
-            pending=counts.get((g.id, None, "all-pending"), 0),
-            failed=counts.get((g.id, None, "all-failed"), 0),
+            pending=counts.get((g.id, "pending"), 0),
+            failed=counts.get((g.id, "failed"), 0),
         )
         for g in gateways
     }
     facts = len(BoxFacts._fields)
     for row in boxes:
-        box, (summary, occurred_at, total, pins) = BoxFacts(*row[:facts]), row[facts:]
+        box, (summary, occurred_at, total, pins, pending, failed) = BoxFacts(*row[:facts]), row[facts:]
         card = cards[box.gateway_id]
         card.box_total = total
         card.mailboxes.append(
@@ -348,8 +347,8 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
                 # mailbox_shown reads the box's status, last error and progress: all here.
                 shown=mailbox_shown(cast(Mailbox, box), waiting),
                 pins=pins,
-                pending=counts.get((box.gateway_id, box.id, "pending"), 0),
-                failed=counts.get((box.gateway_id, box.id, "failed"), 0),
+                pending=pending,
+                failed=failed,
                 last_event=LastEvent(summary, occurred_at) if summary is not None else None,
             )
         )
