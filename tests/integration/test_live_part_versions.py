@@ -9,7 +9,7 @@ import pytest
 from portal.extensions import db
 from portal.models import ActivityEvent, Command, PlatformHealth, utcnow
 from portal.models.platform import PLATFORM_DOWN, STREAMIOT
-from portal.services import dashboard
+from portal.services import dashboard, pins
 from portal.streamiot import messages
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
@@ -128,3 +128,18 @@ def test_another_household_s_changes_leave_the_version_alone(kit, make_household
     db.session.commit()
     assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) == before
     assert dashboard.mailbox_live_version(account.id, mailbox.id) is None  # not theirs to see
+
+
+def test_a_pin_added_to_two_boxes_moves_the_version_when_its_twin_on_the_other_box_changes(kit, time_machine):
+    """The part shows a grouped PIN's twins on the other boxes: their state is in the version
+    (the group ids come back as text from the version's rows and are read as ids again)."""
+    time_machine.move_to(utcnow(), tick=False)
+    gateway, front = kit.ready_mailbox("Front box")
+    _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
+    made = pins.add_pin(kit.account.id, [front.id, side.id], kit.user, label="Courier", digits="7310")
+    assert len({p.group_id for p in made}) == 1
+    before = dashboard.mailbox_live_version(front.account_id, front.id)
+    twin = next(p for p in made if p.mailbox_id == side.id)
+    db.session.get(Command, twin.command_id).state = "failed"
+    db.session.commit()
+    assert dashboard.mailbox_live_version(front.account_id, front.id) != before
