@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.models.base import Base, new_id, substring_index, utcnow
+from portal.models.jobs import Job
 
 MAILBOX_KINDS = {"mailbox": "Mailbox", "parcel_box": "Parcel box", "gun_safe": "Gun safe"}
 
@@ -291,6 +292,9 @@ class Command(Base):
     sent_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    # Set with a job not yet saved: the flush that saves both fills job_id from the job's
+    # new id (no database foreign key: a job row is pruned while its command stays).
+    job: Mapped[Job | None] = relationship(primaryjoin="foreign(Command.job_id) == Job.id", lazy="raise")
 
 
 

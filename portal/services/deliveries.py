@@ -213,8 +213,9 @@ def queue_command(
     expires_at: datetime | None = None,
     command_id: uuid.UUID | None = None,
 ) -> Command:
-    """A new command in state queued, with the job that will send it (the caller commits)."""
-    job = enqueue_device_job(JOB_SEND, {}, account_id=account_id, gateway_id=gateway_id)
+    """A new command in state queued, with the job that will send it (the caller commits;
+    the commit's flush saves the job first and gives the command its id)."""
+    job = outbox.enqueue(JOB_SEND, {}, account_id=account_id, target=job_target(gateway_id))
     command = _new_command(account_id, gateway_id, action, job, mailbox_id=mailbox_id, pin_id=pin_id,
                            requested_by=requested_by, expires_at=expires_at, command_id=command_id)
     job.payload = {"command_id": str(command.id)}
@@ -236,7 +237,7 @@ def _new_command(account_id, gateway_id, action: str, job: Job, *, mailbox_id=No
         requested_by_id=requested_by.id if requested_by else None,
         created_at=utcnow(),
         expires_at=expires_at,
-        job_id=job.id,
+        job=job,
     )
     db.session.add(command)
     return command
