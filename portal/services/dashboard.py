@@ -660,7 +660,8 @@ def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) ->
         [pin_rules.rule_state(cast(Pin, p), now) for p in live_pins],
     )
     waiting = waiting_words(box.platform_state, box.platform_next_try, now)
-    parts = (tuple(box)[:-2], [tuple(p) for p in live_pins], [tuple(c) for c in commands],
+    facts = tuple(v for k, v in box._mapping.items() if k not in ("platform_state", "platform_next_try"))
+    parts = (facts, [tuple(p) for p in live_pins], [tuple(c) for c in commands],
              [tuple(r) for r in siblings], [tuple(n) for n in names], waiting, clock)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
