@@ -221,7 +221,9 @@ def test_keypad_events_appear_in_the_reader_without_the_wrong_digits(streamiot, 
         ("OPENED", "PIN", 4821),
         ("CLOSED", None, True),
     ]
-    published = without_ids(json.dumps(gateway_messages(streamiot, world, world.mc)))
+    # Times left out: a timestamp may hold "7777" by chance (1796513842.27777 did once).
+    untimed = [{k: v for k, v in m.items() if k != "time"} for m in gateway_messages(streamiot, world, world.mc)]
+    published = without_ids(json.dumps(untimed))
     assert "7777" not in published and "7778" not in published
 
 
