@@ -4,11 +4,14 @@ remembered until it expires. A logged-in browser sends the same cookie on every 
 until its content changes, and checking it again was a tenth of a small page. Only
 cookies that passed the check are remembered, keyed by their whole text, so a forged or
 altered cookie is checked (and refused) like before; logging out, timeouts and revoked
-sessions are decided server-side (portal/auth.py), not by the cookie."""
+sessions are decided server-side (portal/auth.py), not by the cookie.
+
+The signing serializer is built once per key set, not two or three times per request as
+Flask does (building one also round-trips a test value through JSON)."""
 import time
 
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from itsdangerous import BadSignature
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 # Cookies remembered per process at most (then it starts again empty): one per browser
 # using this worker is plenty.
@@ -19,6 +22,13 @@ _PLAIN = (str, bool, int, float, type(None))
 class VerifiedCookieSessions(SecureCookieSessionInterface):
     def __init__(self) -> None:
         self._verified: dict[str, tuple[float, dict]] = {}
+        self._serializer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app) -> URLSafeTimedSerializer | None:
+        keys = (id(app), app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._serializer is None or self._serializer[0] != keys:
+            self._serializer = (keys, super().get_signing_serializer(app))
+        return self._serializer[1]
 
     def open_session(self, app, request) -> SecureCookieSession | None:
         value = request.cookies.get(self.get_cookie_name(app))

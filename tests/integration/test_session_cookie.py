@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from itsdangerous import BadSignature
 
 from portal.models import utcnow
 
@@ -45,3 +46,17 @@ def test_a_cookie_past_its_lifetime_is_refused_though_it_was_accepted_before(app
         assert auth.client.get("/gateways/").status_code == 200
     with time_machine.travel(utcnow() + timedelta(minutes=90)):
         assert _sent_to_login(auth.client.get("/gateways/"))
+
+
+def test_the_signing_serializer_is_built_once_and_follows_a_new_secret_key(app, monkeypatch):
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)
+    assert interface.get_signing_serializer(app) is first
+    signed = first.dumps({"a": 1})
+    monkeypatch.setitem(app.config, "SECRET_KEY", "another key, after a rotation")
+    rotated = interface.get_signing_serializer(app)
+    assert rotated is not first
+    with pytest.raises(BadSignature):
+        rotated.loads(signed)
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [first.secret_keys[-1]])
+    assert interface.get_signing_serializer(app).loads(signed) == {"a": 1}  # the old key, as a fallback
