@@ -1,5 +1,6 @@
 """Login sessions kept server-side, the current household, and the view decorators that
 require them. The signed cookie carries only a random token; its hash is in the database."""
+import dataclasses
 import functools
 from datetime import datetime
 
@@ -10,6 +11,8 @@ from flask_login import current_user, login_user, logout_user
 from portal.crypto import new_token, sha256_hex
 from portal.extensions import db, login_manager
 from portal.models import Command, Gateway, LoginSession, Mailbox, Membership, Pin, User, utcnow
+from portal.services import visitors
+from portal.services.visitors import HouseholdMember, LoginFacts, Visitor
 
 # Writing last_seen_at on every request would make every page a write; a minute is enough
 # precision for an idle timeout counted in minutes.
@@ -27,37 +30,25 @@ _DEVICE_ROWS = {
 }
 
 
-# The login session, its user, and the user's households (memberships with their household):
-# one statement per request, built once.
-_SESSION_USER_HOUSEHOLDS = (
-    sa.select(LoginSession, User, Membership)
-    .join(User, User.id == LoginSession.user_id)
-    .outerjoin(Membership, Membership.user_id == User.id)
-    .options(sa.orm.joinedload(Membership.account))
-    .where(LoginSession.token_hash == sa.bindparam("token_hash"))
-    .order_by(Membership.joined_at)
-)
-
-
 @login_manager.user_loader
 def _load_user(token: str):
+    """The request's Visitor (flask-login's current_user), with its login session's facts
+    and households in g: one statement of plain values (portal/services/visitors.py)."""
     if not token:
         return None
-    rows = db.session.execute(_SESSION_USER_HOUSEHOLDS, {"token_hash": sha256_hex(token)}).all()
-    if not rows:
+    asking = visitors.who_is_asking(token, sha256_hex(token))
+    if asking is None:
         return None
-    login_session, user = rows[0][0], rows[0][1]
+    login, user = asking.login, asking.user
     now = utcnow()
-    if login_session.revoked_at is not None or user.is_disabled or _expired(login_session, user, now):
+    if login.revoked_at is not None or user.is_disabled or _expired(login, user, now):
         return None
     polling = request.headers.get(POLL_HEADER) == "1"
-    if not polling and (now - login_session.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
-        login_session.last_seen_at = now
-        db.session.commit()  # expires the rows: current_membership() loads them again
-    else:
-        g.loaded_memberships = (user.id, [row[2] for row in rows if row[2] is not None])
-    user._session_token = token
-    g.login_session = login_session
+    if not polling and (now - login.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
+        visitors.touch(login.id, now)
+        db.session.commit()
+    g.login_facts = login
+    g.loaded_memberships = (user.id, asking.memberships)
     return user
 
 
@@ -76,13 +67,18 @@ def _unauthorized():
     return redirect(login_url)
 
 
-def _expired(login_session: LoginSession, user: User, now: datetime) -> bool:
+def _expired(login: LoginFacts, user: Visitor, now: datetime) -> bool:
     cfg = current_app.config
     idle = cfg["STAFF_IDLE_TIMEOUT"] if user.is_staff else cfg["SESSION_IDLE_TIMEOUT"]
-    return (
-        now - login_session.last_seen_at > idle
-        or now - login_session.created_at > cfg["SESSION_ABSOLUTE_TIMEOUT"]
-    )
+    return now - login.last_seen_at > idle or now - login.created_at > cfg["SESSION_ABSOLUTE_TIMEOUT"]
+
+
+def _facts(login_session: LoginSession) -> LoginFacts:
+    return LoginFacts(id=login_session.id, created_at=login_session.created_at,
+                      last_seen_at=login_session.last_seen_at, revoked_at=login_session.revoked_at,
+                      reauthenticated_at=login_session.reauthenticated_at,
+                      second_factor_at=login_session.second_factor_at,
+                      current_account_id=login_session.current_account_id)
 
 
 def begin_session(user: User, *, account_id=None) -> LoginSession:
@@ -105,14 +101,17 @@ def begin_session(user: User, *, account_id=None) -> LoginSession:
     user._session_token = token
     login_user(user)
     session.permanent = True
+    for name in ("membership", "memberships", "membership_row", "loaded_memberships"):
+        g.pop(name, None)
     g.login_session = login_session
+    g.login_facts = _facts(login_session)
     return login_session
 
 
 def rotate_session(user: User) -> LoginSession:
     """Replace the current session with a fresh one (same household): after a password
     change the cookie this browser had before is refused like any other old cookie."""
-    old = g.get("login_session")
+    old = current_login_session()
     account_id = old.current_account_id if old is not None else None
     if old is not None:
         old.revoked_at = utcnow()
@@ -120,7 +119,7 @@ def rotate_session(user: User) -> LoginSession:
 
 
 def end_session() -> None:
-    login_session = g.get("login_session")
+    login_session = current_login_session()
     if login_session is not None:
         login_session.revoked_at = utcnow()
         db.session.commit()
@@ -128,8 +127,18 @@ def end_session() -> None:
     session.clear()
 
 
+def login_facts() -> LoginFacts | LoginSession | None:
+    """The current login session's facts (plain values read with the login, no query), or
+    its ORM row once this request loaded it to change it (so a check after the change sees it)."""
+    return g.get("login_session") or g.get("login_facts")
+
+
 def current_login_session() -> LoginSession | None:
-    return g.get("login_session")
+    """The current login session as an ORM row, for a view that changes it (read on first use)."""
+    if "login_session" not in g:
+        facts = g.get("login_facts")
+        g.login_session = db.session.get(LoginSession, facts.id) if facts is not None else None
+    return g.login_session
 
 
 def required_login_session() -> LoginSession:
@@ -141,38 +150,90 @@ def required_login_session() -> LoginSession:
     return login_session
 
 
-def current_membership() -> Membership | None:
-    """The membership of the household the user is looking at (None if they have none)."""
+def actor() -> Visitor | User:
+    """Who is acting, for the services that record only their id and email (visitors.Actor):
+    the Visitor itself, no query."""
+    if not current_user.is_authenticated:
+        abort(login_manager.unauthorized())
+    return current_user._get_current_object()  # type: ignore[attr-defined]
+
+
+def user_row() -> User:
+    """The logged-in user as an ORM row, for the services that act as or change them (read
+    on first use; current_user itself is a Visitor of plain values)."""
+    if not current_user.is_authenticated:
+        abort(login_manager.unauthorized())
+    visitor = current_user._get_current_object()  # type: ignore[attr-defined]
+    if isinstance(visitor, User):
+        return visitor  # this request logged in: the row itself
+    row = g.get("user_row")
+    if row is None:
+        row = db.session.get(User, visitor.id)
+        if row is None:
+            abort(login_manager.unauthorized())
+        row._session_token = visitor.session_token
+        g.user_row = row
+    return row
+
+
+def _set_current_household(account_id) -> None:
+    login_session = g.get("login_session")
+    if login_session is not None:
+        login_session.current_account_id = account_id
+    else:
+        facts = g.get("login_facts")
+        if facts is None:
+            return
+        visitors.set_current_household(facts.id, account_id)
+        g.login_facts = dataclasses.replace(facts, current_account_id=account_id)
+    db.session.commit()
+
+
+def current_membership() -> HouseholdMember | None:
+    """The membership of the household the user is looking at (None if they have none), as
+    plain values read with the login (membership_row() for the ORM row)."""
     if "membership" in g:
         return g.membership
     membership = None
     if current_user.is_authenticated and not current_user.is_staff:
-        login_session = current_login_session()
-        wanted = login_session.current_account_id if login_session else None
-        loaded_for, rows = g.pop("loaded_memberships", (None, None))  # loaded with the user (_load_user)
+        facts = login_facts()
+        wanted = facts.current_account_id if facts else None
+        loaded_for, rows = g.pop("loaded_memberships", (None, None))  # read with the user (_load_user)
         if rows is None or loaded_for != current_user.id:
-            rows = db.session.scalars(
-                sa.select(Membership)
-                .where(Membership.user_id == current_user.id)
-                .options(sa.orm.joinedload(Membership.account))
-                .order_by(Membership.joined_at)
-            ).all()
+            rows = visitors.memberships_of(current_user.id)
         g.memberships = rows
         membership = next((m for m in rows if m.account_id == wanted), rows[0] if rows else None)
-        if login_session is not None and membership is not None and wanted != membership.account_id:
-            login_session.current_account_id = membership.account_id
-            db.session.commit()
+        if membership is not None and wanted != membership.account_id:
+            _set_current_household(membership.account_id)
     g.membership = membership
     return membership
 
 
-def all_memberships() -> list[Membership]:
+def all_memberships() -> list[HouseholdMember]:
     current_membership()
     return g.get("memberships", [])
 
 
+def membership_row() -> Membership:
+    """The current membership as an ORM row with its household, for the services that take
+    or change one (read on first use, then the same object for the rest of the request)."""
+    row = g.get("membership_row")
+    if row is None:
+        membership = current_membership()
+        if membership is None:
+            abort(403)
+        row = db.session.scalars(
+            sa.select(Membership).options(sa.orm.joinedload(Membership.account)).where(Membership.id == membership.id)
+        ).one_or_none()
+        if row is None:
+            abort(403)  # removed from the household while this request ran
+        g.membership_row = row
+    return row
+
+
 def household_required(view):
-    """Require a logged-in household user with a current household; sets g.account."""
+    """Require a logged-in household user with a current household; sets g.membership and
+    g.account (plain values: visitors.HouseholdMember and its Household)."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -190,7 +251,7 @@ def household_required(view):
     return wrapper
 
 
-def _follow_device_link(membership: Membership, view_args: dict) -> Membership:
+def _follow_device_link(membership: HouseholdMember, view_args: dict) -> HouseholdMember:
     """On the URL of a gateway, box, PIN or change of another of the user's households,
     make that household the current one (saying so) and return its membership. One query,
     and only for users of several households; a row of a household the user is not in (or
@@ -207,10 +268,7 @@ def _follow_device_link(membership: Membership, view_args: dict) -> Membership:
     target = next((m for m in memberships if m.account_id == owner_id), None)
     if target is None or target.account_id == membership.account_id:
         return membership
-    login_session = current_login_session()
-    if login_session is not None:
-        login_session.current_account_id = target.account_id
-        db.session.commit()
+    _set_current_household(target.account_id)
     g.membership = target
     flash(f"Switched to household “{target.account.name}”.", "info")
     return target

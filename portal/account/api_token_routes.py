@@ -4,11 +4,10 @@ from where each was last used, and revokes one."""
 from datetime import timedelta
 
 from flask import abort, flash, g, redirect, render_template, url_for
-from flask_login import current_user
 
 from portal.account import bp
 from portal.account.forms import ApiTokenForm
-from portal.auth import household_required
+from portal.auth import household_required, membership_row, user_row
 from portal.models import utcnow
 from portal.services import api_tokens
 from portal.services.errors import NotFound, ServiceError
@@ -35,7 +34,7 @@ def api_tokens_page():
         days = int(form.expires_in_days.data or 0)
         try:
             token, secret = api_tokens.create_token(
-                g.membership, current_user, name=form.name.data, scopes=form.scopes.data,
+                membership_row(), user_row(), name=form.name.data, scopes=form.scopes.data,
                 expires_at=utcnow() + timedelta(days=days) if days else None)
         except ServiceError as exc:
             target = getattr(form, exc.field or "name", form.name)
@@ -49,7 +48,7 @@ def api_tokens_page():
 @household_required
 def revoke_api_token(token_id):
     try:
-        token = api_tokens.revoke_token(g.membership, current_user, token_id)
+        token = api_tokens.revoke_token(membership_row(), user_row(), token_id)
     except NotFound:
         abort(404)
     flash(f"The API token “{token.name}” is revoked: it no longer works.", "success")

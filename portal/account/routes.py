@@ -239,7 +239,7 @@ def create_household():
         abort(403)
     if form.validate_on_submit():
         try:
-            household = accounts.add_household(current_user, form.name.data, auth.current_login_session())
+            household = accounts.add_household(auth.user_row(), form.name.data, auth.current_login_session())
         except ServiceError as exc:
             _field_error(form, exc, "name")
         else:
@@ -296,7 +296,7 @@ def change_email():
     if form.validate_on_submit():
         try:
             accounts.change_email(
-                current_user, form.password.data, form.email.data, client_address=request.remote_addr
+                auth.user_row(), form.password.data, form.email.data, client_address=request.remote_addr
             )
         except ServiceError as exc:
             _field_error(form, exc, "email")
@@ -315,7 +315,7 @@ def change_password():
         login_session = auth.current_login_session()
         try:
             revoked = accounts.change_password(
-                current_user,
+                auth.user_row(),
                 form.current_password.data,
                 form.new_password.data,
                 keep_session_id=login_session.id if login_session else None,
@@ -325,7 +325,7 @@ def change_password():
             _field_error(form, exc, "current_password")
         else:
             # This browser continues under a new session id; the cookie it had is refused.
-            auth.rotate_session(current_user)
+            auth.rotate_session(auth.user_row())
             others = f" You were logged out on {revoked} other device{'s' if revoked != 1 else ''}." if revoked else ""
             flash("Your password is changed." + others, "success")
             return redirect(url_for("account.settings"))
@@ -343,7 +343,7 @@ def delete_account():
     if form.validate_on_submit():
         try:
             outcome = deletion.delete_account(
-                current_user, form.password.data, form.confirm.data, client_address=request.remote_addr
+                auth.user_row(), form.password.data, form.confirm.data, client_address=request.remote_addr
             )
         except ServiceError as exc:
             status = _refused(form, exc)
@@ -353,7 +353,7 @@ def delete_account():
             flash(f"Your account {outcome.email} is deleted, and you are logged out everywhere.{closed}", "info")
             return redirect(url_for("account.login"))
     return render_template(
-        "account/delete.html", form=form, plan=deletion.plan(current_user), confirm_word=deletion.CONFIRM_WORD
+        "account/delete.html", form=form, plan=deletion.plan(auth.user_row()), confirm_word=deletion.CONFIRM_WORD
     ), status
 
 
@@ -364,7 +364,7 @@ def rename_household():
     form = HouseholdNameForm(prefix="household")
     if form.validate_on_submit():
         try:
-            household = accounts.rename_household(g.membership, current_user, form.name.data)
+            household = accounts.rename_household(auth.membership_row(), auth.user_row(), form.name.data)
         except Forbidden:
             abort(403)
         except ServiceError as exc:
@@ -382,7 +382,7 @@ def change_time_zone():
     form = _zone_form(g.account.time_zone)
     if form.validate_on_submit():
         try:
-            household = accounts.set_time_zone(g.membership, current_user, form.time_zone.data)
+            household = accounts.set_time_zone(auth.membership_row(), auth.user_row(), form.time_zone.data)
         except Forbidden:
             abort(403)
         except ServiceError as exc:
@@ -407,7 +407,7 @@ def switch_household():
         abort(403)
     login_session = auth.required_login_session()
     try:
-        household = accounts.switch_household(current_user, login_session, request.form.get("account_id", ""))
+        household = accounts.switch_household(auth.user_row(), login_session, request.form.get("account_id", ""))
     except NotFound:
         abort(404)
     flash(f"You are now looking at “{household.name}”.", "info")

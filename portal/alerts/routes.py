@@ -2,7 +2,7 @@
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from portal.alerts import bp
-from portal.auth import household_required, owner_required
+from portal.auth import household_required, membership_row, owner_required
 from portal.extensions import csrf
 from portal.models import ALERT_KINDS, CHANNELS
 from portal.services import alerts, push
@@ -62,15 +62,15 @@ def _box_id():
 def _settings_page(status=200, quiet_error=None, quiet_values=None):
     box_id = _box_id()
     try:
-        rows = alerts.preference_rows(g.membership, box_id)
+        rows = alerts.preference_rows(membership_row(), box_id)
     except NotFound:
         abort(404)
     boxes = alerts.box_choices(g.account.id)
-    own = alerts.boxes_with_own_choices(g.membership)
+    own = alerts.boxes_with_own_choices(membership_row())
     return render_template(
         "alerts/settings.html", rows=rows, boxes=boxes, box_id=box_id, own=own,
         box=next((b for b in boxes if str(b.id) == str(box_id)), None),
-        channels=alerts.CHANNEL_WORDS, membership=g.membership,
+        channels=alerts.CHANNEL_WORDS, membership=membership_row(),
         quiet_error=quiet_error, quiet_values=quiet_values or {},
         push_on=push.enabled(), has_push=push.has_subscription(g.membership.user_id),
     ), status
@@ -81,7 +81,7 @@ def _settings_page(status=200, quiet_error=None, quiet_values=None):
 def settings():
     if request.method == "POST":
         try:
-            alerts.save_preferences(g.membership, _chosen(), _box_id())
+            alerts.save_preferences(membership_row(), _chosen(), _box_id())
         except NotFound:
             abort(404)
         flash("Your alert choices are saved.", "success")
@@ -94,7 +94,7 @@ def settings():
 @get_goes_to(lambda: url_for("alerts.settings"))
 def forget_box():
     try:
-        alerts.forget_box_choices(g.membership, _box_id())
+        alerts.forget_box_choices(membership_row(), _box_id())
     except NotFound:
         abort(404)
     flash("That box follows your choices for all boxes again.", "success")
@@ -107,7 +107,7 @@ def forget_box():
 def quiet():
     values = {"quiet_from": request.form.get("quiet_from", ""), "quiet_until": request.form.get("quiet_until", "")}
     try:
-        alerts.set_quiet_hours(g.membership, values["quiet_from"], values["quiet_until"])
+        alerts.set_quiet_hours(membership_row(), values["quiet_from"], values["quiet_until"])
     except ValidationFailed as exc:
         return _settings_page(422, quiet_error=exc, quiet_values=values)
     flash("Quiet hours saved." if values["quiet_from"] else "Quiet hours are off.", "success")
@@ -120,7 +120,7 @@ def quiet():
 def test():
     channel = request.form.get("channel", "")
     try:
-        alerts.send_test(g.membership, channel)
+        alerts.send_test(membership_row(), channel)
     except ValidationFailed as exc:
         flash(exc.message, "error")
         return redirect(url_for("alerts.settings") + "#test", code=303)
@@ -135,12 +135,12 @@ def test():
 def defaults():
     if request.method == "POST":
         try:
-            alerts.save_preferences(g.membership, _chosen(), household=True)
+            alerts.save_preferences(membership_row(), _chosen(), household=True)
         except Forbidden:
             abort(403)
         flash("The household’s alert defaults are saved.", "success")
         return redirect(url_for("alerts.defaults"), code=303)
-    return render_template("alerts/defaults.html", rows=alerts.preference_rows(g.membership, household=True),
+    return render_template("alerts/defaults.html", rows=alerts.preference_rows(membership_row(), household=True),
                            channels=alerts.CHANNEL_WORDS)
 
 

@@ -11,14 +11,16 @@ from flask import Response, abort, flash, g, make_response, redirect, request, u
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from portal import auth
 from portal.htmx import is_htmx
+from portal.models import User
 from portal.services import key_offers
 from portal.services.errors import Forbidden, NotFound, ServiceError
 
 
-def user():
-    """The logged-in user object itself (services keep it; the proxy is request-bound)."""
-    return current_user._get_current_object()
+def user() -> User:
+    """The logged-in user as an ORM row, for the services that act as them."""
+    return auth.user_row()
 
 
 def account_id():

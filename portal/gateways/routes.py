@@ -1,7 +1,7 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
 from flask import abort, current_app, flash, g, render_template, request, url_for
 
-from portal.auth import current_login_session, household_required, owner_required
+from portal.auth import current_login_session, household_required, membership_row, owner_required
 from portal.gateways import bp
 from portal.gateways.forms import ConfirmForm, GatewayForm, PasswordForm, RenameForm
 from portal.gateways.helpers import (
@@ -122,7 +122,7 @@ def retry(gateway_id):
 def rotate_key(gateway_id):
     ConfirmForm().validate_on_submit() or abort(400)
     try:
-        gateway, _private_key = gateways.rotate_gateway_key(g.membership, gateway_id, user())
+        gateway, _private_key = gateways.rotate_gateway_key(membership_row(), gateway_id, user())
     except ServiceError as exc:
         return refuse(exc, url_for(".show", gateway_id=gateway_id))
     flash("New key pair made. Download the settings now: the private key is in the next download only.", "success")
@@ -130,7 +130,7 @@ def rotate_key(gateway_id):
 
 
 def _settings_page(gateway_id, form, status=200):
-    access = gateways.settings_access(g.membership, gateway_id)
+    access = gateways.settings_access(membership_row(), gateway_id)
     return render_template(
         "gateways/settings.html",
         form=form,
@@ -142,7 +142,7 @@ def _settings_page(gateway_id, form, status=200):
 def _settings_url(gateway_id) -> str:
     """Where a GET of the download URL goes (a refused password rendered there, reloaded):
     the settings page, for those who may download (404/403 like the download otherwise)."""
-    if not gateways.settings_access(g.membership, gateway_id).allowed:
+    if not gateways.settings_access(membership_row(), gateway_id).allowed:
         abort(403)
     return url_for(".settings", gateway_id=gateway_id)
 
@@ -165,7 +165,7 @@ def settings_download(gateway_id):
         if form.password.errors and form.password.data:
             return _settings_page(gateway_id, form)  # refused on the field (e.g. a control character)
     try:
-        gateway, document = gateways.device_settings(g.membership, gateway_id, user(), password=form.password.data)
+        gateway, document = gateways.device_settings(membership_row(), gateway_id, user(), password=form.password.data)
     except ServiceError as exc:
         if isinstance(exc, Conflict):
             return refuse(exc, url_for(".settings", gateway_id=gateway_id))
@@ -194,7 +194,7 @@ def replace_keys(gateway_id):
         ConfirmForm().validate_on_submit() or abort(400)  # the CSRF token
         if fresh or form.validate():
             try:
-                gateway_keys.start_replacement(g.membership, user(), current_login_session(), gateway_id,
+                gateway_keys.start_replacement(membership_row(), user(), current_login_session(), gateway_id,
                                                form.password.data)
             except Conflict as exc:
                 return refuse(exc, url_for(".show", gateway_id=gateway_id))

@@ -3,7 +3,7 @@ call one service, render). The rules themselves live in portal/services/pin_rule
 from flask import abort, flash, g, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from portal.auth import household_required
+from portal.auth import actor, household_required
 from portal.gateways.helpers import account_id, back, field_error, refuse, see_other, user
 from portal.mailboxes import bp
 from portal.mailboxes.forms import (
@@ -64,7 +64,7 @@ def add_pin(mailbox_id):
     if form.validate_on_submit():
         try:
             added = pins.add_pin(
-                account_id(), [mailbox_id, *(form.boxes.data or [])], user(),
+                account_id(), [mailbox_id, *(form.boxes.data or [])], actor(),
                 label=form.label.data, digits=form.digits.data,
                 assigned_to_id=form.assigned_to.data or None, duress=bool(form.duress.data),
                 **rule_input(form, windows),

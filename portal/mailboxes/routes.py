@@ -1,7 +1,7 @@
 """Views of the mailboxes blueprint (thin: validate, call one service, render)."""
 from flask import abort, flash, g, make_response, render_template, request, session, url_for
 
-from portal.auth import current_login_session, household_required
+from portal.auth import current_login_session, household_required, login_facts
 from portal.gateways.forms import ConfirmForm, PasswordForm, RenameForm
 from portal.gateways.helpers import (
     account_id,
@@ -330,7 +330,7 @@ def key(mailbox_id):
         "mailboxes/key.html",
         form=form,
         mailbox=mailbox,
-        needs_password=not reauth.reauth_is_fresh(current_login_session()),
+        needs_password=not reauth.reauth_is_fresh(login_facts()),
         key_held=key_offered("mailbox", mailbox.id),
         download_form=ConfirmForm(formdata=None),
     )

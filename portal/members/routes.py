@@ -21,9 +21,9 @@ def _panel(form=None, new_invite=None, notice=None, status=200):
         "members/index.html",
         partial="members/_panel.html",
         status=status,
-        membership=g.membership,
+        membership=auth.membership_row(),
         members=members.list_members(g.account.id),
-        invites=members.list_open_invites(g.account.id) if g.membership.is_owner else [],
+        invites=members.list_open_invites(g.account.id) if auth.membership_row().is_owner else [],
         pin_counts=pins.assigned_counts(g.account.id),
         form=form or InviteForm(formdata=None),
         new_invite=new_invite,
@@ -42,7 +42,7 @@ def _done(message: str, category: str = "success"):
 def _run(action, *args):
     """Call one service action; 404/403 for NotFound/Forbidden, a message for other refusals."""
     try:
-        return action(g.membership, current_user, *args), None
+        return action(auth.membership_row(), auth.user_row(), *args), None
     except NotFound:
         abort(404)
     except Forbidden:
@@ -74,8 +74,8 @@ def invite():
     if form.validate_on_submit():
         try:
             new_invite = members.invite(
-                g.membership,
-                current_user,
+                auth.membership_row(),
+                auth.user_row(),
                 form.email.data,
                 link_for=_invite_link,
             )
@@ -123,7 +123,7 @@ def step_down():
 def leave():
     name = g.account.name
     try:
-        members.leave(g.membership, current_user)
+        members.leave(auth.membership_row(), auth.user_row())
     except ServiceError as exc:
         flash(exc.message, "error")
         return redirect(url_for("members.index"))
@@ -143,7 +143,7 @@ def accept(token):
         if not current_user.is_authenticated:
             return redirect(url_for("account.login", next=request.path))
         try:
-            household = members.accept_invite(token, current_user, auth.current_login_session())
+            household = members.accept_invite(token, auth.user_row(), auth.current_login_session())
         except members.InviteUnusable as exc:
             return _unusable(exc.reason)
         except ServiceError as exc:
@@ -151,7 +151,7 @@ def accept(token):
             return redirect(url_for("account.index"))
         flash(f"Welcome to “{household.name}”! You now share its devices with the other members.", "success")
         return redirect(url_for("members.index"))
-    already = current_user.is_authenticated and members.is_member(current_user, invite.invite.account_id)
+    already = current_user.is_authenticated and members.is_member(current_user.id, invite.invite.account_id)
     return render_template("members/accept.html", invite=invite, token=token, already_member=already)
 
 

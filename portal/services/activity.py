@@ -9,10 +9,11 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ActivityEvent, Mailbox, User, utcnow
+from portal.models import ActivityEvent, Mailbox, utcnow
 from portal.services import alerts
 from portal.services.paging import clamp_page
 from portal.services.scope import scoped
+from portal.services.visitors import Actor
 
 ACTOR_KINDS = ("member", "box", "support", "system")
 PER_PAGE = 50
@@ -43,7 +44,7 @@ def record(
     kind: str,
     summary: str,
     actor_kind: str = "member",
-    actor_user: User | None = None,
+    actor_user: Actor | None = None,
     actor_label: str | None = None,
     gateway_id: uuid.UUID | None = None,
     mailbox_id: uuid.UUID | None = None,

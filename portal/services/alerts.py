@@ -38,6 +38,7 @@ from portal.services import alert_payload, notifications, push, webhooks
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.services.rows import read
 from portal.services.scope import get_scoped
+from portal.services.visitors import MemberOf
 
 ALERT_EMAIL = "alert.email"
 ALERT_PUSH = "alert.push"
@@ -560,7 +561,7 @@ def email_for(notification: Notification) -> tuple[Alert, Email]:
 
 # --- the bell and the list ------------------------------------------------------------------
 
-def _mine(membership: Membership):
+def _mine(membership: MemberOf):
     return (Notification.user_id == membership.user_id, Notification.account_id == membership.account_id,
             Notification.channel == CHANNEL_PORTAL)
 
@@ -573,7 +574,7 @@ _UNREAD = (
 )
 
 
-def unread_count(membership: Membership) -> int:
+def unread_count(membership: MemberOf) -> int:
     return read(_UNREAD, {"user_id": membership.user_id, "account_id": membership.account_id}).scalar() or 0
 
 
@@ -587,7 +588,7 @@ class Listed:
     unread: bool
 
 
-def list_alerts(membership: Membership, page: int = 1) -> tuple[list[Listed], bool]:
+def list_alerts(membership: MemberOf, page: int = 1) -> tuple[list[Listed], bool]:
     """The member's bell, newest first: a page of alerts and whether another page follows."""
     page = max(1, page)
     rows = db.session.execute(
@@ -601,7 +602,7 @@ def list_alerts(membership: Membership, page: int = 1) -> tuple[list[Listed], bo
     return listed, len(rows) > PER_PAGE
 
 
-def mark_read(membership: Membership, notification_id=None) -> int:
+def mark_read(membership: MemberOf, notification_id=None) -> int:
     """Mark one of the member's alerts read (or all, without an id); how many changed. Commits."""
     mine = list(_mine(membership))
     if notification_id is not None:

@@ -22,6 +22,7 @@ from portal.models import SCOPES, Account, ApiToken, IdempotentRequest, Membersh
 from portal.services import activity, gateways
 from portal.services.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from portal.services.scope import scoped
+from portal.services.visitors import MemberOf
 
 # Secret scanners (GitHub's, gitleaks) find "iotl_" followed by 43 URL-safe characters.
 SECRET_PREFIX = "iotl_"
@@ -77,7 +78,7 @@ def create_token(membership: Membership, actor: User, *, name: str | None, scope
     return token, secret
 
 
-def list_tokens(membership: Membership) -> list[ApiToken]:
+def list_tokens(membership: MemberOf) -> list[ApiToken]:
     """The member's own tokens of this household, newest first (revoked ones included)."""
     return list(db.session.scalars(
         scoped(ApiToken, membership.account_id).where(ApiToken.user_id == membership.user_id)

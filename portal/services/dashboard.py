@@ -38,6 +38,7 @@ from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
 from portal.services.rows import read
 from portal.services.scope import get_scoped, scoped
+from portal.services.visitors import Household
 
 RECENT_UNLOCKS = 3
 # Kinds of box that take deliveries (a courier's one-time code).
@@ -211,7 +212,7 @@ class GatewayCard:
 
 @dataclass
 class Dashboard:
-    account: Account
+    account: Account | Household
     gateways: list[GatewayCard]
 
     @property
@@ -362,7 +363,7 @@ def _departed(cards: list[GatewayCard], account_id, gateway_id=None) -> None:
         card.departed = departed.get(card.gateway.id, [])
 
 
-def dashboard(account: Account, *, owner: bool = False, per_gateway: int | None = None) -> Dashboard:
+def dashboard(account: Account | Household, *, owner: bool = False, per_gateway: int | None = None) -> Dashboard:
     """The household's gateways with their boxes, every state at a glance: 4 queries (5
     for owners: former members who had a gateway's keys). `per_gateway`: list only each
     gateway's first boxes (the page: its cost stays flat however many boxes there are;

@@ -31,6 +31,7 @@ from portal.models import PLATFORM_DOWN, STREAMIOT, Command, Gateway, Job, Mailb
 from portal.models.devices import ACTION_CHANNEL
 from portal.services import activity, device_link
 from portal.services.rows import read
+from portal.services.visitors import Actor
 
 
 class CommandState(enum.StrEnum):
@@ -209,7 +210,7 @@ def queue_command(
     action: str,
     mailbox_id=None,
     pin_id=None,
-    requested_by: User | None = None,
+    requested_by: Actor | None = None,
     expires_at: datetime | None = None,
     command_id: uuid.UUID | None = None,
 ) -> Command:
@@ -223,7 +224,7 @@ def queue_command(
 
 
 def _new_command(account_id, gateway_id, action: str, job: Job, *, mailbox_id=None, pin_id=None,
-                 requested_by: User | None = None, expires_at: datetime | None = None,
+                 requested_by: Actor | None = None, expires_at: datetime | None = None,
                  command_id: uuid.UUID | None = None) -> Command:
     command = Command(
         id=command_id or uuid.uuid4(),

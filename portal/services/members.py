@@ -224,10 +224,10 @@ def _check_usable(row: Invite) -> None:
         raise InviteUnusable(INVITE_EXPIRED)
 
 
-def is_member(user: User, account_id: uuid.UUID) -> bool:
+def is_member(user_id: uuid.UUID, account_id: uuid.UUID) -> bool:
     return (
         db.session.scalar(
-            sa.select(Membership.id).where(Membership.user_id == user.id, Membership.account_id == account_id)
+            sa.select(Membership.id).where(Membership.user_id == user_id, Membership.account_id == account_id)
         )
         is not None
     )
@@ -241,7 +241,7 @@ def accept_invite(token: str, user: User, login_session: LoginSession | None = N
     row = _invite_by_token(token)
     _check_usable(row)
     account_id = row.account_id
-    if is_member(user, account_id):
+    if is_member(user.id, account_id):
         raise Conflict(f"You are already a member of “{row.account.name}”.")
     now = utcnow()
     # Claim the invite with a guarded UPDATE, so two people opening one link cannot both join.

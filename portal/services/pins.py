@@ -38,6 +38,7 @@ from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.reauth import require_recent_password
 from portal.services.scope import get_scoped, scoped
 from portal.services.text import refuse_controls
+from portal.services.visitors import Actor
 
 LABEL_MAX = 60
 MIN_DIGITS = 4
@@ -94,7 +95,7 @@ def mailbox_id_of(account_id, pin_id) -> uuid.UUID:
     return get_scoped(Pin, account_id, pin_id).mailbox_id
 
 
-def add_pin(account_id, mailbox_ids, actor: User, *, label: str, digits: str, kind: str = "always",
+def add_pin(account_id, mailbox_ids, actor: Actor, *, label: str, digits: str, kind: str = "always",
             starts=None, ends=None, windows=None, uses=None, assigned_to_id=None, duress: bool = False) -> list[Pin]:
     """Save the PIN on each chosen box (one row a box, one group) and queue an AUTH each;
     the job sends it once the box is registered. `mailbox_ids`: ids of the household's
@@ -102,19 +103,18 @@ def add_pin(account_id, mailbox_ids, actor: User, *, label: str, digits: str, ki
     household's time zone, which the PIN keeps. A duress PIN belongs to a member (one per
     member and box) and differs from every other PIN of its boxes. On a seed gateway a PIN
     made outside its hours waits off the box until they start (the schedule sends it)."""
-    boxes = _boxes(account_id, mailbox_ids)
+    boxes, zone = _boxes(account_id, mailbox_ids)
     label = check_label(label)
     digits = check_digits(digits)
-    account = _household(account_id)
     now = utcnow()
     rules = pin_rules.check_rules(kind=kind, starts=starts, ends=ends, windows=windows, uses=uses,
-                                  time_zone=account.time_zone, now=now)
+                                  time_zone=zone, now=now)
     owner = _member(account_id, assigned_to_id)
     if duress:
         _check_duress([m for m, _p in boxes], owner)
     purpose = PIN_DURESS if duress else PIN_HOUSEHOLD
-    return _add(account, boxes, actor, label=label, digits=digits, rules=rules, purpose=purpose, owner=owner,
-                now=now)
+    return _add(account_id, zone, boxes, actor, label=label, digits=digits, rules=rules, purpose=purpose,
+                owner=owner, now=now)
 
 
 def add_delivery_code(account_id, mailbox_id, actor: User, *, label: str | None = None,
@@ -122,22 +122,21 @@ def add_delivery_code(account_id, mailbox_id, actor: User, *, label: str | None 
     """A courier's one-time code for a mailbox or parcel box: digits drawn by the portal
     (returned once, to show), one opening, until `expires` (datetime-local in the
     household's zone; a week by default). Label "Delivery" unless given (order, carrier)."""
-    boxes = _boxes(account_id, mailbox_id)
+    boxes, zone = _boxes(account_id, mailbox_id)
     mailbox = boxes[0][0]
     if mailbox.kind not in DELIVERY_KINDS:
         raise Conflict(f"Delivery codes are for mailboxes and parcel boxes; “{mailbox.name}” is a "
                        f"{mailbox.kind_label.lower()}.")
     label = check_label(label if label and label.strip() else DELIVERY_LABEL)
-    account = _household(account_id)
     now = utcnow()
     ends = expires if expires and not (isinstance(expires, str) and not expires.strip()) else now + DELIVERY_LIFETIME
     try:
-        rules = pin_rules.check_rules(kind="once", ends=ends, time_zone=account.time_zone, now=now)
+        rules = pin_rules.check_rules(kind="once", ends=ends, time_zone=zone, now=now)
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, field="expires") from None
     digits = _drawn_digits(mailbox)
-    [pin] = _add(account, boxes, actor, label=label, digits=digits, rules=rules, purpose=PIN_COURIER, owner=None,
-                 now=now)
+    [pin] = _add(account_id, zone, boxes, actor, label=label, digits=digits, rules=rules, purpose=PIN_COURIER,
+                 owner=None, now=now)
     return pin, digits
 
 
@@ -154,16 +153,10 @@ def _drawn_digits(mailbox: Mailbox) -> str:
     raise Conflict("This box has no free delivery code left; remove some of its PINs.")
 
 
-def _household(account_id) -> Account:
-    account = db.session.get(Account, account_id)
-    if account is None:
-        raise NotFound()
-    return account
-
-
-def _boxes(account_id, mailbox_ids) -> list[tuple[Mailbox, str]]:
+def _boxes(account_id, mailbox_ids) -> tuple[list[tuple[Mailbox, str]], str]:
     """(box, its gateway's protocol) for each chosen box of the household, in the order
-    given; NotFound when one is not the household's."""
+    given, and the household's time zone (read with them); NotFound when one is not the
+    household's."""
     if mailbox_ids is None or isinstance(mailbox_ids, (str, uuid.UUID)):
         mailbox_ids = [mailbox_ids]
     chosen: dict[uuid.UUID, None] = {}
@@ -177,10 +170,11 @@ def _boxes(account_id, mailbox_ids) -> list[tuple[Mailbox, str]]:
     if not chosen:
         raise ValidationFailed("Choose at least one box for this PIN.", field="boxes")
     rows = db.session.execute(
-        scoped(Mailbox, account_id).add_columns(Gateway.protocol)
-        .join(Gateway, Gateway.id == Mailbox.gateway_id).where(Mailbox.id.in_(chosen))
+        scoped(Mailbox, account_id).add_columns(Gateway.protocol, Account.time_zone)
+        .join(Gateway, Gateway.id == Mailbox.gateway_id).join(Account, Account.id == Mailbox.account_id)
+        .where(Mailbox.id.in_(chosen))
     ).all()
-    found = {mailbox.id: (mailbox, protocol) for mailbox, protocol in rows}
+    found = {mailbox.id: (mailbox, protocol) for mailbox, protocol, _zone in rows}
     if len(found) != len(chosen):
         raise NotFound()
     boxes = [found[mailbox_id] for mailbox_id in chosen]
@@ -190,7 +184,7 @@ def _boxes(account_id, mailbox_ids) -> list[tuple[Mailbox, str]]:
             raise Conflict(f"{which} is being removed.")
         if mailbox.status == DeviceState.FAILED:
             raise Conflict(f"{which} is not set up yet: retry its set-up first.")
-    return boxes
+    return boxes, rows[0].time_zone
 
 
 def _member(account_id, user_id) -> User | None:
@@ -227,7 +221,7 @@ def _check_duress(boxes: Iterable[Mailbox], owner: User | None, *, group_id=None
         raise ValidationFailed(f"{owner.email} already has a duress PIN on “{taken}”.", field="assigned_to")
 
 
-def _add(account: Account, boxes: list[tuple[Mailbox, str]], actor: User, *, label: str, digits: str,
+def _add(account_id, zone: str, boxes: list[tuple[Mailbox, str]], actor: Actor, *, label: str, digits: str,
          rules: pin_rules.Rules, purpose: str, owner: User | None, now: datetime) -> list[Pin]:
     """One PIN row a box, sharing a group; an AUTH each unless it waits for its hours."""
     digests = {mailbox.id: digest_of(mailbox.id, digits) for mailbox, _protocol in boxes}
@@ -240,14 +234,14 @@ def _add(account: Account, boxes: list[tuple[Mailbox, str]], actor: User, *, lab
     rule_columns = {column: value for column, value in (
         ("starts_at", rules.starts_at), ("ends_at", rules.ends_at), ("windows", rules.windows),
         ("max_uses", rules.max_uses)) if value is not None}
-    waits = not pin_rules.rules_allow(rules, account.time_zone, now)
+    waits = not pin_rules.rules_allow(rules, zone, now)
     group_id = uuid.uuid4()
     made = []
     for mailbox, protocol in boxes:
         pin_id = uuid.uuid4()
         made.append(deliveries.new_pin(
             id=pin_id,
-            account_id=account.id,
+            account_id=account_id,
             mailbox_id=mailbox.id,
             label=label,
             digits_digest=digests[mailbox.id],
@@ -259,7 +253,7 @@ def _add(account: Account, boxes: list[tuple[Mailbox, str]], actor: User, *, lab
             group_id=group_id,
             purpose=purpose,
             assigned_to_id=owner.id if owner is not None else None,
-            time_zone=account.time_zone,
+            time_zone=zone,
             paused=waits and protocol == PROTOCOL_SEED,
             **rule_columns,
         ))
@@ -269,10 +263,10 @@ def _add(account: Account, boxes: list[tuple[Mailbox, str]], actor: User, *, lab
         # Another member added the same digits a moment ago.
         db.session.rollback()
         raise _taken(purpose, None) from None
-    words = "" if rules.always else f" ({_lower_first(pin_rules.describe_rules(rules, account.time_zone, now))})"
+    words = "" if rules.always else f" ({_lower_first(pin_rules.describe_rules(rules, zone, now))})"
     for pin, (mailbox, _protocol) in zip(made, boxes, strict=True):
         if pin.status != PinState.PAUSED:
-            command = deliveries.queue_command(account_id=account.id, gateway_id=mailbox.gateway_id,
+            command = deliveries.queue_command(account_id=account_id, gateway_id=mailbox.gateway_id,
                                                mailbox_id=mailbox.id, pin_id=pin.id, action="AUTH",
                                                requested_by=actor)
             pin.command_id = command.id
@@ -479,7 +473,7 @@ def _ended(pin: Pin, box_name: str, gateway_id, why: str, what: str) -> None:
                     details={"pin_id": str(pin.id), "ended": why})
 
 
-def _log(pin: Pin, mailbox: Mailbox, actor: User | None, kind: str, summary: str, **details) -> None:
+def _log(pin: Pin, mailbox: Mailbox, actor: Actor | None, kind: str, summary: str, **details) -> None:
     activity.record(
         pin.account_id,
         kind=kind,

@@ -14,17 +14,22 @@ from sqlalchemy.orm import NO_VALUE
 
 from portal.extensions import db
 from portal.models import Account, utcnow
+from portal.services.visitors import Household
 
 
-def keep_watched(account: Account) -> None:
+def keep_watched(account: Account | Household) -> None:
     """Note that a member is looking at this household. Written at most about twice per
-    WATCH_SECONDS (the account row came with the membership, so checking costs no query);
-    commits, so call it after the request's own work (it never carries that work along)."""
-    watched_until = sa.inspect(account).attrs.watched_until.loaded_value
-    if watched_until is NO_VALUE:
-        # The request committed (which expires the row): reading it again would cost a query
-        # on every form sent. The page the form leads to, or the next refresh, keeps it watched.
-        return
+    WATCH_SECONDS (the household's watched_until came with the login lookup, or with the
+    API token's row, so checking costs no query); commits, so call it after the request's
+    own work (it never carries that work along)."""
+    if isinstance(account, Household):
+        watched_until = account.watched_until
+    else:
+        watched_until = sa.inspect(account).attrs.watched_until.loaded_value
+        if watched_until is NO_VALUE:
+            # The request committed (which expires the row): reading it again would cost a
+            # query on every API call that changes something. The next one keeps it watched.
+            return
     window = float(current_app.config["WATCH_SECONDS"])
     now = utcnow()
     if watched_until is not None and watched_until > now + timedelta(seconds=window / 2):

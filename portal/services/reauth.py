@@ -8,6 +8,7 @@ from portal.extensions import db
 from portal.models import LoginSession, User, utcnow
 from portal.services import throttle
 from portal.services.errors import ServiceError, ValidationFailed
+from portal.services.visitors import SessionFacts
 
 
 class PasswordRequired(ServiceError):
@@ -17,7 +18,7 @@ class PasswordRequired(ServiceError):
         super().__init__(message, field="password")
 
 
-def reauth_is_fresh(login_session: LoginSession | None) -> bool:
+def reauth_is_fresh(login_session: SessionFacts | None) -> bool:
     if login_session is None or login_session.reauthenticated_at is None:
         return False
     return utcnow() - login_session.reauthenticated_at <= current_app.config["REAUTH_WINDOW"]

@@ -17,6 +17,7 @@ from portal.services import throttle
 from portal.services.accounts import check_email, check_password, find_user_by_email, normalize_email
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.text import refuse_controls
+from portal.services.visitors import SessionFacts
 
 PASSWORD_LINK_TTL = timedelta(hours=24)
 RECOVERY_CODE_COUNT = 10
@@ -153,7 +154,7 @@ def needs_enrolment(user: User) -> bool:
     return user.totp_enrolled_at is None
 
 
-def second_factor_done(login_session: LoginSession | None) -> bool:
+def second_factor_done(login_session: SessionFacts | None) -> bool:
     return login_session is not None and login_session.second_factor_at is not None
 
 

@@ -3,7 +3,7 @@ enrol the authenticator app, type a code)."""
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal.auth import current_login_session, required_login_session
+from portal.auth import login_facts, required_login_session, user_row
 from portal.extensions import login_manager
 from portal.htmx import render
 from portal.services import staff, support
@@ -29,7 +29,7 @@ def _in_console() -> bool:
 
 
 def _to_second_factor():
-    step = "support.enrol" if staff.needs_enrolment(current_user) else "support.verify"
+    step = "support.enrol" if staff.needs_enrolment(user_row()) else "support.verify"
     wanted = request.full_path.rstrip("?") if request.method in SAFE_METHODS else None
     return redirect(url_for(step, next=wanted))
 
@@ -43,7 +43,7 @@ def second_factor_first():
         return None
     if not (current_user.is_authenticated and current_user.is_staff):
         return None
-    if not staff.second_factor_done(current_login_session()):
+    if not staff.second_factor_done(login_facts()):
         return _to_second_factor()
     return None
 
@@ -63,7 +63,7 @@ def guard():
         abort(403, description="The support console is for IoTLock support staff only.")
     if endpoint in SIGN_IN_STEPS:
         return None
-    if not staff.second_factor_done(current_login_session()):
+    if not staff.second_factor_done(login_facts()):
         return _to_second_factor()
     if request.method not in SAFE_METHODS and endpoint not in WRITES:
         abort(403, description="The support console only reads household data; it cannot change it.")
@@ -92,7 +92,7 @@ def set_password(token):
 
 @bp.route("/enrol", methods=["GET", "POST"])
 def enrol():
-    user = current_user._get_current_object()
+    user = user_row()
     if not staff.needs_enrolment(user):
         return redirect(url_for(".verify", next=request.args.get("next")))
     form = CodeForm()
@@ -118,11 +118,11 @@ def enrol():
 
 @bp.route("/verify", methods=["GET", "POST"])
 def verify():
-    user = current_user._get_current_object()
+    user = user_row()
     if staff.needs_enrolment(user):
         return redirect(url_for(".enrol", next=request.args.get("next")))
     target = safe_next(request.args.get("next")) or url_for(".index")
-    if staff.second_factor_done(current_login_session()):
+    if staff.second_factor_done(login_facts()):
         return redirect(target)
     form = CodeForm()
     if form.validate_on_submit():
@@ -155,7 +155,7 @@ def index():
 @bp.route("/households/<uuid:account_id>")
 def household(account_id):
     try:
-        view = support.household_view(current_user._get_current_object(), account_id)
+        view = support.household_view(user_row(), account_id)
     except NotFound:
         abort(404)
     return render("support/household.html", "support/_devices.html", view=view, form=RequeueForm())
@@ -167,7 +167,7 @@ def requeue(account_id, command_id):
     if not form.validate_on_submit():
         abort(400)
     try:
-        what = support.requeue_delivery(current_user._get_current_object(), account_id, command_id)
+        what = support.requeue_delivery(user_row(), account_id, command_id)
     except NotFound:
         abort(404)
     except ServiceError as exc:

@@ -4,7 +4,7 @@ A new or rotated secret is shown once, in the answer to the POST that made it: i
 stored in plain text, so there is no redirect after those two."""
 from flask import abort, flash, g, redirect, render_template, url_for
 
-from portal.auth import owner_required
+from portal.auth import membership_row, owner_required
 from portal.services import webhooks
 from portal.services.errors import Forbidden, NotFound, ServiceError
 from portal.urls import get_goes_to
@@ -25,7 +25,7 @@ def _index(form=None, new_secret=None, status=200):
 def _run(action, *args):
     """Call one service action; 404/403 for NotFound/Forbidden, a flash for other refusals."""
     try:
-        return action(g.membership, *args), None
+        return action(membership_row(), *args), None
     except NotFound:
         abort(404)
     except Forbidden:
@@ -48,8 +48,8 @@ def add():
     form = EndpointForm()
     if form.validate_on_submit():
         try:
-            endpoint, secret = webhooks.add_endpoint(g.membership, url=form.url.data, description=form.description.data,
-                                                     kinds=form.kinds.data)
+            endpoint, secret = webhooks.add_endpoint(membership_row(), url=form.url.data,
+                                                     description=form.description.data, kinds=form.kinds.data)
         except Forbidden:
             abort(403)
         except ServiceError as exc:

@@ -1,0 +1,203 @@
+"""Who is asking: the login session, its user and the user's households, read once per
+request as plain values in one statement (portal/auth.py calls it for every logged-in
+request). Building ORM objects for these four rows was a third of a small page; pages read
+them, and the few views that change a user, a membership or a login session load that
+row as an ORM object when they need it (portal/auth.py: user_row, membership_row,
+current_login_session).
+
+The values are frozen: a view that changed its household or membership reads the row
+again rather than trusting the snapshot taken when the request began."""
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import Account, LoginSession, Membership, User
+from portal.models.accounts import ROLE_OWNER
+from portal.services.rows import read
+
+
+class MemberOf(Protocol):
+    """What read-only services need of a membership: an ORM Membership or a HouseholdMember."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
+
+    @property
+    def user_id(self) -> uuid.UUID: ...
+
+
+class Actor(Protocol):
+    """Who did something, as the activity log and a change's record need it: an ORM User or
+    a Visitor."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def email(self) -> str: ...
+
+
+class SessionFacts(Protocol):
+    """What the read-only checks need of a login session: an ORM LoginSession or a LoginFacts."""
+
+    @property
+    def reauthenticated_at(self) -> datetime | None: ...
+
+    @property
+    def second_factor_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """The logged-in user as flask-login's current_user: what pages show and check."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str | None
+    is_staff: bool
+    is_disabled: bool
+    session_token: str
+
+    is_anonymous = False
+    is_authenticated = True
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_disabled
+
+    def get_id(self) -> str:
+        return self.session_token
+
+
+@dataclass(frozen=True, slots=True)
+class Household:
+    """A household as its pages show it (the Account row's shown columns)."""
+
+    id: uuid.UUID
+    name: str
+    time_zone: str
+    created_at: datetime
+    link_state: str
+    link_error: str | None
+    link_retry_at: datetime | None
+    watched_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdMember:
+    """One of the user's memberships, with its household."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    user_id: uuid.UUID
+    role: str
+    quiet_from: str | None
+    quiet_until: str | None
+    joined_at: datetime
+    account: Household
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == ROLE_OWNER
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFacts:
+    """The login session's columns that decide whether it still holds."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None
+    reauthenticated_at: datetime | None
+    second_factor_at: datetime | None
+    current_account_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class Asking:
+    """One request's answer to "who is asking": None from `who_is_asking` for an unknown token."""
+
+    login: LoginFacts
+    user: Visitor
+    memberships: list[HouseholdMember]
+
+
+_LOGIN_COLUMNS = ("id", "created_at", "last_seen_at", "revoked_at", "reauthenticated_at", "second_factor_at",
+                  "current_account_id")
+_USER_COLUMNS = ("id", "email", "display_name", "is_staff", "is_disabled")
+_MEMBER_COLUMNS = ("id", "account_id", "user_id", "role", "quiet_from", "quiet_until", "joined_at")
+_HOUSEHOLD_COLUMNS = ("id", "name", "time_zone", "created_at", "link_state", "link_error", "link_retry_at",
+                      "watched_until")
+
+
+def _labelled(table, prefix: str, names: tuple[str, ...]) -> list:
+    return [table.c[name].label(f"{prefix}{name}") for name in names]
+
+
+_ls, _u, _m, _a = (model.__table__ for model in (LoginSession, User, Membership, Account))
+# The login session, its user, and the user's households (oldest membership first): one
+# statement, built once.
+_WHO = (
+    sa.select(*_labelled(_ls, "ls_", _LOGIN_COLUMNS), *_labelled(_u, "u_", _USER_COLUMNS),
+              *_labelled(_m, "m_", _MEMBER_COLUMNS), *_labelled(_a, "a_", _HOUSEHOLD_COLUMNS))
+    .join(_u, _u.c.id == _ls.c.user_id)
+    .outerjoin(_m, _m.c.user_id == _u.c.id)
+    .outerjoin(_a, _a.c.id == _m.c.account_id)
+    .where(_ls.c.token_hash == sa.bindparam("token_hash"))
+    .order_by(_m.c.joined_at)
+)
+_MEMBERSHIPS = (
+    sa.select(*_labelled(_m, "m_", _MEMBER_COLUMNS), *_labelled(_a, "a_", _HOUSEHOLD_COLUMNS))
+    .join(_a, _a.c.id == _m.c.account_id)
+    .where(_m.c.user_id == sa.bindparam("user_id"))
+    .order_by(_m.c.joined_at)
+)
+
+
+def _pick(row, prefix: str, names: tuple[str, ...]) -> dict:
+    mapping = row._mapping
+    return {name: mapping[prefix + name] for name in names}
+
+
+def _member(row) -> HouseholdMember:
+    return HouseholdMember(**_pick(row, "m_", _MEMBER_COLUMNS),
+                           account=Household(**_pick(row, "a_", _HOUSEHOLD_COLUMNS)))
+
+
+def who_is_asking(token: str, token_hash: str) -> Asking | None:
+    """The login session whose token hashes to `token_hash`, with its user and households;
+    None when there is no such session (whether it still holds is the caller's check)."""
+    rows = read(_WHO, {"token_hash": token_hash}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return Asking(
+        login=LoginFacts(**_pick(first, "ls_", _LOGIN_COLUMNS)),
+        user=Visitor(**_pick(first, "u_", _USER_COLUMNS), session_token=token),
+        memberships=[_member(row) for row in rows if row.m_id is not None],
+    )
+
+
+def memberships_of(user_id: uuid.UUID) -> list[HouseholdMember]:
+    """The user's households, oldest membership first (for a request that logged in)."""
+    return [_member(row) for row in read(_MEMBERSHIPS, {"user_id": user_id}).all()]
+
+
+def touch(login_id: uuid.UUID, now: datetime) -> None:
+    """Note that the session was used (the caller commits)."""
+    db.session.execute(sa.update(LoginSession).where(LoginSession.id == login_id).values(last_seen_at=now)
+                       .execution_options(synchronize_session=False))
+
+
+def set_current_household(login_id: uuid.UUID, account_id: uuid.UUID) -> None:
+    """Make `account_id` the household the session looks at (the caller commits)."""
+    db.session.execute(sa.update(LoginSession).where(LoginSession.id == login_id).values(current_account_id=account_id)
+                       .execution_options(synchronize_session=False))
