@@ -7,6 +7,7 @@ current_login_session).
 
 The values are frozen: a view that changed its household or membership reads the row
 again rather than trusting the snapshot taken when the request began."""
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -130,12 +131,15 @@ class Asking:
     memberships: list[HouseholdMember]
 
 
-_LOGIN_COLUMNS = ("id", "created_at", "last_seen_at", "revoked_at", "reauthenticated_at", "second_factor_at",
-                  "current_account_id")
-_USER_COLUMNS = ("id", "email", "display_name", "is_staff", "is_disabled")
-_MEMBER_COLUMNS = ("id", "account_id", "user_id", "role", "quiet_from", "quiet_until", "joined_at")
-_HOUSEHOLD_COLUMNS = ("id", "name", "time_zone", "created_at", "link_state", "link_error", "link_retry_at",
-                      "watched_until")
+def _columns(cls, *but: str) -> tuple[str, ...]:
+    """The columns a dataclass is made of, in its fields' order (rows are read by position)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in but)
+
+
+_LOGIN_COLUMNS = _columns(LoginFacts)
+_USER_COLUMNS = _columns(Visitor, "session_token")
+_MEMBER_COLUMNS = _columns(HouseholdMember, "account")
+_HOUSEHOLD_COLUMNS = _columns(Household)
 
 
 def _labelled(table, prefix: str, names: tuple[str, ...]) -> list:
@@ -162,14 +166,19 @@ _MEMBERSHIPS = (
 )
 
 
-def _pick(row, prefix: str, names: tuple[str, ...]) -> dict:
-    mapping = row._mapping
-    return {name: mapping[prefix + name] for name in names}
+# Where each part's columns sit in a row of _WHO (and, from _MEMBER on, of _MEMBERSHIPS).
+_LOGIN = slice(0, len(_LOGIN_COLUMNS))
+_USER = slice(_LOGIN.stop, _LOGIN.stop + len(_USER_COLUMNS))
+_MEMBER_AT = _USER.stop
+_HOUSEHOLD_AT = len(_MEMBER_COLUMNS)
 
 
-def _member(row) -> HouseholdMember:
-    return HouseholdMember(**_pick(row, "m_", _MEMBER_COLUMNS),
-                           account=Household(**_pick(row, "a_", _HOUSEHOLD_COLUMNS)))
+def _member(row, at: int = 0) -> HouseholdMember:
+    """The membership and household whose columns start at `at` in `row` (in column order:
+    the dataclasses list their fields as the statements list the columns)."""
+    household = at + _HOUSEHOLD_AT
+    values = (*row[at:household], Household(*row[household:household + len(_HOUSEHOLD_COLUMNS)]))
+    return HouseholdMember(*values)
 
 
 def who_is_asking(token: str, token_hash: str) -> Asking | None:
@@ -180,9 +189,9 @@ def who_is_asking(token: str, token_hash: str) -> Asking | None:
         return None
     first = rows[0]
     return Asking(
-        login=LoginFacts(**_pick(first, "ls_", _LOGIN_COLUMNS)),
-        user=Visitor(**_pick(first, "u_", _USER_COLUMNS), session_token=token),
-        memberships=[_member(row) for row in rows if row.m_id is not None],
+        login=LoginFacts(*first[_LOGIN]),
+        user=Visitor(*(*first[_USER], token)),
+        memberships=[_member(row, _MEMBER_AT) for row in rows if row[_MEMBER_AT] is not None],
     )
 
 

@@ -3,13 +3,13 @@ object for the login session, the user, their memberships or households; the vie
 change one of them load that row, and what they change shows at once."""
 import pytest
 import sqlalchemy as sa
-from flask import request_finished
+from flask import g, request_finished
 from flask_login import current_user
 
 from portal.extensions import db
 from portal.models import Account, LoginSession, Membership, User, utcnow
 from portal.models.accounts import ROLE_OWNER
-from portal.services.visitors import Visitor
+from portal.services.visitors import Household, HouseholdMember, Visitor
 from tests.plugins.accounts import PASSWORD
 
 pytestmark = pytest.mark.rollback
@@ -52,17 +52,22 @@ def test_pages_build_no_orm_object_for_who_is_asking(auth, alice, loads, path):
 
 
 def test_current_user_is_a_visitor_of_plain_values(app, auth, alice):
-    user, _account = alice
+    user, account = alice
     seen = {}
 
     def finished(_sender, **_extra):
         seen["user"] = current_user._get_current_object()
+        seen["membership"] = g.membership
 
     with request_finished.connected_to(finished, app):
         assert auth.client.get("/gateways/").status_code == 200
     visitor = seen["user"]
     assert isinstance(visitor, Visitor)
     assert (visitor.id, visitor.email, visitor.is_staff) == (user.id, "alice@example.com", False)
+    member = seen["membership"]
+    assert isinstance(member, HouseholdMember) and isinstance(member.account, Household)
+    assert (member.user_id, member.account_id, member.is_owner) == (user.id, account.id, True)
+    assert (member.account.id, member.account.name, member.account.time_zone) == (account.id, "Elm Street", "UTC")
 
 
 def test_a_rename_loads_the_rows_it_changes_and_the_next_page_shows_it(auth, alice, loads):
