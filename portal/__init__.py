@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask, current_app, g, render_template, request, send_from_directory, url_for
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
-from sqlalchemy import event, orm
+from sqlalchemy import Engine, event, orm
 from sqlalchemy import exc as exc_module
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -153,6 +153,7 @@ def register_extensions(app: Flask) -> None:
             _tune_sqlite(db.engine)
         else:
             _check_idle_connections(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
+            _reads_without_transaction(app, db.engine)
     if app.config.get("RAISE_ON_LAZY_LOAD"):
         _raise_on_lazy_load()
 
@@ -186,8 +187,48 @@ def _check_idle_connections(engine, idle_seconds: float) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("SELECT 1")
             cursor.close()
+            dbapi_connection.rollback()  # the ping's own transaction: the request starts clean
         except Exception as exc:  # noqa: BLE001  (whatever the driver raises for a dead connection)
             raise exc_module.DisconnectionError("idle connection is dead") from exc
+
+
+# Set on a GET's connection by _reads_without_transaction, so only those are switched back.
+_READS_FIRST = "iotlock_reads_first"
+_LOCKING = ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE")
+
+
+def _plain_read(statement: str) -> bool:
+    head = statement.lstrip()[:6].upper()
+    return head == "SELECT" and not any(lock in statement.upper() for lock in _LOCKING)
+
+
+def _reads_without_transaction(app: Flask, engine) -> None:
+    """PostgreSQL: a GET or HEAD reads in autocommit, with no BEGIN and ROLLBACK around its
+    statements (a trivial page: 3 round trips -> 1). At READ COMMITTED each statement reads
+    its own snapshot inside a transaction too, so the reads see what they saw before. The
+    first statement that writes, locks or streams (a session's last_seen_at, a household
+    watched, a key download's log, the CSV export's cursor) switches the connection back to
+    a transaction before it runs: from there on the request commits or rolls back as a
+    whole, as before."""
+
+    @app.before_request
+    def _autocommit_reads():
+        # Only a session that has no connection yet (the app context of a request, not one a
+        # test or a command holds open, nor a session bound to one connection).
+        session = db.session()
+        if request.method in ("GET", "HEAD") and request.endpoint != "static" \
+                and not session.in_transaction() and isinstance(session.get_bind(), Engine):
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT", _READS_FIRST: True})
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _transaction_before_writing(conn, _cursor, statement, _parameters, context, _executemany):
+        # A streamed result (yield_per: the CSV export) is a server-side cursor, which lives
+        # in a transaction too.
+        streamed = context is not None and context.execution_options.get("stream_results", False)
+        if conn.get_execution_options().get(_READS_FIRST) and (streamed or not _plain_read(statement)):
+            dbapi_connection = conn.connection.dbapi_connection
+            if dbapi_connection.autocommit:
+                dbapi_connection.autocommit = False  # the statement below begins a transaction
 
 
 _lazy_guard_installed = False
