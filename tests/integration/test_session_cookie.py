@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from itsdangerous import BadSignature
 
+from portal.extensions import login_manager
 from portal.models import utcnow
 
 
@@ -60,3 +61,15 @@ def test_the_signing_serializer_is_built_once_and_follows_a_new_secret_key(app, 
         rotated.loads(signed)
     monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [first.secret_keys[-1]])
     assert interface.get_signing_serializer(app).loads(signed) == {"a": 1}  # the old key, as a fallback
+
+
+def test_session_protection_off_computes_no_identifier_and_on_still_checks(app, logged_in, monkeypatch):
+    # flask-login computes its protection's identifier before it looks at the mode; the
+    # portal's login manager skips it while the protection is off (extensions.py).
+    made = []
+    monkeypatch.setattr(login_manager, "_session_identifier_generator", lambda: made.append(1) or "same")
+    assert logged_in.get("/gateways/").status_code == 200
+    assert made == []
+    monkeypatch.setitem(app.config, "SESSION_PROTECTION", "strong")
+    assert logged_in.get("/gateways/").status_code == 200
+    assert made, "with the protection on, flask-login compares the identifier again"
