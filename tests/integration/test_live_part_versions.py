@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from portal.extensions import db
-from portal.models import ActivityEvent, Command, PlatformHealth, utcnow
+from portal.models import ActivityEvent, Command, Membership, PlatformHealth, User, utcnow
 from portal.models.platform import PLATFORM_DOWN, STREAMIOT
 from portal.services import dashboard, pins
 from portal.streamiot import messages
@@ -95,6 +95,23 @@ def _member_name(kit, gateway, mailbox):
     kit.user.display_name = "Sam at home"
 
 
+def _member_email(kit, gateway, mailbox):
+    kit.user.email = "sam@example.org"  # shown where a member has no name
+
+
+def _member_joins(kit, gateway, mailbox):
+    user = User(email="kim@example.com")
+    db.session.add(user)
+    db.session.flush()
+    db.session.add(Membership(account_id=mailbox.account_id, user_id=user.id, role="member"))
+
+
+def _other_box_removed(kit, gateway, mailbox):
+    _gw, other = kit.ready_mailbox("Side gate", gateway=gateway)
+    db.session.commit()
+    other.status = "removing"
+
+
 def _zone(kit, gateway, mailbox):
     kit.account.time_zone = "Europe/Paris"
 
@@ -103,7 +120,8 @@ def _heard(kit, gateway, mailbox):
     gateway.last_heartbeat_at = utcnow() - timedelta(seconds=1)
 
 
-@pytest.mark.parametrize("change", [_rename_other_box, _down, _event, _unlock, _member_name, _zone, _heard])
+@pytest.mark.parametrize("change", [_rename_other_box, _down, _event, _unlock, _member_name, _member_email,
+                                    _member_joins, _other_box_removed, _zone, _heard])
 def test_each_thing_the_live_part_shows_moves_its_version(kit, change, time_machine):
     """The version is read in few statements (the box row carries the household's facts and
     StreamIoT's state; box names and members share one): each input still moves it."""

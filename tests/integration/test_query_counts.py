@@ -115,6 +115,30 @@ def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pi
     print(f"{page}: {small} queries ({db.engine.dialect.name})")
 
 
+def test_an_unchanged_poll_costs_five_statements_for_one_box_and_for_fifty(app, two_households):
+    """The answer most polls get: who is asking (one statement), then the live part's
+    version: the box with its household's facts, its PINs, their changes, the household's
+    box and member names."""
+    counts = []
+    for user, _gateway, mailbox in two_households:
+        client, path = _client(app, user), f"/mailboxes/{mailbox.id}"
+        headers = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
+        etag = client.get(path, headers=headers).headers["ETag"]
+        statements = []
+
+        def count(conn, cursor, statement, parameters, context, executemany, into=statements):
+            into.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            response = client.get(path, headers={**headers, "If-None-Match": etag})
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert response.status_code == 304
+        counts.append(len(statements))
+    assert counts == [5, 5], counts
+
+
 def test_the_big_household_s_dashboard_lists_ten_boxes_a_gateway_and_its_page_all_fifty(app, two_households):
     (_, _, _), (user, gateway, mailbox) = two_households
     client = _client(app, user)
