@@ -13,7 +13,7 @@ from portal.mailboxes.forms import (
     PinForm,
     SafeModeForm,
 )
-from portal.mailboxes.routes import _box_page, _page
+from portal.mailboxes.routes import _box_page, _page, box_url, pin_url
 from portal.models import utcnow
 from portal.services import mailboxes, pin_rules, pins, safe_mode
 from portal.services.errors import ServiceError, ValidationFailed
@@ -79,7 +79,8 @@ def add_pin(mailbox_id):
             where = "" if len(added) == 1 else f" on {len(added)} boxes"
             flash(f"PIN “{pins.check_label(form.label.data)}” saved{where}. It counts once each box confirms it.",
                   "success")
-            return see_other(url_for(".show", mailbox_id=mailbox_id) + "#pins")
+            # The newest PINs are listed last: the last page of them shows this one.
+            return see_other(box_url(mailbox_id, pins_page="last", anchor="#pins"))
     # Invalid: the page again, the refusal on its field, the digits never echoed back.
     form.digits.data = ""
     return _page(mailbox_id, pin_form=form, windows=windows, windows_errors=windows_errors)
@@ -112,7 +113,7 @@ def assign_pin(pin_id):
     pin = next((p for p in group if p.id == pin_id), group[0])
     whose = "nobody in particular" if pin.assigned_to_id is None else "its new owner"
     flash(f"PIN “{pin.label}” now belongs to {whose}.", "success")
-    return see_other(url_for(".show", mailbox_id=pin.mailbox_id) + f"#pin-{pin.id}")
+    return see_other(pin_url(pin.mailbox_id, pin_id=pin.id, anchor=f"#pin-{pin.id}"))
 
 
 @bp.route("/<uuid:mailbox_id>/delivery-code", methods=["GET", "POST"])

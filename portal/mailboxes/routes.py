@@ -50,6 +50,30 @@ def keypad_words(outcome: str) -> tuple[str, str]:
     return _KEYPAD_WORDS.get(outcome, ("error", "The box refused that entry and stayed shut."))
 
 
+# The highest page of a box's PINs a link may ask for (a bigger one shows the last page).
+_MAX_PINS_PAGE = 100_000
+
+
+def pins_page_asked() -> int:
+    """The page of the box's PINs the address asks for (?pins=2, ?pins=last), 1 for none or
+    nonsense."""
+    if request.args.get("pins") == "last":
+        return dashboard.LAST_PINS_PAGE
+    page = request.args.get("pins", type=int)
+    return min(page, _MAX_PINS_PAGE) if page and page > 0 else 1
+
+
+def box_url(mailbox_id, *, pins_page: int | str = 1, anchor: str = "") -> str:
+    """The box page, on one page of its PINs (the first has no ?pins)."""
+    return url_for(".show", mailbox_id=mailbox_id, pins=None if pins_page == 1 else pins_page) + anchor
+
+
+def pin_url(mailbox_id, *, pin_id=None, command_id=None, anchor: str = "#pins") -> str:
+    """The box page on the page of PINs that lists the PIN (or the change's PIN)."""
+    page = dashboard.pins_page_of(account_id(), pin_id=pin_id, command_id=command_id)
+    return box_url(mailbox_id, pins_page=page, anchor=anchor)
+
+
 @bp.errorhandler(NotFound)
 def _not_found(_exc):
     # Another household's box looks exactly like one that never existed.
@@ -58,7 +82,7 @@ def _not_found(_exc):
 
 def _page(mailbox_id, status=200, *, windows=None, windows_errors=None, **forms):
     """The mailbox page with its forms (fresh ones unless a failed form is passed in)."""
-    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner)
+    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner, pins_page=pins_page_asked())
     pin_form = forms.get("pin_form") or PinForm(formdata=None)
     pin_form.assigned_to.choices = [("", "Nobody in particular")] + [(str(i), name) for i, name in page.members]
     pin_form.boxes.choices = [(str(b.id), b.name) for b in page.other_boxes]
@@ -125,12 +149,15 @@ def show(mailbox_id):
     if is_htmx():
         # The live part polls with the version it shows: unchanged, it is not rendered again
         # (304, which htmx does not swap; base.html's htmx-config). A flash to show always renders.
-        version = None if session.get("_flashes") else dashboard.mailbox_live_version(account_id(), mailbox_id)
+        pins_page = pins_page_asked()
+        version = None if session.get("_flashes") else \
+            dashboard.mailbox_live_version(account_id(), mailbox_id, pins_page=pins_page)
         etag = f'"{version}"' if version else None
         if etag is not None and request.headers.get("If-None-Match") == etag:
             return make_response("", 304, {"ETag": etag})
         try:
-            page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner)
+            page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner,
+                                          pins_page=pins_page)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
         html = render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None),
@@ -225,7 +252,7 @@ def remove_pin(pin_id):
     except ServiceError as exc:
         return refuse(exc, back())
     flash(f"Removing PIN “{pin.label}”. It works until the box confirms.", "info")
-    return see_other(url_for(".show", mailbox_id=pin.mailbox_id) + "#pins")
+    return see_other(pin_url(pin.mailbox_id, pin_id=pin.id))
 
 
 @bp.route("/pins/<uuid:pin_id>/show", methods=["GET", "POST"])
@@ -262,7 +289,7 @@ def retry_change(command_id):
     except ServiceError as exc:
         return refuse(exc, back())
     flash("Sending it again.", "info")
-    return see_other(url_for(".show", mailbox_id=command.mailbox_id) + "#pins")
+    return see_other(pin_url(command.mailbox_id, command_id=command.id))
 
 
 @bp.route("/changes/<uuid:command_id>/withdraw", methods=["POST"])
@@ -274,7 +301,7 @@ def withdraw_change(command_id):
     except ServiceError as exc:
         return refuse(exc, back())
     flash(withdrawal.message, "info")
-    return see_other(url_for(".show", mailbox_id=withdrawal.command.mailbox_id) + "#pins")
+    return see_other(pin_url(withdrawal.command.mailbox_id, command_id=withdrawal.command.id))
 
 
 @bp.route("/<uuid:mailbox_id>/keypad", methods=["GET", "POST"])

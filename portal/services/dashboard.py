@@ -46,6 +46,8 @@ DELIVERY_KINDS = ("mailbox", "parcel_box")
 RECENT_EVENTS = 15
 # PINs that ended or were removed, shown under the list with why (expired, used up, removed).
 RECENT_ENDED = 5
+# The page a new PIN lands on (the newest are last): `pins_page` for the last page.
+LAST_PINS_PAGE = -1
 
 
 @dataclass
@@ -457,6 +459,20 @@ class MailboxPage:
     # Safe mode: whether the box's gateway can keep it, and the change carrying the latest.
     safe_mode_possible: bool = False
     safe_shown: Shown | None = None
+    # Which of the box's live PINs `pins` holds: page `pins_page` (from 1) of `pins_total`
+    # in all, pins_per_page() a page (one page holding all of them when asked for none).
+    pins_total: int = 0
+    pins_page: int = 1
+    pins_per_page: int = 1
+
+    @property
+    def pins_pages(self) -> int:
+        return max(1, -(-self.pins_total // self.pins_per_page))
+
+    @property
+    def pins_first(self) -> int:
+        """The position of the page's first PIN among all of them (from 1)."""
+        return (self.pins_page - 1) * self.pins_per_page + 1
 
     @property
     def delivery_codes_offered(self) -> bool:
@@ -487,9 +503,67 @@ _PAGE_BOX = (
     sa.select(Mailbox, Gateway).join(Gateway, Gateway.id == Mailbox.gateway_id)
     .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
 )
+_PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
+_PINS_OFFSET: sa.BindParameter[int] = sa.bindparam("pins_offset")
+_NO_LIMIT = 2**31 - 1
+_LIVE_HERE = sa.and_(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
+# A page of the box's live PINs, each row with how many there are in all.
 _PAGE_PINS = (
-    scoped(Pin, _ACCOUNT).where(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
-    .order_by(Pin.created_at, Pin.id)
+    scoped(Pin, _ACCOUNT).add_columns(sa.func.count().over()).where(_LIVE_HERE)
+    .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
+)
+_PINS_COUNT = sa.select(sa.func.count()).select_from(Pin).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
+
+
+def pins_per_page() -> int:
+    """A box page lists its live PINs BOX_PINS_PER_PAGE (25) at a time, oldest first: the
+    part is drawn again every few seconds, and a box of 500 PINs took 125 ms of CPU to draw
+    whole."""
+    return max(1, int(current_app.config["BOX_PINS_PER_PAGE"]))
+
+
+def _pins_page(fetch, params: dict, page: int | None) -> tuple[list, int, int]:
+    """(rows, total, page) of the box's live PINs: page `page` (the last one when it is past
+    the end, or LAST_PINS_PAGE), or every one for None. `fetch(params)` runs one of the paged
+    statements, whose rows end with the total. The page and the live part's version both
+    read through here, so they agree on which PINs a page holds."""
+    if page is None:
+        rows = fetch({**params, "pins_limit": _NO_LIMIT, "pins_offset": 0})
+        return rows, len(rows), 1
+    size = pins_per_page()
+    if page == LAST_PINS_PAGE:
+        page = -(-read(_PINS_COUNT, params).scalar_one() // size)
+    page = max(1, page)
+    rows = fetch({**params, "pins_limit": size, "pins_offset": (page - 1) * size})
+    if rows:
+        return rows, rows[0][-1], page
+    total = read(_PINS_COUNT, params).scalar_one() if page > 1 else 0
+    if not total:
+        return [], 0, 1
+    page = -(-total // size)
+    rows = fetch({**params, "pins_limit": size, "pins_offset": (page - 1) * size})
+    return rows, total, page
+
+
+def pins_page_of(account_id, *, pin_id=None, command_id=None) -> int:
+    """The page of its box's PINs where the box page lists a PIN (given, or the PIN a change
+    is for): where it stands among the box's live PINs, oldest first, or stood, for one no
+    longer live. 1 for a change of no PIN (an unlock, safe mode) and for what is not the
+    household's."""
+    where = Pin.id == _as_uuid(pin_id) if pin_id is not None else Pin.command_id == _as_uuid(command_id)
+    pin = read(sa.select(Pin.mailbox_id, Pin.created_at, Pin.id).where(Pin.account_id == account_id, where)).first()
+    if pin is None:
+        return 1
+    before = read(_PINS_BEFORE, {"account_id": account_id, "box_id": pin.mailbox_id, "created_at": pin.created_at,
+                                 "pin_id": pin.id}).scalar_one()
+    return before // pins_per_page() + 1
+
+
+_PINS_BEFORE = (
+    sa.select(sa.func.count()).select_from(Pin)
+    .where(Pin.account_id == _ACCOUNT, _LIVE_HERE,
+           sa.or_(Pin.created_at < sa.bindparam("created_at"),
+                  sa.and_(Pin.created_at == sa.bindparam("created_at"), Pin.id < sa.bindparam("pin_id"))))
 )
 # Each PIN's current change, safe mode's, and the latest unlocks, in one query.
 _PAGE_COMMANDS = scoped(Command, _ACCOUNT).where(
@@ -512,14 +586,17 @@ _MEMBER_NAMES = (
 _ZONE = sa.select(Account.time_zone).where(Account.id == _ACCOUNT)
 
 
-def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False) -> MailboxPage:
-    """One box: its PINs with their delivery states, recent unlocks and events: 6 queries."""
+def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
+                 pins_page: int | None = None) -> MailboxPage:
+    """One box: its PINs with their delivery states, recent unlocks and events: 6 queries.
+    `pins_page` (from 1): that page of its live PINs (pins_per_page()); None: all of them."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
         raise NotFound()
     mailbox, gateway = row
-    pins = db.session.scalars(_PAGE_PINS, params).all()
+    pin_rows, pins_total, pins_page = _pins_page(lambda p: db.session.execute(_PAGE_PINS, p).all(), params, pins_page)
+    pins = [r[0] for r in pin_rows]
     wanted = [p.command_id for p in pins if p.command_id is not None]
     if mailbox.safe_command_id is not None:
         wanted.append(mailbox.safe_command_id)
@@ -556,6 +633,9 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         zone_name=_zone_name(account_id),
         safe_mode_possible=gateway.protocol == PROTOCOL_SEALED,
         safe_shown=safe_mode.shown(mailbox, safe_command, waiting),
+        pins_total=pins_total,
+        pins_page=pins_page,
+        pins_per_page=pins_per_page() if pins_total > len(pins) or pins_page > 1 else max(1, pins_total),
     )
     if with_snapshot:
         page.snapshot = box_snapshot(gateway, mailbox)
@@ -603,15 +683,14 @@ def _live_box() -> sa.Select:
 
 _LIVE_BOX = _live_box()
 _LIVE_PINS = (
-    sa.select(*_as_read(Pin.__table__)).where(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
-    .order_by(Pin.created_at, Pin.id)
+    sa.select(*_as_read(Pin.__table__), sa.func.count().over().label("pins_total")).where(_LIVE_HERE)
+    .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
 )
-# The changes the part shows: its live PINs', safe mode's, and the newest unlocks.
+# The changes the part shows: its page of PINs', safe mode's, and the newest unlocks.
 _LIVE_COMMANDS = (
     sa.select(*_as_read(Command.__table__)).where(
         Command.mailbox_id == _BOX,
-        sa.or_(Command.id.in_(sa.select(Pin.command_id).where(Pin.mailbox_id == _BOX,
-                                                              Pin.status.in_(LIVE_PIN_STATES))),
+        sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
                Command.id.in_(sa.select(Mailbox.safe_command_id).where(Mailbox.id == _BOX)),
                Command.id.in_(
                    sa.select(Command.id).where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
@@ -633,20 +712,22 @@ _LIVE_NAMES: sa.CompoundSelect = sa.union_all(
 ).order_by(sa.literal_column("1"), sa.literal_column("2"))
 
 
-def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) -> str | None:
+def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None, pins_page: int = 1) -> str | None:
     """A digest of everything the box's live part (mailboxes/_mailbox_live.html) may show,
     read as plain rows: no ORM objects and no rendering, so an unchanged poll answers 304.
     It errs on the side of change: whatever could alter the part is in it (the box, its
     gateway, PINs, their changes and siblings on other boxes, unlocks, the newest activity,
     members, the household's boxes and zone, StreamIoT's state), with the clock at the
-    resolution the part's words have. None: no such box in the household."""
+    resolution the part's words have. It covers the PINs of page `pins_page` and how many
+    there are in all, as the part shows them. None: no such box in the household."""
     now = now or utcnow()
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     box = read(_LIVE_BOX, params).first()
     if box is None:
         return None
-    live_pins = read(_LIVE_PINS, params).all()
-    commands = read(_LIVE_COMMANDS, params).all()
+    live_pins, pins_total, pins_page = _pins_page(lambda p: read(_LIVE_PINS, p).all(), params, pins_page)
+    wanted = [uuid.UUID(p.pins_command_id) for p in live_pins if p.pins_command_id is not None]
+    commands = read(_LIVE_COMMANDS, {**params, "command_ids": wanted}).all()
     groups = {p.pins_group_id for p in live_pins if p.pins_group_id is not None}
     siblings = read(_LIVE_SIBLINGS, {**params, "group_ids": [uuid.UUID(g) for g in groups]}).all() if groups else []
     names = read(_LIVE_NAMES, params).all()
@@ -662,7 +743,7 @@ def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None) ->
     )
     waiting = waiting_words(box.platform_state, box.platform_next_try, now)
     facts = tuple(v for k, v in box._mapping.items() if k not in ("platform_state", "platform_next_try"))
-    parts = (facts, [tuple(p) for p in live_pins], [tuple(c) for c in commands],
+    parts = (facts, pins_total, pins_page, [tuple(p) for p in live_pins], [tuple(c) for c in commands],
              [tuple(r) for r in siblings], [tuple(n) for n in names], waiting, clock)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
