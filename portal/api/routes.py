@@ -233,7 +233,7 @@ def remove_gateway(gateway_id):
 # --- boxes ------------------------------------------------------------------------------------
 
 def _box(mailbox_id) -> dict:
-    page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner())
+    page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner(), pins_slice=(0, 0))
     return rep.box(page.mailbox, page.shown)
 
 
@@ -298,16 +298,15 @@ def remove_box(box_id):
 
 # --- PINs and delivery codes --------------------------------------------------------------------
 
-def _pin_rows(mailbox_id) -> list[dict]:
-    page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner())
-    return [rep.pin(row) for row in page.pins]
-
-
 def _pin(pin_id) -> dict:
+    """One live PIN, read with the page of its box's PINs that holds it (as the box page
+    shows it), not with every PIN of the box."""
     mailbox_id = pins.mailbox_id_of(_account_id(), pin_id)
-    for row in _pin_rows(mailbox_id):
-        if str(row["id"]) == str(pin_id):
-            return row
+    page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner(),
+                                  pins_page=dashboard.pins_page_of(_account_id(), pin_id=pin_id))
+    for row in page.pins:
+        if str(row.pin.id) == str(pin_id):
+            return rep.pin(row)
     raise NotFound()
 
 
@@ -318,7 +317,14 @@ def _pin(pin_id) -> dict:
 @refusals(404)
 def list_pins(query, box_id):
     """The box's PINs (delivery codes and duress PINs included), each with its delivery state."""
-    return _page(_pin_rows(box_id), query, "api.list_pins", box_id=box_id)
+    # The cursor's position, read in the database: a page costs the same at 10 PINs as at 10,000.
+    start = max(0, int((decode_cursor(query.get("cursor")) or {}).get("o", 0) or 0))
+    limit = query["limit"]
+    page = dashboard.mailbox_page(_account_id(), box_id, with_snapshot=False, owner=_owner(),
+                                  pins_slice=(start, limit))
+    cursor = encode_cursor({"o": start + limit}) if start + limit < page.pins_total else None
+    return {"items": [rep.pin(row) for row in page.pins], "next_cursor": cursor,
+            "next": url_for("api.list_pins", cursor=cursor, limit=limit, box_id=box_id) if cursor else None}
 
 
 @bp.route("/pins", methods=["POST"])

@@ -460,7 +460,8 @@ class MailboxPage:
     safe_mode_possible: bool = False
     safe_shown: Shown | None = None
     # Which of the box's live PINs `pins` holds: page `pins_page` (from 1) of `pins_total`
-    # in all, pins_per_page() a page (one page holding all of them when asked for none).
+    # in all, pins_per_page() a page (one page holding all of them when asked for none; no
+    # PINs and a total of 0 for a slice of none, as the API reads a box).
     pins_total: int = 0
     pins_page: int = 1
     pins_per_page: int = 1
@@ -545,6 +546,17 @@ def _pins_page(fetch, params: dict, page: int | None) -> tuple[list, int, int]:
     return rows, total, page
 
 
+def _pins_slice(fetch, params: dict, offset: int, limit: int) -> tuple[list, int]:
+    """(rows, total) of the box's live PINs from `offset` (from 0), at most `limit` of them
+    (the API's cursor pages); a limit of 0 reads none, and counts none either."""
+    if limit <= 0:
+        return [], 0
+    rows = fetch({**params, "pins_limit": max(0, limit), "pins_offset": max(0, offset)})
+    if rows:
+        return rows, rows[0][-1]
+    return [], read(_PINS_COUNT, params).scalar_one()
+
+
 def pins_page_of(account_id, *, pin_id=None, command_id=None) -> int:
     """The page of its box's PINs where the box page lists a PIN (given, or the PIN a change
     is for): where it stands among the box's live PINs, oldest first, or stood, for one no
@@ -587,15 +599,23 @@ _ZONE = sa.select(Account.time_zone).where(Account.id == _ACCOUNT)
 
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
-                 pins_page: int | None = None) -> MailboxPage:
+                 pins_page: int | None = None, pins_slice: tuple[int, int] | None = None) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 6 queries.
-    `pins_page` (from 1): that page of its live PINs (pins_per_page()); None: all of them."""
+    `pins_page` (from 1): that page of its live PINs (pins_per_page()); `pins_slice`:
+    (offset, limit) of them instead; neither: all of them."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
         raise NotFound()
     mailbox, gateway = row
-    pin_rows, pins_total, pins_page = _pins_page(lambda p: db.session.execute(_PAGE_PINS, p).all(), params, pins_page)
+    def fetch(values: dict) -> list:
+        return list(db.session.execute(_PAGE_PINS, values).all())
+
+    if pins_slice is not None:
+        pin_rows, pins_total = _pins_slice(fetch, params, *pins_slice)
+        shown_page = 1
+    else:
+        pin_rows, pins_total, shown_page = _pins_page(fetch, params, pins_page)
     pins = [r[0] for r in pin_rows]
     wanted = [p.command_id for p in pins if p.command_id is not None]
     if mailbox.safe_command_id is not None:
@@ -634,8 +654,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         safe_mode_possible=gateway.protocol == PROTOCOL_SEALED,
         safe_shown=safe_mode.shown(mailbox, safe_command, waiting),
         pins_total=pins_total,
-        pins_page=pins_page,
-        pins_per_page=pins_per_page() if pins_total > len(pins) or pins_page > 1 else max(1, pins_total),
+        pins_page=shown_page,
+        pins_per_page=pins_per_page() if pins_total > len(pins) or shown_page > 1 else max(1, pins_total),
     )
     if with_snapshot:
         page.snapshot = box_snapshot(gateway, mailbox)

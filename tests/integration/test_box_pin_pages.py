@@ -115,13 +115,22 @@ def test_a_page_past_the_end_has_the_version_of_the_last_page(box):
         dashboard.mailbox_live_version(box.account_id, box.id, pins_page=3)
 
 
-def test_the_api_still_lists_every_pin_of_the_box(app, kit, box):
+def test_the_api_still_lists_every_pin_of_the_box_and_reads_one_from_any_page(app, kit, box):
     membership = db.session.query(Membership).filter_by(user_id=kit.user.id).one()
     _token, secret = api_tokens.create_token(membership, kit.user, name="list", scopes=["read"])
-    client, listed, path = app.test_client(), [], f"/api/v1/boxes/{box.id}/pins?limit=50"
+    client, auth = app.test_client(), {"Authorization": f"Bearer {secret}"}
+    listed, path = [], f"/api/v1/boxes/{box.id}/pins?limit=50"
     while path:
-        response = client.get(path, headers={"Authorization": f"Bearer {secret}"})
+        response = client.get(path, headers=auth)
         assert response.status_code == 200
         listed += [item["label"] for item in response.json["items"]]
         path = response.json["next"]
     assert listed == [f"P{n:02d}" for n in range(60)]
+    # The cursor pages come from the database: a limit that does not divide the offset too.
+    response = client.get(f"/api/v1/boxes/{box.id}/pins?limit=7", headers=auth)
+    second = client.get(response.json["next"].replace("limit=7", "limit=20"), headers=auth).json
+    assert [item["label"] for item in second["items"]] == [f"P{n:02d}" for n in range(7, 27)]
+    pin = _pin("P55")
+    one = client.get(f"/api/v1/pins/{pin.id}", headers=auth)
+    assert one.status_code == 200 and one.json["label"] == "P55"
+    assert client.get(f"/api/v1/boxes/{box.id}", headers=auth).json["name"] == box.name
