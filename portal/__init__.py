@@ -352,11 +352,11 @@ def register_security_headers(app: Flask) -> None:
         ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
         ("Cross-Origin-Opener-Policy", "same-origin"),
     ]
-    hsts = [("Strict-Transport-Security", "max-age=63072000; includeSubDomains")]
+    with_hsts = [*fixed, ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")]
 
     @app.after_request
     def headers(response):
-        response.headers.extend(fixed + hsts if app.config.get("HSTS") else fixed)
+        response.headers.extend(with_hsts if app.config.get("HSTS") else fixed)
         if request.endpoint != "static":
             # Every answer but a static file is for one user and may hold a secret (the
             # CSV export, a settings file, a private key, PIN digits): no browser or proxy

@@ -47,16 +47,23 @@ def _owner() -> bool:
     return caller().membership.is_owner
 
 
-def _page(items: list, query: dict, endpoint: str, **values) -> dict:
-    """One page of a short list the services give whole (members, gateways...): the cursor
-    is the position after the last item given."""
-    start = int((decode_cursor(query.get("cursor")) or {}).get("o", 0) or 0)
+def _start(query: dict) -> int:
+    """Where the page the cursor asks for starts (the position after the last item given)."""
+    return max(0, int((decode_cursor(query.get("cursor")) or {}).get("o", 0) or 0))
+
+
+def _page_of(chunk: list, start: int, total: int, query: dict, endpoint: str, **values) -> dict:
+    """The answer holding `chunk`, the items from `start` of `total`, with the next cursor."""
     limit = query["limit"]
-    chunk = items[max(0, start):start + limit]
-    more = start + limit < len(items)
-    cursor = encode_cursor({"o": start + limit}) if more else None
+    cursor = encode_cursor({"o": start + limit}) if start + limit < total else None
     return {"items": chunk, "next_cursor": cursor,
             "next": url_for(endpoint, cursor=cursor, limit=limit, **values) if cursor else None}
+
+
+def _page(items: list, query: dict, endpoint: str, **values) -> dict:
+    """One page of a short list the services give whole (members, gateways...)."""
+    start = _start(query)
+    return _page_of(items[start:start + query["limit"]], start, len(items), query, endpoint, **values)
 
 
 def _with_etag(schema, data: dict, status: int = 200, headers: dict | None = None):
@@ -317,14 +324,12 @@ def _pin(pin_id) -> dict:
 @refusals(404)
 def list_pins(query, box_id):
     """The box's PINs (delivery codes and duress PINs included), each with its delivery state."""
-    # The cursor's position, read in the database: a page costs the same at 10 PINs as at 10,000.
-    start = max(0, int((decode_cursor(query.get("cursor")) or {}).get("o", 0) or 0))
-    limit = query["limit"]
+    # The page read in the database: it costs the same at 10 PINs as at 10,000.
+    start = _start(query)
     page = dashboard.mailbox_page(_account_id(), box_id, with_snapshot=False, owner=_owner(),
-                                  pins_slice=(start, limit))
-    cursor = encode_cursor({"o": start + limit}) if start + limit < page.pins_total else None
-    return {"items": [rep.pin(row) for row in page.pins], "next_cursor": cursor,
-            "next": url_for("api.list_pins", cursor=cursor, limit=limit, box_id=box_id) if cursor else None}
+                                  pins_slice=(start, query["limit"]))
+    return _page_of([rep.pin(row) for row in page.pins], start, page.pins_total, query, "api.list_pins",
+                    box_id=box_id)
 
 
 @bp.route("/pins", methods=["POST"])

@@ -523,38 +523,36 @@ def pins_per_page() -> int:
     return max(1, int(current_app.config["BOX_PINS_PER_PAGE"]))
 
 
+def _pins_slice(fetch, params: dict, offset: int, limit: int) -> tuple[list, int]:
+    """(rows, total) of the box's live PINs from `offset` (from 0), at most `limit` of them.
+    `fetch(values)` runs one of the paged statements, whose rows end with the total; it is
+    counted apart only when the slice starts past the end. A limit of 0 reads none, and
+    counts none either (the API reading a box)."""
+    if limit <= 0:
+        return [], 0
+    rows = fetch({**params, "pins_limit": limit, "pins_offset": max(0, offset)})
+    if rows:
+        return rows, rows[0][-1]
+    return [], read(_PINS_COUNT, params).scalar_one() if offset > 0 else 0
+
+
 def _pins_page(fetch, params: dict, page: int | None) -> tuple[list, int, int]:
     """(rows, total, page) of the box's live PINs: page `page` (the last one when it is past
-    the end, or LAST_PINS_PAGE), or every one for None. `fetch(params)` runs one of the paged
-    statements, whose rows end with the total. The page and the live part's version both
-    read through here, so they agree on which PINs a page holds."""
+    the end, or LAST_PINS_PAGE), or every one for None. The page and the live part's version
+    both read through here, so they agree on which PINs a page holds."""
     if page is None:
-        rows = fetch({**params, "pins_limit": _NO_LIMIT, "pins_offset": 0})
-        return rows, len(rows), 1
+        rows, total = _pins_slice(fetch, params, 0, _NO_LIMIT)
+        return rows, total, 1
     size = pins_per_page()
     if page == LAST_PINS_PAGE:
         page = -(-read(_PINS_COUNT, params).scalar_one() // size)
     page = max(1, page)
-    rows = fetch({**params, "pins_limit": size, "pins_offset": (page - 1) * size})
-    if rows:
-        return rows, rows[0][-1], page
-    total = read(_PINS_COUNT, params).scalar_one() if page > 1 else 0
-    if not total:
-        return [], 0, 1
+    rows, total = _pins_slice(fetch, params, (page - 1) * size, size)
+    if rows or not total:
+        return rows, total, page if rows else 1
     page = -(-total // size)
-    rows = fetch({**params, "pins_limit": size, "pins_offset": (page - 1) * size})
+    rows, total = _pins_slice(fetch, params, (page - 1) * size, size)
     return rows, total, page
-
-
-def _pins_slice(fetch, params: dict, offset: int, limit: int) -> tuple[list, int]:
-    """(rows, total) of the box's live PINs from `offset` (from 0), at most `limit` of them
-    (the API's cursor pages); a limit of 0 reads none, and counts none either."""
-    if limit <= 0:
-        return [], 0
-    rows = fetch({**params, "pins_limit": max(0, limit), "pins_offset": max(0, offset)})
-    if rows:
-        return rows, rows[0][-1]
-    return [], read(_PINS_COUNT, params).scalar_one()
 
 
 def pins_page_of(account_id, *, pin_id=None, command_id=None) -> int:
@@ -562,8 +560,9 @@ def pins_page_of(account_id, *, pin_id=None, command_id=None) -> int:
     is for): where it stands among the box's live PINs, oldest first, or stood, for one no
     longer live. 1 for a change of no PIN (an unlock, safe mode) and for what is not the
     household's."""
-    where = Pin.id == _as_uuid(pin_id) if pin_id is not None else Pin.command_id == _as_uuid(command_id)
-    pin = read(sa.select(Pin.mailbox_id, Pin.created_at, Pin.id).where(Pin.account_id == account_id, where)).first()
+    which = Pin.id if pin_id is not None else Pin.command_id
+    pin = read(_PIN_PLACE.where(which == _as_uuid(pin_id if pin_id is not None else command_id)),
+               {"account_id": account_id}).first()
     if pin is None:
         return 1
     before = read(_PINS_BEFORE, {"account_id": account_id, "box_id": pin.mailbox_id, "created_at": pin.created_at,
@@ -571,6 +570,7 @@ def pins_page_of(account_id, *, pin_id=None, command_id=None) -> int:
     return before // pins_per_page() + 1
 
 
+_PIN_PLACE = sa.select(Pin.mailbox_id, Pin.created_at, Pin.id).where(Pin.account_id == _ACCOUNT)
 _PINS_BEFORE = (
     sa.select(sa.func.count()).select_from(Pin)
     .where(Pin.account_id == _ACCOUNT, _LIVE_HERE,
@@ -608,9 +608,11 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     if row is None:
         raise NotFound()
     mailbox, gateway = row
+
     def fetch(values: dict) -> list:
         return list(db.session.execute(_PAGE_PINS, values).all())
 
+    paged = pins_slice is None and pins_page is not None
     if pins_slice is not None:
         pin_rows, pins_total = _pins_slice(fetch, params, *pins_slice)
         shown_page = 1
@@ -655,7 +657,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         safe_shown=safe_mode.shown(mailbox, safe_command, waiting),
         pins_total=pins_total,
         pins_page=shown_page,
-        pins_per_page=pins_per_page() if pins_total > len(pins) or shown_page > 1 else max(1, pins_total),
+        # Unpaged (all of them, or the API's slice): one page, no links.
+        pins_per_page=pins_per_page() if paged else max(1, pins_total),
     )
     if with_snapshot:
         page.snapshot = box_snapshot(gateway, mailbox)
