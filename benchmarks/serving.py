@@ -15,6 +15,11 @@ PINs; 50 x 10, as tests/integration/test_query_counts.py builds them). StreamIoT
 stand-in on a local port that answers everything after a set delay; the worker
 (`flask --app wsgi worker`) runs only for the rows that say so.
 
+Two rows measure the stack's floor (benchmarks/floor_app.py, a third server under the same
+settings on the same database): the least a logged-in page and a logged-in 304 can do with
+Flask, flask-login and Flask-SQLAlchemy. They carry no target; they show how far a target
+sits from what the stack itself allows.
+
 The load generator is this process: threads with http.client (gunicorn's sync workers close
 every connection, so each request is a new one, for both apps alike). It shares the machine's
 cores with the servers, so absolute figures are low; the ratios are what the targets are.
@@ -42,6 +47,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from benchmarks import floor_app
 from config import ProductionConfig
 from portal import create_app
 from portal.crypto import generate_data_key
@@ -312,10 +318,12 @@ def _cpu_per_request(server: subprocess.Popen, port: int, make_request, args) ->
 
 def _pair_rows(servers: tuple, rows, args) -> list[dict]:
     """Each row: rounds of (hello-world, page), medians of each: req/s, and the servers' CPU
-    per request. servers: (portal process, portal port, hello process, hello port)."""
-    portal, portal_port, hello, hello_port = servers
+    per request. servers: (portal process, portal port, hello process, hello port). A row is
+    (title, make_request), served by the portal, or (title, make_request, (process, port))."""
+    _portal, _portal_port, hello, hello_port = servers
     results = []
-    for title, make_request in rows:
+    for title, make_request, *elsewhere in rows:
+        portal, portal_port = elsewhere[0] if elsewhere else servers[:2]
         hellos, pages, hello_cpu, page_cpu, statuses = [], [], [], [], Counter()
         for _ in range(args.rounds):
             run, cpu = _cpu_per_request(hello, hello_port, lambda w, i: ("GET", "/", {}, None), args)
@@ -347,13 +355,18 @@ def measure(backend: str, database_url: str, args) -> dict:
     env.pop("TEST_DATABASE_URL", None)
     print(f"\n== {backend}: seeding", flush=True)
     seeded = seed(env)
-    portal_port, hello_port = _free_port(), _free_port()
+    floor_app.prepare(database_url)
+    portal_port, hello_port, floor_port = _free_port(), _free_port(), _free_port()
     portal = _gunicorn("wsgi:app", portal_port, env, workdir, args.workers)
     hello = _gunicorn("benchmarks.hello_app:app", hello_port, env, workdir, args.workers)
+    floor = _gunicorn("benchmarks.floor_app:app", floor_port, env, workdir, args.workers)
     worker = None
     try:
         _wait_for(portal_port, "/login")
         _wait_for(hello_port)
+        _wait_for(floor_port, "/login")
+        floor_browser = Browser(floor_port)
+        floor_browser.request("GET", "/login")
         browsers = {}
         for name in SIZES:
             browsers[name] = Browser(portal_port)
@@ -385,7 +398,10 @@ def measure(backend: str, database_url: str, args) -> dict:
             body = _form(csrf_token=add_token, label="Bench", digits=f"{next(counter) + 10**7}", kind="always")
             return ("POST", add_path, mid.headers(**{"Content-Type": "application/x-www-form-urlencoded"}), body)
 
+        at_floor = (floor, floor_port)
         rows = [
+            ("stack floor: logged-in page", get(floor_browser, "/page"), at_floor),
+            ("stack floor: logged-in 304", get(floor_browser, "/poll", **{"If-None-Match": '"v1"'}), at_floor),
             ("logged-in trivial page", get(small, "/household/link-state")),
             ("anonymous login page", get(anonymous, "/login")),
             ("account settings", get(small, "/settings")),
@@ -431,7 +447,7 @@ def measure(backend: str, database_url: str, args) -> dict:
 
         burst = load(portal_port, mixed, args.burst_seconds, 8)
     finally:
-        for process in (worker, portal, hello):
+        for process in (worker, portal, hello, floor):
             if process is not None:
                 stop(process)
         stand_in.shutdown()
