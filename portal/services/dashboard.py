@@ -36,7 +36,7 @@ from portal.services.deliveries import (
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
-from portal.services.rows import read
+from portal.services.rows import among, read
 from portal.services.scope import get_scoped, scoped
 from portal.services.visitors import Household
 
@@ -275,7 +275,7 @@ def _boxes_with_last_event(owner: bool, capped: bool) -> sa.Select:
     )
     live_pins = (
         sa.select(sa.func.count())
-        .where(Pin.mailbox_id == Mailbox.id, Pin.account_id == _ACCOUNT, Pin.status.in_(LIVE_PIN_STATES))
+        .where(Pin.mailbox_id == Mailbox.id, Pin.account_id == _ACCOUNT, among(Pin.status, LIVE_PIN_STATES))
         .correlate(Mailbox)
         .scalar_subquery()
     )
@@ -301,7 +301,7 @@ def _box_changes(states: tuple) -> sa.ScalarSelect:
     """How many of the box's changes are in these states (ix_commands_mailbox_state)."""
     return (
         sa.select(sa.func.count())
-        .where(Command.mailbox_id == Mailbox.id, Command.state.in_(states))
+        .where(Command.mailbox_id == Mailbox.id, among(Command.state, states))
         .correlate(Mailbox)
         .scalar_subquery()
     )
@@ -312,7 +312,7 @@ _BOXES = {(owner, capped): _boxes_with_last_event(owner, capped) for owner in (F
 _GATEWAY_CHANGES = (
     sa.select(Command.gateway_id, Command.state, sa.func.count())
     .where(Command.account_id == _ACCOUNT, Command.gateway_id.in_(_GATEWAYS),
-           Command.state.in_((*_ON_THEIR_WAY, CommandState.FAILED)))
+           among(Command.state, (*_ON_THEIR_WAY, CommandState.FAILED)))
     .group_by(Command.gateway_id, Command.state)
 )
 
@@ -507,7 +507,7 @@ _PAGE_BOX = (
 _PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
 _PINS_OFFSET: sa.BindParameter[int] = sa.bindparam("pins_offset")
 _NO_LIMIT = 2**31 - 1
-_LIVE_HERE = sa.and_(Pin.mailbox_id == _BOX, Pin.status.in_(LIVE_PIN_STATES))
+_LIVE_HERE = sa.and_(Pin.mailbox_id == _BOX, among(Pin.status, LIVE_PIN_STATES))
 # A page of the box's live PINs, each row with how many there are in all.
 _PAGE_PINS = (
     scoped(Pin, _ACCOUNT).add_columns(sa.func.count().over()).where(_LIVE_HERE)
