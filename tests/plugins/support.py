@@ -41,12 +41,14 @@ def isolated_client(app) -> FlaskClient:
 
 def fresh_code(secret: str, user_id) -> str:
     """A TOTP code the portal will still accept: within ±1 step of now and later than the
-    last step this user already spent (codes are single-use per step)."""
+    last step this user already spent (codes are single-use per step). The current step's,
+    or the next one's once it is spent: never the step before, which the portal refuses
+    if a 30-second step ends between making the code and the portal checking it."""
     db.session.expire_all()
     last = db.session.scalar(sa.select(User.totp_last_counter).where(User.id == user_id))
     totp = pyotp.TOTP(secret)
     now = totp.timecode(datetime.now(UTC))
-    counter = max(now - 1, (last if last is not None else -2) + 1)
+    counter = max(now, (last if last is not None else -2) + 1)
     assert counter <= now + 1, "no unused TOTP step left in the window; the test used too many"
     return totp.generate_otp(counter)
 
