@@ -1,6 +1,6 @@
-"""The stack's floor: the least a logged-in page can do on the stack the design card fixes
-(Flask, flask-login, Flask-SQLAlchemy, Jinja), served by benchmarks/serving.py beside the
-hello-world and the portal under the same gunicorn settings.
+"""The bare stack: a minimal app on the stack the design card fixes (Flask, flask-login,
+Flask-SQLAlchemy, Jinja), served by benchmarks/serving.py beside the hello-world and the
+portal under the same gunicorn settings.
 
 Every logged-in request of the portal does at least this: open Flask's signed session
 cookie, let flask-login load the user by looking the login session up by its token's
@@ -8,8 +8,10 @@ SHA-256 in the database (one statement, through the request's SQLAlchemy session
 answer. `/page` then renders a small template (the portal's logged-in trivial page is a
 fragment of that size); `/poll` reads one more row, a version, and answers 304 when it
 matches If-None-Match (the portal's unchanged poll reads the version in 4 statements).
-No CSRF, no security headers, no request ids, no household checks: what is left is the
-stack's own cost, the figure the portal's pages can approach but not pass.
+No CSRF, no security headers, no request ids, no household checks, and the stack's
+defaults (flask-login's session protection off, as in the portal): what a page costs on
+this stack before the product adds anything. The portal's own shortcuts (its cached cookie
+serializer, say) are not here, so a page of the portal can come out level with it.
 
     prepare(DATABASE_URL); DATABASE_URL=... gunicorn benchmarks.floor_app:app; GET /login, then /page
 """
@@ -51,6 +53,7 @@ def create_app(database_url: str, secret_key: str) -> Flask:
     app.jinja_loader = DictLoader({"page.html": _PAGE})  # type: ignore[assignment]
     db.init_app(app)
     login_manager = LoginManager(app)
+    login_manager.session_protection = None  # as in the portal (server-side login sessions)
 
     @login_manager.user_loader
     def load_user(token: str):

@@ -15,10 +15,10 @@ PINs; 50 x 10, as tests/integration/test_query_counts.py builds them). StreamIoT
 stand-in on a local port that answers everything after a set delay; the worker
 (`flask --app wsgi worker`) runs only for the rows that say so.
 
-Two rows measure the stack's floor (benchmarks/floor_app.py, a third server under the same
-settings on the same database): the least a logged-in page and a logged-in 304 can do with
-Flask, flask-login and Flask-SQLAlchemy. They carry no target; they show how far a target
-sits from what the stack itself allows.
+Two rows measure the bare stack (benchmarks/floor_app.py, a third server under the same
+settings on the same database): a minimal logged-in page and a minimal logged-in 304 on
+Flask, flask-login and Flask-SQLAlchemy. They carry no target; they show where a target
+sits against what the stack costs before the product adds anything.
 
 The load generator is this process: threads with http.client (gunicorn's sync workers close
 every connection, so each request is a new one, for both apps alike). It shares the machine's
@@ -400,8 +400,8 @@ def measure(backend: str, database_url: str, args) -> dict:
 
         at_floor = (floor, floor_port)
         rows = [
-            ("stack floor: logged-in page", get(floor_browser, "/page"), at_floor),
-            ("stack floor: logged-in 304", get(floor_browser, "/poll", **{"If-None-Match": '"v1"'}), at_floor),
+            ("bare stack: logged-in page", get(floor_browser, "/page"), at_floor),
+            ("bare stack: logged-in 304", get(floor_browser, "/poll", **{"If-None-Match": '"v1"'}), at_floor),
             ("logged-in trivial page", get(small, "/household/link-state")),
             ("anonymous login page", get(anonymous, "/login")),
             ("account settings", get(small, "/settings")),

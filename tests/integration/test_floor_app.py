@@ -1,10 +1,10 @@
-"""The serving benchmark's floor app (benchmarks/floor_app.py) does what its rows claim: a
+"""The serving benchmark's bare-stack app (benchmarks/floor_app.py) does what its rows claim: a
 logged-in page from the session cookie and one row, a 304 for an unchanged version, and
 nothing for a visitor without the cookie."""
 from benchmarks import floor_app
 
 
-def test_the_floor_app_answers_logged_in_and_refuses_without_the_cookie(tmp_path):
+def test_the_bare_stack_app_answers_logged_in_and_refuses_without_the_cookie(tmp_path):
     url = f"sqlite:///{tmp_path / 'floor.sqlite3'}"
     floor_app.prepare(url)
     floor_app.prepare(url)  # again: the benchmark runs it once per backend, on a fresh database or not
