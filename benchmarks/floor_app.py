@@ -13,11 +13,11 @@ defaults (flask-login's session protection off, as in the portal): what a page c
 this stack before the product adds anything. The portal's own shortcuts (its cached cookie
 serializer, say) are not here, so a page of the portal can come out level with it.
 
-    prepare(DATABASE_URL); DATABASE_URL=... gunicorn benchmarks.floor_app:app; GET /login, then /page
+    prepare(DATABASE_URL); DATABASE_URL=... SECRET_KEY=... gunicorn 'benchmarks.floor_app:create_app()'
+    then GET /login and /page
 """
 import hashlib
 import os
-import secrets
 
 import sqlalchemy as sa
 from flask import Flask, render_template, request, session
@@ -47,9 +47,12 @@ class User(UserMixin):
         self.id, self.name = user_id, name
 
 
-def create_app(database_url: str, secret_key: str) -> Flask:
+def create_app(database_url: str | None = None, secret_key: str | None = None) -> Flask:
+    """The app; gunicorn calls it as `benchmarks.floor_app:create_app()`, which reads
+    DATABASE_URL and SECRET_KEY (one key for every worker, or each refuses the others' cookie)."""
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=secret_key, SQLALCHEMY_DATABASE_URI=database_url)
+    app.config.update(SECRET_KEY=secret_key or os.environ["SECRET_KEY"],
+                      SQLALCHEMY_DATABASE_URI=database_url or os.environ["DATABASE_URL"])
     app.jinja_loader = DictLoader({"page.html": _PAGE})  # type: ignore[assignment]
     db.init_app(app)
     login_manager = LoginManager(app)
@@ -97,6 +100,3 @@ def prepare(database_url: str) -> None:
     finally:
         engine.dispose()
 
-
-# gunicorn benchmarks.floor_app:app (both workers need the same key: set SECRET_KEY).
-app = create_app(os.environ.get("DATABASE_URL", "sqlite://"), os.environ.get("SECRET_KEY") or secrets.token_hex(32))

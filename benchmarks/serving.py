@@ -359,7 +359,7 @@ def measure(backend: str, database_url: str, args) -> dict:
     portal_port, hello_port, floor_port = _free_port(), _free_port(), _free_port()
     portal = _gunicorn("wsgi:app", portal_port, env, workdir, args.workers)
     hello = _gunicorn("benchmarks.hello_app:app", hello_port, env, workdir, args.workers)
-    floor = _gunicorn("benchmarks.floor_app:app", floor_port, env, workdir, args.workers)
+    floor = _gunicorn("benchmarks.floor_app:create_app()", floor_port, env, workdir, args.workers)
     worker = None
     try:
         _wait_for(portal_port, "/login")
