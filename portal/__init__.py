@@ -25,6 +25,7 @@ from portal.gateways import bp as gateways_bp
 from portal.jobs import handlers as _job_handlers  # noqa: F401  (registers every job kind)
 from portal.jobs import virtual_gateways
 from portal.mailboxes import bp as mailboxes_bp
+from portal.mailboxes.routes import box_url
 from portal.members import bp as members_bp
 from portal.models import PROTOCOL_SEALED
 from portal.models.base import utcnow
@@ -384,6 +385,7 @@ def register_template_helpers(app: Flask) -> None:
         can_withdraw=deliveries.can_withdraw,
         PROTOCOL_SEALED=PROTOCOL_SEALED,
         row_link=row_link,
+        box_url=box_url,
         url_for=fixed_link,
     )
 

@@ -64,8 +64,8 @@ def pins_page_asked() -> int:
 
 
 def box_url(mailbox_id, *, pins_page: int | str = 1, anchor: str = "") -> str:
-    """The box page, on one page of its PINs (the first has no ?pins)."""
-    return url_for(".show", mailbox_id=mailbox_id, pins=None if pins_page == 1 else pins_page) + anchor
+    """The box page, on one page of its PINs (the first has no ?pins). Templates have it too."""
+    return url_for("mailboxes.show", mailbox_id=mailbox_id, pins=None if pins_page == 1 else pins_page) + anchor
 
 
 def pin_url(mailbox_id, *, pin_id=None, command_id=None, anchor: str = "#pins") -> str:
