@@ -7,7 +7,8 @@ cookie, let flask-login load the user by looking the login session up by its tok
 SHA-256 in the database (one statement, through the request's SQLAlchemy session), and
 answer. `/page` then renders a small template (the portal's logged-in trivial page is a
 fragment of that size); `/poll` reads one more row, a version, and answers 304 when it
-matches If-None-Match (the portal's unchanged poll reads the version in 4 statements).
+matches If-None-Match (the portal's unchanged poll reads its household's change count, one
+narrow row, the same shape).
 No CSRF, no security headers, no request ids, no household checks, and the stack's
 defaults (flask-login's session protection off, as in the portal): what a page costs on
 this stack before the product adds anything. The portal's own shortcuts (its cached cookie

@@ -147,22 +147,23 @@ def add(gateway_id):
 @household_required
 def show(mailbox_id):
     if is_htmx():
-        # The live part polls with the version it shows: unchanged, it is not rendered again
-        # (304, which htmx does not swap; base.html's htmx-config). A flash to show always renders.
+        # The live part polls with the version it shows: while it holds, the part is not read
+        # or rendered again (304, which htmx does not swap; base.html's htmx-config). A flash
+        # to show always renders.
         pins_page = pins_page_asked()
-        version = None if session.get("_flashes") else \
-            dashboard.mailbox_live_version(account_id(), mailbox_id, pins_page=pins_page)
-        etag = f'"{version}"' if version else None
-        if etag is not None and request.headers.get("If-None-Match") == etag:
-            return make_response("", 304, {"ETag": etag})
+        mark = None if session.get("_flashes") else dashboard.live_mark(account_id())
+        asked = request.headers.get("If-None-Match", "").strip('"')
+        if asked and dashboard.live_version_holds(account_id(), mailbox_id, pins_page, asked, mark):
+            return make_response("", 304, {"ETag": f'"{asked}"'})
         try:
             page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner,
                                           pins_page=pins_page)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
+        version = dashboard.live_version(account_id(), mailbox_id, pins_page, mark, page)
         html = render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None),
                                live_version=version)
-        return make_response(html, 200, {"ETag": etag} if etag else {})
+        return make_response(html, 200, {"ETag": f'"{version}"'} if version else {})
     return _page(mailbox_id)
 
 

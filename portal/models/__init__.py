@@ -18,6 +18,7 @@ from portal.models.activity import ActivityEvent  # noqa: F401
 from portal.models.alerts import ALERT_KINDS, CHANNELS, TEST_KIND, Alert, AlertPreference, Notification  # noqa: F401
 from portal.models.api import SCOPES, ApiToken, IdempotentRequest  # noqa: F401
 from portal.models.base import Base, new_id, utcnow  # noqa: F401
+from portal.models.changes import HouseholdChanges  # noqa: F401
 from portal.models.devices import (  # noqa: F401
     PROTOCOL_SEALED,
     PROTOCOL_SEED,

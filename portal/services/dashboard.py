@@ -4,6 +4,8 @@ The household dashboard, a gateway page and a mailbox page cost the same however
 boxes and PINs there are; every state is put into words (portal.services.deliveries.Shown).
 """
 import hashlib
+import hmac
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +16,19 @@ import sqlalchemy as sa
 from flask import current_app
 
 from portal.extensions import db
-from portal.models import Account, ActivityEvent, Command, Gateway, Mailbox, Membership, Pin, User, utcnow
+from portal.models import (
+    PLATFORM_DOWN,
+    Account,
+    ActivityEvent,
+    Command,
+    Gateway,
+    HouseholdChanges,
+    Mailbox,
+    Membership,
+    Pin,
+    User,
+    utcnow,
+)
 from portal.models.devices import MAILBOX_KINDS, PROTOCOL_SEALED
 from portal.services import activity, gateway_keys, pin_rules, safe_mode
 from portal.services.deliveries import (
@@ -32,7 +46,6 @@ from portal.services.deliveries import (
     pin_shown,
     platform_waiting,
     unlock_shown,
-    waiting_words,
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
@@ -465,6 +478,8 @@ class MailboxPage:
     pins_total: int = 0
     pins_page: int = 1
     pins_per_page: int = 1
+    # When it was read: the clock its words (and the live part's version) were drawn with.
+    now: datetime = field(default_factory=utcnow)
 
     @property
     def pins_pages(self) -> int:
@@ -538,8 +553,8 @@ def _pins_slice(fetch, params: dict, offset: int, limit: int) -> tuple[list, int
 
 def _pins_page(fetch, params: dict, page: int | None) -> tuple[list, int, int]:
     """(rows, total, page) of the box's live PINs: page `page` (the last one when it is past
-    the end, or LAST_PINS_PAGE), or every one for None. The page and the live part's version
-    both read through here, so they agree on which PINs a page holds."""
+    the end, or LAST_PINS_PAGE), or every one for None. The box page and the API both read
+    through here, so they agree on which PINs a page holds."""
     if page is None:
         rows, total = _pins_slice(fetch, params, 0, _NO_LIMIT)
         return rows, total, 1
@@ -657,6 +672,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         safe_shown=safe_mode.shown(mailbox, safe_command, waiting),
         pins_total=pins_total,
         pins_page=shown_page,
+        now=now,
         # Unpaged (all of them, or the API's slice): one page, no links.
         pins_per_page=pins_per_page() if paged else max(1, pins_total),
     )
@@ -666,109 +682,91 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
 
 
 # A box's live part shows times in words ("25 seconds ago"): while one of its times is this
-# recent the version changes every second, after that every minute (as the words do).
+# recent its words change every second, after that every minute.
 _SECONDS_SHOWN = 70
+# A next try this close is counted in seconds (deliveries.next_try_words), later in minutes.
+_RETRY_SECONDS_SHOWN = 120
+# The household's change count (moved by the database on every change the part shows) and
+# StreamIoT's state: all an unchanged poll reads.
+_LIVE_MARK = sa.select(
+    HouseholdChanges.count,
+    PLATFORM_STATE.scalar_subquery().label("platform_state"),
+    PLATFORM_NEXT_TRY.scalar_subquery().label("platform_next_try"),
+).where(HouseholdChanges.account_id == _ACCOUNT)
 
 
-# What the live part's version reads, built once (an unchanged poll is little else).
-def _as_read(*tables: sa.FromClause) -> list:
-    """The tables' columns, with ids read as the text the database holds: the version only
-    hashes them, and making a UUID object of each was a tenth of an unchanged poll."""
-    return [sa.cast(c, sa.String).label(f"{t.description}_{c.name}") if isinstance(c.type, sa.Uuid) else c
-            for t in tables for c in t.c]
+class LiveMark(NamedTuple):
+    changes: int
+    platform_state: str | None
+    platform_next_try: datetime | None
 
 
-def _live_box() -> sa.Select:
-    """The box and its gateway as stored, then what else the part shows of the household in
-    one row: how many of the box's PINs were taken away and when the last was, its newest
-    event, the household's zone, and StreamIoT's state (deliveries.platform_waiting's row)."""
-    removed = sa.and_(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
-    newest_event = (
-        sa.select(ActivityEvent.id, ActivityEvent.occurred_at).where(ActivityEvent.mailbox_id == _BOX)
-        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(1)
-    )
-    return (
-        sa.select(
-            *_as_read(Mailbox.__table__, Gateway.__table__),
-            sa.select(sa.func.count()).where(removed).scalar_subquery().label("removed_pins"),
-            sa.select(Pin.removed_at).where(removed).order_by(Pin.removed_at.desc()).limit(1)
-            .scalar_subquery().label("last_removed_at"),
-            sa.select(newest_event.subquery().c.id).scalar_subquery().label("newest_event_id"),
-            sa.select(newest_event.subquery().c.occurred_at).scalar_subquery().label("newest_event_at"),
-            sa.select(Account.time_zone).where(Account.id == _ACCOUNT).scalar_subquery().label("zone"),
-            PLATFORM_STATE.scalar_subquery().label("platform_state"),
-            PLATFORM_NEXT_TRY.scalar_subquery().label("platform_next_try"),
-        )
-        .join_from(Mailbox.__table__, Gateway.__table__, Gateway.id == Mailbox.gateway_id)
-        .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
-    )
+def live_mark(account_id) -> LiveMark | None:
+    """Where the household stands, for the live part's version: read before the part's own
+    rows, so a change that lands between them moves the count past what the version holds.
+    None: no count (the part then always renders)."""
+    row = read(_LIVE_MARK, {"account_id": account_id}).first()
+    return LiveMark(*row) if row is not None else None
 
 
-_LIVE_BOX = _live_box()
-_LIVE_PINS = (
-    sa.select(*_as_read(Pin.__table__), sa.func.count().over().label("pins_total")).where(_LIVE_HERE)
-    .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
-)
-# The changes the part shows: its page of PINs', safe mode's, and the newest unlocks.
-_LIVE_COMMANDS = (
-    sa.select(*_as_read(Command.__table__)).where(
-        Command.mailbox_id == _BOX,
-        sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
-               Command.id.in_(sa.select(Mailbox.safe_command_id).where(Mailbox.id == _BOX)),
-               Command.id.in_(
-                   sa.select(Command.id).where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
-                   .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery())))
-    .order_by(Command.id)
-)
-_LIVE_SIBLINGS = (
-    sa.select(sa.cast(Pin.id, sa.String), sa.cast(Pin.mailbox_id, sa.String), Pin.status, Command.state,
-              Command.reason)
-    .outerjoin(Command, Command.id == Pin.command_id)
-    .where(Pin.account_id == _ACCOUNT, Pin.group_id.in_(sa.bindparam("group_ids", expanding=True))).order_by(Pin.id)
-)
-# The household's box names and its members' names, in one statement.
-_LIVE_NAMES: sa.CompoundSelect = sa.union_all(
-    sa.select(sa.literal("box"), sa.cast(Mailbox.id, sa.String), Mailbox.name, Mailbox.status)
-    .where(Mailbox.account_id == _ACCOUNT),
-    sa.select(sa.literal("member"), sa.cast(User.id, sa.String), User.display_name, User.email)
-    .join(Membership, Membership.user_id == User.id).where(Membership.account_id == _ACCOUNT),
-).order_by(sa.literal_column("1"), sa.literal_column("2"))
-
-
-def mailbox_live_version(account_id, mailbox_id, now: datetime | None = None, pins_page: int = 1) -> str | None:
-    """A digest of everything the box's live part (mailboxes/_mailbox_live.html) may show,
-    read as plain rows: no ORM objects and no rendering, so an unchanged poll answers 304.
-    It errs on the side of change: whatever could alter the part is in it (the box, its
-    gateway, PINs, their changes and siblings on other boxes, unlocks, the newest activity,
-    members, the household's boxes and zone, StreamIoT's state), with the clock at the
-    resolution the part's words have. It covers the PINs of page `pins_page` and how many
-    there are in all, as the part shows them. None: no such box in the household."""
-    now = now or utcnow()
-    params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
-    box = read(_LIVE_BOX, params).first()
-    if box is None:
+def live_version(account_id, mailbox_id, pins_page: int, mark: LiveMark | None, page: MailboxPage) -> str | None:
+    """The version of the box's live part (mailboxes/_mailbox_live.html) drawn from `page`:
+    "<count>.<until>.<signature>". It holds while the household's change count is `count`
+    (any change to the household's boxes, gateways, PINs, changes, events, members or zone
+    moves it), StreamIoT's state is as it was, and the clock is before `until`, the second at
+    which one of the part's words would change. The signature (the app's secret key) ties it
+    to this household, box and page of PINs. None: no version (no count to hold it to)."""
+    if mark is None:
         return None
-    live_pins, pins_total, pins_page = _pins_page(lambda p: read(_LIVE_PINS, p).all(), params, pins_page)
-    wanted = [uuid.UUID(p.pins_command_id) for p in live_pins if p.pins_command_id is not None]
-    commands = read(_LIVE_COMMANDS, {**params, "command_ids": wanted}).all()
-    groups = {p.pins_group_id for p in live_pins if p.pins_group_id is not None}
-    siblings = read(_LIVE_SIBLINGS, {**params, "group_ids": [uuid.UUID(g) for g in groups]}).all() if groups else []
-    names = read(_LIVE_NAMES, params).all()
-    shown_times = [c.created_at for c in commands if c.action == "UNLOCK"] + [box.newest_event_at]
-    young = any(t is not None and (now - t).total_seconds() < _SECONDS_SHOWN for t in shown_times)
+    return _signed(account_id, mailbox_id, pins_page, mark, _words_hold_until(page, mark))
+
+
+def live_version_holds(account_id, mailbox_id, pins_page: int, version: str, mark: LiveMark | None,
+                       now: datetime | None = None) -> bool:
+    """Whether a part drawn with `version` still shows what a fresh one would (live_version)."""
+    try:
+        _count, until_text, _signature = version.split(".")
+        until = int(until_text)
+    except ValueError:
+        return False
+    now = now or utcnow()
+    return mark is not None and now.timestamp() < until and \
+        hmac.compare_digest(_signed(account_id, mailbox_id, pins_page, mark, until), version)
+
+
+def _signed(account_id, mailbox_id, pins_page: int, mark: LiveMark, until: int) -> str:
+    facts = f"{account_id}|{_as_uuid(mailbox_id)}|{pins_page}|{mark.changes}|{until}|{mark.platform_state}|" \
+            f"{mark.platform_next_try}"
+    signature = hmac.new(str(current_app.config["SECRET_KEY"]).encode(), facts.encode(), hashlib.sha256)
+    return f"{mark.changes}.{until}.{signature.hexdigest()[:20]}"
+
+
+def _words_hold_until(page: MailboxPage, mark: LiveMark) -> int:
+    """The second (Unix time) from which the part drawn at page.now may read differently
+    with nothing stored having changed: the next second while it counts seconds (a time it
+    shows is under _SECONDS_SHOWN old, StreamIoT is away and its next try is counted down, or a
+    queued change's next try is under two minutes away), else the next minute (a PIN's
+    weekly hours start and end on the minute); sooner when a PIN of the page starts or ends,
+    the box's lockout ends or its gateway's last heartbeat grows stale."""
+    now = page.now
+    second = math.floor(now.timestamp())
+    shown = [command.created_at for command, _ in page.unlocks]
+    if page.last_event is not None:
+        shown.append(page.last_event.occurred_at)
+    # A queued change tried again soon counts its seconds down ("trying again in 4 s").
+    commands = [command for command, _ in page.unlocks] + [row.command for row in page.pins if row.command]
+    retries = [c.retry_at for c in commands if c.state == CommandState.QUEUED and c.retry_at is not None
+               and c.retry_at > now]
+    if mark.platform_state == PLATFORM_DOWN or any((now - t).total_seconds() < _SECONDS_SHOWN for t in shown) \
+            or any((t - now).total_seconds() <= _RETRY_SECONDS_SHOWN + 1 for t in retries):
+        return second + 1
     window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
-    clock = (
-        int(now.timestamp()) if young else int(now.timestamp()) // 60,
-        box.last_heartbeat_at is not None and now - box.last_heartbeat_at <= window,
-        box.locked_until is not None and box.locked_until > now,
-        # Rule states change at the second a PIN starts or ends, whatever the minute.
-        [pin_rules.rule_state(cast(Pin, p), now) for p in live_pins],
-    )
-    waiting = waiting_words(box.platform_state, box.platform_next_try, now)
-    facts = tuple(v for k, v in box._mapping.items() if k not in ("platform_state", "platform_next_try"))
-    parts = (facts, pins_total, pins_page, [tuple(p) for p in live_pins], [tuple(c) for c in commands],
-             [tuple(r) for r in siblings], [tuple(n) for n in names], waiting, clock)
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+    heard = page.gateway.last_heartbeat_at
+    moments = [heard + window if heard is not None else None, page.mailbox.locked_until]
+    moments += [t for row in page.pins for t in (row.pin.starts_at, row.pin.ends_at)]
+    # Further off, its minutes ("trying again in 4 min") go down a minute before the try.
+    moments += [t - timedelta(seconds=60 * ((math.ceil((t - now).total_seconds()) - 1) // 60)) for t in retries]
+    return min([(second // 60 + 1) * 60] + [math.floor(t.timestamp()) for t in moments if t is not None and t > now])
 
 
 def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:

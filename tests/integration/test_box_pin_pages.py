@@ -10,6 +10,7 @@ import pytest
 from portal.extensions import db
 from portal.models import Membership, Pin
 from portal.services import api_tokens, dashboard
+from tests.plugins.devices import live_version_of
 from tests.plugins.text import visible_text
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
@@ -93,26 +94,22 @@ def test_removing_a_pin_of_the_second_page_lands_on_the_second_page(box, member_
     assert "P30" in part and f'hx-get="/mailboxes/{box.id}?pins=2"' in part
 
 
-def test_the_live_version_covers_its_page_and_the_total(box, kit):
+def test_each_page_of_pins_has_its_own_live_version_and_any_change_moves_them_all(box, kit, member_client):
     account, mailbox = box.account_id, box.id
-    second = dashboard.mailbox_live_version(account, mailbox, pins_page=2)
-    first = dashboard.mailbox_live_version(account, mailbox, pins_page=1)
+    second = live_version_of(account, mailbox, pins_page=2)
+    first = live_version_of(account, mailbox, pins_page=1)
     assert second != first
+    mark = dashboard.live_mark(account)
+    assert dashboard.live_version_holds(account, mailbox, 2, second, mark)
+    assert not dashboard.live_version_holds(account, mailbox, 1, second, mark)  # page 2's version, polled for page 1
     _pin("P03").label = "Renamed on page one"
     db.session.commit()
-    assert dashboard.mailbox_live_version(account, mailbox, pins_page=2) == second  # not shown there
-    assert dashboard.mailbox_live_version(account, mailbox, pins_page=1) != first
-    _pin("P40").label = "Renamed on page two"
-    db.session.commit()
-    assert dashboard.mailbox_live_version(account, mailbox, pins_page=2) != second
-    second = dashboard.mailbox_live_version(account, mailbox, pins_page=2)
+    # The household's count moved: every open part of it draws itself again, once.
+    assert not dashboard.live_version_holds(account, mailbox, 2, second, dashboard.live_mark(account))
+    assert live_version_of(account, mailbox, pins_page=1) != first
+    second = live_version_of(account, mailbox, pins_page=2)
     kit.add_pin(db.session.get(type(box), mailbox), "P60", "4060", run=False)  # lands on page 3
-    assert dashboard.mailbox_live_version(account, mailbox, pins_page=2) != second  # the total moved
-
-
-def test_a_page_past_the_end_has_the_version_of_the_last_page(box):
-    assert dashboard.mailbox_live_version(box.account_id, box.id, pins_page=9) == \
-        dashboard.mailbox_live_version(box.account_id, box.id, pins_page=3)
+    assert live_version_of(account, mailbox, pins_page=2) != second  # the total moved
 
 
 def test_the_api_still_lists_every_pin_of_the_box_and_reads_one_from_any_page(app, kit, box):

@@ -1,6 +1,9 @@
 """A box page's live part polls with the version it shows: while nothing it shows has
 changed the answer is a bodiless 304 (htmx keeps the part as it is); any change, the clock
-moving its words on, or a message to flash makes a fresh part with a new version."""
+moving its words on, or a message to flash makes a fresh part with a new version.
+
+The version is the household's change count (kept by the database), StreamIoT's state and
+the second until which the part's words hold, signed: an unchanged poll reads one row."""
 import re
 from datetime import timedelta
 
@@ -9,8 +12,9 @@ import pytest
 from portal.extensions import db
 from portal.models import ActivityEvent, Command, Membership, PlatformHealth, User, utcnow
 from portal.models.platform import PLATFORM_DOWN, STREAMIOT
-from portal.services import dashboard, pins
+from portal.services import pins
 from portal.streamiot import messages
+from tests.plugins.devices import live_version_of
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
 CSRF = re.compile(r'(name="csrf_token" value=")[^"]+|("X-CSRFToken": ")[^"]+')
@@ -129,23 +133,23 @@ def test_each_thing_the_live_part_shows_moves_its_version(kit, change, time_mach
     gateway, mailbox = kit.ready_mailbox()
     kit.add_pin(mailbox, "Grandma", "4821")
     db.session.commit()
-    before = dashboard.mailbox_live_version(mailbox.account_id, mailbox.id)
-    assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) == before
+    before = live_version_of(mailbox.account_id, mailbox.id)
+    assert live_version_of(mailbox.account_id, mailbox.id) == before
     change(kit, gateway, mailbox)
     db.session.commit()
-    assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) != before
+    assert live_version_of(mailbox.account_id, mailbox.id) != before
 
 
 def test_another_household_s_changes_leave_the_version_alone(kit, make_household, time_machine):
     time_machine.move_to(utcnow(), tick=False)
     gateway, mailbox = kit.ready_mailbox()
-    before = dashboard.mailbox_live_version(mailbox.account_id, mailbox.id)
+    before = live_version_of(mailbox.account_id, mailbox.id)
     user, account = make_household("neighbour@example.com", "Next door")
     account.time_zone = "Asia/Tokyo"
     user.display_name = "Neighbour"
     db.session.commit()
-    assert dashboard.mailbox_live_version(mailbox.account_id, mailbox.id) == before
-    assert dashboard.mailbox_live_version(account.id, mailbox.id) is None  # not theirs to see
+    assert live_version_of(mailbox.account_id, mailbox.id) == before
+    assert live_version_of(account.id, mailbox.id) is None  # not theirs to see
 
 
 def test_a_pin_added_to_two_boxes_moves_the_version_when_its_twin_on_the_other_box_changes(kit, time_machine):
@@ -156,8 +160,79 @@ def test_a_pin_added_to_two_boxes_moves_the_version_when_its_twin_on_the_other_b
     _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
     made = pins.add_pin(kit.account.id, [front.id, side.id], kit.user, label="Courier", digits="7310")
     assert len({p.group_id for p in made}) == 1
-    before = dashboard.mailbox_live_version(front.account_id, front.id)
+    before = live_version_of(front.account_id, front.id)
     twin = next(p for p in made if p.mailbox_id == side.id)
     db.session.get(Command, twin.command_id).state = "failed"
     db.session.commit()
-    assert dashboard.mailbox_live_version(front.account_id, front.id) != before
+    assert live_version_of(front.account_id, front.id) != before
+
+
+def test_the_part_is_drawn_again_the_second_a_scheduled_pin_starts(kit, member_client, time_machine):
+    """Rule states change at the second a PIN starts or ends, whatever the minute: the
+    version holds until then and not a second longer."""
+    start = utcnow().replace(second=10, microsecond=0)
+    time_machine.move_to(start, tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    pin = kit.add_pin(mailbox, "Cleaner", "5150", kind="range",
+                      ends=(start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"))
+    kit.confirm_all(gateway)
+    pin = kit.reload(pin)
+    pin.starts_at = start + timedelta(minutes=5, seconds=20)  # the API and forms take minutes; a second is harder
+    db.session.commit()
+    time_machine.move_to(start + timedelta(minutes=5), tick=False)  # the box's events are old now
+    seen = _poll(member_client, mailbox)
+    etag = seen.headers["ETag"]
+    time_machine.move_to(start + timedelta(minutes=5, seconds=19), tick=False)
+    assert _poll(member_client, mailbox, etag).status_code == 304
+    time_machine.move_to(start + timedelta(minutes=5, seconds=20), tick=False)
+    started = _poll(member_client, mailbox, etag)
+    assert started.status_code == 200 and _shown(started) != _shown(seen)
+
+
+@pytest.mark.parametrize("etag", ['"garbled"', '"1.2.3"', '"7.99999999999.0123456789abcdef0123"', "*", '""'])
+def test_a_version_the_portal_did_not_sign_draws_the_part(kit, member_client, etag):
+    _gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")
+    response = _poll(member_client, mailbox, etag)
+    assert response.status_code == 200 and "Grandma" in response.get_data(as_text=True)
+
+
+def test_one_box_s_version_does_not_hold_for_another_box(kit, member_client, time_machine):
+    time_machine.move_to(utcnow(), tick=False)
+    gateway, front = kit.ready_mailbox("Front box")
+    _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
+    etag = _poll(member_client, front).headers["ETag"]
+    assert _poll(member_client, front, etag).status_code == 304
+    other = _poll(member_client, side, etag)
+    assert other.status_code == 200 and "Side gate" in other.get_data(as_text=True)
+
+
+def test_a_change_tried_again_soon_counts_down_and_later_on_the_minute_its_words_turn(kit, member_client,
+                                                                                      time_machine):
+    """A queued change whose last try failed says when it is tried again: in seconds under two
+    minutes away (the part is drawn again each second), else in minutes (drawn again the
+    second its minutes go down, not a second later)."""
+    start = utcnow().replace(second=0, microsecond=0)  # the minute's own turn is out of the way
+    time_machine.move_to(start, tick=False)
+    _gateway, mailbox = kit.ready_mailbox()
+    pin = kit.add_pin(mailbox, "Grandma", "4821", run=False)
+    start += timedelta(minutes=10)  # what the box said is old news by now
+    time_machine.move_to(start, tick=False)
+    command = db.session.get(Command, kit.reload(pin).command_id)
+    command.retry_at = start + timedelta(seconds=90)
+    db.session.commit()
+    soon = _poll(member_client, mailbox)
+    assert "trying again in 90 s" in soon.get_data(as_text=True)
+    time_machine.move_to(start + timedelta(seconds=1), tick=False)
+    ticked = _poll(member_client, mailbox, soon.headers["ETag"])
+    assert ticked.status_code == 200 and "trying again in 89 s" in ticked.get_data(as_text=True)
+
+    command.retry_at = start + timedelta(seconds=1 + 330)  # 5.5 minutes: "in 6 min"
+    db.session.commit()
+    later = _poll(member_client, mailbox)
+    assert "trying again in 6 min" in later.get_data(as_text=True)
+    time_machine.move_to(start + timedelta(seconds=1 + 29), tick=False)
+    assert _poll(member_client, mailbox, later.headers["ETag"]).status_code == 304
+    time_machine.move_to(start + timedelta(seconds=1 + 30), tick=False)
+    turned = _poll(member_client, mailbox, later.headers["ETag"])
+    assert turned.status_code == 200 and "trying again in 5 min" in turned.get_data(as_text=True)

@@ -82,6 +82,11 @@ class ModuleDatabase:
                 engine.dispose()  # the schema was created on a connection without them
             self.conn = engine.connect()
             self.outer = self.conn.begin()
+            if engine.dialect.name == "postgresql":
+                # Deferred triggers (the household change counts: portal/models/changes.py)
+                # fire when the outer transaction commits, which it never does here: the
+                # app's commits only release savepoints. Fire them at each statement instead.
+                self.conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
             sa.event.listen(engine.pool, "checkout", self._refuse_second_connection)
 
     def _refuse_second_connection(self, _dbapi_connection, _record, _proxy):

@@ -1,0 +1,103 @@
+"""A household's change count: one number the database moves on every change to what a box
+page's live part shows, so that a poll asks "anything new?" in one narrow statement instead of
+reading (and hashing) everything the part shows.
+
+The database keeps it, by triggers on the tables the part reads; no code path can change a
+box, a PIN, a change, an event or a member without moving it, raw SQL and bulk statements
+included. On PostgreSQL the triggers are deferred to commit: the counter's row lock is the
+last a transaction takes and is held only while it commits, so two transactions of one
+household queue there instead of locking each other's rows in opposite orders. The count only
+ever grows; its value means nothing beyond "not what it was"."""
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.models.base import Base
+
+
+class HouseholdChanges(Base):
+    __tablename__ = "household_changes"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+
+
+# Every change to these tables' rows moves the count of the household named by account_id.
+WATCHED = ("mailboxes", "gateways", "pins", "commands", "activity_events", "memberships")
+# What the part shows of the household itself and of its members.
+ACCOUNT_COLUMNS = ("name", "time_zone")
+USER_COLUMNS = ("display_name", "email")
+
+_BUMP = "UPDATE household_changes SET count = count + 1 WHERE account_id = {row}.account_id"
+_BUMP_ACCOUNT = "UPDATE household_changes SET count = count + 1 WHERE account_id = NEW.id"
+_BUMP_MEMBER = ("UPDATE household_changes SET count = count + 1 "
+                "WHERE account_id IN (SELECT account_id FROM memberships WHERE user_id = NEW.id)")
+_START = "INSERT INTO household_changes (account_id, count) VALUES (NEW.id, 0)"
+
+
+def _postgresql() -> list[str]:
+    def function(name: str, body: str) -> str:
+        return (f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+                f"BEGIN\n{body}\nRETURN NULL;\nEND $$")
+
+    def deferred(name: str, events: str, table: str, function_name: str) -> str:
+        return (f"CREATE CONSTRAINT TRIGGER {name} AFTER {events} ON {table} "
+                f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function_name}()")
+
+    statements = [
+        function("household_changed", "IF TG_OP = 'DELETE' THEN\n" + _BUMP.format(row="OLD") + ";\nELSE\n"
+                 + _BUMP.format(row="NEW") + ";\nEND IF;"),
+        function("household_account_changed", _BUMP_ACCOUNT + ";"),
+        function("household_member_changed", _BUMP_MEMBER + ";"),
+        function("household_started", _START + " ON CONFLICT (account_id) DO NOTHING;"),
+        "CREATE TRIGGER household_started AFTER INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION household_started()",
+        deferred("household_changed", f"UPDATE OF {', '.join(ACCOUNT_COLUMNS)}", "accounts",
+                 "household_account_changed"),
+        deferred("household_changed", f"UPDATE OF {', '.join(USER_COLUMNS)}", "users", "household_member_changed"),
+    ]
+    statements += [deferred("household_changed", "INSERT OR UPDATE OR DELETE", table, "household_changed")
+                   for table in WATCHED]
+    return statements
+
+
+def _sqlite() -> list[str]:
+    def trigger(name: str, event: str, table: str, body: str) -> str:
+        return f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN {body}; END"
+
+    statements = [
+        trigger("household_started", "INSERT", "accounts", "INSERT OR IGNORE" + _START[len("INSERT"):]),
+        trigger("household_changed_accounts", f"UPDATE OF {', '.join(ACCOUNT_COLUMNS)}", "accounts", _BUMP_ACCOUNT),
+        trigger("household_changed_users", f"UPDATE OF {', '.join(USER_COLUMNS)}", "users", _BUMP_MEMBER),
+    ]
+    for table in WATCHED:
+        statements += [trigger(f"household_changed_{table}_{event.lower()}", event, table,
+                               _BUMP.format(row="OLD" if event == "DELETE" else "NEW"))
+                       for event in ("INSERT", "UPDATE", "DELETE")]
+    return statements
+
+
+def trigger_statements(dialect: str) -> list[str]:
+    """The statements that make the database keep the counts (the migration and create_all)."""
+    return _postgresql() if dialect == "postgresql" else _sqlite()
+
+
+def drop_statements(dialect: str) -> list[str]:
+    """The statements that take the triggers away again (the migration's downgrade)."""
+    if dialect == "postgresql":
+        return ([f"DROP TRIGGER IF EXISTS household_changed ON {table}" for table in (*WATCHED, "accounts", "users")]
+                + ["DROP TRIGGER IF EXISTS household_started ON accounts"]
+                + [f"DROP FUNCTION IF EXISTS {name}()" for name in
+                   ("household_changed", "household_account_changed", "household_member_changed",
+                    "household_started")])
+    names = ["household_started", "household_changed_accounts", "household_changed_users"]
+    names += [f"household_changed_{table}_{event}" for table in WATCHED for event in ("insert", "update", "delete")]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
+
+
+@sa.event.listens_for(Base.metadata, "after_create")
+def _install(target, connection, **kw) -> None:
+    """create_all (tests, `flask init-db`) makes the triggers with the tables, as the migration does."""
+    if HouseholdChanges.__table__ in kw.get("tables", target.sorted_tables):
+        for statement in trigger_statements(connection.dialect.name):
+            connection.exec_driver_sql(statement)
