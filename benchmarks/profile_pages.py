@@ -54,13 +54,16 @@ def _pages(client, seeded):
     poll = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
     html = client.get(f"/mailboxes/{mailbox}").get_data(as_text=True)
     token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html).group(1)
-    shown = {"etag": ""}
 
-    def unchanged():
-        # As htmx polls: with the version of the part it shows, new after each 200.
-        response = client.get(f"/mailboxes/{mailbox}", headers=dict(poll, **{"If-None-Match": shown["etag"]}))
-        shown["etag"] = response.headers.get("ETag", shown["etag"])
-        return response
+    def unchanged(url):
+        shown = {"etag": ""}
+
+        def request():
+            # As htmx polls: with the version of the part it shows, new after each 200.
+            response = client.get(url, headers=dict(poll, **{"If-None-Match": shown["etag"]}))
+            shown["etag"] = response.headers.get("ETag", shown["etag"])
+            return response
+        return request
 
     counter = iter(range(10**7))
     logged_in = client.get_cookie("session").value
@@ -74,7 +77,9 @@ def _pages(client, seeded):
     return {
         "settings": lambda: client.get("/settings"),
         "polling fragment 10x5": lambda: client.get(f"/mailboxes/{mailbox}", headers=poll),
-        "polling fragment 10x5, unchanged": unchanged,
+        "polling fragment 10x5, unchanged": unchanged(f"/mailboxes/{mailbox}"),
+        "activity feed poll 10x5": lambda: client.get("/activity", headers=poll),
+        "activity feed poll 10x5, unchanged": unchanged("/activity"),
         "add-PIN POST 10x5": add_pin,
     }
 

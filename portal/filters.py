@@ -1,16 +1,16 @@
 """Jinja filters: times shown as people read them, and platform reasons in household words."""
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup, escape
 
 from portal import timezones
 
 
-def timeago(value: datetime | None) -> str:
+def timeago(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "never"
-    seconds = int((datetime.now(UTC) - value).total_seconds())
+    seconds = int(((now or datetime.now(UTC)) - value).total_seconds())
     if seconds < 0:
         seconds = -seconds
         for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
@@ -25,6 +25,25 @@ def timeago(value: datetime | None) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "just now"
+
+
+_AGO_UNITS = (60, 3600, 86400)
+
+
+def timeago_turns(value: datetime, now: datetime) -> datetime:
+    """The moment after `now` from which timeago(value) reads differently (a page's version
+    holds until then): "just now" for 10 s, then each second, each minute, hour and day counted
+    from `value`, not from the clock's minute. A time still to come: the next second."""
+    seconds = (now - value).total_seconds()
+    if seconds < 0:
+        return now + timedelta(seconds=1)
+    if seconds < 10:
+        return value + timedelta(seconds=10)
+    size = 1
+    for unit in _AGO_UNITS:
+        if seconds >= unit:
+            size = unit
+    return value + timedelta(seconds=size * (int(seconds // size) + 1))
 
 
 def when(value: datetime | None) -> Markup:

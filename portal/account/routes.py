@@ -34,8 +34,8 @@ from portal.account.forms import (
 )
 from portal.auth import household_required, owner_required
 from portal.crypto import HasherBusy
-from portal.htmx import render
-from portal.services import accounts, deletion, password_reset
+from portal.htmx import is_htmx, render
+from portal.services import accounts, deletion, password_reset, versions
 from portal.services import activity as activity_service
 from portal.services import members as members_service
 from portal.services.errors import Forbidden, NotFound, ServiceError
@@ -430,12 +430,21 @@ def _activity_filters():
 @bp.route("/activity")
 @household_required
 def activity():
-    names, mailbox, kind = _activity_filters()
     page_no = request.args.get("page", 1, type=int)  # bounded by the service (services/paging.py)
+    # The feed polls with the version it shows: while it holds, nothing is read or drawn again
+    # (304, which htmx does not swap). A full page carries none: its first poll draws the feed.
+    part = activity_service.feed_part(g.account.id, mailbox_id=request.args.get("mailbox"),
+                                      kind=request.args.get("kind"), page=page_no, owner=g.membership.is_owner)
+    mark = versions.mark(g.account.id) if is_htmx() else None
+    asked = request.headers.get("If-None-Match", "").strip('"')
+    if asked and versions.holds(part, asked, mark):
+        return Response(status=304, headers={"ETag": f'"{asked}"'})
+    names, mailbox, kind = _activity_filters()
     result = activity_service.list_events(g.account.id, mailbox_id=mailbox, kind=kind, page=page_no,
                                          owner=g.membership.is_owner)
     filters = {k: v for k, v in (("mailbox", mailbox), ("kind", kind)) if v}
-    return render(
+    version = activity_service.feed_version(part, mark, result)
+    html, status = render(
         "activity/index.html",
         partial="activity/_feed.html",
         pager=result,
@@ -445,7 +454,9 @@ def activity():
         kind=kind,
         filters=filters,
         kind_groups=activity_service.KIND_GROUPS,
+        feed_version=version,
     )
+    return html, status, ({"ETag": f'"{version}"'} if version else {})
 
 
 @bp.route("/activity.csv")

@@ -27,7 +27,7 @@ from portal.mailboxes.forms import (
     SafeModeForm,
     ShowPinForm,
 )
-from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth, safe_mode
+from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth, safe_mode, versions
 from portal.services.errors import NotFound, ServiceError
 from portal.urls import get_goes_to
 
@@ -151,16 +151,17 @@ def show(mailbox_id):
         # or rendered again (304, which htmx does not swap; base.html's htmx-config). A flash
         # to show always renders.
         pins_page = pins_page_asked()
-        mark = None if session.get("_flashes") else dashboard.live_mark(account_id())
+        part = dashboard.live_part(account_id(), mailbox_id, pins_page)
+        mark = None if session.get("_flashes") else versions.mark(account_id())
         asked = request.headers.get("If-None-Match", "").strip('"')
-        if asked and dashboard.live_version_holds(account_id(), mailbox_id, pins_page, asked, mark):
+        if asked and versions.holds(part, asked, mark):
             return make_response("", 304, {"ETag": f'"{asked}"'})
         try:
             page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner,
                                           pins_page=pins_page)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
-        version = dashboard.live_version(account_id(), mailbox_id, pins_page, mark, page)
+        version = dashboard.live_version(part, mark, page)
         html = render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None),
                                live_version=version)
         return make_response(html, 200, {"ETag": f'"{version}"'} if version else {})

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Mailbox, utcnow
-from portal.services import alerts
+from portal.services import alerts, versions
 from portal.services.paging import clamp_page
 from portal.services.scope import scoped
 from portal.services.visitors import Actor
@@ -129,6 +129,22 @@ def list_events(
         _filtered(account_id, mailbox_id, kind, owner=owner).offset((page - 1) * per_page).limit(per_page + 1)
     ).all()
     return Page(events=list(rows[:per_page]), page=page, per_page=per_page, has_next=len(rows) > per_page)
+
+
+def feed_part(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int = 1,
+              owner: bool = False) -> str:
+    """The name the activity feed (activity/_feed.html) is versioned under (services/versions.py):
+    the household's events as list_events reads them with these arguments."""
+    return f"activity|{account_id}|{owner}|{mailbox_id or ''}|{kind or ''}|{page}"
+
+
+def feed_version(part: str, mark: versions.Mark | None, page: Page) -> str | None:
+    """The version of the feed `part` about to be drawn from `page`: it holds while the
+    household's count is as it was and each event's time reads the same ("3 minutes ago").
+    Taken before drawing, so the words are never older than it."""
+    if mark is None:
+        return None
+    return versions.version(part, mark, versions.words_hold_until(utcnow(), [e.occurred_at for e in page.events]))
 
 
 def list_events_after(

@@ -3,8 +3,6 @@
 The household dashboard, a gateway page and a mailbox page cost the same however many
 boxes and PINs there are; every state is put into words (portal.services.deliveries.Shown).
 """
-import hashlib
-import hmac
 import math
 import uuid
 from collections.abc import Sequence
@@ -22,7 +20,6 @@ from portal.models import (
     ActivityEvent,
     Command,
     Gateway,
-    HouseholdChanges,
     Mailbox,
     Membership,
     Pin,
@@ -30,11 +27,9 @@ from portal.models import (
     utcnow,
 )
 from portal.models.devices import MAILBOX_KINDS, PROTOCOL_SEALED
-from portal.services import activity, gateway_keys, pin_rules, safe_mode
+from portal.services import activity, gateway_keys, pin_rules, safe_mode, versions
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
-    PLATFORM_NEXT_TRY,
-    PLATFORM_STATE,
     CommandState,
     DeviceState,
     PinState,
@@ -681,92 +676,49 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     return page
 
 
-# A box's live part shows times in words ("25 seconds ago"): while one of its times is this
-# recent its words change every second, after that every minute.
-_SECONDS_SHOWN = 70
-# A next try this close is counted in seconds (deliveries.next_try_words), later in minutes.
+# A queued change's next try this close is counted in seconds (deliveries.next_try_words),
+# later in minutes.
 _RETRY_SECONDS_SHOWN = 120
-# The household's change count (moved by the database on every change the part shows) and
-# StreamIoT's state: all an unchanged poll reads.
-_LIVE_MARK = sa.select(
-    HouseholdChanges.count,
-    PLATFORM_STATE.scalar_subquery().label("platform_state"),
-    PLATFORM_NEXT_TRY.scalar_subquery().label("platform_next_try"),
-).where(HouseholdChanges.account_id == _ACCOUNT)
 
 
-class LiveMark(NamedTuple):
-    changes: int
-    platform_state: str | None
-    platform_next_try: datetime | None
+def live_part(account_id, mailbox_id, pins_page: int) -> str:
+    """The name the box's live part (mailboxes/_mailbox_live.html) is versioned under
+    (services/versions.py): a household's box and page of its PINs."""
+    return f"box|{account_id}|{_as_uuid(mailbox_id)}|{pins_page}"
 
 
-def live_mark(account_id) -> LiveMark | None:
-    """Where the household stands, for the live part's version: read before the part's own
-    rows, so a change that lands between them moves the count past what the version holds.
-    None: no count (the part then always renders)."""
-    row = read(_LIVE_MARK, {"account_id": account_id}).first()
-    return LiveMark(*row) if row is not None else None
+def live_version(part: str, mark: versions.Mark | None, page: MailboxPage) -> str | None:
+    """The version of the live part `part` drawn from `page` at `mark`: it holds while the
+    household's count and StreamIoT's state are as they were and the part's words read the
+    same (_words_hold_until). None: no version (no count to hold it to)."""
+    return versions.version(part, mark, _words_hold_until(page, mark)) if mark is not None else None
 
 
-def live_version(account_id, mailbox_id, pins_page: int, mark: LiveMark | None, page: MailboxPage) -> str | None:
-    """The version of the box's live part (mailboxes/_mailbox_live.html) drawn from `page`:
-    "<count>.<until>.<signature>". It holds while the household's change count is `count`
-    (any change to the household's boxes, gateways, PINs, changes, events, members or zone
-    moves it), StreamIoT's state is as it was, and the clock is before `until`, the second at
-    which one of the part's words would change. The signature (the app's secret key) ties it
-    to this household, box and page of PINs. None: no version (no count to hold it to)."""
-    if mark is None:
-        return None
-    return _signed(account_id, mailbox_id, pins_page, mark, _words_hold_until(page, mark))
-
-
-def live_version_holds(account_id, mailbox_id, pins_page: int, version: str, mark: LiveMark | None,
-                       now: datetime | None = None) -> bool:
-    """Whether a part drawn with `version` still shows what a fresh one would (live_version)."""
-    try:
-        _count, until_text, _signature = version.split(".")
-        until = int(until_text)
-    except ValueError:
-        return False
-    now = now or utcnow()
-    return mark is not None and now.timestamp() < until and \
-        hmac.compare_digest(_signed(account_id, mailbox_id, pins_page, mark, until), version)
-
-
-def _signed(account_id, mailbox_id, pins_page: int, mark: LiveMark, until: int) -> str:
-    facts = f"{account_id}|{_as_uuid(mailbox_id)}|{pins_page}|{mark.changes}|{until}|{mark.platform_state}|" \
-            f"{mark.platform_next_try}"
-    signature = hmac.new(str(current_app.config["SECRET_KEY"]).encode(), facts.encode(), hashlib.sha256)
-    return f"{mark.changes}.{until}.{signature.hexdigest()[:20]}"
-
-
-def _words_hold_until(page: MailboxPage, mark: LiveMark) -> int:
+def _words_hold_until(page: MailboxPage, mark: versions.Mark) -> int:
     """The second (Unix time) from which the part drawn at page.now may read differently
-    with nothing stored having changed: the next second while it counts seconds (a time it
-    shows is under _SECONDS_SHOWN old, StreamIoT is away and its next try is counted down, or a
-    queued change's next try is under two minutes away), else the next minute (a PIN's
-    weekly hours start and end on the minute); sooner when a PIN of the page starts or ends,
-    the box's lockout ends or its gateway's last heartbeat grows stale."""
+    with nothing stored having changed: the next second while it counts seconds (StreamIoT is
+    away and its next try is counted down, or a queued change's next try is under two minutes
+    away), else the next minute (a PIN's weekly hours and the day of a time shown turn on the
+    minute); sooner when a time it shows in words ("3 minutes ago") turns, a PIN of the page
+    starts or ends, the box's lockout ends or its gateway's last heartbeat grows stale."""
     now = page.now
     second = math.floor(now.timestamp())
-    shown = [command.created_at for command, _ in page.unlocks]
-    if page.last_event is not None:
-        shown.append(page.last_event.occurred_at)
     # A queued change tried again soon counts its seconds down ("trying again in 4 s").
     commands = [command for command, _ in page.unlocks] + [row.command for row in page.pins if row.command]
     retries = [c.retry_at for c in commands if c.state == CommandState.QUEUED and c.retry_at is not None
                and c.retry_at > now]
-    if mark.platform_state == PLATFORM_DOWN or any((now - t).total_seconds() < _SECONDS_SHOWN for t in shown) \
-            or any((t - now).total_seconds() <= _RETRY_SECONDS_SHOWN + 1 for t in retries):
+    if mark.platform_state == PLATFORM_DOWN or any((t - now).total_seconds() <= _RETRY_SECONDS_SHOWN + 1
+                                                   for t in retries):
         return second + 1
+    shown = [command.created_at for command, _ in page.unlocks]
+    shown.append(page.last_event.occurred_at if page.last_event is not None else None)
     window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
     heard = page.gateway.last_heartbeat_at
     moments = [heard + window if heard is not None else None, page.mailbox.locked_until]
     moments += [t for row in page.pins for t in (row.pin.starts_at, row.pin.ends_at)]
     # Further off, its minutes ("trying again in 4 min") go down a minute before the try.
     moments += [t - timedelta(seconds=60 * ((math.ceil((t - now).total_seconds()) - 1) // 60)) for t in retries]
-    return min([(second // 60 + 1) * 60] + [math.floor(t.timestamp()) for t in moments if t is not None and t > now])
+    return versions.words_hold_until(now, shown, moments)
 
 
 def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:

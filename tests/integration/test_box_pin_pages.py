@@ -8,8 +8,8 @@ import re
 import pytest
 
 from portal.extensions import db
-from portal.models import Membership, Pin
-from portal.services import api_tokens, dashboard
+from portal.models import Membership, Pin, utcnow
+from portal.services import api_tokens, dashboard, versions
 from tests.plugins.devices import live_version_of
 from tests.plugins.text import visible_text
 
@@ -94,18 +94,20 @@ def test_removing_a_pin_of_the_second_page_lands_on_the_second_page(box, member_
     assert "P30" in part and f'hx-get="/mailboxes/{box.id}?pins=2"' in part
 
 
-def test_each_page_of_pins_has_its_own_live_version_and_any_change_moves_them_all(box, kit, member_client):
+def test_each_page_of_pins_has_its_own_live_version_and_any_change_moves_them_all(box, kit, member_client,
+                                                                                 time_machine):
+    time_machine.move_to(utcnow(), tick=False)  # while the box's events are young its words turn each second
     account, mailbox = box.account_id, box.id
     second = live_version_of(account, mailbox, pins_page=2)
     first = live_version_of(account, mailbox, pins_page=1)
     assert second != first
-    mark = dashboard.live_mark(account)
-    assert dashboard.live_version_holds(account, mailbox, 2, second, mark)
-    assert not dashboard.live_version_holds(account, mailbox, 1, second, mark)  # page 2's version, polled for page 1
+    mark = versions.mark(account)
+    assert versions.holds(dashboard.live_part(account, mailbox, 2), second, mark)
+    assert not versions.holds(dashboard.live_part(account, mailbox, 1), second, mark)  # page 2's, polled for page 1
     _pin("P03").label = "Renamed on page one"
     db.session.commit()
     # The household's count moved: every open part of it draws itself again, once.
-    assert not dashboard.live_version_holds(account, mailbox, 2, second, dashboard.live_mark(account))
+    assert not versions.holds(dashboard.live_part(account, mailbox, 2), second, versions.mark(account))
     assert live_version_of(account, mailbox, pins_page=1) != first
     second = live_version_of(account, mailbox, pins_page=2)
     kit.add_pin(db.session.get(type(box), mailbox), "P60", "4060", run=False)  # lands on page 3

@@ -236,3 +236,20 @@ def test_a_change_tried_again_soon_counts_down_and_later_on_the_minute_its_words
     time_machine.move_to(start + timedelta(seconds=1 + 30), tick=False)
     turned = _poll(member_client, mailbox, later.headers["ETag"])
     assert turned.status_code == 200 and "trying again in 5 min" in turned.get_data(as_text=True)
+
+
+def test_an_event_s_minutes_ago_turn_with_the_event_not_with_the_clock_s_minute(kit, member_client, time_machine):
+    start = utcnow().replace(second=20, microsecond=0)  # the clock's minutes turn at :00, 40 s after it
+    time_machine.move_to(start, tick=False)
+    _gateway, mailbox = kit.ready_mailbox()
+    db.session.add(ActivityEvent(account_id=kit.account.id, actor_kind="box", actor_label=mailbox.name,
+                                 kind="box.closed", summary="Closed", mailbox_id=mailbox.id, occurred_at=start))
+    db.session.commit()
+    time_machine.move_to(start + timedelta(minutes=5, seconds=45), tick=False)
+    seen = _poll(member_client, mailbox)
+    assert "5 minutes ago" in seen.get_data(as_text=True)
+    time_machine.move_to(start + timedelta(minutes=5, seconds=59), tick=False)
+    assert _poll(member_client, mailbox, seen.headers["ETag"]).status_code == 304
+    time_machine.move_to(start + timedelta(minutes=6), tick=False)
+    turned = _poll(member_client, mailbox, seen.headers["ETag"])
+    assert turned.status_code == 200 and "6 minutes ago" in turned.get_data(as_text=True)

@@ -15,7 +15,7 @@ from portal.jobs import virtual_gateways
 from portal.jobs.handlers import reports
 from portal.jobs.runner import drain
 from portal.models import Account, Command, Gateway, IdleRead, Mailbox, Pin
-from portal.services import dashboard
+from portal.services import dashboard, versions
 from portal.services.errors import NotFound
 from portal.streamiot import messages
 from portal.streamiot.deployment import client_from_config
@@ -209,12 +209,12 @@ class DeviceKit:
 def live_version_of(account_id, mailbox_id, pins_page: int = 1) -> str | None:
     """The version a poll of the box's live part would carry now, read as the route reads it
     (None: no such box in the household)."""
-    mark = dashboard.live_mark(account_id)
+    mark = versions.mark(account_id)
     try:
         page = dashboard.mailbox_page(account_id, mailbox_id, with_snapshot=False, pins_page=pins_page)
     except NotFound:
         return None
-    return dashboard.live_version(account_id, mailbox_id, pins_page, mark, page)
+    return dashboard.live_version(dashboard.live_part(account_id, mailbox_id, pins_page), mark, page)
 
 
 @pytest.fixture
