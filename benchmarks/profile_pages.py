@@ -78,6 +78,8 @@ def _pages(client, seeded):
         "settings": lambda: client.get("/settings"),
         "polling fragment 10x5": lambda: client.get(f"/mailboxes/{mailbox}", headers=poll),
         "polling fragment 10x5, unchanged": unchanged(f"/mailboxes/{mailbox}"),
+        "box events poll 10x5": lambda: client.get(f"/mailboxes/{mailbox}/box", headers=poll),
+        "box events poll 10x5, unchanged": unchanged(f"/mailboxes/{mailbox}/box"),
         "activity feed poll 10x5": lambda: client.get("/activity", headers=poll),
         "activity feed poll 10x5, unchanged": unchanged("/activity"),
         "add-PIN POST 10x5": add_pin,

@@ -34,7 +34,7 @@ from portal.account.forms import (
 )
 from portal.auth import household_required, owner_required
 from portal.crypto import HasherBusy
-from portal.htmx import is_htmx, render
+from portal.htmx import is_htmx, render, unchanged, versioned
 from portal.services import accounts, deletion, password_reset, versions
 from portal.services import activity as activity_service
 from portal.services import members as members_service
@@ -436,15 +436,14 @@ def activity():
     part = activity_service.feed_part(g.account.id, mailbox_id=request.args.get("mailbox"),
                                       kind=request.args.get("kind"), page=page_no, owner=g.membership.is_owner)
     mark = versions.mark(g.account.id) if is_htmx() else None
-    asked = request.headers.get("If-None-Match", "").strip('"')
-    if asked and versions.holds(part, asked, mark):
-        return Response(status=304, headers={"ETag": f'"{asked}"'})
+    if (not_modified := unchanged(part, mark)) is not None:
+        return not_modified
     names, mailbox, kind = _activity_filters()
     result = activity_service.list_events(g.account.id, mailbox_id=mailbox, kind=kind, page=page_no,
                                          owner=g.membership.is_owner)
     filters = {k: v for k, v in (("mailbox", mailbox), ("kind", kind)) if v}
     version = activity_service.feed_version(part, mark, result)
-    html, status = render(
+    return versioned(*render(
         "activity/index.html",
         partial="activity/_feed.html",
         pager=result,
@@ -455,8 +454,7 @@ def activity():
         filters=filters,
         kind_groups=activity_service.KIND_GROUPS,
         feed_version=version,
-    )
-    return html, status, ({"ETag": f'"{version}"'} if version else {})
+    ), version)
 
 
 @bp.route("/activity.csv")

@@ -15,7 +15,7 @@ from portal.gateways.helpers import (
     see_other,
     user,
 )
-from portal.htmx import is_htmx, render
+from portal.htmx import is_htmx, render, unchanged, versioned
 from portal.mailboxes import bp
 from portal.mailboxes.forms import (
     WEEKDAYS,
@@ -153,9 +153,8 @@ def show(mailbox_id):
         pins_page = pins_page_asked()
         part = dashboard.live_part(account_id(), mailbox_id, pins_page)
         mark = None if session.get("_flashes") else versions.mark(account_id())
-        asked = request.headers.get("If-None-Match", "").strip('"')
-        if asked and versions.holds(part, asked, mark):
-            return make_response("", 304, {"ETag": f'"{asked}"'})
+        if (not_modified := unchanged(part, mark)) is not None:
+            return not_modified
         try:
             page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner,
                                           pins_page=pins_page)
@@ -164,16 +163,22 @@ def show(mailbox_id):
         version = dashboard.live_version(part, mark, page)
         html = render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None),
                                live_version=version)
-        return make_response(html, 200, {"ETag": f'"{version}"'} if version else {})
+        return versioned(html, 200, version)
     return _page(mailbox_id)
 
 
 @bp.route("/<uuid:mailbox_id>/box")
 @household_required
 def box(mailbox_id):
-    """What the box itself reports: its events and (virtual gateways) what it holds."""
+    """What the box itself reports: its events and (virtual gateways) what it holds. Its
+    events poll with the version they show, as the live part does."""
+    part = dashboard.box_report_part(account_id(), mailbox_id, owner=g.membership.is_owner)
+    mark = versions.mark(account_id()) if is_htmx() else None
+    if (not_modified := unchanged(part, mark)) is not None:
+        return not_modified
     page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner)
-    return render("mailboxes/box.html", "mailboxes/_box.html", view=page)
+    version = dashboard.box_report_version(part, mark, page)
+    return versioned(*render("mailboxes/box.html", "mailboxes/_box.html", view=page, box_version=version), version)
 
 
 @bp.route("/<uuid:mailbox_id>/rename", methods=["GET", "POST"])

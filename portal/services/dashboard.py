@@ -694,6 +694,21 @@ def live_version(part: str, mark: versions.Mark | None, page: MailboxPage) -> st
     return versions.version(part, mark, _words_hold_until(page, mark)) if mark is not None else None
 
 
+def box_report_part(account_id, mailbox_id, *, owner: bool) -> str:
+    """The name what the box itself reports (mailboxes/_box.html: its events) is versioned
+    under: a household's box, as an owner or a member reads its events."""
+    return f"box-report|{account_id}|{_as_uuid(mailbox_id)}|{owner}"
+
+
+def box_report_version(part: str, mark: versions.Mark | None, page: MailboxPage) -> str | None:
+    """The version of the box's report drawn from `page`: it holds while the household's
+    count is as it was and each event's time reads the same. None with a virtual gateway
+    (what the pretend box holds is read from the gateway itself, which no count follows)."""
+    if mark is None or page.snapshot is not None:
+        return None
+    return versions.version(part, mark, versions.words_hold_until(page.now, [e.occurred_at for e in page.events]))
+
+
 def _words_hold_until(page: MailboxPage, mark: versions.Mark) -> int:
     """The second (Unix time) from which the part drawn at page.now may read differently
     with nothing stored having changed: the next second while it counts seconds (StreamIoT is

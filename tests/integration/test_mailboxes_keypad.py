@@ -91,3 +91,15 @@ def test_a_keypad_press_is_published_by_the_worker_not_by_the_web_request(kit):
     assert opened_reports() == []  # nothing left the request
     manager.tick(kit.app)
     assert [m["unit"] for m in opened_reports()] == ["PIN"]
+
+
+def test_a_pretend_box_s_report_is_drawn_at_each_poll_and_carries_no_version(kit, member_client):
+    """What the pretend box holds is read from the virtual gateway itself, which the
+    household's change count does not follow: its report never answers 304."""
+    gateway = kit.add_gateway()
+    mailbox = kit.add_mailbox(gateway)
+    _run_everything(kit)
+    poll = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
+    first = member_client.get(f"/mailboxes/{mailbox.id}/box", headers=poll)
+    assert first.status_code == 200 and "What the pretend box holds" in first.get_data(as_text=True)
+    assert "ETag" not in first.headers and "If-None-Match" not in first.get_data(as_text=True)
