@@ -23,12 +23,22 @@ BUMP_ACCOUNT = "UPDATE household_changes SET count = count + 1 WHERE account_id 
 BUMP_MEMBER = ("UPDATE household_changes SET count = count + 1 "
                "WHERE account_id IN (SELECT account_id FROM memberships WHERE user_id = NEW.id)")
 START = "INTO household_changes (account_id, count) VALUES (NEW.id, 0)"
+# Once per transaction and household (a setting local to the transaction remembers the last).
+BUMP_ONCE = """DECLARE
+  household uuid;
+BEGIN
+IF TG_OP = 'DELETE' THEN household := OLD.account_id; ELSE household := NEW.account_id; END IF;
+IF current_setting('iotlock.household_changed', true) IS DISTINCT FROM household::text THEN
+  UPDATE household_changes SET count = count + 1 WHERE account_id = household;
+  PERFORM set_config('iotlock.household_changed', household::text, true);
+END IF;
+RETURN NULL;
+END"""
 FUNCTIONS = {
-    "household_changed": f"IF TG_OP = 'DELETE' THEN\n{BUMP.format(row='OLD')};\nELSE\n"
-                         f"{BUMP.format(row='NEW')};\nEND IF;",
-    "household_account_changed": BUMP_ACCOUNT + ";",
-    "household_member_changed": BUMP_MEMBER + ";",
-    "household_started": f"INSERT {START} ON CONFLICT (account_id) DO NOTHING;",
+    "household_changed": BUMP_ONCE,
+    "household_account_changed": f"BEGIN\n{BUMP_ACCOUNT};\nRETURN NULL;\nEND",
+    "household_member_changed": f"BEGIN\n{BUMP_MEMBER};\nRETURN NULL;\nEND",
+    "household_started": f"BEGIN\nINSERT {START} ON CONFLICT (account_id) DO NOTHING;\nRETURN NULL;\nEND",
 }
 
 
@@ -37,8 +47,8 @@ def _postgresql() -> list[str]:
         return (f"CREATE CONSTRAINT TRIGGER household_changed AFTER {events} ON {table} "
                 f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function}()")
 
-    statements = [f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-                  f"BEGIN\n{body}\nRETURN NULL;\nEND $$" for name, body in FUNCTIONS.items()]
+    statements = [f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n{body} $$"
+                  for name, body in FUNCTIONS.items()]
     statements += [
         "CREATE TRIGGER household_started AFTER INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION household_started()",
         deferred("UPDATE OF name, time_zone", "accounts", "household_account_changed"),

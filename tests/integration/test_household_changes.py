@@ -1,8 +1,9 @@
 """The household change count (portal/models/changes.py): the database moves it on every
 change to what a box page's live part shows, whoever makes the change and however (services,
 the worker, raw SQL), and only for the household the change belongs to. On PostgreSQL it is
-moved when a transaction commits, so it never queues two transactions of one household
-before then, and concurrent commits never lose a step."""
+moved when a transaction commits, once however many rows it changed, so it never queues two
+transactions of one household before then, a bulk change costs one step, and concurrent
+commits never lose one."""
 import threading
 
 import pytest
@@ -43,7 +44,8 @@ def test_an_update_of_any_watched_row_moves_only_its_household_s_count(kit, neig
                               .values(account_id=rows_of.c.account_id)).rowcount
     db.session.commit()
     assert rows >= 1
-    assert _count(kit.account.id) == here + rows
+    # Once for the transaction on PostgreSQL, once a row on SQLite.
+    assert _count(kit.account.id) == here + (1 if db.engine.dialect.name == "postgresql" else rows)
     assert _count(neighbour.id) == there
 
 
@@ -120,7 +122,7 @@ def test_the_count_does_not_queue_a_household_s_transactions_before_they_commit(
         two.commit()
         one.execute(rename, {"label": "B1", "id": second_pin.id})
         one.commit()
-    assert _count(kit.account.id) == before + 4
+    assert _count(kit.account.id) == before + 2  # once for each transaction
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
@@ -149,3 +151,21 @@ def test_concurrent_commits_of_one_household_each_move_the_count(app, backend, k
         thread.join(60)
     assert failures == []
     assert _count(kit.account.id) == before + 80
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_bulk_change_of_one_household_moves_its_count_once_a_transaction(app, backend, kit, neighbour):
+    """10,000 rows in one statement: one step, not 10,000 updates of one row at commit (those
+    took 1.6-3.7 s to delete 10,000 events, against 7 ms without the count)."""
+    rows = [{"account_id": kit.account.id, "actor_kind": "box", "actor_label": "Front box", "kind": "box.closed",
+             "summary": "Closed"} for _ in range(10_000)]
+    here, there = _count(kit.account.id), _count(neighbour.id)
+    db.session.execute(sa.insert(ActivityEvent), rows)
+    db.session.commit()
+    assert _count(kit.account.id) == here + 1
+    db.session.execute(sa.insert(ActivityEvent), rows[:2] + [{**rows[0], "account_id": neighbour.id}] + rows[:2])
+    db.session.commit()  # ours, theirs, ours: each household moved, ours twice at most
+    assert _count(kit.account.id) in (here + 2, here + 3) and _count(neighbour.id) == there + 1
+    db.session.execute(sa.delete(ActivityEvent).where(ActivityEvent.account_id == kit.account.id))
+    db.session.commit()
+    assert _count(kit.account.id) in (here + 3, here + 4)

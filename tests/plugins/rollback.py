@@ -32,6 +32,7 @@ from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import orm
 
 from portal.extensions import db
+from portal.models import changes
 
 MARK = "rollback"
 _STATE = pytest.StashKey()
@@ -85,7 +86,8 @@ class ModuleDatabase:
             if engine.dialect.name == "postgresql":
                 # Deferred triggers (the household change counts: portal/models/changes.py)
                 # fire when the outer transaction commits, which it never does here: the
-                # app's commits only release savepoints. Fire them at each statement instead.
+                # app's commits only release savepoints. Fire them at each statement instead
+                # (and see _each_commit_its_own).
                 self.conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
             sa.event.listen(engine.pool, "checkout", self._refuse_second_connection)
 
@@ -102,7 +104,15 @@ class ModuleDatabase:
             db=db, class_=JoinedSession, query_cls=db.Query, bind=self.conn,
             join_transaction_mode="create_savepoint",
         )
+        if self.engine.dialect.name == "postgresql":
+            sa.event.listen(factory, "after_commit", self._each_commit_its_own)
         return orm.scoped_session(factory, scopefunc=_app_ctx_id)
+
+    def _each_commit_its_own(self, _session):
+        """A transaction moves a household's count once (changes.SETTING remembers it); the
+        app's commits here are savepoints of one transaction, so each forgets it, as a real
+        commit would."""
+        self.conn.exec_driver_sql(f"SELECT set_config('{changes.SETTING}', '', true)")
 
     def shared(self, name):
         """The module's copy of SHARED[name], built once, in the outer transaction."""
