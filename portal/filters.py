@@ -33,10 +33,15 @@ _AGO_UNITS = (60, 3600, 86400)
 def timeago_turns(value: datetime, now: datetime) -> datetime:
     """The moment after `now` from which timeago(value) reads differently (a page's version
     holds until then): "just now" for 10 s, then each second, each minute, hour and day counted
-    from `value`, not from the clock's minute. A time still to come: the next second."""
+    from `value`, not from the clock's minute. A time still to come ("in 3 minutes": a
+    device's clock a little ahead) counts down the same way, to "in a few seconds"."""
     seconds = (now - value).total_seconds()
-    if seconds < 0:
-        return now + timedelta(seconds=1)
+    if seconds <= -1:  # timeago truncates: under a second ahead already reads "just now"
+        ahead = -seconds
+        size = max([1] + [unit for unit in _AGO_UNITS if ahead >= unit])
+        # Its words hold while the whole seconds ahead stay at or over their count of units.
+        step = size * (int(ahead) // size) if size > 1 else 1
+        return value - timedelta(seconds=step) + timedelta(microseconds=1)
     if seconds < 10:
         return value + timedelta(seconds=10)
     size = 1

@@ -97,26 +97,15 @@ def _sqlite() -> list[str]:
 
 
 def trigger_statements(dialect: str) -> list[str]:
-    """The statements that make the database keep the counts (the migration and create_all)."""
+    """The statements that make the database keep the counts, as create_all makes them (the
+    migration keeps its own copy; tests/integration/test_migrations.py checks they agree)."""
     return _postgresql() if dialect == "postgresql" else _sqlite()
-
-
-def drop_statements(dialect: str) -> list[str]:
-    """The statements that take the triggers away again (the migration's downgrade)."""
-    if dialect == "postgresql":
-        return ([f"DROP TRIGGER IF EXISTS household_changed ON {table}" for table in (*WATCHED, "accounts", "users")]
-                + ["DROP TRIGGER IF EXISTS household_started ON accounts"]
-                + [f"DROP FUNCTION IF EXISTS {name}()" for name in
-                   ("household_changed", "household_account_changed", "household_member_changed",
-                    "household_started")])
-    names = ["household_started", "household_changed_accounts", "household_changed_users"]
-    names += [f"household_changed_{table}_{event}" for table in WATCHED for event in ("insert", "update", "delete")]
-    return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
 
 
 @sa.event.listens_for(Base.metadata, "after_create")
 def _install(target, connection, **kw) -> None:
-    """create_all (tests, `flask init-db`) makes the triggers with the tables, as the migration does."""
+    """create_all (the tests, the benchmarks' seeded databases) makes the triggers with the
+    tables, as the migration does."""
     if HouseholdChanges.__table__ in kw.get("tables", target.sorted_tables):
         for statement in trigger_statements(connection.dialect.name):
             connection.exec_driver_sql(statement)

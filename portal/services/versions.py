@@ -1,5 +1,5 @@
-"""Versions of the parts of pages that poll (a box page's live part, the activity feed): while
-one holds, a poll answers 304 without reading or rendering its part again.
+"""Versions of the parts of pages that poll (a box page's live part and its events, the
+activity feed): while one holds, a poll answers 304 without reading or drawing its part again.
 
 A version is "<count>.<until>.<signature>": the household's change count
 (portal/models/changes.py, moved by the database on every change a part shows) read before

@@ -1,5 +1,5 @@
 """timeago_turns: the moment a time shown in words ("3 minutes ago") next reads differently,
-which a page's version holds until. Checked against timeago itself over a day of ages."""
+which a page's version holds until. Checked against timeago itself, past and to come."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +28,14 @@ def test_minutes_turn_with_the_time_shown_not_with_the_clock():
     assert timeago_turns(SHOWN, now) == SHOWN + timedelta(minutes=6)  # 12:06:30.25, not 12:06:00
 
 
-def test_a_time_to_come_holds_for_a_second():
-    now = SHOWN - timedelta(minutes=3)
-    assert timeago_turns(SHOWN, now) == now + timedelta(seconds=1)
+@pytest.mark.parametrize("ahead", [0.5, 1, 1.5, 30, 59.9, 60, 61, 119.5, 125, 3599, 3600, 3700, 86400, 90000])
+def test_a_time_to_come_counts_down_the_same_way(ahead):
+    """A device's clock a little ahead: "in 3 minutes", then "in 2 minutes" ... "just now"."""
+    now = SHOWN - timedelta(seconds=ahead)
+    turn = timeago_turns(SHOWN, now)
+    assert turn > now
+    words = timeago(SHOWN, now)
+    for moment in (now, turn - (turn - now) / 2, turn - timedelta(microseconds=1)):
+        if moment < turn:  # at exactly n units ahead the words hold for that instant only
+            assert timeago(SHOWN, moment) == words, (ahead, moment)
+    assert timeago(SHOWN, turn) != words, (ahead, turn)
