@@ -706,10 +706,14 @@ def take_over_pause(pin_id) -> bool:
 
 
 def keep_pin(pin: Pin) -> bool:
-    """A removal (or a pause) was withdrawn: the PIN is back to what its add reached."""
+    """A removal (or a pause) was withdrawn: the PIN is back to what its add reached. The add
+    is read locked, as it stands once a confirmation being committed lands: read unlocked,
+    an add confirmed meanwhile was seen still on its way and the PIN left adding for good
+    (the confirmation's own move to active expects adding and found removing)."""
     auth = db.session.scalars(
         sa.select(Command).where(Command.pin_id == pin.id, Command.action == "AUTH")
-        .order_by(Command.created_at.desc())
+        .order_by(Command.created_at.desc()).limit(1).with_for_update()
+        .execution_options(populate_existing=True)
     ).first()
     if pin.status == P.PAUSING:
         return _pin_cas(pin.id, [P.PAUSING], P.ACTIVE, command_id=auth.id if auth else pin.command_id)
