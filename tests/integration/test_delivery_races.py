@@ -169,3 +169,79 @@ def test_two_members_removing_one_pin_at_once_make_one_removal(app, kit, box, ad
     assert [c.state for c in kit.commands(gateway, action="UNAUTH")] == ["confirmed"]  # none stuck in "sent"
     assert kit.reload(pin).status == "removed"
     assert _box_pins(kit, gateway, mailbox) == _portal_pins_on_box(mailbox) == set()
+
+
+def _waiting_on_a_lock(engine) -> bool:
+    """Some other connection of this database waits for a row lock right now."""
+    with engine.connect() as watcher:
+        return bool(watcher.scalar(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_withdrawing_a_removal_while_the_add_s_confirmation_commits_leaves_the_pin_active(app, backend, kit, box):
+    """The race the soak test found (SOAK_SEED=269037206): the box's Done for a PIN's add is
+    being committed (its command row written, not yet committed) when a member withdraws the
+    PIN's removal. The withdrawal must wait for that commit and see the add confirmed; read
+    unlocked, it saw the add still on its way and put the PIN back to adding, and the
+    confirmation, which found the PIN removing, left it so: adding for good."""
+    gateway, mailbox = box
+    pin = kit.add_pin(mailbox, "Courier", "5827", run=False)
+    kit.drain()  # the AUTH goes out; the box has not answered
+    auth = kit.command(gateway, "AUTH")
+    assert auth.state == "sent"
+    pins.remove_pin(kit.account.id, pin.id, kit.user)  # UNAUTH queued behind it
+    db.session.commit()
+    unauth = kit.command(gateway, "UNAUTH")
+    assert (unauth.state, kit.reload(pin).status) == ("queued", "removing")
+
+    written, release, done = threading.Event(), threading.Event(), threading.Event()
+    failures = []
+
+    def confirmation():  # the worker reading the box's Done, in its own transaction
+        try:
+            with app.app_context():
+                assert deliveries.confirm(db.session.get(Command, auth.id))
+                db.session.flush()
+                written.set()
+                release.wait(30)
+                db.session.commit()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+            written.set()
+
+    def withdrawal():  # the member, in another
+        try:
+            with app.app_context():
+                withdraw_command(kit.account.id, unauth.id, kit.reload(kit.user))
+                db.session.commit()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=confirmation)
+    worker.start()
+    assert written.wait(30)
+    member = threading.Thread(target=withdrawal)
+    member.start()
+    # Let the confirmation commit once the withdrawal waits for it (or, as before the fix,
+    # has finished without waiting): no sleep decides the order.
+    for _ in range(3000):
+        if done.is_set() or _waiting_on_a_lock(db.engine):
+            break
+        done.wait(0.01)
+    waited = not done.is_set()
+    release.set()
+    worker.join(30)
+    member.join(30)
+    assert failures == []
+    db.session.expire_all()
+    assert kit.reload(auth).state == "confirmed"
+    assert kit.reload(unauth).state == "withdrawn"
+    assert kit.reload(pin).status == "active"  # before the fix: "adding", for good
+    assert waited  # the withdrawal read the add locked, and waited for its commit
+    _settle(kit, gateway)
+    assert kit.reload(pin).status == "active"
+    assert 5827 in _box_pins(kit, gateway, mailbox)
