@@ -26,7 +26,8 @@ class HouseholdChanges(Base):
 
 
 # Every change to these tables' rows moves the count of the household named by account_id.
-WATCHED = ("mailboxes", "gateways", "pins", "commands", "activity_events", "memberships")
+# (gateway_key_holders: former members who still hold a gateway's keys, on the dashboard.)
+WATCHED = ("mailboxes", "gateways", "pins", "commands", "activity_events", "memberships", "gateway_key_holders")
 # What the part shows of the household itself and of its members.
 ACCOUNT_COLUMNS = ("name", "time_zone")
 USER_COLUMNS = ("display_name", "email")

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ActivityEvent, HouseholdChanges, Membership, Pin
+from portal.models import ActivityEvent, GatewayKeyHolder, HouseholdChanges, Membership, Pin
 from portal.models.changes import WATCHED
 
 
@@ -34,9 +34,11 @@ def test_a_new_household_gets_its_count_with_its_first_member(make_household):
 
 @pytest.mark.parametrize("table", WATCHED)
 def test_an_update_of_any_watched_row_moves_only_its_household_s_count(kit, neighbour, table):
-    _gateway, mailbox = kit.ready_mailbox()
+    gateway, mailbox = kit.ready_mailbox()
     kit.add_pin(mailbox, "Grandma", "4821", run=False)
     kit.device(kit.add_gateway()).heartbeat()
+    db.session.add(GatewayKeyHolder(account_id=kit.account.id, gateway_id=gateway.id, user_id=kit.user.id,
+                                    email=kit.user.email))
     db.session.commit()
     here, there = _count(kit.account.id), _count(neighbour.id)
     rows_of = db.metadata.tables[table]
