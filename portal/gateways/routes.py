@@ -1,5 +1,5 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
-from flask import abort, current_app, flash, g, render_template, request, url_for
+from flask import abort, current_app, flash, g, render_template, request, session, url_for
 
 from portal.auth import current_login_session, household_required, membership_row, owner_required
 from portal.gateways import bp
@@ -15,8 +15,8 @@ from portal.gateways.helpers import (
     see_other,
     user,
 )
-from portal.htmx import is_htmx, render
-from portal.services import dashboard, gateway_keys, gateways, reauth
+from portal.htmx import is_htmx, render, unchanged, versioned
+from portal.services import dashboard, gateway_keys, gateways, reauth, versions
 from portal.services.errors import Conflict, NotFound, ServiceError
 from portal.urls import get_goes_to
 
@@ -30,10 +30,18 @@ def _not_found(_exc):
 @bp.route("/")
 @household_required
 def index():
-    """The household's dashboard: gateways with their mailboxes, every state at a glance."""
-    board = dashboard.dashboard(g.account, owner=g.membership.is_owner,
-                                per_gateway=current_app.config["DASHBOARD_BOXES_PER_GATEWAY"])
-    return render("gateways/index.html", "gateways/_dashboard.html", board=board, account=g.account)
+    """The household's dashboard: gateways with their mailboxes, every state at a glance.
+    Its live part polls with the version it shows and gets a 304 while that holds (as a box
+    page's live part does); a flash to show always renders."""
+    owner, per_gateway = g.membership.is_owner, current_app.config["DASHBOARD_BOXES_PER_GATEWAY"]
+    part = dashboard.dashboard_part(account_id(), owner=owner, per_gateway=per_gateway)
+    mark = versions.mark(account_id()) if is_htmx() and not session.get("_flashes") else None
+    if (not_modified := unchanged(part, mark)) is not None:
+        return not_modified
+    board = dashboard.dashboard(g.account, owner=owner, per_gateway=per_gateway)
+    version = dashboard.dashboard_version(part, mark, board)
+    return versioned(*render("gateways/index.html", "gateways/_dashboard.html", board=board, account=g.account,
+                             board_version=version), version)
 
 
 @bp.route("/new", methods=["GET", "POST"])

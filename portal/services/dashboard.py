@@ -224,6 +224,8 @@ class GatewayCard:
 class Dashboard:
     account: Account | Household
     gateways: list[GatewayCard]
+    # The moment its states and words were drawn for (a gateway online until then).
+    now: datetime = field(default_factory=utcnow)
 
     @property
     def pending(self) -> int:
@@ -326,7 +328,7 @@ _GATEWAY_CHANGES = (
 
 
 def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owner: bool,
-           per_gateway: int | None = None) -> list[GatewayCard]:
+           per_gateway: int | None = None, now: datetime | None = None) -> list[GatewayCard]:
     """Cards for these gateways: 2 queries (boxes with each one's last event and counts, the
     gateways' change counts); `waiting` is deliveries.platform_waiting. `per_gateway`: a card holds
     the gateway's first boxes only (its totals still count them all)."""
@@ -337,7 +339,7 @@ def _cards(account_id, gateways: Sequence[Gateway], waiting: str | None, *, owne
     for gateway_id, state, n in read(_GATEWAY_CHANGES, params).all():
         key = (gateway_id, "failed" if state == CommandState.FAILED else "pending")
         counts[key] = counts.get(key, 0) + n
-    now = utcnow()
+    now = now or utcnow()
     cards = {
         g.id: GatewayCard(
             gateway=g,
@@ -378,11 +380,49 @@ def dashboard(account: Account | Household, *, owner: bool = False, per_gateway:
     for owners: former members who had a gateway's keys). `per_gateway`: list only each
     gateway's first boxes (the page: its cost stays flat however many boxes there are;
     the API lists them all)."""
+    now = utcnow()
     gateways = db.session.scalars(_GATEWAYS_IN_ORDER, {"account_id": account.id}).all()
-    cards = _cards(account.id, gateways, platform_waiting(), owner=owner, per_gateway=per_gateway)
+    cards = _cards(account.id, gateways, platform_waiting(now), owner=owner, per_gateway=per_gateway, now=now)
     if owner:
         _departed(cards, account.id)
-    return Dashboard(account=account, gateways=cards)
+    return Dashboard(account=account, gateways=cards, now=now)
+
+
+def dashboard_part(account_id, *, owner: bool, per_gateway: int | None) -> str:
+    """The name the dashboard's live part (gateways/_dashboard.html) is versioned under
+    (services/versions.py): a household's dashboard as an owner (who also sees former
+    members holding a gateway's keys) or a member sees it, `per_gateway` boxes a card."""
+    return f"dashboard|{account_id}|{owner}|{per_gateway}"
+
+
+def dashboard_version(part: str, mark: versions.Mark | None, board: Dashboard) -> str | None:
+    """The version of the dashboard's live part drawn from `board` at `mark`: it holds while
+    the household's count and StreamIoT's state are as they were and its words read the same.
+    None: no version (no count to hold it to)."""
+    if mark is None:
+        return None
+    return versions.version(part, mark, _cards_hold_until(board.gateways, board.now, mark))
+
+
+def _cards_hold_until(cards: Sequence[GatewayCard], now: datetime, mark: versions.Mark) -> int:
+    """The second (Unix time) from which cards drawn at `now` may read differently with
+    nothing stored having changed: the next second while StreamIoT is away (why a set-up
+    waits counts its next try down), else the next minute (the day of a parcel's time turns
+    on a minute); sooner when a heartbeat's or a box's last event's words ("3 minutes ago")
+    turn or a gateway's last heartbeat grows stale (online -> offline)."""
+    if mark.platform_state == PLATFORM_DOWN:
+        return math.floor(now.timestamp()) + 1
+    heard = [card.gateway.last_heartbeat_at for card in cards]
+    events = [row.last_event.occurred_at for card in cards for row in card.mailboxes if row.last_event is not None]
+    return versions.words_hold_until(now, [*heard, *events], [_goes_offline(t) for t in heard])
+
+
+def _goes_offline(heard: datetime | None) -> datetime | None:
+    """The first moment a gateway last heard at `heard` reads offline (gateway_shown: online
+    while no more than the window has passed)."""
+    if heard is None:
+        return None
+    return heard + timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"], microseconds=1)
 
 
 @dataclass
@@ -727,9 +767,7 @@ def _words_hold_until(page: MailboxPage, mark: versions.Mark) -> int:
         return second + 1
     shown = [command.created_at for command, _ in page.unlocks]
     shown.append(page.last_event.occurred_at if page.last_event is not None else None)
-    window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
-    heard = page.gateway.last_heartbeat_at
-    moments = [heard + window if heard is not None else None, page.mailbox.locked_until]
+    moments = [_goes_offline(page.gateway.last_heartbeat_at), page.mailbox.locked_until]
     moments += [t for row in page.pins for t in (row.pin.starts_at, row.pin.ends_at)]
     # Further off, its minutes ("trying again in 4 min") go down a minute before the try.
     moments += [t - timedelta(seconds=60 * ((math.ceil((t - now).total_seconds()) - 1) // 60)) for t in retries]

@@ -253,3 +253,21 @@ def test_an_event_s_minutes_ago_turn_with_the_event_not_with_the_clock_s_minute(
     time_machine.move_to(start + timedelta(minutes=6), tick=False)
     turned = _poll(member_client, mailbox, seen.headers["ETag"])
     assert turned.status_code == 200 and "6 minutes ago" in turned.get_data(as_text=True)
+
+
+def test_the_gateway_reads_offline_the_second_after_its_window_ends(app, kit, member_client, time_machine):
+    """Online while no more than the window has passed: a part drawn at the window's last
+    instant holds no further than that second."""
+    start = utcnow().replace(microsecond=0) + timedelta(seconds=5)
+    time_machine.move_to(start, tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox, "Grandma", "4821")  # waiting for the box: the part polls
+    gateway = kit.reload(gateway)
+    gateway.last_heartbeat_at = start
+    db.session.commit()
+    time_machine.move_to(start + timedelta(seconds=app.config["HEARTBEAT_WINDOW_SECONDS"]), tick=False)
+    seen = _poll(member_client, mailbox)
+    assert "Online" in seen.get_data(as_text=True)
+    time_machine.move_to(start + timedelta(seconds=app.config["HEARTBEAT_WINDOW_SECONDS"] + 1), tick=False)
+    stale = _poll(member_client, mailbox, seen.headers["ETag"])
+    assert stale.status_code == 200 and "Offline" in stale.get_data(as_text=True)
