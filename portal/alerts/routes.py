@@ -1,5 +1,5 @@
 """Views of the alerts blueprint (thin: read the form, call portal/services/alerts.py, render)."""
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, make_response, redirect, render_template, request, url_for
 
 from portal.alerts import bp
 from portal.auth import household_required, membership_row, owner_required
@@ -20,11 +20,23 @@ def index():
                            unread=alerts.unread_count(g.membership))
 
 
+@bp.app_template_global()
+def bell_version(unread: int, here: bool) -> str:
+    """What the bell shows, as its ETag: its count, and whether the page is an alerts page."""
+    return f"bell-{unread}-{int(bool(here))}"
+
+
 @bp.route("/bell")
 @household_required
 def bell():
-    """The bell alone, polled by every page (templates/alerts/_bell.html)."""
-    return render_template("alerts/_bell.html", unread=alerts.unread_count(g.membership))
+    """The bell alone, polled by every page (templates/alerts/_bell.html): a 304 while the
+    version it asks with is what it would show."""
+    unread, here = alerts.unread_count(g.membership), request.args.get("here") == "1"
+    version = bell_version(unread, here)
+    if request.headers.get("If-None-Match", "").strip('"') == version:
+        return make_response("", 304, {"ETag": f'"{version}"'})
+    html = render_template("alerts/_bell.html", unread=unread, here=here)
+    return make_response(html, 200, {"ETag": f'"{version}"'})
 
 
 @bp.route("/read", methods=["GET", "POST"])

@@ -317,6 +317,45 @@ def test_the_bell_counts_unread_alerts_and_the_list_marks_them_read(app, home):
     assert "2 unread" in _login(app, home.member).client.get("/alerts/bell").get_data(as_text=True)
 
 
+BELL = re.compile(r'<a id="alert-bell"[^>]*>')
+POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
+
+
+def _bell_asks(html) -> tuple[str, str, bool]:
+    """Where the bell on this page polls, the version it asks with, and whether it says it is
+    the current page."""
+    tag = BELL.search(html).group(0)
+    url = re.search(r'hx-get="([^"]+)"', tag).group(1).replace("&amp;", "&")
+    version = re.search(r'"If-None-Match": "\\"([^\\]+)\\""', tag).group(1)
+    return url, f'"{version}"', 'aria-current="page"' in tag
+
+
+def test_the_bell_answers_304_while_its_count_holds(app, home):
+    auth = _login(app, home.owner)
+    url, version, _current = _bell_asks(auth.client.get("/gateways/").get_data(as_text=True))
+    unchanged = auth.client.get(url, headers=dict(POLL, **{"If-None-Match": version}))
+    assert unchanged.status_code == 304 and unchanged.get_data() == b""
+    _box_event(home, home.front, "box.lockout", "Keypad locked out after wrong PINs")
+    rung = auth.client.get(url, headers=dict(POLL, **{"If-None-Match": version}))
+    assert rung.status_code == 200 and "Alerts: 1 unread" in rung.get_data(as_text=True)
+    url, version, _current = _bell_asks(rung.get_data(as_text=True))
+    assert auth.client.get(url, headers=dict(POLL, **{"If-None-Match": version})).status_code == 304
+    auth.post("/alerts/read", {}, page="/alerts/")
+    read = auth.client.get(url, headers=dict(POLL, **{"If-None-Match": version}))
+    assert read.status_code == 200 and "unread" not in read.get_data(as_text=True)
+
+
+def test_the_polled_bell_is_the_current_page_only_on_the_alerts_pages(app, home):
+    """The poll is a request for the bell, not for the page: it once came back as the current
+    page everywhere, two seconds after any page loaded."""
+    auth = _login(app, home.owner)
+    for page, current in (("/gateways/", False), ("/activity", False), ("/alerts/", True),
+                          ("/alerts/settings", True)):
+        url, _version, shown = _bell_asks(auth.client.get(page).get_data(as_text=True))
+        polled = auth.client.get(url, headers=POLL).get_data(as_text=True)
+        assert (shown, _bell_asks(polled)[2]) == (current, current), page
+
+
 def test_settings_page_saves_the_matrix_per_box_and_reads_it_back(app, home):
     auth = _login(app, home.member)
     page = auth.client.get("/alerts/settings").get_data(as_text=True)
