@@ -65,18 +65,27 @@ def add():
 @bp.route("/<uuid:gateway_id>")
 @household_required
 def show(gateway_id):
+    """A gateway with its set-up, keys and boxes. Its live part polls with the version it
+    shows, as the dashboard's does."""
+    owner = g.membership.is_owner
+    part = dashboard.gateway_live_part(account_id(), gateway_id, owner=owner)
+    mark = versions.mark(account_id()) if is_htmx() and not session.get("_flashes") else None
+    if (not_modified := unchanged(part, mark)) is not None:
+        return not_modified
     try:
-        page = dashboard.gateway_page(account_id(), gateway_id, owner=g.membership.is_owner)
+        page = dashboard.gateway_page(account_id(), gateway_id, owner=owner)
     except NotFound:
         if is_htmx():
             return gone(url_for(".index"), "The gateway was removed.")
         raise
-    return render(
+    version = dashboard.gateway_live_version(part, mark, page)
+    return versioned(*render(
         "gateways/show.html",
         "gateways/_gateway_live.html",
         view=page,
         key_held=key_offered("gateway", gateway_id),
-    )
+        gateway_version=version,
+    ), version)
 
 
 @bp.route("/<uuid:gateway_id>/rename", methods=["GET", "POST"])

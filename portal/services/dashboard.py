@@ -404,17 +404,16 @@ def dashboard_version(part: str, mark: versions.Mark | None, board: Dashboard) -
     return versions.version(part, mark, _cards_hold_until(board.gateways, board.now, mark))
 
 
-def _cards_hold_until(cards: Sequence[GatewayCard], now: datetime, mark: versions.Mark) -> int:
-    """The second (Unix time) from which cards drawn at `now` may read differently with
-    nothing stored having changed: the next second while StreamIoT is away (why a set-up
-    waits counts its next try down), else the next minute (the day of a parcel's time turns
-    on a minute); sooner when a heartbeat's or a box's last event's words ("3 minutes ago")
-    turn or a gateway's last heartbeat grows stale (online -> offline)."""
-    if mark.platform_state == PLATFORM_DOWN:
-        return math.floor(now.timestamp()) + 1
+def _cards_hold_until(cards: Sequence[GatewayCard], now: datetime, mark: versions.Mark, *,
+                      shown: Sequence[datetime | None] = (), commands: Sequence[Command] = ()) -> int:
+    """When cards drawn at `now` may first read differently with nothing stored having
+    changed (_hold_until): their heartbeats' and boxes' last events' words ("3 minutes ago")
+    turn, a gateway's last heartbeat grows stale (online -> offline); with what else the part
+    shows in words (`shown`) and the changes whose next try it counts down (`commands`)."""
     heard = [card.gateway.last_heartbeat_at for card in cards]
     events = [row.last_event.occurred_at for card in cards for row in card.mailboxes if row.last_event is not None]
-    return versions.words_hold_until(now, [*heard, *events], [_goes_offline(t) for t in heard])
+    return _hold_until(now, mark, shown=[*heard, *events, *shown], moments=[_goes_offline(t) for t in heard],
+                       commands=commands)
 
 
 def _goes_offline(heard: datetime | None) -> datetime | None:
@@ -432,6 +431,8 @@ class GatewayPage:
     setup_commands: list
     owner: bool = False
     key_steps: list = field(default_factory=list)
+    # The moment its states and words were drawn for.
+    now: datetime = field(default_factory=utcnow)
 
     @property
     def gateway(self) -> Gateway:
@@ -451,17 +452,38 @@ def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
         .where(Command.gateway_id == gateway.id, Command.mailbox_id.is_(None))
         .order_by(Command.created_at)
     ).all()
-    waiting = platform_waiting()
-    card = _cards(account_id, [gateway], waiting, owner=owner)[0]
+    now = utcnow()
+    waiting = platform_waiting(now)
+    card = _cards(account_id, [gateway], waiting, owner=owner, now=now)[0]
     if owner:
         _departed([card], account_id, gateway.id)
     return GatewayPage(
+        now=now,
         card=card,
         steps=gateway_steps(gateway),
         setup_commands=[(c, command_shown(c, waiting), command_words(c)) for c in setup],
         owner=owner,
         key_steps=gateway_keys.key_steps(gateway),
     )
+
+
+def gateway_live_part(account_id, gateway_id, *, owner: bool) -> str:
+    """The name a gateway page's live part (gateways/_gateway_live.html) is versioned under:
+    a household's gateway as an owner (who also sees former members holding its keys) or a
+    member sees it."""
+    return f"gateway|{account_id}|{_as_uuid(gateway_id)}|{owner}"
+
+
+def gateway_live_version(part: str, mark: versions.Mark | None, page: GatewayPage) -> str | None:
+    """The version of a gateway page's live part drawn from `page` at `mark`, as the
+    dashboard's: with the times of its set-up steps and of its keys' replacement in words,
+    and the next tries of its set-up steps counted down."""
+    if mark is None:
+        return None
+    commands = [command for command, _shown, _words in page.setup_commands]
+    shown = [c.answered_at or c.sent_at or c.created_at for c in commands] + [page.gateway.keys_replaced_at]
+    return versions.version(part, mark, _cards_hold_until([page.card], page.now, mark, shown=shown,
+                                                          commands=commands))
 
 
 # --- the mailbox page ---------------------------------------------------------------------
@@ -750,28 +772,34 @@ def box_report_version(part: str, mark: versions.Mark | None, page: MailboxPage)
 
 
 def _words_hold_until(page: MailboxPage, mark: versions.Mark) -> int:
-    """The second (Unix time) from which the part drawn at page.now may read differently
-    with nothing stored having changed: the next second while it counts seconds (StreamIoT is
-    away and its next try is counted down, or a queued change's next try is under two minutes
-    away), else the next minute (a PIN's weekly hours and the day of a time shown turn on the
-    minute); sooner when a time it shows in words ("3 minutes ago") turns, a PIN of the page
-    starts or ends, the box's lockout ends or its gateway's last heartbeat grows stale."""
-    now = page.now
-    second = math.floor(now.timestamp())
-    # A queued change tried again soon counts its seconds down ("trying again in 4 s").
-    commands = [command for command, _ in page.unlocks] + [row.command for row in page.pins if row.command]
-    retries = [c.retry_at for c in commands if c.state == CommandState.QUEUED and c.retry_at is not None
-               and c.retry_at > now]
-    if mark.platform_state == PLATFORM_DOWN or any((t - now).total_seconds() <= _RETRY_SECONDS_SHOWN + 1
-                                                   for t in retries):
-        return second + 1
+    """When the box's live part drawn at page.now may first read differently with nothing
+    stored having changed (_hold_until): a time it shows in words ("3 minutes ago") turns, a
+    PIN of the page starts or ends, the box's lockout ends, its gateway's last heartbeat grows
+    stale, or the next try of one of its changes is counted down."""
     shown = [command.created_at for command, _ in page.unlocks]
     shown.append(page.last_event.occurred_at if page.last_event is not None else None)
     moments = [_goes_offline(page.gateway.last_heartbeat_at), page.mailbox.locked_until]
     moments += [t for row in page.pins for t in (row.pin.starts_at, row.pin.ends_at)]
-    # Further off, its minutes ("trying again in 4 min") go down a minute before the try.
-    moments += [t - timedelta(seconds=60 * ((math.ceil((t - now).total_seconds()) - 1) // 60)) for t in retries]
-    return versions.words_hold_until(now, shown, moments)
+    commands = [command for command, _ in page.unlocks] + [row.command for row in page.pins if row.command]
+    return _hold_until(page.now, mark, shown=shown, moments=moments, commands=commands)
+
+
+def _hold_until(now: datetime, mark: versions.Mark, *, shown: Sequence[datetime | None] = (),
+                moments: Sequence[datetime | None] = (), commands: Sequence[Command] = ()) -> int:
+    """The second (Unix time) from which a part drawn at `now` may read differently with
+    nothing stored having changed: the next second while it counts seconds (StreamIoT is away
+    and its next try is counted down, or one of `commands` is queued with its next try under
+    two minutes away), else the next minute (a PIN's weekly hours and the day of a time shown
+    turn on the minute); sooner when a time `shown` in words turns, one of `moments` comes, or
+    a later try's minutes ("trying again in 4 min") go down."""
+    retries = [c.retry_at for c in commands if c.state == CommandState.QUEUED and c.retry_at is not None
+               and c.retry_at > now]
+    if mark.platform_state == PLATFORM_DOWN or any((t - now).total_seconds() <= _RETRY_SECONDS_SHOWN + 1
+                                                   for t in retries):
+        return math.floor(now.timestamp()) + 1
+    # Further off, its minutes go down a minute before the try.
+    later = [t - timedelta(seconds=60 * ((math.ceil((t - now).total_seconds()) - 1) // 60)) for t in retries]
+    return versions.words_hold_until(now, shown, [*moments, *later])
 
 
 def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:

@@ -157,3 +157,69 @@ def test_the_full_dashboard_page_carries_no_version_and_its_first_poll_gets_one(
     assert page.status_code == 200 and "ETag" not in page.headers
     assert re.search(r'id="dashboard" hx-get="/gateways/"[^>]*"X-IoTLock-Poll": "1"}', page.get_data(as_text=True))
     assert _poll(member_client).headers["ETag"]
+
+
+# --- a gateway's page: its live part polls every 1-3 s while something moves -------------
+
+def _gateway_poll(client, gateway, etag=None):
+    return client.get(f"/gateways/{gateway.id}", headers=dict(POLL, **({"If-None-Match": etag} if etag else {})))
+
+
+def test_a_gateway_page_answers_304_until_something_changes(kit, member_client, settled):
+    gateway, mailbox = settled
+    kit.add_pin(mailbox, "Grandma", "4821")
+    first = _gateway_poll(member_client, gateway)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and 'id="gateway-live"' in first.get_data(as_text=True)
+    assert f'"If-None-Match": "\\"{etag[1:-1]}\\""' in first.get_data(as_text=True)
+    assert _gateway_poll(member_client, gateway, etag).status_code == 304
+    kit.confirm_all(gateway)
+    changed = _gateway_poll(member_client, gateway, etag)
+    assert changed.status_code == 200 and "All delivered" in _shown(changed)
+
+
+def test_a_gateway_page_s_words_follow_the_clock(kit, member_client, settled, time_machine):
+    gateway, mailbox = settled
+    kit.add_pin(mailbox, "Grandma", "4821", run=False)
+    start = utcnow()
+    seen = _gateway_poll(member_client, gateway)
+    drawn = 0
+    for seconds in (1, 2, 9, 10, 11, 30, 59, 60, 61, 62, 119, 120, 121, 600, 3599, 3600, 3601):
+        time_machine.move_to(start + timedelta(seconds=seconds), tick=False)
+        now = _gateway_poll(member_client, gateway, seen.headers["ETag"])
+        if now.status_code == 304:
+            assert _shown(_gateway_poll(member_client, gateway)) == _shown(seen), seconds
+        else:
+            drawn += 1
+            seen = now
+    assert 0 < drawn < 17
+
+
+def test_a_set_up_step_tried_again_soon_counts_its_seconds_down(kit, member_client, time_machine):
+    """A gateway whose set-up waits on a retry shows "trying again in 30 s": its page is drawn
+    each second until then."""
+    time_machine.move_to(utcnow(), tick=False)
+    gateway = kit.add_gateway(run=False)
+    step = kit.commands(gateway)[0]
+    step.retry_at = utcnow() + timedelta(seconds=30)
+    db.session.commit()
+    seen = _gateway_poll(member_client, gateway)
+    assert "trying again in 30 s" in seen.get_data(as_text=True)
+    assert _gateway_poll(member_client, gateway, seen.headers["ETag"]).status_code == 304
+    time_machine.move_to(utcnow() + timedelta(seconds=1), tick=False)
+    ticked = _gateway_poll(member_client, gateway, seen.headers["ETag"])
+    assert ticked.status_code == 200 and "trying again in 29 s" in ticked.get_data(as_text=True)
+
+
+def test_one_part_s_version_holds_for_no_other(kit, member_client, settled):
+    gateway, mailbox = settled
+    kit.add_pin(mailbox, "Grandma", "4821")
+    other = kit.add_gateway("Garage")
+    board = _poll(member_client).headers["ETag"]
+    page = _gateway_poll(member_client, gateway).headers["ETag"]
+    assert _gateway_poll(member_client, gateway, page).status_code == 304
+    assert _gateway_poll(member_client, gateway, board).status_code == 200
+    assert _gateway_poll(member_client, other, page).status_code == 200
+    assert _poll(member_client, page).status_code == 200
+    live = member_client.get(f"/mailboxes/{mailbox.id}", headers=dict(POLL, **{"If-None-Match": page}))
+    assert live.status_code == 200

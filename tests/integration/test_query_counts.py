@@ -115,7 +115,7 @@ def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pi
     print(f"{page}: {small} queries ({db.engine.dialect.name})")
 
 
-@pytest.mark.parametrize("part", ["mailbox-live", "dashboard"])
+@pytest.mark.parametrize("part", ["mailbox-live", "dashboard", "gateway-live"])
 def test_an_unchanged_poll_costs_two_statements_for_one_box_and_for_fifty(app, two_households, time_machine, part):
     """The answer most polls get: who is asking (one statement), then the household's change
     count with StreamIoT's state (one row), against which the part's version holds."""
@@ -123,8 +123,9 @@ def test_an_unchanged_poll_costs_two_statements_for_one_box_and_for_fifty(app, t
     # young the part's words (and so its version) change every second.
     time_machine.move_to(utcnow(), tick=False)
     counts = []
-    for user, _gateway, mailbox in two_households:
-        client, path = _client(app, user), f"/mailboxes/{mailbox.id}" if part == "mailbox-live" else "/gateways/"
+    for user, gateway, mailbox in two_households:
+        client, path = _client(app, user), {"mailbox-live": f"/mailboxes/{mailbox.id}", "dashboard": "/gateways/",
+                                            "gateway-live": f"/gateways/{gateway.id}"}[part]
         headers = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
         etag = client.get(path, headers=headers).headers["ETag"]
         statements = []
