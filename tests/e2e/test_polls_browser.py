@@ -1,13 +1,15 @@
 """In real Chromium, a polled part sends the version it shows and keeps itself as it is on a
-304: the activity feed polls every 5 s, answers 304 while nothing moves, and shows a new
-event on the poll after it lands (services/versions.py; base.html's htmx-config)."""
+304: the activity feed (every 5 s), the bell (every 2 s) and the dashboard (every 3 s while
+something is on its way) answer 304 while nothing moves, and show what lands on the poll
+after (services/versions.py; base.html's htmx-config)."""
 from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 
+from portal import crypto
 from portal.extensions import db
-from portal.models import Account, ActivityEvent, utcnow
+from portal.models import Account, ActivityEvent, Alert, Gateway, Membership, Notification, utcnow
 
 pytestmark = pytest.mark.e2e
 
@@ -60,4 +62,76 @@ def test_the_activity_feed_keeps_itself_on_a_304_and_shows_what_lands_next(live_
         db.session.commit()
     expect(feed).to_contain_text("Parcel delivered", timeout=8_000)
     _wait_for(page, lambda: polls[-1][0] == 200, seconds=2)  # the response event may trail the swap
+    assert page.console_errors == []
+
+
+def test_the_bell_keeps_itself_on_a_304_and_rings_when_an_alert_lands(live_server, page):
+    """The bell that every page polls every 2 s: its page's version holds from the first poll,
+    it never claims to be the current page away from the alerts pages, and an alert for the
+    member shows on the poll after it lands."""
+    page.goto(live_server.url + "/register")
+    page.fill("#email", "bell@example.com")
+    page.fill("#password", "a long enough password")
+    page.fill("#household_name", "Bell House")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/gateways/")
+
+    polls = []
+    page.on("response", lambda r: polls.append(r.status) if "/alerts/bell" in r.url else None)
+    bell = page.locator("#alert-bell")
+    _wait_for(page, lambda: polls.count(304) >= 2, seconds=10)
+    assert 200 not in polls, polls  # the page drew the bell with its version: nothing to draw again
+    assert bell.get_attribute("aria-current") is None
+
+    with live_server.app.app_context():
+        account_id, user_id = db.session.execute(
+            db.select(Membership.account_id, Membership.user_id).join(Account, Account.id == Membership.account_id)
+            .where(Account.name == "Bell House")).one()
+        alert = Alert(account_id=account_id, kind="opened", summary="Front box: opened")
+        db.session.add(alert)
+        db.session.flush()
+        db.session.add(Notification(account_id=account_id, alert_id=alert.id, user_id=user_id, channel="portal",
+                                    state="sent"))
+        db.session.commit()
+    expect(bell).to_contain_text("1", timeout=6_000)
+    assert bell.get_attribute("aria-current") is None
+    assert page.console_errors == []
+
+    page.goto(live_server.url + "/alerts/")
+    bell = page.locator("#alert-bell")
+    assert bell.get_attribute("aria-current") == "page"
+    polled = len(polls)
+    _wait_for(page, lambda: len(polls) >= polled + 2, seconds=10)
+    assert bell.get_attribute("aria-current") == "page"  # still, after its polls
+
+
+def test_the_dashboard_keeps_itself_on_a_304_and_shows_the_next_change(live_server, page):
+    page.goto(live_server.url + "/register")
+    page.fill("#email", "board@example.com")
+    page.fill("#password", "a long enough password")
+    page.fill("#household_name", "Board House")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/gateways/")
+    with live_server.app.app_context():
+        account_id = db.session.scalars(db.select(Account.id).where(Account.name == "Board House")).one()
+        # Being set up (no worker runs here): the dashboard polls every 3 s.
+        db.session.add(Gateway(account_id=account_id, name="Hallway", public_key=crypto.generate_keypair()[0],
+                               status="provisioning"))
+        db.session.commit()
+
+    polls = []
+    page.on("response", lambda r: polls.append((r.status, r.request.headers.get("if-none-match")))
+            if r.request.headers.get("x-iotlock-poll") and r.url.endswith("/gateways/") else None)
+    page.goto(live_server.url + "/gateways/")
+    board = page.locator("#dashboard")
+    expect(board).to_contain_text("Setting up")
+    shown = board.inner_text()
+    _wait_for(page, lambda: 304 in [status for status, _ in polls], seconds=20)
+    assert polls[0] == (200, None) and all(etag and etag.startswith('"') for _, etag in polls[1:]), polls
+    assert board.inner_text() == shown
+
+    with live_server.app.app_context():
+        db.session.execute(db.update(Gateway).where(Gateway.account_id == account_id).values(name="Garage"))
+        db.session.commit()
+    expect(board).to_contain_text("Garage", timeout=8_000)
     assert page.console_errors == []
