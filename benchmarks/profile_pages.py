@@ -74,7 +74,7 @@ def _age(app, hours: int = 1) -> None:
 
 
 def _pages(client, seeded):
-    mailbox = seeded["10x5"]["mailbox"]
+    mailbox, gateway = seeded["10x5"]["mailbox"], seeded["10x5"]["gateway"]
     poll = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
     html = client.get(f"/mailboxes/{mailbox}").get_data(as_text=True)
     token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html).group(1)
@@ -109,6 +109,8 @@ def _pages(client, seeded):
         "activity feed poll 10x5, unchanged": unchanged("/activity"),
         "dashboard poll 10x5": lambda: client.get("/gateways/", headers=poll),
         "dashboard poll 10x5, unchanged": unchanged("/gateways/"),
+        "gateway page poll 10x5": lambda: client.get(f"/gateways/{gateway}", headers=poll),
+        "gateway page poll 10x5, unchanged": unchanged(f"/gateways/{gateway}"),
         "bell poll": lambda: client.get("/alerts/bell", headers=poll),
         "bell poll, unchanged": unchanged("/alerts/bell"),
         "add-PIN POST 10x5": add_pin,
