@@ -239,7 +239,10 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = _flag("REMEMBER_COOKIE_SECURE", SESSION_COOKIE_SECURE)
     HSTS = True
-    HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", True)
+    # htmx from the portal's own origin, as in development: no third party sees each page
+    # view, and pages work where the CDN can't be reached. HTMX_FROM_CDN=on: the pinned
+    # version from jsdelivr, with Subresource Integrity.
+    HTMX_FROM_CDN = _flag("HTMX_FROM_CDN", False)
     VIRTUAL_GATEWAYS = _flag("VIRTUAL_GATEWAYS", False)
     EMBEDDED_WORKER = _flag("IOTLOCK_EMBEDDED_WORKER", False)
     EMBEDDED_MQTT = False

@@ -9,7 +9,7 @@ both under the same gunicorn settings, measured in one run with A and B interlea
 connections; the table shows the median req/s of each side and their ratio, and PASS/FAIL
 against the issue's target. A miss never fails the run (exit status 0): benchmarks measure.
 
-The portal runs in production mode (argon2id at production cost, the CDN htmx link), on a
+The portal runs in production mode (argon2id at production cost, htmx from its own copy), on a
 fresh database seeded with three households made directly in the tables (1 box; 10 boxes x 5
 PINs; 50 x 10, as tests/integration/test_query_counts.py builds them). StreamIoT is a
 stand-in on a local port that answers everything after a set delay; the worker

@@ -1,6 +1,9 @@
 """Security headers on every answer: pages, error pages, htmx partials, CSV, redirects."""
 import pytest
 
+from config import ProductionConfig
+from portal import create_app
+from portal.crypto import generate_data_key
 from tests.plugins.accounts import PASSWORD
 
 pytestmark = pytest.mark.rollback
@@ -56,11 +59,9 @@ def test_csrf_failure_405_401_and_429_carry_the_headers(app, logged_in, client):
     _assert_headers(response)
 
 
-def test_production_adds_hsts(tmp_path):
-    from config import ProductionConfig
-    from portal import create_app
-    from portal.crypto import generate_data_key
-
+def test_production_adds_hsts_and_serves_htmx_itself(tmp_path):
+    """Production pages load htmx from the portal's own origin (a pinned local copy): no
+    third party sees every page view, and pages work where a CDN can't be reached."""
     app = create_app(
         ProductionConfig,
         SECRET_KEY="x" * 32,
@@ -72,6 +73,10 @@ def test_production_adds_hsts(tmp_path):
     response = app.test_client().get("/login")
     assert "max-age=" in response.headers["Strict-Transport-Security"]
     _assert_headers(response)
+    html = response.get_data(as_text=True)
+    assert f'<script src="/static/vendor/htmx-{ProductionConfig.HTMX_VERSION}.min.js">' in html
+    assert "jsdelivr" not in html and "jsdelivr" not in response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in response.headers["Content-Security-Policy"]
 
 
 def test_pages_have_no_inline_script_or_style(logged_in):
