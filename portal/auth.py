@@ -18,8 +18,14 @@ from portal.services.visitors import HouseholdMember, LoginFacts, Visitor
 # precision for an idle timeout counted in minutes.
 _TOUCH_EVERY_SECONDS = 60
 # Pages that refresh themselves (htmx polling) send this header; such requests are not the
-# user doing something, so they must not keep an idle session alive forever.
+# user doing something, so they must not keep an idle session alive forever. Only a GET is a
+# poll: htmx merges every ancestor's hx-headers into a request, so a button inside a polled
+# part (Open on the dashboard, Withdraw on a box page) sends the header too.
 POLL_HEADER = "X-IoTLock-Poll"
+
+
+def is_poll() -> bool:
+    return request.method == "GET" and request.headers.get(POLL_HEADER) == "1"
 # URL parameters that name a household's device-side row. A link to one of another of the
 # user's households (an emailed link, a second tab) switches to that household.
 _DEVICE_ROWS = {
@@ -43,7 +49,7 @@ def _load_user(token: str):
     now = utcnow()
     if login.revoked_at is not None or user.is_disabled or _expired(login, user, now):
         return None
-    polling = request.headers.get(POLL_HEADER) == "1"
+    polling = is_poll()
     if not polling and (now - login.last_seen_at).total_seconds() > _TOUCH_EVERY_SECONDS:
         visitors.touch(login.id, now)
         db.session.commit()
@@ -258,7 +264,7 @@ def _follow_device_link(membership: HouseholdMember, view_args: dict) -> Househo
     none) leaves everything as it is, so the view answers 404 as for an unknown id. A
     poll is not the user opening anything: it never switches (two tabs would fight)."""
     memberships = all_memberships()
-    if len(memberships) < 2 or request.headers.get(POLL_HEADER) == "1":
+    if len(memberships) < 2 or is_poll():
         return membership
     name = next((n for n in _DEVICE_ROWS if view_args.get(n) is not None), None)
     if name is None:

@@ -143,6 +143,20 @@ def test_polling_does_not_keep_an_idle_session_alive(auth, alice, time_machine):
     assert response.headers["HX-Redirect"].startswith("/login")
 
 
+def test_a_click_inside_a_polled_part_keeps_the_session_alive(auth, alice, time_machine):
+    """htmx sends a polled part's headers with every request of its buttons too (Open on the
+    dashboard): a POST is the user doing something, whatever headers it inherited."""
+    auth.login("alice@example.com", PASSWORD)
+    start = utcnow()
+    token = auth.csrf("/alerts/")
+    _at(time_machine, start + timedelta(minutes=100))
+    clicked = auth.client.post("/alerts/read", data={"csrf_token": token},
+                               headers={"HX-Request": "true", "X-IoTLock-Poll": "1"})
+    assert clicked.status_code == 303
+    _at(time_machine, start + timedelta(minutes=100 + 110))  # 210 min after login, 110 after the click
+    assert auth.client.get("/gateways/").status_code == 200
+
+
 def test_visitor_is_sent_to_login_and_comes_back(auth, alice):
     response = auth.client.get("/members/")
     assert response.status_code == 302
