@@ -20,12 +20,15 @@ _TOUCH_EVERY_SECONDS = 60
 # Pages that refresh themselves (htmx polling) send this header; such requests are not the
 # user doing something, so they must not keep an idle session alive forever. Only a GET is a
 # poll: htmx merges every ancestor's hx-headers into a request, so a button inside a polled
-# part (Open on the dashboard, Withdraw on a box page) sends the header too.
+# part (Open on the dashboard, Withdraw on a box page) sends the header too. (No polled part
+# holds an hx-get link; one would be taken for a poll.)
 POLL_HEADER = "X-IoTLock-Poll"
 
 
 def is_poll() -> bool:
     return request.method == "GET" and request.headers.get(POLL_HEADER) == "1"
+
+
 # URL parameters that name a household's device-side row. A link to one of another of the
 # user's households (an emailed link, a second tab) switches to that household.
 _DEVICE_ROWS = {
