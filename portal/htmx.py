@@ -1,6 +1,6 @@
 """The page-or-partial helpers: htmx requests get the partial, others the full page; a
 polled part that still holds its version gets a 304 (services/versions.py)."""
-from flask import Response, make_response, render_template, request
+from flask import Response, make_response, render_template, request, session
 
 from portal.services import versions
 
@@ -15,12 +15,31 @@ def render(page: str, partial: str | None = None, status: int = 200, **context) 
     return render_template(template, **context), status
 
 
+def poll_mark(account_id, *, shows_flashes: bool = False) -> versions.Mark | None:
+    """Where the household stands, for a polled part's version: read for htmx requests only
+    (a full page carries no version; its first poll draws the part with one), and not while a
+    flash waits in a part that shows flashes (it must be drawn to show it). None: draw."""
+    if not is_htmx() or (shows_flashes and session.get("_flashes")):
+        return None
+    return versions.mark(account_id)
+
+
+def asked_version() -> str:
+    """The version the poll says its part shows (If-None-Match, unquoted), or ""."""
+    return request.headers.get("If-None-Match", "").strip('"')
+
+
+def not_modified(version: str) -> Response:
+    """A bodiless 304 (htmx does not swap it: base.html's htmx-config)."""
+    return make_response("", 304, {"ETag": f'"{version}"'})
+
+
 def unchanged(part: str, mark: versions.Mark | None) -> Response | None:
-    """A bodiless 304 when the poll's If-None-Match is a version of `part` that still holds
-    at `mark` (htmx does not swap it: base.html's htmx-config), else None: draw the part."""
-    asked = request.headers.get("If-None-Match", "").strip('"')
+    """A 304 when the poll's If-None-Match is a version of `part` that still holds at `mark`,
+    else None: draw the part."""
+    asked = asked_version()
     if asked and versions.holds(part, asked, mark):
-        return make_response("", 304, {"ETag": f'"{asked}"'})
+        return not_modified(asked)
     return None
 
 

@@ -34,8 +34,8 @@ from portal.account.forms import (
 )
 from portal.auth import household_required, owner_required
 from portal.crypto import HasherBusy
-from portal.htmx import is_htmx, render, unchanged, versioned
-from portal.services import accounts, deletion, password_reset, versions
+from portal.htmx import poll_mark, render, unchanged, versioned
+from portal.services import accounts, deletion, password_reset
 from portal.services import activity as activity_service
 from portal.services import members as members_service
 from portal.services.errors import Forbidden, NotFound, ServiceError
@@ -435,7 +435,7 @@ def activity():
     # (304, which htmx does not swap). A full page carries none: its first poll draws the feed.
     part = activity_service.feed_part(g.account.id, mailbox_id=request.args.get("mailbox"),
                                       kind=request.args.get("kind"), page=page_no, owner=g.membership.is_owner)
-    mark = versions.mark(g.account.id) if is_htmx() else None
+    mark = poll_mark(g.account.id)
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
     names, mailbox, kind = _activity_filters()

@@ -1,9 +1,10 @@
 """Views of the alerts blueprint (thin: read the form, call portal/services/alerts.py, render)."""
-from flask import abort, flash, g, make_response, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from portal.alerts import bp
 from portal.auth import household_required, membership_row, owner_required
 from portal.extensions import csrf
+from portal.htmx import asked_version, not_modified, versioned
 from portal.models import ALERT_KINDS, CHANNELS
 from portal.services import alerts, push
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
@@ -33,10 +34,9 @@ def bell():
     version it asks with is what it would show."""
     unread, here = alerts.unread_count(g.membership), request.args.get("here") == "1"
     version = bell_version(unread, here)
-    if request.headers.get("If-None-Match", "").strip('"') == version:
-        return make_response("", 304, {"ETag": f'"{version}"'})
-    html = render_template("alerts/_bell.html", unread=unread, here=here)
-    return make_response(html, 200, {"ETag": f'"{version}"'})
+    if asked_version() == version:
+        return not_modified(version)
+    return versioned(render_template("alerts/_bell.html", unread=unread, here=here), 200, version)
 
 
 @bp.route("/read", methods=["GET", "POST"])

@@ -1,5 +1,5 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
-from flask import abort, current_app, flash, g, render_template, request, session, url_for
+from flask import abort, current_app, flash, g, render_template, request, url_for
 
 from portal.auth import current_login_session, household_required, membership_row, owner_required
 from portal.gateways import bp
@@ -15,8 +15,8 @@ from portal.gateways.helpers import (
     see_other,
     user,
 )
-from portal.htmx import is_htmx, render, unchanged, versioned
-from portal.services import dashboard, gateway_keys, gateways, reauth, versions
+from portal.htmx import is_htmx, poll_mark, render, unchanged, versioned
+from portal.services import dashboard, gateway_keys, gateways, reauth
 from portal.services.errors import Conflict, NotFound, ServiceError
 from portal.urls import get_goes_to
 
@@ -35,7 +35,7 @@ def index():
     page's live part does); a flash to show always renders."""
     owner, per_gateway = g.membership.is_owner, current_app.config["DASHBOARD_BOXES_PER_GATEWAY"]
     part = dashboard.dashboard_part(account_id(), owner=owner, per_gateway=per_gateway)
-    mark = versions.mark(account_id()) if is_htmx() and not session.get("_flashes") else None
+    mark = poll_mark(account_id(), shows_flashes=True)
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
     board = dashboard.dashboard(g.account, owner=owner, per_gateway=per_gateway)
@@ -69,7 +69,7 @@ def show(gateway_id):
     shows, as the dashboard's does."""
     owner = g.membership.is_owner
     part = dashboard.gateway_live_part(account_id(), gateway_id, owner=owner)
-    mark = versions.mark(account_id()) if is_htmx() and not session.get("_flashes") else None
+    mark = poll_mark(account_id(), shows_flashes=True)
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
     try:

@@ -1,5 +1,5 @@
 """Views of the mailboxes blueprint (thin: validate, call one service, render)."""
-from flask import abort, flash, g, make_response, render_template, request, session, url_for
+from flask import abort, flash, g, make_response, render_template, request, url_for
 
 from portal.auth import current_login_session, household_required, login_facts
 from portal.gateways.forms import ConfirmForm, PasswordForm, RenameForm
@@ -15,7 +15,7 @@ from portal.gateways.helpers import (
     see_other,
     user,
 )
-from portal.htmx import is_htmx, render, unchanged, versioned
+from portal.htmx import is_htmx, poll_mark, render, unchanged, versioned
 from portal.mailboxes import bp
 from portal.mailboxes.forms import (
     WEEKDAYS,
@@ -27,7 +27,7 @@ from portal.mailboxes.forms import (
     SafeModeForm,
     ShowPinForm,
 )
-from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth, safe_mode, versions
+from portal.services import commands, dashboard, gateways, mailboxes, pins, reauth, safe_mode
 from portal.services.errors import NotFound, ServiceError
 from portal.urls import get_goes_to
 
@@ -152,7 +152,7 @@ def show(mailbox_id):
         # to show always renders.
         pins_page = pins_page_asked()
         part = dashboard.live_part(account_id(), mailbox_id, pins_page)
-        mark = None if session.get("_flashes") else versions.mark(account_id())
+        mark = poll_mark(account_id(), shows_flashes=True)
         if (not_modified := unchanged(part, mark)) is not None:
             return not_modified
         try:
@@ -173,7 +173,7 @@ def box(mailbox_id):
     """What the box itself reports: its events and (virtual gateways) what it holds. Its
     events poll with the version they show, as the live part does."""
     part = dashboard.box_report_part(account_id(), mailbox_id, owner=g.membership.is_owner)
-    mark = versions.mark(account_id()) if is_htmx() else None
+    mark = poll_mark(account_id())
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
     page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner)
