@@ -38,6 +38,7 @@ from portal.services.deliveries import (
     command_shown,
     gateway_shown,
     mailbox_shown,
+    offline_from,
     pin_shown,
     platform_waiting,
     unlock_shown,
@@ -412,16 +413,8 @@ def _cards_hold_until(cards: Sequence[GatewayCard], now: datetime, mark: version
     shows in words (`shown`) and the changes whose next try it counts down (`commands`)."""
     heard = [card.gateway.last_heartbeat_at for card in cards]
     events = [row.last_event.occurred_at for card in cards for row in card.mailboxes if row.last_event is not None]
-    return _hold_until(now, mark, shown=[*heard, *events, *shown], moments=[_goes_offline(t) for t in heard],
-                       commands=commands)
-
-
-def _goes_offline(heard: datetime | None) -> datetime | None:
-    """The first moment a gateway last heard at `heard` reads offline (gateway_shown: online
-    while no more than the window has passed)."""
-    if heard is None:
-        return None
-    return heard + timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"], microseconds=1)
+    return _hold_until(now, mark, shown=[*heard, *events, *shown],
+                       moments=[offline_from(t) for t in heard if t is not None], commands=commands)
 
 
 @dataclass
@@ -778,7 +771,8 @@ def _words_hold_until(page: MailboxPage, mark: versions.Mark) -> int:
     stale, or the next try of one of its changes is counted down."""
     shown = [command.created_at for command, _ in page.unlocks]
     shown.append(page.last_event.occurred_at if page.last_event is not None else None)
-    moments = [_goes_offline(page.gateway.last_heartbeat_at), page.mailbox.locked_until]
+    heard = page.gateway.last_heartbeat_at
+    moments = [offline_from(heard) if heard is not None else None, page.mailbox.locked_until]
     moments += [t for row in page.pins for t in (row.pin.starts_at, row.pin.ends_at)]
     commands = [command for command, _ in page.unlocks] + [row.command for row in page.pins if row.command]
     return _hold_until(page.now, mark, shown=shown, moments=moments, commands=commands)

@@ -875,10 +875,15 @@ def gateway_shown(gateway: Gateway, now: datetime | None = None, waiting: str | 
         return lifecycle
     if gateway.last_heartbeat_at is None:
         return Shown("waiting", "Waiting for the device", live=True)
-    window = timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"])
-    if now - gateway.last_heartbeat_at <= window:
+    if now < offline_from(gateway.last_heartbeat_at):
         return Shown("online", "Online")
     return Shown("offline", "Offline")
+
+
+def offline_from(heard: datetime) -> datetime:
+    """The first moment a gateway last heard at `heard` reads offline: it is online while no
+    more than the heartbeat window has passed (a polled part's version ends then)."""
+    return heard + timedelta(seconds=current_app.config["HEARTBEAT_WINDOW_SECONDS"], microseconds=1)
 
 
 def _lifecycle_shown(device: Gateway | Mailbox, waiting: str | None = None) -> Shown | None:
