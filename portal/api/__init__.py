@@ -7,7 +7,10 @@ the body the document shows, and every answer is declared per status code. See
 docs/api.md for why, and for the contract (problems, idempotency, ETags, cursors, limits).
 """
 import http
+import threading
+from typing import Any
 
+from apispec import APISpec
 from flask import Flask
 from flask_smorest import Api, Blueprint
 from flask_smorest.utils import prepare_response
@@ -20,7 +23,40 @@ from portal.api.schemas import ProblemSchema  # noqa: E402
 
 
 class _Api(Api):
+    """flask-smorest's Api, with the blueprint's operations written into the OpenAPI document
+    the first time the document is read rather than when the app is made. Writing them costs
+    about half of `create_app` (deep copies of every operation's schemas), which every worker
+    and every test would pay for a document that few of them ever serve."""
+
     ERROR_SCHEMA = ProblemSchema
+
+    def __init__(self, *args, **kwargs):
+        self._undocumented: list[tuple[Blueprint, str, list | None]] = []
+        self._documenting = threading.Lock()
+        self._spec: APISpec | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def spec(self) -> Any:  # as Api's own attribute: None until init_app
+        if self._undocumented and self._spec is not None:
+            # A reader arriving meanwhile waits here, then finds nothing left to write.
+            with self._documenting:
+                for blp, name, parameters in self._undocumented:
+                    blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                    self._spec.tag({"name": name, "description": blp.description})
+                self._undocumented = []
+        return self._spec
+
+    @spec.setter
+    def spec(self, value):
+        self._spec = value
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """Api.register_blueprint, with its documentation half left for `spec` to do."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
 
     def _register_error_handlers(self):
         """The portal answers errors itself: problem documents under /api, pages elsewhere
