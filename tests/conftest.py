@@ -17,6 +17,7 @@ from config import TestConfig
 from portal import create_app
 from portal.crypto import generate_data_key
 from portal.extensions import db
+from portal.streamiot.emulator import forget_emulator
 
 pytest_plugins = [
     "tests.plugins.rollback",
@@ -182,6 +183,7 @@ def app(backend, request, app_overrides):
     yield app
     db.session.remove()
     ctx.pop()
+    forget_emulator(app.config["STREAMIOT_EMULATOR_DB"])
     if backend == "postgresql":
         _empty_all(app)
     else:
@@ -198,6 +200,7 @@ def sqlite_app(tmp_path, request, app_overrides):
     yield app
     db.session.remove()
     ctx.pop()
+    forget_emulator(app.config["STREAMIOT_EMULATOR_DB"])
 
 
 @pytest.fixture

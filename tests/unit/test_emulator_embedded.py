@@ -4,6 +4,8 @@ Also: state lives in the emulator's own SQLite file and survives a restart, and 
 may share one emulator.
 """
 import json
+import multiprocessing
+import os
 import threading
 import uuid
 
@@ -14,10 +16,12 @@ from portal.streamiot.emulator import (
     EMBEDDED_READER_URL,
     EMBEDDED_URL,
     EmbeddedAdapter,
+    forget_emulator,
     get_emulator,
     make_emulator,
 )
 from portal.streamiot.emulator.server import serve_in_thread
+from portal.streamiot.emulator.store import Store
 
 TIMEOUT = (3.05, 10)
 
@@ -157,6 +161,54 @@ def test_one_emulator_per_database_file(tmp_path):
 
     assert get_emulator(str(tmp_path / "a.sqlite3")) is a
     assert get_emulator(tmp_path / "b.sqlite3") is not a
+
+
+def test_a_forgotten_emulator_is_closed_and_made_anew_on_the_same_file(tmp_path):
+    a = get_emulator(tmp_path / "a.sqlite3")
+    with a.store.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')")
+
+    forget_emulator(tmp_path / "a.sqlite3")
+
+    assert a.store._conn is None
+    b = get_emulator(tmp_path / "a.sqlite3")
+    assert b is not a
+    with b.store.transaction() as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'kept'").fetchone()[0] == "yes"
+
+
+def test_a_failed_transaction_is_rolled_back_and_the_next_one_works(tmp_path):
+    store = Store(str(tmp_path / "s.sqlite3"))
+    with pytest.raises(RuntimeError), store.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('lost', 'x')")
+        raise RuntimeError("the block failed")
+    with store.transaction() as conn:
+        assert conn.execute("SELECT count(*) FROM meta WHERE key = 'lost'").fetchone()[0] == 0
+        conn.execute("INSERT INTO meta (key, value) VALUES ('kept', 'y')")
+    with Store(store.path).transaction() as conn:  # a second store on the file sees the commit
+        assert conn.execute("SELECT value FROM meta WHERE key = 'kept'").fetchone()[0] == "y"
+
+
+def _write_in_child(path: str, store: Store) -> None:
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('child', ?)", (path,))
+    assert store._conn_pid == os.getpid()  # not the parent's connection
+
+
+def test_a_forked_process_writes_on_a_connection_of_its_own(tmp_path):
+    store = Store(str(tmp_path / "s.sqlite3"))
+    with store.transaction() as conn:  # the parent's connection is open before the fork
+        conn.execute("INSERT INTO meta (key, value) VALUES ('parent', 'p')")
+    parent_conn = store._conn
+
+    child = multiprocessing.get_context("fork").Process(target=_write_in_child, args=(store.path, store))
+    child.start()
+    child.join(30)
+
+    assert child.exitcode == 0
+    with store.transaction() as conn:
+        assert conn is parent_conn
+        assert conn.execute("SELECT value FROM meta WHERE key = 'child'").fetchone()[0] == store.path
 
 
 def test_the_emulator_keeps_its_state_in_its_own_file(tmp_path):

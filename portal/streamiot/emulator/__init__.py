@@ -4,7 +4,7 @@ It answers like Mainflux 0.13.0 and keeps its state in its own SQLite file.
 
 `make_emulator(db_path)` builds the app (proxy paths at the root, the reader under
 `/reader`); `get_emulator(db_path)` returns one shared app per database file in this
-process; `EmbeddedAdapter(app)` lets `requests` talk to it without a socket.
+process (`forget_emulator` drops it); `EmbeddedAdapter(app)` lets `requests` talk to it without a socket.
 """
 import os
 import threading
@@ -49,11 +49,22 @@ def get_emulator(db_path, token_ttl: float = 36000) -> Emulator:
         return app
 
 
+
+def forget_emulator(db_path) -> None:
+    """Drop this process's emulators on a database file, closing their connection (tests do,
+    when the app that used the file is done with it)."""
+    path = os.path.abspath(str(db_path))
+    with _instances_lock:
+        for key in [key for key in _instances if key[0] == path]:
+            _instances.pop(key).store.close()
+
+
 __all__ = [
     "EMBEDDED_READER_URL",
     "EMBEDDED_URL",
     "EmbeddedAdapter",
     "Emulator",
+    "forget_emulator",
     "get_emulator",
     "make_emulator",
 ]

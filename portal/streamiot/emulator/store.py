@@ -94,6 +94,8 @@ class Store:
     def __init__(self, db_path: str):
         self.path = os.path.abspath(db_path)
         self.lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._conn_pid = 0
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
@@ -109,7 +111,7 @@ class Store:
             self.token_secret = bytes.fromhex(row[0])
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -120,16 +122,31 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self):
-        """One connection in one write transaction; rolled back when the block raises."""
+        """One write transaction; rolled back when the block raises. Transactions of this
+        process take turns on the lock, so they share one connection (opening one each time
+        cost about as much as a small request); a forked process opens its own."""
         with self.lock:
-            conn = self._connect()
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+                yield conn
                 conn.execute("COMMIT")
-            finally:
-                conn.close()
+            except BaseException:
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._conn = None  # the next transaction starts on a new connection
+                raise
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None and self._conn_pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._conn_pid != os.getpid():
+            self._conn = self._connect()
+            self._conn_pid = os.getpid()
+        return self._conn
