@@ -145,45 +145,61 @@ def _log_in(page, site, email):
     page.click("main button[type=submit]")
 
 
-def _household_pages(h) -> dict[str, str]:
+def _pages(h) -> dict[str, dict[str, str]]:
+    """The pages in groups, one test each, so that the run's workers can share the sweep."""
     gw_ok, gw_failed, gw_removing = h.gateways
     long_box, front, _safe, provisioning, failed, removing = h.boxes[:6]
     return {
-        "dashboard": "/gateways/",
-        "gateway": f"/gateways/{gw_ok}",
-        "gateway-failed": f"/gateways/{gw_failed}",
-        "gateway-removing": f"/gateways/{gw_removing}",
-        "gateway-add": "/gateways/new",
-        "gateway-rename": f"/gateways/{gw_ok}/rename",
-        "gateway-remove": f"/gateways/{gw_ok}/remove",
-        "gateway-settings": f"/gateways/{gw_ok}/settings",
-        "gateway-replace-keys": f"/gateways/{gw_ok}/replace-keys",
-        "box": f"/mailboxes/{long_box}",
-        "box-pins-2": f"/mailboxes/{long_box}?pins=2",
-        "box-front": f"/mailboxes/{front}",
-        "box-provisioning": f"/mailboxes/{provisioning}",
-        "box-failed": f"/mailboxes/{failed}",
-        "box-removing": f"/mailboxes/{removing}",
-        "box-reports": f"/mailboxes/{long_box}/box",
-        "box-add": f"/mailboxes/new/{gw_ok}",
-        "box-rename": f"/mailboxes/{long_box}/rename",
-        "box-remove": f"/mailboxes/{long_box}/remove",
-        "box-open": f"/mailboxes/{long_box}/unlock",
-        "box-key": f"/mailboxes/{long_box}/key",
-        "members": "/members/",
-        "activity": "/activity",
-        "settings": "/settings",
-        "webhooks": "/webhooks/",
-        "webhooks-log": f"/webhooks/{h.webhook}/log",
-        "push-devices": "/push/",
-        "alerts": "/alerts/",
-        "alerts-settings": "/alerts/settings",
-        "alerts-settings-box": f"/alerts/settings?box={long_box}",
-        "alerts-defaults": "/alerts/defaults",
-        "alerts-unsubscribe": f"/alerts/unsubscribe/{h.unsubscribe}",
-        "api-tokens": "/settings/api-tokens",
-        "api-reference": "/api/v1/docs",
+        "gateways": {
+            "dashboard": "/gateways/",
+            "gateway": f"/gateways/{gw_ok}",
+            "gateway-failed": f"/gateways/{gw_failed}",
+            "gateway-removing": f"/gateways/{gw_removing}",
+            "gateway-add": "/gateways/new",
+            "gateway-rename": f"/gateways/{gw_ok}/rename",
+            "gateway-remove": f"/gateways/{gw_ok}/remove",
+            "gateway-settings": f"/gateways/{gw_ok}/settings",
+            "gateway-replace-keys": f"/gateways/{gw_ok}/replace-keys",
+        },
+        "boxes": {
+            "box": f"/mailboxes/{long_box}",
+            "box-pins-2": f"/mailboxes/{long_box}?pins=2",
+            "box-front": f"/mailboxes/{front}",
+            "box-provisioning": f"/mailboxes/{provisioning}",
+            "box-failed": f"/mailboxes/{failed}",
+            "box-removing": f"/mailboxes/{removing}",
+            "box-reports": f"/mailboxes/{long_box}/box",
+            "box-add": f"/mailboxes/new/{gw_ok}",
+            "box-rename": f"/mailboxes/{long_box}/rename",
+            "box-remove": f"/mailboxes/{long_box}/remove",
+            "box-open": f"/mailboxes/{long_box}/unlock",
+            "box-key": f"/mailboxes/{long_box}/key",
+        },
+        "household": {
+            "members": "/members/",
+            "activity": "/activity",
+            "settings": "/settings",
+            "webhooks": "/webhooks/",
+            "webhooks-log": f"/webhooks/{h.webhook}/log",
+            "push-devices": "/push/",
+            "alerts": "/alerts/",
+            "alerts-settings": "/alerts/settings",
+            "alerts-settings-box": f"/alerts/settings?box={long_box}",
+            "alerts-defaults": "/alerts/defaults",
+            "alerts-unsubscribe": f"/alerts/unsubscribe/{h.unsubscribe}",
+            "api-tokens": "/settings/api-tokens",
+            "api-reference": "/api/v1/docs",
+        },
+        # The same household seen by staff (password, then the second factor).
+        "support": {
+            "support": "/support/",
+            "support-search": "/support/?q=Lindenweg",
+            "support-household": f"/support/households/{h.account_id}",
+        },
     }
+
+
+GROUPS = ["gateways", "boxes", "household", "support"]
 
 
 def _check(page, site, name, path, results, axe) -> None:
@@ -210,19 +226,16 @@ def _check(page, site, name, path, results, axe) -> None:
         results["pages"] += 1
 
 
-def test_every_page_fits_a_phone_and_passes_axe(site, tab):
-    (ARTIFACTS / "pages").mkdir(parents=True, exist_ok=True)
-    axe = Axe()
-    results: dict = {"scroll": [], "small": [], "axe": [], "pages": 0}
-    _log_in(tab, site, site.household.owner_email)
-    for name, path in _household_pages(site.household).items():
-        _check(tab, site, name, path, results, axe)
-
-    # Support: the same household seen by staff (password, then the second factor). Off the
-    # last page first: a poll of it after the cookies are gone is sent to the login page
-    # (HX-Redirect), a navigation that aborted the one to /login below once.
+def _sign_in(tab, site, group: str) -> None:
+    """A fresh sign-in for each group: the owner, or staff for support. Off the last page
+    first: a poll of it after the cookies are gone is sent to the login page (HX-Redirect),
+    a navigation that aborted the one to /login once."""
     tab.goto("about:blank")
     tab.context.clear_cookies()
+    if group != "support":
+        _log_in(tab, site, site.household.owner_email)
+        tab.wait_for_url(re.compile(r"/gateways/?$"))
+        return
     _log_in(tab, site, STAFF_EMAIL)
     with site.app.app_context():
         code = fresh_code(site.household.staff_secret, site.household.staff_id)
@@ -230,15 +243,27 @@ def test_every_page_fits_a_phone_and_passes_axe(site, tab):
     tab.fill("#code", code)
     tab.click("main button[type=submit]")
     tab.wait_for_url(re.compile(r"/support/?$"))
-    for name, path in {
-        "support": "/support/",
-        "support-search": "/support/?q=Lindenweg",
-        "support-household": f"/support/households/{site.household.account_id}",
-    }.items():
+
+
+def test_the_groups_hold_every_page_once(site):
+    groups = _pages(site.household)
+    assert list(groups) == GROUPS
+    names = [name for pages in groups.values() for name in pages]
+    assert len(names) == len(set(names)) == 37
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_page_fits_a_phone_and_passes_axe(site, tab, group):
+    (ARTIFACTS / "pages").mkdir(parents=True, exist_ok=True)
+    axe = Axe()
+    results: dict = {"scroll": [], "small": [], "axe": [], "pages": 0}
+    _sign_in(tab, site, group)
+    pages = _pages(site.household)[group]
+    for name, path in pages.items():
         _check(tab, site, name, path, results, axe)
 
     print(f"{results['pages']} page views checked")
-    assert results["pages"] == 2 * 37
+    assert results["pages"] == 2 * len(pages)
     assert not site.blocked, site.blocked
     assert not results["scroll"], results["scroll"]
     assert not results["small"], results["small"]
