@@ -44,18 +44,42 @@ def test_the_service_worker_shows_a_pushed_alert(live_server, page, shot):
     [registration_id] = {r["registrationId"] for r in registrations if r["scopeURL"] == scope and not r["isDeleted"]}
     alert = {"id": "a1", "kind": "opened", "summary": "Front mailbox opened by Pat", "household": "Birch Lane",
              "box": "Front mailbox", "occurred_at": "2026-12-04T18:00:00Z", "url": live_server.url + "/activity"}
-    cdp.send("ServiceWorker.deliverPushMessage", {"origin": live_server.url + "/",
-                                                 "registrationId": registration_id,
-                                                 "data": json.dumps(alert)})
-    # The worker shows the notification after the push is handed to it: ask until it has
-    # (a wait_for_function on the promise once returned before it was shown, and read []).
+    expected = [{"title": "IoTLock", "body": "Front mailbox opened by Pat (Birch Lane)",
+                 "url": live_server.url + "/activity"}]
+
+    def deliver():
+        cdp.send("ServiceWorker.deliverPushMessage", {"origin": live_server.url + "/",
+                                                     "registrationId": registration_id,
+                                                     "data": json.dumps(alert)})
+
+    # A push service delivers a message again until the worker takes it. Once, in a CI run on a
+    # busy machine, no notification came of DevTools' first delivery within 10 s (not seen in
+    # 16 runs alone or beside two busy cores), so the push is delivered again, as a push
+    # service would, at most three times.
     shown: list = []
-    deadline = time.monotonic() + 10
+    for _attempt in range(3):
+        deliver()
+        shown = _notifications(page, seconds=8)
+        if shown:
+            break
+    assert shown == expected
+    # Delivered once more (a push service's retry), the alert shows once, not twice: its id is
+    # the notification's tag.
+    deliver()
+    page.wait_for_timeout(300)
+    assert _notifications(page, seconds=8) == expected
+    assert page.console_errors == []
+
+
+def _notifications(page, *, seconds: float) -> list:
+    """The notifications the worker shows, asked until there are some or `seconds` pass. (The
+    worker shows one after the push is handed to it; a wait_for_function on the promise once
+    returned before it was shown, and read [].)"""
+    shown: list = []
+    deadline = time.monotonic() + seconds
     while not shown and time.monotonic() < deadline:
         shown = page.evaluate("""navigator.serviceWorker.ready.then(r => r.getNotifications())
             .then(list => list.map(n => ({title: n.title, body: n.body, url: n.data.url})))""")
         if not shown:
             page.wait_for_timeout(50)
-    assert shown == [{"title": "IoTLock", "body": "Front mailbox opened by Pat (Birch Lane)",
-                      "url": live_server.url + "/activity"}]
-    assert page.console_errors == []
+    return shown
