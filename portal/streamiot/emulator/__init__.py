@@ -4,7 +4,8 @@ It answers like Mainflux 0.13.0 and keeps its state in its own SQLite file.
 
 `make_emulator(db_path)` builds the app (proxy paths at the root, the reader under
 `/reader`); `get_emulator(db_path)` returns one shared app per database file in this
-process (`forget_emulator` drops it); `EmbeddedAdapter(app)` lets `requests` talk to it without a socket.
+process (`forget_emulator` drops it); `EmbeddedAdapter(app)` lets `requests` talk to it
+without a socket.
 """
 import os
 import threading
@@ -47,7 +48,6 @@ def get_emulator(db_path, token_ttl: float = 36000) -> Emulator:
         if app is None:
             app = _instances[key] = make_emulator(key[0], token_ttl)
         return app
-
 
 
 def forget_emulator(db_path) -> None:

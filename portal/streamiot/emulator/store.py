@@ -127,7 +127,11 @@ class Store:
         cost about as much as a small request); a forked process opens its own."""
         with self.lock:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                self._conn = None  # busy past the timeout, or broken: the next one starts afresh
+                raise
             try:
                 yield conn
                 conn.execute("COMMIT")
