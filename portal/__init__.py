@@ -11,7 +11,6 @@ from sqlalchemy import Engine, event, orm
 from sqlalchemy import exc as exc_module
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import Rule
 
 from config import BASE_DIR, config_from_env
 from portal import api, auth, filters, health, logredact
@@ -34,30 +33,12 @@ from portal.push import bp as push_bp
 from portal.services import alerts, deliveries, presence, push
 from portal.streamiot.deployment import device_urls
 from portal.support import bp as support_bp
-from portal.urls import fixed_link, row_link
+from portal.urls import LazyBuilderRule, fixed_link, row_link
 from portal.webhooks import bp as webhooks_bp
 
 log = logging.getLogger(__name__)
 # Status codes with a page of their own in templates/errors/.
 ERROR_PAGES = (400, 403, 404, 405, 413, 429, 500)
-
-
-class LazyBuilderRule(Rule):
-    """Werkzeug's Rule, which writes its two URL builders (Python functions, through the ast
-    module and compile()) when a link to it is first built rather than when it is added to
-    the map. Writing them for the portal's 138 rules was ~80 % of `create_app` (~50 ms),
-    paid by every worker and every test app for rules most of which it never links to. The
-    builder written is Werkzeug's own; only the moment changes."""
-
-    def _compile_builder(self, append_unknown: bool = True):
-        name = "_build_unknown" if append_unknown else "_build"
-
-        def build_first(rule: Rule, **values):
-            builder = Rule._compile_builder(rule, append_unknown).__get__(rule, None)
-            setattr(rule, name, builder)  # this call's successors go straight to it
-            return builder(**values)
-
-        return build_first
 
 
 class Portal(Flask):

@@ -6,7 +6,8 @@ from flask import url_for
 from werkzeug.routing import Map, Rule
 
 from config import TestConfig
-from portal import LazyBuilderRule, create_app
+from portal import create_app
+from portal.urls import LazyBuilderRule
 
 SAMPLES = {"UUIDConverter": uuid.UUID("6ea9d578-a19d-4d72-b4f4-1f41c814ccfe"), "IntegerConverter": 7,
            "PathConverter": "a/b c", "UnicodeString": "x y/é", "UnicodeConverter": "x y/é"}
