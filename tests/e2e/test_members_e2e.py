@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from tests.plugins.browser import register
+
 pytestmark = pytest.mark.e2e
 
 OWNER_PASSWORD = "owner has a long passphrase"
@@ -15,7 +17,7 @@ def live_server_overrides():
     return {"EMBEDDED_WORKER": False, "VIRTUAL_GATEWAYS": False}
 
 
-def _register(page, url, email, password, household):
+def _submit_registration(page, url, email, password, household):
     page.goto(url + "/register")
     page.fill("#email", email)
     page.fill("#password", password)
@@ -25,8 +27,7 @@ def _register(page, url, email, password, household):
 
 def test_register_invite_accept_and_both_are_members(live_server, page, browser, shot):
     url = live_server.url
-    _register(page, url, "owner@example.com", OWNER_PASSWORD, "Elm Street")
-    page.wait_for_url("**/gateways/")
+    register(page, url, "owner@example.com", OWNER_PASSWORD, "Elm Street")
 
     page.click("nav >> text=Members")
     page.wait_for_url("**/members/")
@@ -100,7 +101,7 @@ def test_register_invite_accept_and_both_are_members(live_server, page, browser,
 
 def test_bad_input_is_shown_on_the_fields(live_server, page, shot):
     url = live_server.url
-    _register(page, url, "not-an-email", "password1", "")
+    _submit_registration(page, url, "not-an-email", "password1", "")
     page.wait_for_selector(".field-error")
     errors = page.locator(".field-error").all_text_contents()
     assert any("valid email" in e for e in errors)

@@ -10,6 +10,8 @@ from playwright.sync_api import expect
 from portal import crypto
 from portal.extensions import db
 from portal.models import Account, ActivityEvent, Alert, Gateway, Membership, Notification, utcnow
+from tests.plugins.accounts import PASSWORD
+from tests.plugins.browser import register
 
 pytestmark = pytest.mark.e2e
 
@@ -27,17 +29,8 @@ def _wait_for(page, condition, seconds: float) -> None:
     assert condition()
 
 
-def _register(page, live_server, email: str, household: str) -> None:
-    page.goto(live_server.url + "/register")
-    page.fill("#email", email)
-    page.fill("#password", "a long enough password")
-    page.fill("#household_name", household)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/gateways/")
-
-
 def test_the_activity_feed_keeps_itself_on_a_304_and_shows_what_lands_next(live_server, page):
-    _register(page, live_server, "polls@example.com", "Poll House")
+    register(page, live_server.url, "polls@example.com", PASSWORD, "Poll House")
 
     # What registering wrote happened an hour ago: its time in words no longer turns each
     # second ("12 seconds ago"), which would draw the feed again at each poll, rightly.
@@ -73,7 +66,7 @@ def test_the_bell_keeps_itself_on_a_304_and_rings_when_an_alert_lands(live_serve
     """The bell that every page polls every 2 s: its page's version holds from the first poll,
     it never claims to be the current page away from the alerts pages, and an alert for the
     member shows on the poll after it lands."""
-    _register(page, live_server, "bell@example.com", "Bell House")
+    register(page, live_server.url, "bell@example.com", PASSWORD, "Bell House")
 
     polls = []
     page.on("response", lambda r: polls.append(r.status) if "/alerts/bell" in r.url else None)
@@ -105,7 +98,7 @@ def test_the_bell_keeps_itself_on_a_304_and_rings_when_an_alert_lands(live_serve
 
 
 def test_the_dashboard_keeps_itself_on_a_304_and_shows_the_next_change(live_server, page):
-    _register(page, live_server, "board@example.com", "Board House")
+    register(page, live_server.url, "board@example.com", PASSWORD, "Board House")
     with live_server.app.app_context():
         account_id = db.session.scalars(db.select(Account.id).where(Account.name == "Board House")).one()
         # Being set up (no worker runs here): the dashboard polls every 3 s.

@@ -132,6 +132,16 @@ def log_in(page, base: str, email: str, password: str) -> None:
     page.wait_for_url(re.compile(r".*/gateways/$"))
 
 
+def register(page, base: str, email: str, password: str, household: str) -> None:
+    """Register a household through the real form and land on its dashboard."""
+    page.goto(base + "/register")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.fill("#household_name", household)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/gateways/$"))
+
+
 def wait_until(app, check, what: str, seconds: float = 60) -> None:
     """Until `check()` holds in the live server's database (the worker gets there by itself)."""
     with app.app_context():
