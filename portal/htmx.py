@@ -34,7 +34,7 @@ def not_modified(version: str) -> Response:
     return make_response("", 304, {"ETag": f'"{version}"'})
 
 
-def unchanged(part: str, mark: versions.Mark | None) -> Response | None:
+def unchanged(part: versions.Part, mark: versions.Mark | None) -> Response | None:
     """A 304 when the poll's If-None-Match is a version of `part` that still holds at `mark`,
     else None: draw the part."""
     asked = asked_version()

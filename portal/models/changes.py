@@ -9,7 +9,13 @@ last a transaction takes and is held only while it commits, so two transactions 
 household queue there instead of locking each other's rows in opposite orders; and a
 transaction moves a household's count once however many of its rows it changed (SQLite:
 once per row, which costs it little). The count only ever grows; its value means nothing
-beyond "not what it was"."""
+beyond "not what it was".
+
+A gateway's heartbeat (every 30 s) moves a second number, `heartbeats`, and not the count:
+only the parts that show when a gateway was last heard (the dashboard, a gateway's page)
+follow it, so a box page's parts are not drawn again twice a minute for a heartbeat that
+changes nothing they show. A heartbeat that brings a gateway online writes its
+`online_since` too, which moves the count (services/device_reports.py)."""
 import uuid
 
 import sqlalchemy as sa
@@ -23,11 +29,15 @@ class HouseholdChanges(Base):
 
     account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     count: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    heartbeats: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
 
 # Every change to these tables' rows moves the count of the household named by account_id.
 # (gateway_key_holders: former members who still hold a gateway's keys, on the dashboard.)
 WATCHED = ("mailboxes", "gateways", "pins", "commands", "activity_events", "memberships", "gateway_key_holders")
+# Columns whose updates move `heartbeats` instead of the count: an update of any other
+# column moves the count (a gateway's update trigger lists the other columns).
+HEARTBEAT_COLUMNS = {"gateways": ("last_heartbeat_at",)}
 # What the part shows of the household itself and of its members.
 ACCOUNT_COLUMNS = ("name", "time_zone")
 USER_COLUMNS = ("display_name", "email")
@@ -49,10 +59,16 @@ IF current_setting('{SETTING}', true) IS DISTINCT FROM household::text THEN
 END IF;
 RETURN NULL;
 END"""
+_BUMP_HEARD = "UPDATE household_changes SET heartbeats = heartbeats + 1 WHERE account_id = NEW.account_id"
 _BUMP_ACCOUNT = "UPDATE household_changes SET count = count + 1 WHERE account_id = NEW.id"
 _BUMP_MEMBER = ("UPDATE household_changes SET count = count + 1 "
                 "WHERE account_id IN (SELECT account_id FROM memberships WHERE user_id = NEW.id)")
 _START = "INSERT INTO household_changes (account_id, count) VALUES (NEW.id, 0)"
+
+
+def _counted_columns(table: str) -> str:
+    """The columns of `table` whose updates move the count: all but its heartbeat columns."""
+    return ", ".join(c.name for c in Base.metadata.tables[table].columns if c.name not in HEARTBEAT_COLUMNS[table])
 
 
 def _postgresql() -> list[str]:
@@ -71,13 +87,22 @@ def _postgresql() -> list[str]:
         function("household_account_changed", block(_BUMP_ACCOUNT + ";")),
         function("household_member_changed", block(_BUMP_MEMBER + ";")),
         function("household_started", block(_START + " ON CONFLICT (account_id) DO NOTHING;")),
+        function("household_heard", block(_BUMP_HEARD + ";")),
         "CREATE TRIGGER household_started AFTER INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION household_started()",
         deferred("household_changed", f"UPDATE OF {', '.join(ACCOUNT_COLUMNS)}", "accounts",
                  "household_account_changed"),
         deferred("household_changed", f"UPDATE OF {', '.join(USER_COLUMNS)}", "users", "household_member_changed"),
     ]
-    statements += [deferred("household_changed", "INSERT OR UPDATE OR DELETE", table, "household_changed")
-                   for table in WATCHED]
+    for table in WATCHED:
+        if table in HEARTBEAT_COLUMNS:
+            statements += [
+                deferred("household_changed", f"INSERT OR DELETE OR UPDATE OF {_counted_columns(table)}", table,
+                         "household_changed"),
+                deferred("household_heard", f"UPDATE OF {', '.join(HEARTBEAT_COLUMNS[table])}", table,
+                         "household_heard"),
+            ]
+        else:
+            statements.append(deferred("household_changed", "INSERT OR UPDATE OR DELETE", table, "household_changed"))
     return statements
 
 
@@ -91,9 +116,13 @@ def _sqlite() -> list[str]:
         trigger("household_changed_users", f"UPDATE OF {', '.join(USER_COLUMNS)}", "users", _BUMP_MEMBER),
     ]
     for table in WATCHED:
-        statements += [trigger(f"household_changed_{table}_{event.lower()}", event, table,
-                               _BUMP.format(row="OLD" if event == "DELETE" else "NEW"))
-                       for event in ("INSERT", "UPDATE", "DELETE")]
+        quiet = HEARTBEAT_COLUMNS.get(table)
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            when = f"UPDATE OF {_counted_columns(table)}" if quiet and event == "UPDATE" else event
+            statements.append(trigger(f"household_changed_{table}_{event.lower()}", when, table,
+                                      _BUMP.format(row="OLD" if event == "DELETE" else "NEW")))
+        if quiet:
+            statements.append(trigger(f"household_heard_{table}", f"UPDATE OF {', '.join(quiet)}", table, _BUMP_HEARD))
     return statements
 
 

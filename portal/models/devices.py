@@ -64,7 +64,11 @@ class Gateway(Base):
     thing_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     thing_key_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     channel_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # Its last heartbeat moves only the household's `heartbeats` (models/changes.py); the
+    # heartbeat that brings it online (first, or after it read offline) also sets
+    # online_since, which moves the count that every polled part follows.
     last_heartbeat_at: Mapped[datetime | None]
+    online_since: Mapped[datetime | None]
     settings_downloaded_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -132,13 +132,13 @@ def list_events(
 
 
 def feed_part(account_id: uuid.UUID, *, mailbox_id=None, kind: str | None = None, page: int = 1,
-              owner: bool = False) -> str:
-    """The name the activity feed (activity/_feed.html) is versioned under (services/versions.py):
+              owner: bool = False) -> versions.Part:
+    """What the activity feed (activity/_feed.html) is versioned as (services/versions.py):
     the household's events as list_events reads them with these arguments."""
-    return f"activity|{account_id}|{owner}|{mailbox_id or ''}|{kind or ''}|{page}"
+    return versions.Part(f"activity|{account_id}|{owner}|{mailbox_id or ''}|{kind or ''}|{page}")
 
 
-def feed_version(part: str, mark: versions.Mark | None, page: Page) -> str | None:
+def feed_version(part: versions.Part, mark: versions.Mark | None, page: Page) -> str | None:
     """The version of the feed `part` about to be drawn from `page`: it holds while the
     household's count is as it was and each event's time reads the same ("3 minutes ago").
     Taken before drawing, so the words are never older than it."""

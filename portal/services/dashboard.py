@@ -389,14 +389,15 @@ def dashboard(account: Account | Household, *, owner: bool = False, per_gateway:
     return Dashboard(account=account, gateways=cards, now=now)
 
 
-def dashboard_part(account_id, *, owner: bool, per_gateway: int | None) -> str:
-    """The name the dashboard's live part (gateways/_dashboard.html) is versioned under
+def dashboard_part(account_id, *, owner: bool, per_gateway: int | None) -> versions.Part:
+    """What the dashboard's live part (gateways/_dashboard.html) is versioned as
     (services/versions.py): a household's dashboard as an owner (who also sees former
-    members holding a gateway's keys) or a member sees it, `per_gateway` boxes a card."""
-    return f"dashboard|{account_id}|{owner}|{per_gateway}"
+    members holding a gateway's keys) or a member sees it, `per_gateway` boxes a card. It
+    says when each gateway was last heard, so it follows heartbeats too."""
+    return versions.Part(f"dashboard|{account_id}|{owner}|{per_gateway}", shows_heartbeats=True)
 
 
-def dashboard_version(part: str, mark: versions.Mark | None, board: Dashboard) -> str | None:
+def dashboard_version(part: versions.Part, mark: versions.Mark | None, board: Dashboard) -> str | None:
     """The version of the dashboard's live part drawn from `board` at `mark`: it holds while
     the household's count and StreamIoT's state are as they were and its words read the same.
     None: no version (no count to hold it to)."""
@@ -460,14 +461,14 @@ def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
     )
 
 
-def gateway_live_part(account_id, gateway_id, *, owner: bool) -> str:
-    """The name a gateway page's live part (gateways/_gateway_live.html) is versioned under:
-    a household's gateway as an owner (who also sees former members holding its keys) or a
-    member sees it."""
-    return f"gateway|{account_id}|{_as_uuid(gateway_id)}|{owner}"
+def gateway_live_part(account_id, gateway_id, *, owner: bool) -> versions.Part:
+    """What a gateway page's live part (gateways/_gateway_live.html) is versioned as: a
+    household's gateway as an owner (who also sees former members holding its keys) or a
+    member sees it. It says when the gateway was last heard, so it follows heartbeats too."""
+    return versions.Part(f"gateway|{account_id}|{_as_uuid(gateway_id)}|{owner}", shows_heartbeats=True)
 
 
-def gateway_live_version(part: str, mark: versions.Mark | None, page: GatewayPage) -> str | None:
+def gateway_live_version(part: versions.Part, mark: versions.Mark | None, page: GatewayPage) -> str | None:
     """The version of a gateway page's live part drawn from `page` at `mark`, as the
     dashboard's: with the times of its set-up steps and of its keys' replacement in words,
     and the next tries of its set-up steps counted down."""
@@ -736,26 +737,28 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
 _RETRY_SECONDS_SHOWN = 120
 
 
-def live_part(account_id, mailbox_id, pins_page: int) -> str:
-    """The name the box's live part (mailboxes/_mailbox_live.html) is versioned under
-    (services/versions.py): a household's box and page of its PINs."""
-    return f"box|{account_id}|{_as_uuid(mailbox_id)}|{pins_page}"
+def live_part(account_id, mailbox_id, pins_page: int) -> versions.Part:
+    """What the box's live part (mailboxes/_mailbox_live.html) is versioned as
+    (services/versions.py): a household's box and page of its PINs. It shows its gateway
+    online or offline, not when it was last heard: a heartbeat of a gateway already online
+    does not draw it again (the moment the gateway would read offline ends its version)."""
+    return versions.Part(f"box|{account_id}|{_as_uuid(mailbox_id)}|{pins_page}")
 
 
-def live_version(part: str, mark: versions.Mark | None, page: MailboxPage) -> str | None:
+def live_version(part: versions.Part, mark: versions.Mark | None, page: MailboxPage) -> str | None:
     """The version of the live part `part` drawn from `page` at `mark`: it holds while the
     household's count and StreamIoT's state are as they were and the part's words read the
     same (_words_hold_until). None: no version (no count to hold it to)."""
     return versions.version(part, mark, _words_hold_until(page, mark)) if mark is not None else None
 
 
-def box_report_part(account_id, mailbox_id, *, owner: bool) -> str:
-    """The name what the box itself reports (mailboxes/_box.html: its events) is versioned
-    under: a household's box, as an owner or a member reads its events."""
-    return f"box-report|{account_id}|{_as_uuid(mailbox_id)}|{owner}"
+def box_report_part(account_id, mailbox_id, *, owner: bool) -> versions.Part:
+    """What the box itself reports (mailboxes/_box.html: its events) is versioned as: a
+    household's box, as an owner or a member reads its events."""
+    return versions.Part(f"box-report|{account_id}|{_as_uuid(mailbox_id)}|{owner}")
 
 
-def box_report_version(part: str, mark: versions.Mark | None, page: MailboxPage) -> str | None:
+def box_report_version(part: versions.Part, mark: versions.Mark | None, page: MailboxPage) -> str | None:
     """The version of the box's report drawn from `page`: it holds while the household's
     count is as it was and each event's time reads the same. None with a virtual gateway
     (what the pretend box holds is read from the gateway itself, which no count follows)."""

@@ -529,7 +529,7 @@ def _apply_one(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport, 
     if report.kind == ReportKind.HEARTBEAT:
         if mailbox is not None:
             return "a heartbeat on a box channel"
-        gateway.last_heartbeat_at = max(gateway.last_heartbeat_at or _when(report), _when(report))
+        _heard(gateway, _when(report))
         return None
     if mailbox is None:
         return "a box event on the gateway channel"
@@ -541,6 +541,20 @@ def _apply_one(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport, 
     handler(gateway, mailbox, report)
     mailbox.last_event_at = _when(report)
     return None
+
+
+def _heard(gateway: Gateway, at: datetime) -> None:
+    """A heartbeat sent at `at`. One that brings the gateway online as of now (it read waiting
+    or offline; a late one read after a gap may not) also sets online_since, which moves the
+    count that every polled part follows; one from a gateway already online moves only the
+    household's heartbeats count, which the parts that show when it was last heard follow
+    (models/changes.py)."""
+    now = utcnow()
+    before = gateway.last_heartbeat_at
+    gateway.last_heartbeat_at = max(before or at, at)
+    was_online = before is not None and now < deliveries.offline_from(before)
+    if not was_online and now < deliveries.offline_from(gateway.last_heartbeat_at):
+        gateway.online_since = gateway.last_heartbeat_at
 
 
 def _apply_answer(gateway: Gateway, mailbox: Mailbox | None, report: DeviceReport) -> str | None:

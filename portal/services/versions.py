@@ -7,7 +7,11 @@ the part's own rows, the second (Unix time) until which the part's words hold wi
 stored having changed, and an HMAC (the app's secret key) over what the part was drawn for
 (its name: household, page and arguments), the count, `until` and StreamIoT's state. So an
 unchanged poll reads one narrow row; a version made for one part, household or key never
-holds for another."""
+holds for another.
+
+A gateway's heartbeat moves the household's `heartbeats` count and not its change count
+(models/changes.py): only a part that shows when a gateway was last heard (a Part with
+shows_heartbeats) follows it."""
 import hashlib
 import hmac
 import math
@@ -25,16 +29,25 @@ from portal.services.rows import read
 # The count, with StreamIoT's state as deliveries.platform_waiting reads it (jobs/platform.py
 # keeps it; no row yet: never seen down).
 _MARK = (
-    sa.select(HouseholdChanges.count, PlatformHealth.state, PlatformHealth.next_probe_at)
+    sa.select(HouseholdChanges.count, HouseholdChanges.heartbeats, PlatformHealth.state, PlatformHealth.next_probe_at)
     .outerjoin(PlatformHealth, PlatformHealth.name == STREAMIOT)
     .where(HouseholdChanges.account_id == sa.bindparam("account_id"))
 )
 
 
+class Part(NamedTuple):
+    """What a version is made for: the part's name (its household, page and arguments), and
+    whether it shows when a gateway was last heard (its version then follows heartbeats)."""
+
+    name: str
+    shows_heartbeats: bool = False
+
+
 class Mark(NamedTuple):
-    """Where a household stands: its change count and StreamIoT's state."""
+    """Where a household stands: its change count, its heartbeats count and StreamIoT's state."""
 
     changes: int
+    heartbeats: int
     platform_state: str | None
     platform_next_try: datetime | None
 
@@ -46,12 +59,12 @@ def mark(account_id) -> Mark | None:
     return Mark(*row) if row is not None else None
 
 
-def version(part: str, mark: Mark | None, until: int) -> str | None:
+def version(part: Part, mark: Mark | None, until: int) -> str | None:
     """The version of `part` drawn at `mark`, its words holding until `until`."""
     return _signed(part, mark, until) if mark is not None else None
 
 
-def holds(part: str, version: str, mark: Mark | None, now: datetime | None = None) -> bool:
+def holds(part: Part, version: str, mark: Mark | None, now: datetime | None = None) -> bool:
     """Whether `part` drawn with `version` still shows what it would drawn now at `mark`."""
     try:
         _count, until_text, _signature = version.split(".")
@@ -72,7 +85,8 @@ def words_hold_until(now: datetime, shown: Iterable[datetime | None] = (),
     return min([(math.floor(now.timestamp()) // 60 + 1) * 60] + [math.floor(t.timestamp()) for t in times])
 
 
-def _signed(part: str, mark: Mark, until: int) -> str:
-    facts = f"{part}|{mark.changes}|{until}|{mark.platform_state}|{mark.platform_next_try}"
+def _signed(part: Part, mark: Mark, until: int) -> str:
+    heard = mark.heartbeats if part.shows_heartbeats else "-"
+    facts = f"{part.name}|{mark.changes}|{heard}|{until}|{mark.platform_state}|{mark.platform_next_try}"
     signature = hmac.new(str(current_app.config["SECRET_KEY"]).encode(), facts.encode(), hashlib.sha256)
     return f"{mark.changes}.{until}.{signature.hexdigest()[:20]}"

@@ -1,6 +1,7 @@
 """The household change count (portal/models/changes.py): the database moves it on every
 change to what a box page's live part shows, whoever makes the change and however (services,
-the worker, raw SQL), and only for the household the change belongs to. On PostgreSQL it is
+the worker, raw SQL), and only for the household the change belongs to; a gateway's heartbeat
+moves the household's heartbeats count instead. On PostgreSQL it is
 moved when a transaction commits, once however many rows it changed, so it never queues two
 transactions of one household before then, a bulk change costs one step, and concurrent
 commits never lose one."""
@@ -10,13 +11,20 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ActivityEvent, GatewayKeyHolder, HouseholdChanges, Membership, Pin
+from portal.models import ActivityEvent, GatewayKeyHolder, HouseholdChanges, Membership, Pin, utcnow
 from portal.models.changes import WATCHED
 
 
 def _count(account_id) -> int:
     db.session.expire_all()
     return db.session.get(HouseholdChanges, account_id).count
+
+
+def _counts(account_id) -> tuple[int, int]:
+    """(count, heartbeats)."""
+    db.session.expire_all()
+    row = db.session.get(HouseholdChanges, account_id)
+    return row.count, row.heartbeats
 
 
 @pytest.fixture
@@ -49,6 +57,29 @@ def test_an_update_of_any_watched_row_moves_only_its_household_s_count(kit, neig
     # Once for the transaction on PostgreSQL, once a row on SQLite.
     assert _count(kit.account.id) == here + (1 if db.engine.dialect.name == "postgresql" else rows)
     assert _count(neighbour.id) == there
+
+
+def test_a_gateway_s_heartbeat_moves_only_the_heartbeats_count_and_any_other_column_the_count(kit, neighbour):
+    gateway = kit.add_gateway()
+    kit.device(gateway).heartbeat()
+    kit.poll()
+    db.session.commit()
+    gateways = db.metadata.tables["gateways"]
+    mine = gateways.c.id == gateway.id
+
+    def moved(**values) -> tuple[int, int]:
+        count, heartbeats = _counts(kit.account.id)
+        db.session.execute(sa.update(gateways).where(mine).values(**values))  # raw SQL: the database does it
+        db.session.commit()
+        now_count, now_heartbeats = _counts(kit.account.id)
+        return now_count - count, now_heartbeats - heartbeats
+
+    there = _counts(neighbour.id)
+    assert moved(last_heartbeat_at=utcnow()) == (0, 1)
+    assert moved(name="Porch") == (1, 0)
+    assert moved(online_since=utcnow()) == (1, 0)
+    assert moved(last_heartbeat_at=utcnow(), status=gateways.c.status) == (1, 1)
+    assert _counts(neighbour.id) == there
 
 
 def test_adding_and_removing_rows_moves_the_count(kit, neighbour):
