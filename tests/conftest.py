@@ -140,18 +140,15 @@ def _copy_sqlite_schema(path, request):
 
 def _empty_all(app):
     """Every table emptied and its id sequence restarted, as TRUNCATE ... RESTART IDENTITY
-    would, in a tenth of the time for tables this small (TRUNCATE of 14 tables: ~110 ms)."""
+    would, in one round trip (TRUNCATE of the 31 tables: ~140 ms; a DELETE a statement:
+    ~13 ms; the statements sent together: ~2 ms)."""
+    statements = [f"DELETE FROM {table.name}" for table in reversed(db.metadata.sorted_tables)]
+    statements += [f"SELECT setval(pg_get_serial_sequence('{table.name}', '{table.autoincrement_column.name}'), 1, false)"
+                   for table in db.metadata.sorted_tables if table.autoincrement_column is not None]
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
-            for table in reversed(db.metadata.sorted_tables):
-                conn.execute(table.delete())
-            for table in db.metadata.sorted_tables:
-                if table.autoincrement_column is not None:
-                    conn.execute(
-                        sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), 1, false)"),
-                        {"table": table.name, "column": table.autoincrement_column.name},
-                    )
+            conn.exec_driver_sql("; ".join(statements))  # no parameters: one simple-protocol query
         db.engine.dispose()
 
 
