@@ -79,6 +79,9 @@ class Config:
     # The dashboard lists each gateway's first boxes, with a link to the rest on the
     # gateway's page: a glance stays a glance, and the page costs the same at 10 boxes as at 500.
     DASHBOARD_BOXES_PER_GATEWAY = _int("DASHBOARD_BOXES_PER_GATEWAY", 10)
+    # Drawn parts a process keeps while their version holds (portal/htmx.py DrawnParts): one
+    # a person for the dashboard; a 50-box dashboard's part is about 40 KB.
+    DRAWN_PARTS_KEPT = _int("DRAWN_PARTS_KEPT", 256)
     # A box page lists its PINs this many at a time (its live part is drawn every few
     # seconds: whole, a box of 500 PINs cost 125 ms of CPU a poll).
     BOX_PINS_PER_PAGE = _int("BOX_PINS_PER_PAGE", 25)

@@ -1,5 +1,6 @@
 """Views of the gateways blueprint (thin: validate, call one service, render)."""
 from flask import abort, current_app, flash, g, render_template, request, url_for
+from flask_login import current_user
 
 from portal.auth import current_login_session, household_required, membership_row, owner_required
 from portal.gateways import bp
@@ -15,7 +16,7 @@ from portal.gateways.helpers import (
     see_other,
     user,
 )
-from portal.htmx import is_htmx, poll_mark, render, unchanged, versioned
+from portal.htmx import Drawn, drawn_part, is_htmx, part_mark, poll_mark, render, unchanged, versioned
 from portal.services import dashboard, gateway_keys, gateways, reauth
 from portal.services.errors import Conflict, NotFound, ServiceError
 from portal.urls import get_goes_to
@@ -32,16 +33,24 @@ def _not_found(_exc):
 def index():
     """The household's dashboard: gateways with their mailboxes, every state at a glance.
     Its live part polls with the version it shows and gets a 304 while that holds (as a box
-    page's live part does); a flash to show always renders."""
+    page's live part does); while it holds, the part is drawn once for the page and its
+    polls alike (htmx.drawn_part). A flash to show is always drawn."""
     owner, per_gateway = g.membership.is_owner, current_app.config["DASHBOARD_BOXES_PER_GATEWAY"]
     part = dashboard.dashboard_part(account_id(), owner=owner, per_gateway=per_gateway)
-    mark = poll_mark(account_id(), shows_flashes=True)
-    if (not_modified := unchanged(part, mark)) is not None:
+    mark = part_mark(account_id())
+    if is_htmx() and (not_modified := unchanged(part, mark)) is not None:
         return not_modified
-    board = dashboard.dashboard(g.account, owner=owner, per_gateway=per_gateway)
-    version = dashboard.dashboard_version(part, mark, board)
-    return versioned(*render("gateways/index.html", "gateways/_dashboard.html", board=board, account=g.account,
-                             board_version=version), version)
+
+    def draw() -> Drawn:
+        board = dashboard.dashboard(g.account, owner=owner, per_gateway=per_gateway)
+        version = dashboard.dashboard_version(part, mark, board)
+        html = render_template("gateways/_dashboard.html", board=board, board_version=version)
+        return Drawn(html, version, {"has_gateways": bool(board.gateways)})
+
+    drawn = drawn_part(part, current_user.id, mark, draw)
+    if is_htmx():
+        return versioned(drawn.html, 200, drawn.version)
+    return render_template("gateways/index.html", dashboard=drawn, account=g.account)
 
 
 @bp.route("/new", methods=["GET", "POST"])
