@@ -24,18 +24,6 @@ def _shown(response) -> str:
     return visible_text(response.get_data(as_text=True))
 
 
-@pytest.fixture
-def settled(kit, time_machine):
-    """A box set up ten minutes ago, its gateway heard from a moment ago; the clock stands."""
-    time_machine.move_to(utcnow().replace(second=5, microsecond=0) + timedelta(minutes=1), tick=False)
-    gateway, mailbox = kit.ready_mailbox()
-    time_machine.move_to(utcnow() + timedelta(minutes=10), tick=False)
-    gateway = kit.reload(gateway)
-    gateway.last_heartbeat_at = utcnow()
-    db.session.commit()
-    return gateway, mailbox
-
-
 def test_the_dashboard_answers_304_until_something_changes(kit, member_client, settled):
     gateway, mailbox = settled
     kit.add_pin(mailbox, "Grandma", "4821")  # sent, waiting for the box: the dashboard polls

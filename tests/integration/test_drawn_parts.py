@@ -5,48 +5,25 @@ their own, with the asking session's CSRF tokens."""
 import re
 from datetime import timedelta
 
-import pytest
-from sqlalchemy import event
-
 from portal.extensions import db
 from portal.htmx import Drawn, DrawnParts
 from portal.models import GatewayKeyHolder, utcnow
 from portal.services import versions
 from tests.plugins.accounts import PASSWORD, Auth
+from tests.plugins.queries import statements_of
 from tests.plugins.text import visible_text
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 
 
 def _statements(client, path) -> tuple[int, str]:
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        response = client.get(path)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    count, response = statements_of(client, path)
     assert response.status_code == 200
-    return len(seen), response.get_data(as_text=True)
+    return count, response.get_data(as_text=True)
 
 
 def _tokens(html) -> set[str]:
     return {a or b for a, b in TOKEN.findall(html)}
-
-
-@pytest.fixture
-def settled(kit, time_machine):
-    """A box set up ten minutes ago, its gateway heard from a moment ago; the clock stands."""
-    time_machine.move_to(utcnow().replace(second=5, microsecond=0) + timedelta(minutes=1), tick=False)
-    gateway, mailbox = kit.ready_mailbox()
-    time_machine.move_to(utcnow() + timedelta(minutes=10), tick=False)
-    gateway = kit.reload(gateway)
-    gateway.last_heartbeat_at = utcnow()
-    db.session.commit()
-    return gateway, mailbox
 
 
 def test_the_dashboard_asked_again_unchanged_reads_none_of_its_rows_and_reads_the_same(kit, member_client,

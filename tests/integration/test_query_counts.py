@@ -5,12 +5,12 @@ loads raise in tests, so nothing can sneak in a query per row)."""
 import uuid
 
 import pytest
-from sqlalchemy import event
 
 from portal import crypto
 from portal.extensions import db
 from portal.models import ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
 from tests.plugins.accounts import PASSWORD, Auth
+from tests.plugins.queries import statements_of
 from tests.plugins.support import StaffHelper, isolated_client
 from tests.plugins.text import visible_text
 
@@ -65,18 +65,10 @@ def _household_with(make_household, email, boxes, pins_per_box):
 
 def _queries(app, client, path) -> int:
     client.get(path)  # warm up: first-request work (session touch, household choice) is not the page's
-    statements = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        response = client.get(path)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    app.extensions["drawn_parts"].clear()  # the page drawn, not a part kept (test_drawn_parts.py)
+    count, response = statements_of(client, path)
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
-    return len(statements)
+    return count
 
 
 @pytest.fixture
@@ -128,18 +120,9 @@ def test_an_unchanged_poll_costs_two_statements_for_one_box_and_for_fifty(app, t
                                             "gateway-live": f"/gateways/{gateway.id}"}[part]
         headers = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
         etag = client.get(path, headers=headers).headers["ETag"]
-        statements = []
-
-        def count(conn, cursor, statement, parameters, context, executemany, into=statements):
-            into.append(statement)
-
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            response = client.get(path, headers={**headers, "If-None-Match": etag})
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
+        count, response = statements_of(client, path, headers={**headers, "If-None-Match": etag})
         assert response.status_code == 304
-        counts.append(len(statements))
+        counts.append(count)
     assert counts == [2, 2], counts
 
 

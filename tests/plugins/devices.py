@@ -5,6 +5,7 @@ the real job runner against the embedded StreamIoT emulator, and a fake gateway 
 publishes answers and events as the gateway's own thing.
 """
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from portal.extensions import db
 from portal.jobs import virtual_gateways
 from portal.jobs.handlers import reports
 from portal.jobs.runner import drain
-from portal.models import Account, Command, Gateway, IdleRead, Mailbox, Pin
+from portal.models import Account, Command, Gateway, IdleRead, Mailbox, Pin, utcnow
 from portal.services import dashboard, versions
 from portal.services.errors import NotFound
 from portal.streamiot import messages
@@ -244,3 +245,17 @@ def member_client(app, household):
     response = Auth(client).login(user.email, PASSWORD)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return client
+
+
+@pytest.fixture
+def settled(kit, time_machine):
+    """(gateway, mailbox): a box set up ten minutes ago, its gateway heard from a moment ago;
+    the clock stands (at 5 s past a minute, so the clock's minute turns mid-test only when a
+    test moves it)."""
+    time_machine.move_to(utcnow().replace(second=5, microsecond=0) + timedelta(minutes=1), tick=False)
+    gateway, mailbox = kit.ready_mailbox()
+    time_machine.move_to(utcnow() + timedelta(minutes=10), tick=False)
+    gateway = kit.reload(gateway)
+    gateway.last_heartbeat_at = utcnow()
+    db.session.commit()
+    return gateway, mailbox
