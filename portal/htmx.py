@@ -21,13 +21,19 @@ def render(page: str, partial: str | None = None, status: int = 200, **context) 
     return render_template(template, **context), status
 
 
+def part_mark(account_id) -> versions.Mark | None:
+    """Where the household stands, for a part that shows flashes, on a full page as on a
+    poll: None while a flash waits (the part must be drawn to show it, and not kept)."""
+    return None if session.get("_flashes") else versions.mark(account_id)
+
+
 def poll_mark(account_id, *, shows_flashes: bool = False) -> versions.Mark | None:
     """Where the household stands, for a polled part's version: read for htmx requests only
     (a full page carries no version; its first poll draws the part with one), and not while a
     flash waits in a part that shows flashes (it must be drawn to show it). None: draw."""
-    if not is_htmx() or (shows_flashes and session.get("_flashes")):
+    if not is_htmx():
         return None
-    return versions.mark(account_id)
+    return part_mark(account_id) if shows_flashes else versions.mark(account_id)
 
 
 def asked_version() -> str:
@@ -107,12 +113,6 @@ class DrawnParts:
 
 def init_app(app: Flask) -> None:
     app.extensions["drawn_parts"] = DrawnParts(app.config["DRAWN_PARTS_KEPT"])
-
-
-def part_mark(account_id) -> versions.Mark | None:
-    """Where the household stands, for a part that shows flashes, on a full page as on a
-    poll: None while a flash waits (the part must be drawn to show it, and not kept)."""
-    return None if session.get("_flashes") else versions.mark(account_id)
 
 
 def drawn_part(part: versions.Part, person, mark: versions.Mark | None, draw) -> Drawn:
