@@ -276,3 +276,17 @@ def test_the_emulator_http_fixture_serves_a_fresh_emulator_over_http(emulator_ht
     assert created.status_code == 201
     assert unknown.status_code == 500  # the reader exists, the channel does not
     assert emulator_http.app.db_path.endswith("streamiot-http.sqlite3")
+
+
+def test_a_stopped_server_answers_no_kept_alive_connection(emulator):
+    """stop() is a killed platform: a client that kept its connection open gets no answer
+    from it either (the outage test stopped the server and one PIN was still delivered)."""
+    served = serve_in_thread(emulator)
+    session = requests.Session()
+    try:
+        assert session.get(f"{served.url}/things", timeout=TIMEOUT).status_code == 401  # answered
+        served.stop()
+        with pytest.raises(requests.ConnectionError):
+            session.get(f"{served.url}/things", timeout=TIMEOUT)
+    finally:
+        session.close()
