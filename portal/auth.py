@@ -10,6 +10,7 @@ from flask_login import current_user, login_user, logout_user
 
 from portal.crypto import new_token, sha256_hex
 from portal.extensions import db, login_manager
+from portal.htmx import is_htmx
 from portal.models import Command, Gateway, LoginSession, Mailbox, Membership, Pin, User, utcnow
 from portal.services import visitors
 from portal.services.visitors import HouseholdMember, LoginFacts, Visitor
@@ -39,13 +40,24 @@ _DEVICE_ROWS = {
 }
 
 
+def _asks_at_start() -> bool:
+    """Whether the request will ask what visitors.AtStart holds: a GET or HEAD of a page (its
+    bell, and a kept part's mark) or a poll that asks with a version (its mark, or the bell's
+    count). An htmx part asked without a version (a link's state, a search's results) shows
+    neither, and a request that changes something reads them after its change."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return not is_htmx() or "If-None-Match" in request.headers
+
+
 @login_manager.user_loader
 def _load_user(token: str):
     """The request's Visitor (flask-login's current_user), with its login session's facts
-    and households in g: one statement of plain values (portal/services/visitors.py)."""
+    and households in g: one statement of plain values (portal/services/visitors.py), with
+    each household's AtStart when the request will ask for it (_asks_at_start)."""
     if not token:
         return None
-    asking = visitors.who_is_asking(token, sha256_hex(token))
+    asking = visitors.who_is_asking(token, sha256_hex(token), reading=_asks_at_start())
     if asking is None:
         return None
     login, user = asking.login, asking.user

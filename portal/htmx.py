@@ -5,7 +5,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-from flask import Flask, Response, current_app, make_response, render_template, request, session
+from flask import Flask, Response, current_app, g, make_response, render_template, request, session
 from flask_wtf.csrf import generate_csrf
 
 from portal.services import versions
@@ -21,10 +21,20 @@ def render(page: str, partial: str | None = None, status: int = 200, **context) 
     return render_template(template, **context), status
 
 
+def household_mark(account_id) -> versions.Mark | None:
+    """Where the household stands: as read with the login when the request only reads and
+    looks at this household (visitors.AtStart: read before anything else, so never later
+    than the rows a part shows), else read now."""
+    membership = g.get("membership")
+    if membership is not None and membership.account_id == account_id and membership.at_start is not None:
+        return membership.at_start.mark
+    return versions.mark(account_id)
+
+
 def part_mark(account_id) -> versions.Mark | None:
     """Where the household stands, for a part that shows flashes, on a full page as on a
     poll: None while a flash waits (the part must be drawn to show it, and not kept)."""
-    return None if session.get("_flashes") else versions.mark(account_id)
+    return None if session.get("_flashes") else household_mark(account_id)
 
 
 def poll_mark(account_id, *, shows_flashes: bool = False) -> versions.Mark | None:
@@ -33,7 +43,7 @@ def poll_mark(account_id, *, shows_flashes: bool = False) -> versions.Mark | Non
     flash waits in a part that shows flashes (it must be drawn to show it). None: draw."""
     if not is_htmx():
         return None
-    return part_mark(account_id) if shows_flashes else versions.mark(account_id)
+    return part_mark(account_id) if shows_flashes else household_mark(account_id)
 
 
 def asked_version() -> str:

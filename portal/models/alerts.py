@@ -109,3 +109,9 @@ class Notification(Base):
     sent_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @classmethod
+    def unread_in_bell(cls, user_id, account_id) -> tuple:
+        """The conditions of a member's unread bell rows in a household (ids or columns)."""
+        return (cls.user_id == user_id, cls.account_id == account_id, cls.channel == CHANNEL_PORTAL,
+                cls.read_at.is_(None))

@@ -38,7 +38,7 @@ from portal.services import alert_payload, notifications, push, webhooks
 from portal.services.errors import Forbidden, NotFound, ValidationFailed
 from portal.services.rows import read
 from portal.services.scope import get_scoped
-from portal.services.visitors import MemberOf
+from portal.services.visitors import HouseholdMember, MemberOf
 
 ALERT_EMAIL = "alert.email"
 ALERT_PUSH = "alert.push"
@@ -569,12 +569,15 @@ def _mine(membership: MemberOf):
 # Every household page shows the bell: its statement is built once.
 _UNREAD = (
     sa.select(sa.func.count()).select_from(Notification)
-    .where(Notification.user_id == sa.bindparam("user_id"), Notification.account_id == sa.bindparam("account_id"),
-           Notification.channel == CHANNEL_PORTAL, Notification.read_at.is_(None))
+    .where(*Notification.unread_in_bell(sa.bindparam("user_id"), sa.bindparam("account_id")))
 )
 
 
 def unread_count(membership: MemberOf) -> int:
+    """The member's unread alerts: as read with the login when the request only reads
+    (visitors.AtStart), else counted now."""
+    if isinstance(membership, HouseholdMember) and membership.at_start is not None:
+        return membership.at_start.unread
     return read(_UNREAD, {"user_id": membership.user_id, "account_id": membership.account_id}).scalar() or 0
 
 

@@ -27,10 +27,12 @@ from portal.models import STREAMIOT, HouseholdChanges, PlatformHealth, utcnow
 from portal.services.rows import read
 
 # The count, with StreamIoT's state as deliveries.platform_waiting reads it (jobs/platform.py
-# keeps it; no row yet: never seen down).
+# keeps it; no row yet: never seen down). Also read with who is asking (visitors.AtStart).
+MARK_COLUMNS = (HouseholdChanges.count, HouseholdChanges.heartbeats, PlatformHealth.state, PlatformHealth.next_probe_at)
+PLATFORM_ROW = PlatformHealth.name == STREAMIOT
 _MARK = (
-    sa.select(HouseholdChanges.count, HouseholdChanges.heartbeats, PlatformHealth.state, PlatformHealth.next_probe_at)
-    .outerjoin(PlatformHealth, PlatformHealth.name == STREAMIOT)
+    sa.select(*MARK_COLUMNS)
+    .outerjoin(PlatformHealth, PLATFORM_ROW)
     .where(HouseholdChanges.account_id == sa.bindparam("account_id"))
 )
 
@@ -57,6 +59,11 @@ def mark(account_id) -> Mark | None:
     past what the version holds. None: no count (the part then always renders)."""
     row = read(_MARK, {"account_id": account_id}).first()
     return Mark(*row) if row is not None else None
+
+
+def mark_of(values) -> Mark | None:
+    """The Mark in MARK_COLUMNS' values, read through an outer join (None: no count yet)."""
+    return Mark(*values) if values[0] is not None else None
 
 
 def version(part: Part, mark: Mark | None, until: int) -> str | None:

@@ -6,18 +6,25 @@ row as an ORM object when they need it (portal/auth.py: user_row, membership_row
 current_login_session).
 
 The values are frozen: a view that changed its household or membership reads the row
-again rather than trusting the snapshot taken when the request began."""
+again rather than trusting the snapshot taken when the request began.
+
+A request that only reads and will ask for them (portal/auth.py: a page, or a poll with a
+version) also gets, in the same statement, what a household's pages ask next: where each
+household stands (its versions.Mark, for the parts that poll and the parts kept drawn) and
+the member's unread alerts (the bell). So a kept dashboard, a poll answered 304 and the
+bell's poll cost one statement, not two or three."""
 import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Account, LoginSession, Membership, User
+from portal.models import Account, HouseholdChanges, LoginSession, Membership, Notification, PlatformHealth, User
 from portal.models.accounts import ROLE_OWNER
+from portal.services import versions
 from portal.services.rows import read
 
 
@@ -92,8 +99,18 @@ class Household:
 
 
 @dataclass(frozen=True, slots=True)
+class AtStart:
+    """Read with the login, as the request began: where the household stands (None: it has no
+    count yet) and the member's unread alerts. Only a request that reads has them."""
+
+    mark: versions.Mark | None
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
 class HouseholdMember:
-    """One of the user's memberships, with its household."""
+    """One of the user's memberships, with its household (and, on a request that only reads,
+    what the request began with: `at_start`)."""
 
     id: uuid.UUID
     account_id: uuid.UUID
@@ -103,6 +120,7 @@ class HouseholdMember:
     quiet_until: str | None
     joined_at: datetime
     account: Household
+    at_start: AtStart | None = None
 
     @property
     def is_owner(self) -> bool:
@@ -138,7 +156,7 @@ def _columns(cls, *but: str) -> tuple[str, ...]:
 
 _LOGIN_COLUMNS = _columns(LoginFacts)
 _USER_COLUMNS = _columns(Visitor, "session_token")
-_MEMBER_COLUMNS = _columns(HouseholdMember, "account")
+_MEMBER_COLUMNS = _columns(HouseholdMember, "account", "at_start")
 _HOUSEHOLD_COLUMNS = _columns(Household)
 
 
@@ -158,6 +176,18 @@ _WHO = (
     .where(_ls.c.token_hash == sa.bindparam("token_hash"))
     .order_by(_m.c.joined_at)
 )
+# The same, with what a reading request asks next of each household (AtStart): the columns
+# of versions.mark (the count, the heartbeats, StreamIoT's state) and alerts.unread_count.
+_UNREAD = (
+    sa.select(sa.func.count()).select_from(Notification)
+    .where(*Notification.unread_in_bell(_m.c.user_id, _m.c.account_id))
+    .scalar_subquery()
+)
+_WHO_READING = (
+    _WHO.add_columns(*versions.MARK_COLUMNS, _UNREAD)
+    .outerjoin(HouseholdChanges, HouseholdChanges.account_id == _m.c.account_id)
+    .outerjoin(PlatformHealth, versions.PLATFORM_ROW)
+)
 _MEMBERSHIPS = (
     sa.select(*_labelled(_m, "m_", _MEMBER_COLUMNS), *_labelled(_a, "a_", _HOUSEHOLD_COLUMNS))
     .join(_a, _a.c.id == _m.c.account_id)
@@ -175,16 +205,22 @@ _HOUSEHOLD_AT = len(_MEMBER_COLUMNS)
 
 def _member(row, at: int = 0) -> HouseholdMember:
     """The membership and household whose columns start at `at` in `row` (in column order:
-    the dataclasses list their fields as the statements list the columns)."""
+    the dataclasses list their fields as the statements list the columns), with what the
+    request began with when the row has those columns (_WHO_READING)."""
     household = at + _HOUSEHOLD_AT
-    values = (*row[at:household], Household(*row[household:household + len(_HOUSEHOLD_COLUMNS)]))
-    return HouseholdMember(*values)
+    at_start = household + len(_HOUSEHOLD_COLUMNS)
+    values: tuple[Any, ...] = (*row[at:household], Household(*row[household:at_start]))
+    if len(row) == at_start:
+        return HouseholdMember(*values)
+    *mark, unread = row[at_start:]
+    return HouseholdMember(*(*values, AtStart(versions.mark_of(mark), unread)))
 
 
-def who_is_asking(token: str, token_hash: str) -> Asking | None:
+def who_is_asking(token: str, token_hash: str, reading: bool = False) -> Asking | None:
     """The login session whose token hashes to `token_hash`, with its user and households;
-    None when there is no such session (whether it still holds is the caller's check)."""
-    rows = read(_WHO, {"token_hash": token_hash}).all()
+    None when there is no such session (whether it still holds is the caller's check).
+    `reading`: the request only reads, so each household also carries its AtStart."""
+    rows = read(_WHO_READING if reading else _WHO, {"token_hash": token_hash}).all()
     if not rows:
         return None
     first = rows[0]
