@@ -10,7 +10,7 @@ from flask_login import current_user, login_user, logout_user
 
 from portal.crypto import new_token, sha256_hex
 from portal.extensions import db, login_manager
-from portal.htmx import is_htmx
+from portal.htmx import asked_version, is_htmx
 from portal.models import Command, Gateway, LoginSession, Mailbox, Membership, Pin, User, utcnow
 from portal.services import visitors
 from portal.services.visitors import HouseholdMember, LoginFacts, Visitor
@@ -47,7 +47,7 @@ def _asks_at_start() -> bool:
     neither, and a request that changes something reads them after its change."""
     if request.method not in ("GET", "HEAD"):
         return False
-    return not is_htmx() or "If-None-Match" in request.headers
+    return not is_htmx() or bool(asked_version())
 
 
 @login_manager.user_loader

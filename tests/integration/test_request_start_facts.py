@@ -3,15 +3,15 @@ read with each household's count and StreamIoT's state (versions.Mark) and the m
 unread alerts, in one statement. So a kept dashboard, a poll answered 304 and the bell's
 poll cost that one statement (test_query_counts.py counts the 304s). A request that changes something reads them
 again: what it shows after its change is never the snapshot."""
-import re
 from unittest import mock
 
 import pytest
 
 from portal.crypto import sha256_hex
 from portal.extensions import db
-from portal.models import Alert, Notification
+from portal.models import Alert, HouseholdChanges, Notification
 from portal.services import alerts, versions, visitors
+from tests.plugins.accounts import Auth
 from tests.plugins.queries import statements_of
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
@@ -24,11 +24,6 @@ def _alert(account, user, summary="Front box: opened") -> None:
     db.session.add(Notification(account_id=account.id, alert_id=alert.id, user_id=user.id, channel="portal",
                                 state="sent"))
     db.session.commit()
-
-
-def _csrf(client) -> str:
-    html = client.get("/alerts/").get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def _token(client) -> str:
@@ -84,7 +79,7 @@ def test_only_a_reading_request_takes_the_snapshot(household, member_client, set
 def test_a_household_with_no_count_yet_has_no_mark(household, member_client, settled):
     """No count row: no mark, so every part is drawn (versions.mark's None)."""
     user, account = household
-    db.session.execute(db.delete(versions.HouseholdChanges).where(versions.HouseholdChanges.account_id == account.id))
+    db.session.execute(db.delete(HouseholdChanges).where(HouseholdChanges.account_id == account.id))
     db.session.commit()
     token = _token(member_client)
     asking = visitors.who_is_asking(token, sha256_hex(token), reading=True)
@@ -98,7 +93,7 @@ def test_the_snapshot_is_read_for_pages_and_versioned_polls_only(member_client, 
     its count). An htmx part asked without a version needs neither, and a POST reads them
     after its change: both read the login alone."""
     _gateway, mailbox = settled
-    token = _csrf(member_client)
+    token = Auth(member_client).csrf("/alerts/")
     asked: list[bool] = []
     real = visitors.who_is_asking
 
