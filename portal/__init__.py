@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
-from portal import api, auth, filters, health, htmx, logredact
+from portal import api, auth, filters, forms, health, htmx, logredact
 from portal.account import bp as account_bp
 from portal.alerts import bp as alerts_bp
 from portal.api import problems
@@ -143,6 +143,7 @@ def register_jobs(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     app.session_interface = VerifiedCookieSessions()
+    forms.draw_attributes_fast()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     csrf.init_app(app)
