@@ -518,7 +518,7 @@ class MailboxPage:
     ended: list[tuple[Pin, str]] = field(default_factory=list)
     # For the forms: the household's members [(user id, name)], its other boxes, its zone.
     members: list[tuple[uuid.UUID, str]] = field(default_factory=list)
-    other_boxes: list[Mailbox] = field(default_factory=list)
+    other_boxes: list[sa.Row[tuple[uuid.UUID, str]]] = field(default_factory=list)  # (id, name)
     zone_name: str = "UTC"
     # Safe mode: whether the box's gateway can keep it, and the change carrying the latest.
     safe_mode_possible: bool = False
@@ -650,8 +650,11 @@ _PAGE_COMMANDS = scoped(Command, _ACCOUNT).where(
            Command.id.in_(sa.select(Command.id)
                           .where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
                           .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery())))
+# The household's boxes as (id, name) rows, columns rather than entities: a household of 50
+# boxes made 50 Mailbox objects on every box page, for the add-PIN form's list of them.
 _PAGE_OTHER_BOXES = (
-    scoped(Mailbox, _ACCOUNT).where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
+    scoped(Mailbox, _ACCOUNT).with_only_columns(Mailbox.id, Mailbox.name)
+    .where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
 )
 _PAGE_ENDED = (
     scoped(Pin, _ACCOUNT).where(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
@@ -694,7 +697,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     now = utcnow()
     waiting = platform_waiting(now)
     members = _member_names(account_id)
-    boxes = db.session.scalars(_PAGE_OTHER_BOXES, params).all()
+    boxes = read(_PAGE_OTHER_BOXES, params).all()
     box_names = {b.id: b.name for b in boxes}
     siblings = _group_siblings(account_id, [p for p in pins if p.group_id is not None], waiting)
     owners = dict(members)
