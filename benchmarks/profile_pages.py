@@ -142,6 +142,8 @@ def profile(database_url: str, requests: int, dump: Path | None, only: str = "")
              "dashboard 10x5, drawn": drawn("/gateways/")}
     pages.update(_pages(mid, seeded))
     pages["dashboard 50x10"] = lambda: big.get("/gateways/")
+    pages["box page 10x5"] = lambda: mid.get(f"/mailboxes/{seeded['10x5']['mailbox']}")
+    pages["box page 50x10"] = lambda: big.get(f"/mailboxes/{seeded['50x10']['mailbox']}")
     for name, request in pages.items():
         if only not in name:
             continue
