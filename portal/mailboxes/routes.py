@@ -20,7 +20,6 @@ from portal.mailboxes import bp
 from portal.mailboxes.forms import (
     WEEKDAYS,
     WINDOW_ROWS_SHOWN,
-    AssignPinForm,
     KeypadForm,
     MailboxForm,
     PinForm,
@@ -100,8 +99,6 @@ def _page(mailbox_id, status=200, *, windows=None, windows_errors=None, **forms)
         "pin_form": pin_form,
         "keypad_form": forms.get("keypad_form") or KeypadForm(formdata=None),
         "safe_form": safe_form,
-        "button_form": ConfirmForm(formdata=None),
-        "assign_form": AssignPinForm(formdata=None),
         "key_held": key_offered("mailbox", page.mailbox.id),
         "zone_name": page.zone_name,
         "weekdays": WEEKDAYS,
@@ -157,12 +154,11 @@ def show(mailbox_id):
             return not_modified
         try:
             page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner,
-                                          pins_page=pins_page)
+                                          pins_page=pins_page, events=1)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
         version = dashboard.live_version(part, mark, page)
-        html = render_template("mailboxes/_mailbox_live.html", view=page, button_form=ConfirmForm(formdata=None),
-                               live_version=version)
+        html = render_template("mailboxes/_mailbox_live.html", view=page, live_version=version)
         return versioned(html, 200, version)
     return _page(mailbox_id)
 
@@ -366,7 +362,6 @@ def key(mailbox_id):
         mailbox=mailbox,
         needs_password=not reauth.reauth_is_fresh(login_facts()),
         key_held=key_offered("mailbox", mailbox.id),
-        download_form=ConfirmForm(formdata=None),
     )
 
 

@@ -668,10 +668,12 @@ _ZONE = sa.select(Account.time_zone).where(Account.id == _ACCOUNT)
 
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
-                 pins_page: int | None = None, pins_slice: tuple[int, int] | None = None) -> MailboxPage:
+                 pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
+                 events: int = RECENT_EVENTS) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 6 queries.
     `pins_page` (from 1): that page of its live PINs (pins_per_page()); `pins_slice`:
-    (offset, limit) of them instead; neither: all of them."""
+    (offset, limit) of them instead; neither: all of them. `events`: how many of its latest
+    events to read (the live part shows the last one only)."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
@@ -717,7 +719,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
             for p in pins
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
-        events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner),
+        events=activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner),
         ended=[(p, pin_rules.rule_state(p, now)) for p in db.session.scalars(_PAGE_ENDED, params)],
         members=members,
         other_boxes=[b for b in boxes if b.id != mailbox.id],
