@@ -566,8 +566,10 @@ class MailboxPage:
 
 
 # The box page's statements, built once (the live part reads them every few seconds).
+# The box, its gateway and the household's time zone (the forms' and the times' zone).
 _PAGE_BOX = (
-    sa.select(Mailbox, Gateway).join(Gateway, Gateway.id == Mailbox.gateway_id)
+    sa.select(Mailbox, Gateway, Account.time_zone).join(Gateway, Gateway.id == Mailbox.gateway_id)
+    .join(Account, Account.id == Mailbox.account_id)
     .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
 )
 _PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
@@ -664,13 +666,12 @@ _MEMBER_NAMES = (
     sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
     .where(Membership.account_id == _ACCOUNT)
 )
-_ZONE = sa.select(Account.time_zone).where(Account.id == _ACCOUNT)
 
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
                  pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
                  events: int = RECENT_EVENTS) -> MailboxPage:
-    """One box: its PINs with their delivery states, recent unlocks and events: 6 queries.
+    """One box: its PINs with their delivery states, recent unlocks and events: 5 queries.
     `pins_page` (from 1): that page of its live PINs (pins_per_page()); `pins_slice`:
     (offset, limit) of them instead; neither: all of them. `events`: how many of its latest
     events to read (the live part shows the last one only)."""
@@ -678,7 +679,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
         raise NotFound()
-    mailbox, gateway = row
+    mailbox, gateway, zone = row
 
     def fetch(values: dict) -> list:
         return list(db.session.execute(_PAGE_PINS, values).all())
@@ -723,7 +724,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         ended=[(p, pin_rules.rule_state(p, now)) for p in db.session.scalars(_PAGE_ENDED, params)],
         members=members,
         other_boxes=[b for b in boxes if b.id != mailbox.id],
-        zone_name=_zone_name(account_id),
+        zone_name=zone or "UTC",
         safe_mode_possible=gateway.protocol == PROTOCOL_SEALED,
         safe_shown=safe_mode.shown(mailbox, safe_command, waiting),
         pins_total=pins_total,
@@ -808,10 +809,6 @@ def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:
     """The household's members as (user id, the name they go by), by name."""
     rows = read(_MEMBER_NAMES, {"account_id": account_id}).all()
     return sorted(((r.id, r.display_name or r.email) for r in rows), key=lambda item: item[1].lower())
-
-
-def _zone_name(account_id) -> str:
-    return read(_ZONE, {"account_id": account_id}).scalar() or "UTC"
 
 
 def _group_siblings(account_id, grouped: list[Pin], waiting: str | None) -> dict:
