@@ -144,6 +144,7 @@ def profile(database_url: str, requests: int, dump: Path | None, only: str = "")
     pages["dashboard 50x10"] = lambda: big.get("/gateways/")
     pages["box page 10x5"] = lambda: mid.get(f"/mailboxes/{seeded['10x5']['mailbox']}")
     pages["box page 50x10"] = lambda: big.get(f"/mailboxes/{seeded['50x10']['mailbox']}")
+    pages["gateway page 50x10"] = lambda: big.get(f"/gateways/{seeded['50x10']['gateway']}")
     for name, request in pages.items():
         if only not in name:
             continue
