@@ -42,7 +42,7 @@ def index():
         return not_modified
 
     def draw() -> Drawn:
-        board = dashboard.dashboard(g.account, owner=owner, per_gateway=per_gateway)
+        board = dashboard.dashboard(g.account, owner=owner, per_gateway=per_gateway, mark=mark)
         version = dashboard.dashboard_version(part, mark, board)
         html = render_template("gateways/_dashboard.html", board=board, board_version=version)
         return Drawn(html, version, {"has_gateways": bool(board.gateways)})
@@ -82,7 +82,7 @@ def show(gateway_id):
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
     try:
-        page = dashboard.gateway_page(account_id(), gateway_id, owner=owner)
+        page = dashboard.gateway_page(account_id(), gateway_id, owner=owner, mark=mark)
     except NotFound:
         if is_htmx():
             return gone(url_for(".index"), "The gateway was removed.")

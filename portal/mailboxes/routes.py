@@ -154,7 +154,7 @@ def show(mailbox_id):
             return not_modified
         try:
             page = dashboard.mailbox_page(account_id(), mailbox_id, with_snapshot=False, owner=g.membership.is_owner,
-                                          pins_page=pins_page, events=1)
+                                          pins_page=pins_page, events=1, mark=mark)
         except NotFound:
             return gone(url_for("gateways.index"), "The box was removed.")
         version = dashboard.live_version(part, mark, page)
@@ -172,7 +172,7 @@ def box(mailbox_id):
     mark = poll_mark(account_id())
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
-    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner)
+    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner, mark=mark)
     version = dashboard.box_report_version(part, mark, page)
     return versioned(*render("mailboxes/box.html", "mailboxes/_box.html", view=page, box_version=version), version)
 

@@ -42,6 +42,7 @@ from portal.services.deliveries import (
     pin_shown,
     platform_waiting,
     unlock_shown,
+    waiting_words,
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
@@ -376,14 +377,23 @@ def _departed(cards: list[GatewayCard], account_id, gateway_id=None) -> None:
         card.departed = departed.get(card.gateway.id, [])
 
 
-def dashboard(account: Account | Household, *, owner: bool = False, per_gateway: int | None = None) -> Dashboard:
+def _waiting(now: datetime, mark: versions.Mark | None) -> str | None:
+    """platform_waiting's words for a part drawn at `mark`: from the StreamIoT state the
+    mark holds (the state its version is made with, and no statement of its own), else read."""
+    if mark is None:
+        return platform_waiting(now)
+    return waiting_words(mark.platform_state, mark.platform_next_try, now)
+
+
+def dashboard(account: Account | Household, *, owner: bool = False, per_gateway: int | None = None,
+              mark: versions.Mark | None = None) -> Dashboard:
     """The household's gateways with their boxes, every state at a glance: 4 queries (5
-    for owners: former members who had a gateway's keys). `per_gateway`: list only each
-    gateway's first boxes (the page: its cost stays flat however many boxes there are;
-    the API lists them all)."""
+    for owners: former members who had a gateway's keys; one fewer with the `mark` the part
+    is versioned at). `per_gateway`: list only each gateway's first boxes (the page: its
+    cost stays flat however many boxes there are; the API lists them all)."""
     now = utcnow()
     gateways = db.session.scalars(_GATEWAYS_IN_ORDER, {"account_id": account.id}).all()
-    cards = _cards(account.id, gateways, platform_waiting(now), owner=owner, per_gateway=per_gateway, now=now)
+    cards = _cards(account.id, gateways, _waiting(now, mark), owner=owner, per_gateway=per_gateway, now=now)
     if owner:
         _departed(cards, account.id)
     return Dashboard(account=account, gateways=cards, now=now)
@@ -437,9 +447,9 @@ class GatewayPage:
         return self.card.live
 
 
-def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
+def gateway_page(account_id, gateway_id, *, owner: bool = False, mark: versions.Mark | None = None) -> GatewayPage:
     """One gateway with its set-up steps and boxes: 5 queries (6 for owners: former members
-    who had its keys)."""
+    who had its keys; one fewer with the `mark` its live part is versioned at)."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
     setup = db.session.scalars(
         scoped(Command, account_id)
@@ -447,7 +457,7 @@ def gateway_page(account_id, gateway_id, *, owner: bool = False) -> GatewayPage:
         .order_by(Command.created_at)
     ).all()
     now = utcnow()
-    waiting = platform_waiting(now)
+    waiting = _waiting(now, mark)
     card = _cards(account_id, [gateway], waiting, owner=owner, now=now)[0]
     if owner:
         _departed([card], account_id, gateway.id)
@@ -670,11 +680,12 @@ _MEMBER_NAMES = (
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
                  pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
-                 events: int = RECENT_EVENTS) -> MailboxPage:
+                 events: int = RECENT_EVENTS, mark: versions.Mark | None = None) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 5 queries.
     `pins_page` (from 1): that page of its live PINs (pins_per_page()); `pins_slice`:
     (offset, limit) of them instead; neither: all of them. `events`: how many of its latest
-    events to read (the live part shows the last one only)."""
+    events to read (the live part shows the last one only). `mark`: the one a polled part is
+    versioned at, whose StreamIoT state the page shows (one statement fewer)."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
@@ -698,7 +709,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     by_id = {c.id: c for c in found}
     unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
     now = utcnow()
-    waiting = platform_waiting(now)
+    waiting = _waiting(now, mark)
     members = _member_names(account_id)
     boxes = read(_PAGE_OTHER_BOXES, params).all()
     box_names = {b.id: b.name for b in boxes}
