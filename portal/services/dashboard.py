@@ -681,11 +681,12 @@ _MEMBER_NAMES = (
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
                  pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
                  events: int = RECENT_EVENTS, mark: versions.Mark | None = None) -> MailboxPage:
-    """One box: its PINs with their delivery states, recent unlocks and events: 5 queries.
+    """One box: its PINs with their delivery states, recent unlocks and events: 7 queries
+    with a `mark`, 8 without (2 more when its PINs were added to several boxes at once).
     `pins_page` (from 1): that page of its live PINs (pins_per_page()); `pins_slice`:
     (offset, limit) of them instead; neither: all of them. `events`: how many of its latest
     events to read (the live part shows the last one only). `mark`: the one a polled part is
-    versioned at, whose StreamIoT state the page shows (one statement fewer)."""
+    versioned at, whose StreamIoT state the page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
