@@ -81,7 +81,8 @@ def _not_found(_exc):
 
 def _page(mailbox_id, status=200, *, windows=None, windows_errors=None, **forms):
     """The mailbox page with its forms (fresh ones unless a failed form is passed in)."""
-    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner, pins_page=pins_page_asked())
+    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner, pins_page=pins_page_asked(),
+                                  other_boxes=True)
     pin_form = forms.get("pin_form") or PinForm(formdata=None)
     pin_form.assigned_to.choices = [("", "Nobody in particular")] + [(str(i), name) for i, name in page.members]
     pin_form.boxes.choices = [(str(b.id), b.name) for b in page.other_boxes]

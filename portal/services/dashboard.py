@@ -680,13 +680,15 @@ _MEMBER_NAMES = (
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
                  pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
-                 events: int = RECENT_EVENTS, mark: versions.Mark | None = None) -> MailboxPage:
+                 events: int = RECENT_EVENTS, other_boxes: bool = False,
+                 mark: versions.Mark | None = None) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 7 queries
-    with a `mark`, 8 without (2 more when its PINs were added to several boxes at once).
-    `pins_page` (from 1): that page of its live PINs (pins_per_page()); `pins_slice`:
-    (offset, limit) of them instead; neither: all of them. `events`: how many of its latest
-    events to read (the live part shows the last one only). `mark`: the one a polled part is
-    versioned at, whose StreamIoT state the page shows."""
+    with a `mark`, 8 without, one more with `other_boxes` (2 more when its PINs were
+    added to several boxes at once). `pins_page` (from 1): that page of its live PINs
+    (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither: all of them.
+    `events`: how many of its latest events to read (the live part shows the last one only).
+    `other_boxes`: also read the household's other boxes, for the add-PIN form's list. `mark`:
+    the one a polled part is versioned at, whose StreamIoT state the page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:
@@ -712,8 +714,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     now = utcnow()
     waiting = _waiting(now, mark)
     members = _member_names(account_id)
-    boxes = read(_PAGE_OTHER_BOXES, params).all()
-    box_names = {b.id: b.name for b in boxes}
+    boxes = read(_PAGE_OTHER_BOXES, params).all() if other_boxes else []
     siblings = _group_siblings(account_id, [p for p in pins if p.group_id is not None], waiting)
     owners = dict(members)
     safe_command = by_id.get(mailbox.safe_command_id) if mailbox.safe_command_id else None
@@ -727,8 +728,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
             PinRow(p, by_id.get(p.command_id), pin_shown(p, by_id.get(p.command_id), waiting),
                    words=pin_rules.describe(p, now), rule_state=pin_rules.rule_state(p, now),
                    owner=owners.get(p.assigned_to_id) if p.assigned_to_id else None,
-                   also=[(box_names.get(mailbox_id, "another box"), shown)
-                         for mailbox_id, shown in siblings.get(p.group_id, []) if mailbox_id != mailbox.id])
+                   also=[(name, shown) for mailbox_id, name, shown in siblings.get(p.group_id, [])
+                         if mailbox_id != mailbox.id])
             for p in pins
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
@@ -824,21 +825,22 @@ def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:
 
 
 def _group_siblings(account_id, grouped: list[Pin], waiting: str | None) -> dict:
-    """For PINs added to several boxes at once: group id -> [(box id, Shown)] of every live
-    PIN of the group, with their current changes: two queries for all of them."""
+    """For PINs added to several boxes at once: group id -> [(box id, box name, Shown)] of
+    every live PIN of the group, with their current changes: two queries for all of them."""
     groups = {p.group_id for p in grouped}
     if not groups:
         return {}
-    rows = db.session.scalars(
-        scoped(Pin, account_id).where(Pin.group_id.in_(groups), Pin.status.in_(LIVE_PIN_STATES))
+    rows = db.session.execute(
+        scoped(Pin, account_id).add_columns(Mailbox.name).join(Mailbox, Mailbox.id == Pin.mailbox_id)
+        .where(Pin.group_id.in_(groups), Pin.status.in_(LIVE_PIN_STATES))
     ).all()
-    wanted = [r.command_id for r in rows if r.command_id is not None]
+    wanted = [pin.command_id for pin, _ in rows if pin.command_id is not None]
     commands = {c.id: c for c in db.session.scalars(scoped(Command, account_id).where(Command.id.in_(wanted)))} \
         if wanted else {}
     found: dict = {}
-    for row in sorted(rows, key=lambda r: r.created_at):
-        found.setdefault(row.group_id, []).append(
-            (row.mailbox_id, pin_shown(row, commands.get(row.command_id), waiting)))
+    for pin, name in sorted(rows, key=lambda r: r[0].created_at):
+        found.setdefault(pin.group_id, []).append(
+            (pin.mailbox_id, name, pin_shown(pin, commands.get(pin.command_id), waiting)))
     return found
 
 

@@ -15,6 +15,7 @@ from portal.models.platform import PLATFORM_DOWN, STREAMIOT
 from portal.services import pins
 from portal.streamiot import messages
 from tests.plugins.devices import live_version_of
+from tests.plugins.text import visible_text
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
 CSRF = re.compile(r'(name="csrf_token" value=")[^"]+|("X-CSRFToken": ")[^"]+')
@@ -165,6 +166,22 @@ def test_a_pin_added_to_two_boxes_moves_the_version_when_its_twin_on_the_other_b
     db.session.get(Command, twin.command_id).state = "failed"
     db.session.commit()
     assert live_version_of(front.account_id, front.id) != before
+
+
+def test_a_pin_added_to_two_boxes_names_its_twin_and_its_state_in_the_part_and_on_the_page(kit, member_client):
+    """The part reads the twins' box names with the twins themselves (it does not read the
+    household's other boxes, which only the add-PIN form lists)."""
+    gateway, front = kit.ready_mailbox("Front box")
+    _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
+    made = pins.add_pin(kit.account.id, [front.id, side.id], kit.user, label="Courier", digits="7310")
+    twin = next(p for p in made if p.mailbox_id == side.id)
+    db.session.get(Command, twin.command_id).state = "failed"
+    db.session.commit()
+    part = visible_text(_poll(member_client, front).get_data(as_text=True))
+    page = visible_text(member_client.get(f"/mailboxes/{front.id}").get_data(as_text=True))
+    assert "Also on: Side gate (failed)" in part, part
+    assert "Also on: Side gate (failed)" in page
+    assert "Also on: Front box" not in part
 
 
 def test_the_part_is_drawn_again_the_second_a_scheduled_pin_starts(kit, member_client, time_machine):
