@@ -392,6 +392,7 @@ def register_template_helpers(app: Flask) -> None:
         row_link=row_link,
         box_url=box_url,
         url_for=fixed_link,
+        csrf_token=forms.csrf_token,
     )
 
     @app.context_processor

@@ -1,12 +1,14 @@
 """The base of every form: each text field refuses control characters before its own
 validators run (portal/services/text.py says which), with one message on the field. A
-select widget for long lists of choices that are the same on every page, and WTForms'
-attribute writer without its slow path."""
+select widget for long lists of choices that are the same on every page, WTForms'
+attribute writer without its slow path, and the templates' CSRF token."""
 import functools
 
 import wtforms.widgets
 import wtforms.widgets.core
+from flask import g
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 from wtforms import Field, PasswordField, StringField, TextAreaField
 from wtforms.fields.choices import Choice
@@ -89,6 +91,13 @@ def html_params(**kwargs) -> Markup:
         elif value is not False:
             params.append(f'{name}="{str(escape(value)).replace(chr(34), "&quot;")}"')
     return Markup(" ".join(params))
+
+
+def csrf_token() -> str:
+    """Templates' csrf_token(): Flask-WTF's token for this request, taken from where
+    generate_csrf keeps it once made. A box's live part asks once per button (twenty
+    times for ten PINs), and generate_csrf reads two settings on every call."""
+    return g.get("csrf_token") or generate_csrf()
 
 
 def draw_attributes_fast() -> None:
