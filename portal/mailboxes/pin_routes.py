@@ -33,7 +33,9 @@ KIND_FIELDS = {
 def posted_windows(formdata: MultiDict) -> list[dict]:
     """The window rows of the add-PIN form that hold anything: days (0 = Monday), from and
     until ("HH:MM"; an until of 00:00 after a start means midnight, 24:00)."""
-    rows = []
+    rows: list[dict] = []
+    if not any(key.startswith("w-") for key in formdata):
+        return rows  # no window row sent (a PIN of another kind, from a script or the API)
     for i in range(WINDOW_ROWS_READ):
         days = sorted({int(d) for d in formdata.getlist(f"w-{i}-days") if d in ("0", "1", "2", "3", "4", "5", "6")})
         start = (formdata.get(f"w-{i}-from") or "").strip()[:5]

@@ -153,6 +153,19 @@ def _drawn_digits(mailbox: Mailbox) -> str:
     raise Conflict("This box has no free delivery code left; remove some of its PINs.")
 
 
+# Statements of every add-PIN request, built once.
+_CHOSEN_BOXES = (
+    scoped(Mailbox, sa.bindparam("account_id")).add_columns(Gateway.protocol, Account.time_zone)
+    .join(Gateway, Gateway.id == Mailbox.gateway_id).join(Account, Account.id == Mailbox.account_id)
+    .where(Mailbox.id.in_(sa.bindparam("box_ids", expanding=True)))
+)
+# A PIN of any household with one of these digests (each digest is keyed by its box's id).
+_DIGITS_TAKEN = (
+    sa.select(Mailbox.name).join(Pin, Pin.mailbox_id == Mailbox.id)
+    .where(Pin.digits_digest.in_(sa.bindparam("digests", expanding=True))).limit(1)
+)
+
+
 def _boxes(account_id, mailbox_ids) -> tuple[list[tuple[Mailbox, str]], str]:
     """(box, its gateway's protocol) for each chosen box of the household, in the order
     given, and the household's time zone (read with them); NotFound when one is not the
@@ -169,11 +182,7 @@ def _boxes(account_id, mailbox_ids) -> tuple[list[tuple[Mailbox, str]], str]:
             raise NotFound() from None
     if not chosen:
         raise ValidationFailed("Choose at least one box for this PIN.", field="boxes")
-    rows = db.session.execute(
-        scoped(Mailbox, account_id).add_columns(Gateway.protocol, Account.time_zone)
-        .join(Gateway, Gateway.id == Mailbox.gateway_id).join(Account, Account.id == Mailbox.account_id)
-        .where(Mailbox.id.in_(chosen))
-    ).all()
+    rows = db.session.execute(_CHOSEN_BOXES, {"account_id": account_id, "box_ids": list(chosen)}).all()
     found = {mailbox.id: (mailbox, protocol) for mailbox, protocol, _zone in rows}
     if len(found) != len(chosen):
         raise NotFound()
@@ -225,9 +234,7 @@ def _add(account_id, zone: str, boxes: list[tuple[Mailbox, str]], actor: Actor, 
          rules: pin_rules.Rules, purpose: str, owner: User | None, now: datetime) -> list[Pin]:
     """One PIN row a box, sharing a group; an AUTH each unless it waits for its hours."""
     digests = {mailbox.id: digest_of(mailbox.id, digits) for mailbox, _protocol in boxes}
-    clash = db.session.scalars(
-        sa.select(Mailbox.name).join(Pin, Pin.mailbox_id == Mailbox.id).where(Pin.digits_digest.in_(digests.values()))
-    ).first()
+    clash = db.session.scalars(_DIGITS_TAKEN, {"digests": list(digests.values())}).first()
     if clash is not None:
         raise _taken(purpose, clash)
     # Not given at all when unset: a JSON column stores None as JSON null, not SQL NULL.
