@@ -402,6 +402,8 @@ def register_template_helpers(app: Flask) -> None:
             "all_memberships": auth.all_memberships,
             "unread_alerts": alerts.unread_count,
             "now": utcnow,
+            # Over Flask-WTF's context processor, which hands templates generate_csrf itself.
+            "csrf_token": forms.csrf_token,
         }
 
     @app.template_global()
