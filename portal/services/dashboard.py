@@ -586,9 +586,18 @@ _PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
 _PINS_OFFSET: sa.BindParameter[int] = sa.bindparam("pins_offset")
 _NO_LIMIT = 2**31 - 1
 _LIVE_HERE = sa.and_(Pin.mailbox_id == _BOX, among(Pin.status, LIVE_PIN_STATES))
-# A page of the box's live PINs, each row with how many there are in all.
+# Whether a PIN was added to other boxes with it and is live on one of them. Every PIN
+# has a group, most of them one box's alone: their twins are read only where there are.
+_twin = sa.orm.aliased(Pin)
+_TWINNED = (
+    sa.select(_twin.id).where(_twin.group_id == Pin.group_id, _twin.mailbox_id != Pin.mailbox_id,
+                              among(_twin.status, LIVE_PIN_STATES))
+    .exists().label("twinned")
+)
+# A page of the box's live PINs, each row with whether it has twins and (last) how many
+# there are in all.
 _PAGE_PINS = (
-    scoped(Pin, _ACCOUNT).add_columns(sa.func.count().over()).where(_LIVE_HERE)
+    scoped(Pin, _ACCOUNT).add_columns(_TWINNED, sa.func.count().over()).where(_LIVE_HERE)
     .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
 )
 _PINS_COUNT = sa.select(sa.func.count()).select_from(Pin).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
@@ -683,8 +692,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
                  events: int = RECENT_EVENTS, other_boxes: bool = False,
                  mark: versions.Mark | None = None) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 7 queries
-    with a `mark`, 8 without, one more with `other_boxes` (2 more when its PINs were
-    added to several boxes at once). `pins_page` (from 1): that page of its live PINs
+    with a `mark`, 8 without, one more with `other_boxes` (2 more when some of its PINs
+    are also live on other boxes, added to several at once). `pins_page` (from 1): that page of its live PINs
     (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither: all of them.
     `events`: how many of its latest events to read (the live part shows the last one only).
     `other_boxes`: also read the household's other boxes, for the add-PIN form's list. `mark`:
@@ -715,7 +724,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     waiting = _waiting(now, mark)
     members = _member_names(account_id)
     boxes = read(_PAGE_OTHER_BOXES, params).all() if other_boxes else []
-    siblings = _group_siblings(account_id, [p for p in pins if p.group_id is not None], waiting)
+    siblings = _group_siblings(account_id, [row[0] for row in pin_rows if row.twinned], waiting)
     owners = dict(members)
     safe_command = by_id.get(mailbox.safe_command_id) if mailbox.safe_command_id else None
     page = MailboxPage(
@@ -825,8 +834,9 @@ def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:
 
 
 def _group_siblings(account_id, grouped: list[Pin], waiting: str | None) -> dict:
-    """For PINs added to several boxes at once: group id -> [(box id, box name, Shown)] of
-    every live PIN of the group, with their current changes: two queries for all of them."""
+    """For PINs added to several boxes at once (`grouped`: those with twins live on other
+    boxes): group id -> [(box id, box name, Shown)] of every live PIN of the group, with
+    their current changes: two queries for all of them."""
     groups = {p.group_id for p in grouped}
     if not groups:
         return {}

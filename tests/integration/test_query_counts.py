@@ -43,7 +43,9 @@ def _household_with(make_household, email, boxes, pins_per_box):
         for p in range(pins_per_box):
             status, state = PIN_STATES[p % len(PIN_STATES)]
             pin_id, command_id, digits = uuid.uuid4(), uuid.uuid4(), str(20000 + 37 * p)
+            # Each PIN in a group of its own, as pins.add_pin makes a PIN for one box.
             db.session.add(Pin(id=pin_id, account_id=account.id, mailbox_id=mailbox.id, label=f"Person {p}",
+                               group_id=uuid.uuid4(),
                                digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
                                digits_digest=crypto.keyed_digest("pin", f"{mailbox.id}:{digits}"), status=status,
                                command_id=command_id))
