@@ -173,7 +173,7 @@ def box(mailbox_id):
     mark = poll_mark(account_id())
     if (not_modified := unchanged(part, mark)) is not None:
         return not_modified
-    page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner, mark=mark)
+    page = dashboard.box_report(account_id(), mailbox_id, owner=g.membership.is_owner)
     version = dashboard.box_report_version(part, mark, page)
     return versioned(*render("mailboxes/box.html", "mailboxes/_box.html", view=page, box_version=version), version)
 
