@@ -692,12 +692,13 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
                  events: int = RECENT_EVENTS, other_boxes: bool = False,
                  mark: versions.Mark | None = None) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 7 queries
-    with a `mark`, 8 without, one more with `other_boxes` (2 more when some of its PINs
-    are also live on other boxes, added to several at once). `pins_page` (from 1): that page of its live PINs
-    (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither: all of them.
-    `events`: how many of its latest events to read (the live part shows the last one only).
-    `other_boxes`: also read the household's other boxes, for the add-PIN form's list. `mark`:
-    the one a polled part is versioned at, whose StreamIoT state the page shows."""
+    with a `mark`, 8 without, one more with `other_boxes` (2 more when some of its PINs are
+    also live on other boxes, added to several at once). `pins_page` (from 1): that page of
+    its live PINs (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither:
+    all of them. `events`: how many of its latest events to read (the live part shows the
+    last one only). `other_boxes`: also read the household's other boxes, for the add-PIN
+    form's list. `mark`: the one a polled part is versioned at, whose StreamIoT state the
+    page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     row = db.session.execute(_PAGE_BOX, params).first()
     if row is None:

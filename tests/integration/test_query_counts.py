@@ -9,6 +9,7 @@ import pytest
 from portal import crypto
 from portal.extensions import db
 from portal.models import ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
+from portal.services import pins
 from tests.plugins.accounts import PASSWORD, Auth
 from tests.plugins.queries import statements_of
 from tests.plugins.support import StaffHelper, isolated_client
@@ -65,6 +66,11 @@ def _household_with(make_household, email, boxes, pins_per_box):
     return user, gateway, mailboxes[-1]
 
 
+# What each page costs now (docs/architecture.md): a change that reads more must say so here.
+BUDGET = {"dashboard": 5, "gateway": 8, "mailbox": 10, "mailbox-live": 8, "mailbox-box": 3, "activity": 3,
+          "activity-box-events": 3}
+
+
 def _queries(app, client, path) -> int:
     client.get(path)  # warm up: first-request work (session touch, household choice) is not the page's
     app.extensions["drawn_parts"].clear()  # the page drawn, not a part kept (test_drawn_parts.py)
@@ -107,6 +113,24 @@ def test_a_page_costs_the_same_queries_for_one_box_and_for_fifty_boxes_of_ten_pi
     small, big = counts
     assert small == big, f"{page}: {small} queries for 1 box, {big} for 50 boxes of 10 PINs"
     print(f"{page}: {small} queries ({db.engine.dialect.name})")
+    assert small <= BUDGET[page], f"{page}: {small} queries, over its {BUDGET[page]}"
+
+
+def test_a_box_page_reads_a_pin_s_twins_only_when_it_has_some(kit, member_client):
+    """Every PIN has a group (pins.add_pin), most of them one box's alone: a box whose PINs
+    are on no other box reads no twins; one added to two boxes costs the two statements that
+    read its twins and their changes."""
+    gateway, front = kit.ready_mailbox("Front box")
+    _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
+    path, part = f"/mailboxes/{front.id}", {"HX-Request": "true"}
+    pins.add_pin(kit.account.id, [front.id], kit.user, label="Alone", digits="4821")
+    member_client.get(path, headers=part)  # warm up: first-request work is not the part's
+    alone, response = statements_of(member_client, path, headers=part)
+    assert response.status_code == 200 and "Also on" not in visible_text(response.get_data(as_text=True))
+    pins.add_pin(kit.account.id, [front.id, side.id], kit.user, label="Both", digits="7310")
+    both, response = statements_of(member_client, path, headers=part)
+    assert "Also on: Side gate" in visible_text(response.get_data(as_text=True))
+    assert both == alone + 2, (alone, both)
 
 
 @pytest.mark.parametrize("part", ["mailbox-live", "dashboard", "gateway-live"])
