@@ -95,7 +95,8 @@ def visible_to(*, owner: bool) -> sa.ColumnElement[bool]:
     return sa.true() if owner else ActivityEvent.kind.not_in(OWNERS_ONLY_KINDS)
 
 
-def _filtered(account_id: uuid.UUID, mailbox_id=None, kind: str | None = None, *, owner: bool) -> sa.Select:
+def _filtered(account_id: uuid.UUID | sa.BindParameter[uuid.UUID], mailbox_id=None, kind: str | None = None, *,
+              owner: bool) -> sa.Select:
     stmt = scoped(ActivityEvent, account_id).where(visible_to(owner=owner))
     if mailbox_id:
         stmt = stmt.where(ActivityEvent.mailbox_id == _as_uuid(mailbox_id))
@@ -168,12 +169,11 @@ def list_events_after(
     return list(rows[:limit]), len(rows) > limit
 
 
-# A box's latest events, for an owner and for another member: built once, not on each
-# draw of a box's live part (building _filtered's statement was half of reading it).
+# A box's latest events, for an owner and for another member: _filtered's statement built
+# once, not on each draw of a box's live part (building it was half of reading it).
 _RECENT_FOR_BOX = {
-    owner: scoped(ActivityEvent, sa.bindparam("account_id")).where(
-        visible_to(owner=owner), ActivityEvent.mailbox_id == sa.bindparam("mailbox_id"),
-    ).order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()).limit(sa.bindparam("limit"))
+    owner: _filtered(sa.bindparam("account_id"), owner=owner)
+    .where(ActivityEvent.mailbox_id == sa.bindparam("mailbox_id")).limit(sa.bindparam("limit"))
     for owner in (False, True)
 }
 

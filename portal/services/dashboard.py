@@ -687,12 +687,21 @@ _MEMBER_NAMES = (
 )
 
 
+def _page_box(params: dict) -> tuple[Mailbox, Gateway, str | None]:
+    """(box, its gateway, the household's time zone) of `params` (account_id, box_id)."""
+    row = db.session.execute(_PAGE_BOX, params).first()
+    if row is None:
+        raise NotFound()
+    mailbox, gateway, zone = row
+    return mailbox, gateway, zone
+
+
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
                  pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
                  events: int = RECENT_EVENTS, other_boxes: bool = False,
                  mark: versions.Mark | None = None) -> MailboxPage:
-    """One box: its PINs with their delivery states, recent unlocks and events: 7 queries
-    with a `mark`, 8 without, one more with `other_boxes` (2 more when some of its PINs are
+    """One box: its PINs with their delivery states, recent unlocks and events: 6 queries
+    with a `mark`, 7 without, one more with `other_boxes` (2 more when some of its PINs are
     also live on other boxes, added to several at once). `pins_page` (from 1): that page of
     its live PINs (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither:
     all of them. `events`: how many of its latest events to read (the live part shows the
@@ -700,10 +709,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     form's list. `mark`: the one a polled part is versioned at, whose StreamIoT state the
     page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
-    row = db.session.execute(_PAGE_BOX, params).first()
-    if row is None:
-        raise NotFound()
-    mailbox, gateway, zone = row
+    mailbox, gateway, zone = _page_box(params)
 
     def fetch(values: dict) -> list:
         return list(db.session.execute(_PAGE_PINS, values).all())
@@ -799,11 +805,8 @@ class BoxReport:
 
 def box_report(account_id, mailbox_id, *, owner: bool) -> BoxReport:
     """The box's report, polled every few seconds beside its live part: 2 queries (the box
-    with its gateway, its latest events), where the whole box page takes 8 or more."""
-    row = db.session.execute(_PAGE_BOX, {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}).first()
-    if row is None:
-        raise NotFound()
-    mailbox, gateway, _zone = row
+    with its gateway, its latest events), where mailbox_page takes 6 or more."""
+    mailbox, gateway, _zone = _page_box({"account_id": account_id, "box_id": _as_uuid(mailbox_id)})
     return BoxReport(mailbox=mailbox, now=utcnow(), snapshot=box_snapshot(gateway, mailbox),
                      events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner))
 
