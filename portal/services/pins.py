@@ -243,41 +243,48 @@ def _add(account_id, zone: str, boxes: list[tuple[Mailbox, str]], actor: Actor, 
         ("max_uses", rules.max_uses)) if value is not None}
     waits = not pin_rules.rules_allow(rules, zone, now)
     group_id = uuid.uuid4()
+    words = "" if rules.always else f" ({_lower_first(pin_rules.describe_rules(rules, zone, now))})"
     made = []
-    for mailbox, protocol in boxes:
-        pin_id = uuid.uuid4()
-        made.append(deliveries.new_pin(
-            id=pin_id,
-            account_id=account_id,
-            mailbox_id=mailbox.id,
-            label=label,
-            digits_digest=digests[mailbox.id],
-            digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
-            # How a sealed box names this PIN in its reports, instead of the digits.
-            ref=deliveries.new_pin_ref(),
-            created_by_id=actor.id,
-            created_at=now,
-            group_id=group_id,
-            purpose=purpose,
-            assigned_to_id=owner.id if owner is not None else None,
-            time_zone=zone,
-            paused=waits and protocol == PROTOCOL_SEED,
-            **rule_columns,
-        ))
+    # Everything is saved by one flush: each PIN is made with the id of the change that
+    # carries it (pins.command_id has no foreign key), so no UPDATE follows the inserts;
+    # the unit of work inserts the PINs before their changes (commands.pin_id). Nothing is
+    # read on the way, so nothing is flushed before the flush below, which alone may meet
+    # another member's PIN with the same digits.
+    with db.session.no_autoflush:
+        for mailbox, protocol in boxes:
+            pin_id = uuid.uuid4()
+            paused = waits and protocol == PROTOCOL_SEED
+            command_id = None if paused else uuid.uuid4()
+            pin = deliveries.new_pin(
+                id=pin_id,
+                account_id=account_id,
+                mailbox_id=mailbox.id,
+                label=label,
+                digits_digest=digests[mailbox.id],
+                digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
+                # How a sealed box names this PIN in its reports, instead of the digits.
+                ref=deliveries.new_pin_ref(),
+                created_by_id=actor.id,
+                created_at=now,
+                group_id=group_id,
+                purpose=purpose,
+                assigned_to_id=owner.id if owner is not None else None,
+                time_zone=zone,
+                paused=paused,
+                command_id=command_id,
+                **rule_columns,
+            )
+            if command_id is not None:
+                deliveries.queue_command(account_id=account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
+                                         pin_id=pin_id, action="AUTH", requested_by=actor, command_id=command_id)
+            _log(pin, mailbox, actor, "pin.added", f"Added PIN “{label}” to “{mailbox.name}”{words}")
+            made.append(pin)
     try:
         db.session.flush()
     except IntegrityError:
         # Another member added the same digits a moment ago.
         db.session.rollback()
         raise _taken(purpose, None) from None
-    words = "" if rules.always else f" ({_lower_first(pin_rules.describe_rules(rules, zone, now))})"
-    for pin, (mailbox, _protocol) in zip(made, boxes, strict=True):
-        if pin.status != PinState.PAUSED:
-            command = deliveries.queue_command(account_id=account_id, gateway_id=mailbox.gateway_id,
-                                               mailbox_id=mailbox.id, pin_id=pin.id, action="AUTH",
-                                               requested_by=actor)
-            pin.command_id = command.id
-        _log(pin, mailbox, actor, "pin.added", f"Added PIN “{label}” to “{mailbox.name}”{words}")
     db.session.commit()
     return made
 
