@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, redirect, request, url_for
+from flask import current_app, redirect, request, url_for
 from werkzeug.routing import Rule
 
 # Stands for a row's id in a link built once (row_link); never a real row's.
@@ -60,9 +60,12 @@ def get_goes_to(page: Callable[..., str]):
 def row_link(endpoint: str, param: str) -> Callable[[object], str]:
     """url_for(endpoint, **{param: row_id}) for the rows of a page: the link is built once per
     request with a stand-in id, and each row's id takes its place (url_for per row was about
-    an eighth of the 50-box dashboard). Templates: row_link('mailboxes.show', 'mailbox_id')(mb.id)."""
-    links = g.setdefault("row_links", {})
-    link = links.get((endpoint, param))
+    an eighth of the 50-box dashboard). Built once per process, as fixed_link's links are: a
+    box's live part asked for five on every draw. Templates:
+    row_link('mailboxes.show', 'mailbox_id')(mb.id)."""
+    links = current_app.extensions.setdefault("row_links", {})
+    key = (request.script_root, endpoint, param)
+    link = links.get(key)
     if link is None:
         values: dict[str, Any] = {param: _ROW_ID}
         prefix, _, suffix = url_for(endpoint, **values).partition(str(_ROW_ID))
@@ -70,7 +73,7 @@ def row_link(endpoint: str, param: str) -> Callable[[object], str]:
         def link(row_id, prefix=prefix, suffix=suffix) -> str:
             return f"{prefix}{row_id}{suffix}"
 
-        links[(endpoint, param)] = link
+        links[key] = link
     return link
 
 
