@@ -46,7 +46,7 @@ from portal.services.deliveries import (
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
-from portal.services.rows import among, read
+from portal.services.rows import among, every_column, read, read_as
 from portal.services.scope import get_scoped, scoped
 from portal.services.visitors import Household
 
@@ -595,9 +595,10 @@ _TWINNED = (
     .exists().label("twinned")
 )
 # A page of the box's live PINs, each row with whether it has twins and (last) how many
-# there are in all.
+# there are in all. The box page's PINs, changes and events are read as rows, not objects
+# (rows.read_as): they are only shown.
 _PAGE_PINS = (
-    scoped(Pin, _ACCOUNT).add_columns(_TWINNED, sa.func.count().over()).where(_LIVE_HERE)
+    every_column(Pin).add_columns(_TWINNED, sa.func.count().over()).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
     .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
 )
 _PINS_COUNT = sa.select(sa.func.count()).select_from(Pin).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
@@ -665,8 +666,8 @@ _PINS_BEFORE = (
                   sa.and_(Pin.created_at == sa.bindparam("created_at"), Pin.id < sa.bindparam("pin_id"))))
 )
 # Each PIN's current change, safe mode's, and the latest unlocks, in one query.
-_PAGE_COMMANDS = scoped(Command, _ACCOUNT).where(
-    Command.mailbox_id == _BOX,
+_PAGE_COMMANDS = every_column(Command).where(
+    Command.account_id == _ACCOUNT, Command.mailbox_id == _BOX,
     sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
            Command.id.in_(sa.select(Command.id)
                           .where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
@@ -678,7 +679,7 @@ _PAGE_OTHER_BOXES = (
     .where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
 )
 _PAGE_ENDED = (
-    scoped(Pin, _ACCOUNT).where(Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
+    every_column(Pin).where(Pin.account_id == _ACCOUNT, Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
     .order_by(Pin.removed_at.desc(), Pin.id).limit(RECENT_ENDED)
 )
 _MEMBER_NAMES = (
@@ -712,7 +713,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     mailbox, gateway, zone = _page_box(params)
 
     def fetch(values: dict) -> list:
-        return list(db.session.execute(_PAGE_PINS, values).all())
+        return list(read(_PAGE_PINS, values).all())
 
     paged = pins_slice is None and pins_page is not None
     if pins_slice is not None:
@@ -720,18 +721,18 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         shown_page = 1
     else:
         pin_rows, pins_total, shown_page = _pins_page(fetch, params, pins_page)
-    pins = [r[0] for r in pin_rows]
+    pins = cast(list[Pin], pin_rows)  # each row: the PIN's columns, then twinned and the total
     wanted = [p.command_id for p in pins if p.command_id is not None]
     if mailbox.safe_command_id is not None:
         wanted.append(mailbox.safe_command_id)
-    found = db.session.scalars(_PAGE_COMMANDS, {**params, "command_ids": wanted}).all()
-    by_id = {c.id: c for c in found}
+    found = read_as(Command, _PAGE_COMMANDS, {**params, "command_ids": wanted})
+    by_id: dict[uuid.UUID | None, Command] = {c.id: c for c in found}
     unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
     now = utcnow()
     waiting = _waiting(now, mark)
     members = _member_names(account_id)
     boxes = read(_PAGE_OTHER_BOXES, params).all() if other_boxes else []
-    siblings = _group_siblings(account_id, [row[0] for row in pin_rows if row.twinned], waiting)
+    siblings = _group_siblings(account_id, [row for row in pin_rows if row.twinned], waiting)
     owners = dict(members)
     safe_command = by_id.get(mailbox.safe_command_id) if mailbox.safe_command_id else None
     page = MailboxPage(
@@ -750,7 +751,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
         events=activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner),
-        ended=[(p, pin_rules.rule_state(p, now)) for p in db.session.scalars(_PAGE_ENDED, params)],
+        ended=[(p, pin_rules.rule_state(p, now)) for p in read_as(Pin, _PAGE_ENDED, params)],
         members=members,
         other_boxes=[b for b in boxes if b.id != mailbox.id],
         zone_name=zone or "UTC",

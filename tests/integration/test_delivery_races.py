@@ -145,12 +145,13 @@ def test_two_members_removing_one_pin_at_once_make_one_removal(app, kit, box, ad
     assert kit.reload(pin).status == "active"
     browsers = _two_members(app, kit, add_member)
     tokens = [csrf_from(b.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)) for b in browsers]
+    pin_id = pin.id  # read here: the threads never load the test's objects
     barrier = threading.Barrier(2)
     statuses = []
 
     def remove(browser, token):
         barrier.wait()
-        response = browser.post(f"/mailboxes/pins/{pin.id}/remove", data={"csrf_token": token})
+        response = browser.post(f"/mailboxes/pins/{pin_id}/remove", data={"csrf_token": token})
         statuses.append(response.status_code)
 
     threads = [threading.Thread(target=remove, args=pair) for pair in zip(browsers, tokens, strict=True)]
