@@ -3,7 +3,8 @@ real concurrency: threads with their own sessions (and, for members, their own b
 
 - a withdraw that acts on a stale "queued" while the job sends the PIN;
 - a Done published with the gateway's key for a command that was never sent;
-- two members removing the same PIN at once.
+- two members removing the same PIN at once;
+- two members adding the same digits to a box at once.
 """
 import contextlib
 import threading
@@ -15,7 +16,7 @@ from sqlalchemy import event
 from portal.extensions import db
 from portal.jobs import virtual_gateways
 from portal.jobs.runner import drain
-from portal.models import ActivityEvent, Command, IgnoredDeviceMessage, Pin
+from portal.models import ActivityEvent, Command, IgnoredDeviceMessage, Job, Pin
 from portal.services import deliveries, pins
 from portal.services.commands import withdraw_command
 from portal.streamiot import messages
@@ -170,6 +171,45 @@ def test_two_members_removing_one_pin_at_once_make_one_removal(app, kit, box, ad
     assert [c.state for c in kit.commands(gateway, action="UNAUTH")] == ["confirmed"]  # none stuck in "sent"
     assert kit.reload(pin).status == "removed"
     assert _box_pins(kit, gateway, mailbox) == _portal_pins_on_box(mailbox) == set()
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_two_members_adding_the_same_digits_at_once_save_one_pin_and_nothing_of_the_other(
+        app, kit, box, add_member, attempt):
+    """add-PIN saves the PIN, its change, the job and the event in one flush: the member who
+    loses the race (the digits check before, or the database's unique digest at the flush)
+    is told so on the digits field, and leaves no change, job or event behind."""
+    _gateway, mailbox = box
+    browsers = _two_members(app, kit, add_member)
+    tokens = [csrf_from(b.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)) for b in browsers]
+    jobs_before = db.session.scalar(sa.select(sa.func.count()).select_from(Job))
+    barrier = threading.Barrier(2)
+    answers = []
+
+    def add(browser, token, label):
+        barrier.wait()
+        response = browser.post(f"/mailboxes/{mailbox.id}/pins", data={
+            "csrf_token": token, "label": label, "digits": "7305", "kind": "always"})
+        answers.append((response.status_code, response.get_data(as_text=True)))
+
+    threads = [threading.Thread(target=add, args=(browser, token, label))
+               for browser, token, label in zip(browsers, tokens, ["Mine", "Yours"], strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(status for status, _html in answers) == [200, 303]
+    [refused] = [html for status, html in answers if status == 200]
+    assert "already has a PIN with these digits" in refused
+
+    db.session.expire_all()
+    [pin] = db.session.scalars(sa.select(Pin).where(Pin.mailbox_id == mailbox.id)).all()
+    [command] = db.session.scalars(sa.select(Command).where(Command.mailbox_id == mailbox.id,
+                                                             Command.action == "AUTH")).all()
+    assert (pin.command_id, command.pin_id) == (command.id, pin.id)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Job)) == jobs_before + 1
+    assert db.session.scalars(sa.select(ActivityEvent.summary).where(ActivityEvent.kind == "pin.added")).all() \
+        == [f"Added PIN “{pin.label}” to “{mailbox.name}”"]
 
 
 def _waiting_on_a_lock(engine) -> bool:

@@ -5,6 +5,7 @@ loads raise in tests, so nothing can sneak in a query per row)."""
 import uuid
 
 import pytest
+from sqlalchemy import event
 
 from portal import crypto
 from portal.extensions import db
@@ -131,6 +132,27 @@ def test_a_box_page_reads_a_pin_s_twins_only_when_it_has_some(kit, member_client
     both, response = statements_of(member_client, path, headers=part)
     assert "Also on: Side gate" in visible_text(response.get_data(as_text=True))
     assert both == alone + 2, (alone, both)
+
+
+def test_adding_a_pin_to_two_boxes_writes_each_row_once(kit):
+    """One flush saves the PINs, their changes, jobs and events: each PIN is inserted with
+    the id of its change, never updated after (the flush before it made an UPDATE a box)."""
+    gateway, front = kit.ready_mailbox("Front box")
+    _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
+    statements: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        made = pins.add_pin(kit.account.id, [front.id, side.id], kit.user, label="Both", digits="7310")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert not [s for s in statements if s.startswith("UPDATE pins")], statements
+    assert sum(s.startswith("INSERT INTO pins") for s in statements) == 1, statements  # both in one
+    for pin in made:
+        assert db.session.get(Command, pin.command_id).pin_id == pin.id
 
 
 @pytest.mark.parametrize("part", ["mailbox-live", "dashboard", "gateway-live"])
