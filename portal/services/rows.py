@@ -37,5 +37,6 @@ def read_as(model: type[T], statement: sa.Executable, params: dict | None = None
     (every_column), typed as `model`: each has the object's column attributes, for code that
     only reads them. They are not objects: not in the session, no relationships or
     properties, and setting an attribute raises. A box's live part reads its PINs, changes
-    and events so, at a fifth of the ORM's cost per statement (docs/performance.md, round 15)."""
+    and events so: its page of PINs costs 0.14 ms this way, 0.22 ms through the ORM
+    (docs/performance.md, round 15)."""
     return cast(list[T], read(statement, params).all())

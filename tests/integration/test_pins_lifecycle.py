@@ -173,6 +173,23 @@ def test_removal_sends_unauth_and_the_pin_counts_until_the_box_confirms(kit):
     assert dashboard.mailbox_page(kit.account.id, mailbox.id).pins == []
 
 
+def test_a_box_page_shows_its_pins_changes_and_events_as_rows_that_cannot_be_changed(kit):
+    """The box page reads what it only shows as rows (rows.read_as), not as objects of the
+    session: a template or the API writing to one by mistake raises instead of saving it."""
+    gateway, mailbox = kit.ready_mailbox()
+    kit.add_pin(mailbox)
+    page = dashboard.mailbox_page(kit.account.id, mailbox.id)
+    [row] = page.pins
+    assert (row.pin.label, row.command.action, row.command.pin_id) == ("Grandma", "AUTH", row.pin.id)
+    assert any(event.kind == "pin.added" for event in page.events)
+    for shown, model in ((row.pin, Pin), (row.command, Command), (page.events[0], ActivityEvent)):
+        assert not isinstance(shown, model)
+        with pytest.raises(AttributeError):
+            shown.label = "Changed"
+    db.session.commit()
+    assert db.session.scalar(sa.select(Pin.label).where(Pin.id == row.pin.id)) == "Grandma"
+
+
 def test_a_refused_removal_can_be_withdrawn_and_the_pin_stays_active(kit):
     gateway, mailbox = kit.ready_mailbox()
     pin = kit.add_pin(mailbox)
