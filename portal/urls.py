@@ -58,11 +58,10 @@ def get_goes_to(page: Callable[..., str]):
 
 
 def row_link(endpoint: str, param: str) -> Callable[[object], str]:
-    """url_for(endpoint, **{param: row_id}) for the rows of a page: the link is built once per
-    request with a stand-in id, and each row's id takes its place (url_for per row was about
-    an eighth of the 50-box dashboard). Built once per process, as fixed_link's links are: a
-    box's live part asked for five on every draw. Templates:
-    row_link('mailboxes.show', 'mailbox_id')(mb.id)."""
+    """url_for(endpoint, **{param: row_id}) for the rows of a page: the link is built once with
+    a stand-in id, and each row's id takes its place (url_for per row was about an eighth of
+    the 50-box dashboard). Kept per process, as fixed_link's links are (a box's live part
+    asked for five on every draw). Templates: row_link('mailboxes.show', 'mailbox_id')(mb.id)."""
     links = current_app.extensions.setdefault("row_links", {})
     key = (request.script_root, endpoint, param)
     link = links.get(key)
