@@ -247,9 +247,9 @@ def _add(account_id, zone: str, boxes: list[tuple[Mailbox, str]], actor: Actor, 
     made = []
     # Everything is saved by one flush: each PIN is made with the id of the change that
     # carries it (pins.command_id has no foreign key), so no UPDATE follows the inserts;
-    # the unit of work inserts the PINs before their changes (commands.pin_id). Nothing is
-    # read on the way, so nothing is flushed before the flush below, which alone may meet
-    # another member's PIN with the same digits.
+    # the unit of work inserts the PINs before their changes (commands.pin_id). Under
+    # no_autoflush a read on the way (an alert's, say) flushes nothing, so the flush below
+    # alone may meet another member's PIN with the same digits.
     with db.session.no_autoflush:
         for mailbox, protocol in boxes:
             pin_id = uuid.uuid4()
