@@ -1,6 +1,7 @@
 """Gateways, mailboxes, PINs, the commands that carry changes to them, and reader cursors."""
 import uuid
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -9,6 +10,45 @@ from portal.models.base import Base, new_id, substring_index, utcnow
 from portal.models.jobs import Job
 
 MAILBOX_KINDS = {"mailbox": "Mailbox", "parcel_box": "Parcel box", "gun_safe": "Gun safe"}
+
+
+class _HasId(Protocol):
+    id: uuid.UUID
+
+
+class _HasKind(Protocol):
+    kind: str
+
+
+class GatewayNames:
+    """What a gateway's columns say in other words: for the model, and for a page's plain
+    rows of it (services/rows.Record), which read the same."""
+
+    __slots__ = ()
+
+    @property
+    def thing_name(self: _HasId) -> str:
+        return f"iotlock-gw-{self.id}"
+
+    @property
+    def channel_name(self: _HasId) -> str:
+        return f"iotlock-gw-{self.id}"
+
+
+class MailboxNames:
+    """What a box's columns say in other words: for the model, and for a page's plain rows
+    of it (services/rows.Record), which read the same."""
+
+    __slots__ = ()
+
+    @property
+    def channel_name(self: _HasId) -> str:
+        return f"iotlock-mb-{self.id}"
+
+    @property
+    def kind_label(self: _HasKind) -> str:
+        return MAILBOX_KINDS.get(self.kind, self.kind)
+
 
 # Protocol levels a gateway's firmware speaks (docs/device-protocol.md).
 PROTOCOL_SEALED = "sealed"
@@ -41,7 +81,7 @@ PIN_PURPOSES = (PIN_HOUSEHOLD, PIN_COURIER, PIN_DURESS)
 # compare-and-set); rows are always created there with their first state set.
 
 
-class Gateway(Base):
+class Gateway(GatewayNames, Base):
     __tablename__ = "gateways"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -93,14 +133,6 @@ class Gateway(Base):
         back_populates="gateway", order_by="Mailbox.created_at", passive_deletes=True
     )
 
-    @property
-    def thing_name(self) -> str:
-        return f"iotlock-gw-{self.id}"
-
-    @property
-    def channel_name(self) -> str:
-        return f"iotlock-gw-{self.id}"
-
 
 class GatewayKeyHolder(Base):
     """Someone who downloaded a gateway's settings (its StreamIoT thing key): first and last
@@ -121,7 +153,7 @@ class GatewayKeyHolder(Base):
     departed_at: Mapped[datetime | None]
 
 
-class Mailbox(Base):
+class Mailbox(MailboxNames, Base):
     __tablename__ = "mailboxes"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -164,14 +196,6 @@ class Mailbox(Base):
     pins: Mapped[list["Pin"]] = relationship(
         back_populates="mailbox", order_by="Pin.created_at", passive_deletes=True
     )
-
-    @property
-    def channel_name(self) -> str:
-        return f"iotlock-mb-{self.id}"
-
-    @property
-    def kind_label(self) -> str:
-        return MAILBOX_KINDS.get(self.kind, self.kind)
 
 
 # The support search finds households by a part of a gateway's or a box's name.
@@ -299,7 +323,6 @@ class Command(Base):
     # Set with a job not yet saved: the flush that saves both fills job_id from the job's
     # new id (no database foreign key: a job row is pruned while its command stays).
     job: Mapped[Job | None] = relationship(primaryjoin="foreign(Command.job_id) == Job.id", lazy="raise")
-
 
 
 class IgnoredDeviceMessage(Base):

@@ -26,7 +26,7 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.models.devices import MAILBOX_KINDS, PROTOCOL_SEALED
+from portal.models.devices import PROTOCOL_SEALED, MailboxNames
 from portal.services import activity, gateway_keys, pin_rules, safe_mode, versions
 from portal.services.deliveries import (
     LIVE_PIN_STATES,
@@ -46,7 +46,7 @@ from portal.services.deliveries import (
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
-from portal.services.rows import among, every_column, read, read_as
+from portal.services.rows import BOX_ROW, GATEWAY_ROW, among, every_column, read, read_as
 from portal.services.scope import get_scoped, scoped
 from portal.services.visitors import Household
 
@@ -146,9 +146,7 @@ class LastEvent:
     occurred_at: datetime
 
 
-class BoxFacts(NamedTuple):
-    """What a box's row on the dashboard and a gateway page shows, read as columns (a whole
-    Mailbox object per row, with its keys and settings, was most of loading the page)."""
+class _BoxColumns(NamedTuple):
 
     id: uuid.UUID
     gateway_id: uuid.UUID
@@ -163,9 +161,12 @@ class BoxFacts(NamedTuple):
     battery_percent: int | None
     locked_until: datetime | None
 
-    @property
-    def kind_label(self) -> str:
-        return MAILBOX_KINDS.get(self.kind, self.kind)
+
+class BoxFacts(MailboxNames, _BoxColumns):
+    """What a box's row on the dashboard and a gateway page shows, read as columns (a whole
+    Mailbox object per row, with its keys and settings, was most of loading the page)."""
+
+    __slots__ = ()
 
 
 @dataclass
@@ -576,12 +577,15 @@ class MailboxPage:
 
 
 # The box page's statements, built once (the live part reads them every few seconds).
-# The box, its gateway and the household's time zone (the forms' and the times' zone).
+# The box, its gateway and the household's time zone (the forms' and the times' zone), as
+# plain rows: the pages only show them.
 _PAGE_BOX = (
-    sa.select(Mailbox, Gateway, Account.time_zone).join(Gateway, Gateway.id == Mailbox.gateway_id)
-    .join(Account, Account.id == Mailbox.account_id)
+    sa.select(*BOX_ROW.columns, *GATEWAY_ROW.columns, Account.time_zone)
+    .join(Gateway, Gateway.id == Mailbox.gateway_id).join(Account, Account.id == Mailbox.account_id)
     .where(Mailbox.account_id == _ACCOUNT, Mailbox.id == _BOX)
 )
+_GATEWAY_AT = len(BOX_ROW.columns)
+_ZONE_AT = _GATEWAY_AT + len(GATEWAY_ROW.columns)
 _PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
 _PINS_OFFSET: sa.BindParameter[int] = sa.bindparam("pins_offset")
 _NO_LIMIT = 2**31 - 1
@@ -689,12 +693,13 @@ _MEMBER_NAMES = (
 
 
 def _page_box(params: dict) -> tuple[Mailbox, Gateway, str | None]:
-    """(box, its gateway, the household's time zone) of `params` (account_id, box_id)."""
-    row = db.session.execute(_PAGE_BOX, params).first()
+    """(box, its gateway, the household's time zone) of `params` (account_id, box_id): the
+    box and gateway as plain rows (Record)."""
+    row = read(_PAGE_BOX, params).first()
     if row is None:
         raise NotFound()
-    mailbox, gateway, zone = row
-    return mailbox, gateway, zone
+    return (BOX_ROW.make(row[:_GATEWAY_AT]), GATEWAY_ROW.make(row[_GATEWAY_AT:_ZONE_AT]),
+            row[_ZONE_AT])
 
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,

@@ -1,12 +1,16 @@
 """Plain rows for the hot read paths: a statement built once (module level, with bound
 parameters) executed through the session's connection. The session's ORM execution layer
 costs as much as the query itself for a few columns; these rows are tuples, never objects."""
-from typing import TypeVar, cast
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
 from portal.extensions import db
+from portal.models import Gateway, Mailbox
+from portal.models.devices import GatewayNames, MailboxNames
 
 T = TypeVar("T")
 
@@ -40,3 +44,28 @@ def read_as(model: type[T], statement: sa.Executable, params: dict | None = None
     and events so: its page of PINs costs 0.14 ms this way, 0.22 ms through the ORM
     (docs/performance.md, round 15)."""
     return cast(list[T], read(statement, params).all())
+
+
+class Record(Generic[T]):
+    """A model's plain, read-only row type, for a statement that reads several models' rows
+    at once (read_as types one model's): a named tuple of the model's columns, under their
+    attribute names, with the words its `shared` mixins give (the model has them too, e.g.
+    Mailbox.kind_label). `columns` are selected in that order; make() takes their values.
+    A box page's box and gateway read so: 0.07 ms, against 0.13 ms as two ORM objects
+    (docs/performance.md, round 16)."""
+
+    def __init__(self, model: type[T], *shared: type):
+        mapper = sa.inspect(model)
+        self.columns = tuple(model.__table__.c)  # type: ignore[attr-defined]
+        names = [mapper.get_property_by_column(column).key for column in self.columns]
+        fields = namedtuple(f"{model.__name__}Fields", names)  # type: ignore[misc]
+        record: Any = type(f"{model.__name__}Record", (*shared, fields), {"__slots__": ()})
+        self._make = record._make
+
+    def make(self, values: Sequence) -> T:
+        return cast(T, self._make(values))
+
+
+# The plain rows of a box and a gateway, for the pages and services that only read them.
+BOX_ROW = Record(Mailbox, MailboxNames)
+GATEWAY_ROW = Record(Gateway, GatewayNames)

@@ -180,15 +180,16 @@ def test_two_members_adding_the_same_digits_at_once_save_one_pin_and_nothing_of_
     loses the race (the digits check before, or the database's unique digest at the flush)
     is told so on the digits field, and leaves no change, job or event behind."""
     _gateway, mailbox = box
+    box_id = mailbox.id  # the threads have no app context to load an expired object in
     browsers = _two_members(app, kit, add_member)
-    tokens = [csrf_from(b.get(f"/mailboxes/{mailbox.id}").get_data(as_text=True)) for b in browsers]
+    tokens = [csrf_from(b.get(f"/mailboxes/{box_id}").get_data(as_text=True)) for b in browsers]
     jobs_before = db.session.scalar(sa.select(sa.func.count()).select_from(Job))
     barrier = threading.Barrier(2)
     answers = []
 
     def add(browser, token, label):
         barrier.wait()
-        response = browser.post(f"/mailboxes/{mailbox.id}/pins", data={
+        response = browser.post(f"/mailboxes/{box_id}/pins", data={
             "csrf_token": token, "label": label, "digits": "7305", "kind": "always"})
         answers.append((response.status_code, response.get_data(as_text=True)))
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import ActivityEvent, Command, Job, LoginSession, Pin, utcnow
+from portal.models import ActivityEvent, Command, Gateway, Job, LoginSession, Mailbox, Pin, utcnow
 from portal.services import commands, dashboard, pins
 from portal.services.commands import retry_command, withdraw_command
 from portal.services.deliveries import pin_shown
@@ -174,20 +174,29 @@ def test_removal_sends_unauth_and_the_pin_counts_until_the_box_confirms(kit):
 
 
 def test_a_box_page_shows_its_pins_changes_and_events_as_rows_that_cannot_be_changed(kit):
-    """The box page reads what it only shows as rows (rows.read_as), not as objects of the
-    session: a template or the API writing to one by mistake raises instead of saving it."""
+    """The box page reads what it only shows as rows (rows.read_as, rows.Record), not as
+    objects of the session: a template or the API writing to one by mistake raises instead
+    of saving it. The box and gateway rows say what the models say (kind_label, channel_name)."""
     gateway, mailbox = kit.ready_mailbox()
     kit.add_pin(mailbox)
     page = dashboard.mailbox_page(kit.account.id, mailbox.id)
     [row] = page.pins
     assert (row.pin.label, row.command.action, row.command.pin_id) == ("Grandma", "AUTH", row.pin.id)
     assert any(event.kind == "pin.added" for event in page.events)
-    for shown, model in ((row.pin, Pin), (row.command, Command), (page.events[0], ActivityEvent)):
+    assert (page.mailbox.id, page.mailbox.name, page.gateway.id, page.gateway.name) \
+        == (mailbox.id, mailbox.name, gateway.id, gateway.name)
+    assert (page.mailbox.kind_label, page.mailbox.channel_name, page.gateway.thing_name, page.gateway.channel_name) \
+        == (mailbox.kind_label, mailbox.channel_name, gateway.thing_name, gateway.channel_name)
+    for shown, model in ((row.pin, Pin), (row.command, Command), (page.events[0], ActivityEvent),
+                         (page.mailbox, Mailbox), (page.gateway, Gateway)):
         assert not isinstance(shown, model)
         with pytest.raises(AttributeError):
             shown.label = "Changed"
+        with pytest.raises(AttributeError):
+            shown.name = "Changed"
     db.session.commit()
     assert db.session.scalar(sa.select(Pin.label).where(Pin.id == row.pin.id)) == "Grandma"
+    assert db.session.scalar(sa.select(Mailbox.name).where(Mailbox.id == mailbox.id)) == mailbox.name
 
 
 def test_a_refused_removal_can_be_withdrawn_and_the_pin_stays_active(kit):
