@@ -36,6 +36,7 @@ from portal.services import activity, deliveries, pin_rules
 from portal.services.deliveries import DeviceState, PinState
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.reauth import require_recent_password
+from portal.services.rows import BOX_ROW, read
 from portal.services.scope import get_scoped, scoped
 from portal.services.text import refuse_controls
 from portal.services.visitors import Actor
@@ -153,11 +154,13 @@ def _drawn_digits(mailbox: Mailbox) -> str:
     raise Conflict("This box has no free delivery code left; remove some of its PINs.")
 
 
-# Statements of every add-PIN request, built once.
+# Statements of every add-PIN request, built once. The chosen boxes are read as plain rows
+# (rows.Record): add-PIN reads their ids, names and states, and changes none of them.
+_PROTOCOL_AT = len(BOX_ROW.columns)
 _CHOSEN_BOXES = (
-    scoped(Mailbox, sa.bindparam("account_id")).add_columns(Gateway.protocol, Account.time_zone)
+    sa.select(*BOX_ROW.columns, Gateway.protocol, Account.time_zone)
     .join(Gateway, Gateway.id == Mailbox.gateway_id).join(Account, Account.id == Mailbox.account_id)
-    .where(Mailbox.id.in_(sa.bindparam("box_ids", expanding=True)))
+    .where(Mailbox.account_id == sa.bindparam("account_id"), Mailbox.id.in_(sa.bindparam("box_ids", expanding=True)))
 )
 # A PIN of any household with one of these digests (each digest is keyed by its box's id).
 _DIGITS_TAKEN = (
@@ -182,8 +185,8 @@ def _boxes(account_id, mailbox_ids) -> tuple[list[tuple[Mailbox, str]], str]:
             raise NotFound() from None
     if not chosen:
         raise ValidationFailed("Choose at least one box for this PIN.", field="boxes")
-    rows = db.session.execute(_CHOSEN_BOXES, {"account_id": account_id, "box_ids": list(chosen)}).all()
-    found = {mailbox.id: (mailbox, protocol) for mailbox, protocol, _zone in rows}
+    rows = read(_CHOSEN_BOXES, {"account_id": account_id, "box_ids": list(chosen)}).all()
+    found = {row.id: (BOX_ROW.make(row[:_PROTOCOL_AT]), row.protocol) for row in rows}
     if len(found) != len(chosen):
         raise NotFound()
     boxes = [found[mailbox_id] for mailbox_id in chosen]
@@ -234,7 +237,7 @@ def _add(account_id, zone: str, boxes: list[tuple[Mailbox, str]], actor: Actor, 
          rules: pin_rules.Rules, purpose: str, owner: User | None, now: datetime) -> list[Pin]:
     """One PIN row a box, sharing a group; an AUTH each unless it waits for its hours."""
     digests = {mailbox.id: digest_of(mailbox.id, digits) for mailbox, _protocol in boxes}
-    clash = db.session.scalars(_DIGITS_TAKEN, {"digests": list(digests.values())}).first()
+    clash = read(_DIGITS_TAKEN, {"digests": list(digests.values())}).scalar()
     if clash is not None:
         raise _taken(purpose, clash)
     # Not given at all when unset: a JSON column stores None as JSON null, not SQL NULL.
