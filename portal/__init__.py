@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
-from portal import api, auth, filters, forms, health, htmx, logredact
+from portal import api, auth, filters, forms, health, htmx, logredact, pgcursor
 from portal.account import bp as account_bp
 from portal.alerts import bp as alerts_bp
 from portal.api import problems
@@ -160,6 +160,7 @@ def register_extensions(app: Flask) -> None:
         else:
             _check_idle_connections(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
             _reads_without_transaction(app, db.engine)
+            pgcursor.use_on(db.engine)
     if app.config.get("RAISE_ON_LAZY_LOAD"):
         _raise_on_lazy_load()
 
