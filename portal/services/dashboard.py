@@ -147,6 +147,7 @@ class LastEvent:
 
 
 class _BoxColumns(NamedTuple):
+    """BoxFacts' columns, in the order the dashboard's statement selects them."""
 
     id: uuid.UUID
     gateway_id: uuid.UUID
