@@ -46,7 +46,7 @@ from portal.services.deliveries import (
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
-from portal.services.rows import BOX_ROW, GATEWAY_ROW, among, every_column, read, read_as
+from portal.services.rows import BOX_ROW, GATEWAY_ROW, among, every_column, json_rows, read, read_as
 from portal.services.scope import get_scoped, scoped
 from portal.services.visitors import Household
 
@@ -587,6 +587,15 @@ _PAGE_BOX = (
 )
 _GATEWAY_AT = len(BOX_ROW.columns)
 _ZONE_AT = _GATEWAY_AT + len(GATEWAY_ROW.columns)
+# The box page's box row also carries the household's members, as one JSON list of
+# (id, display name, email) (rows.json_rows): the PINs' owners and the "Belongs to" choices,
+# without a statement of their own.
+_MEMBERS_JSON = (
+    sa.select(json_rows(User.id, User.display_name, User.email)).select_from(User)
+    .join(Membership, Membership.user_id == User.id).where(Membership.account_id == _ACCOUNT)
+    .scalar_subquery()
+)
+_PAGE_BOX_MEMBERS = _PAGE_BOX.add_columns(_MEMBERS_JSON)
 _PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
 _PINS_OFFSET: sa.BindParameter[int] = sa.bindparam("pins_offset")
 _NO_LIMIT = 2**31 - 1
@@ -606,6 +615,25 @@ _PAGE_PINS = (
     every_column(Pin).add_columns(_TWINNED, sa.func.count().over()).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
     .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
 )
+_ENDED_HERE = sa.and_(Pin.account_id == _ACCOUNT, Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
+_ENDED_ORDER = (Pin.removed_at.desc(), Pin.id)
+# The box's latest ended PINs (RECENT_ENDED of them), newest first.
+_PAGE_ENDED = every_column(Pin).where(_ENDED_HERE).order_by(*_ENDED_ORDER).limit(RECENT_ENDED)
+# The page of live PINs and the latest ended ones in one statement: each row is a PIN's
+# columns, then twinned, `part` (0: live, 1: ended), its place among its own, and (last,
+# as in _PAGE_PINS) the live PINs' total. Live ones come first, each part in its own order.
+_PAGE_PINS_AND_ENDED = sa.union_all(
+    every_column(Pin).add_columns(
+        _TWINNED, sa.literal(0).label("part"),
+        sa.func.row_number().over(order_by=(Pin.created_at, Pin.id)).label("place"),
+        sa.func.count().over().label("total"))
+    .where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
+    .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET).subquery().select(),
+    every_column(Pin).add_columns(
+        sa.false().label("twinned"), sa.literal(1).label("part"),
+        sa.func.row_number().over(order_by=_ENDED_ORDER).label("place"), sa.literal(0).label("total"))
+    .where(_ENDED_HERE).order_by(*_ENDED_ORDER).limit(RECENT_ENDED).subquery().select(),
+).order_by(sa.literal_column("part"), sa.literal_column("place"))
 _PINS_COUNT = sa.select(sa.func.count()).select_from(Pin).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
 
 
@@ -683,32 +711,25 @@ _PAGE_OTHER_BOXES = (
     scoped(Mailbox, _ACCOUNT).with_only_columns(Mailbox.id, Mailbox.name)
     .where(Mailbox.status != DeviceState.REMOVING).order_by(Mailbox.name, Mailbox.id)
 )
-_PAGE_ENDED = (
-    every_column(Pin).where(Pin.account_id == _ACCOUNT, Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
-    .order_by(Pin.removed_at.desc(), Pin.id).limit(RECENT_ENDED)
-)
-_MEMBER_NAMES = (
-    sa.select(User.id, User.display_name, User.email).join(Membership, Membership.user_id == User.id)
-    .where(Membership.account_id == _ACCOUNT)
-)
 
 
-def _page_box(params: dict) -> tuple[Mailbox, Gateway, str | None]:
-    """(box, its gateway, the household's time zone) of `params` (account_id, box_id): the
-    box and gateway as plain rows (Record)."""
-    row = read(_PAGE_BOX, params).first()
+def _page_box(params: dict, statement: sa.Select = _PAGE_BOX) -> tuple[Mailbox, Gateway, str | None, tuple]:
+    """(box, its gateway, the household's time zone, what else `statement` reads) of
+    `params` (account_id, box_id): the box and gateway as plain rows (Record)."""
+    row = read(statement, params).first()
     if row is None:
         raise NotFound()
     return (BOX_ROW.make(row[:_GATEWAY_AT]), GATEWAY_ROW.make(row[_GATEWAY_AT:_ZONE_AT]),
-            row[_ZONE_AT])
+            row[_ZONE_AT], tuple(row[_ZONE_AT + 1:]))
 
 
 def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: bool = False,
                  pins_page: int | None = None, pins_slice: tuple[int, int] | None = None,
                  events: int = RECENT_EVENTS, other_boxes: bool = False,
                  mark: versions.Mark | None = None) -> MailboxPage:
-    """One box: its PINs with their delivery states, recent unlocks and events: 6 queries
-    with a `mark`, 7 without, one more with `other_boxes` (2 more when some of its PINs are
+    """One box: its PINs with their delivery states, recent unlocks and events: 4 queries
+    (the box with its household's members; its page of live PINs with its latest ended ones;
+    their changes; its events), one more with `other_boxes` (2 more when some of its PINs are
     also live on other boxes, added to several at once). `pins_page` (from 1): that page of
     its live PINs (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither:
     all of them. `events`: how many of its latest events to read (the live part shows the
@@ -716,10 +737,15 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     form's list. `mark`: the one a polled part is versioned at, whose StreamIoT state the
     page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
-    mailbox, gateway, zone = _page_box(params)
+    mailbox, gateway, zone, (member_rows,) = _page_box(params, _PAGE_BOX_MEMBERS)
+    ended_rows: list | None = None
 
     def fetch(values: dict) -> list:
-        return list(read(_PAGE_PINS, values).all())
+        nonlocal ended_rows
+        rows = list(read(_PAGE_PINS_AND_ENDED, values).all())
+        live = next((at for at, row in enumerate(rows) if row.part), len(rows))
+        ended_rows = rows[live:]
+        return rows[:live]
 
     paged = pins_slice is None and pins_page is not None
     if pins_slice is not None:
@@ -727,7 +753,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         shown_page = 1
     else:
         pin_rows, pins_total, shown_page = _pins_page(fetch, params, pins_page)
-    pins = cast(list[Pin], pin_rows)  # each row: the PIN's columns, then twinned and the total
+    pins = cast(list[Pin], pin_rows)  # each row: the PIN's columns, then twinned, part, place, total
     wanted = [p.command_id for p in pins if p.command_id is not None]
     if mailbox.safe_command_id is not None:
         wanted.append(mailbox.safe_command_id)
@@ -736,7 +762,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     unlocks = sorted((c for c in found if c.action == "UNLOCK"), key=lambda c: c.created_at, reverse=True)
     now = utcnow()
     waiting = _waiting(now, mark)
-    members = _member_names(account_id)
+    members = _member_names(member_rows)
     boxes = read(_PAGE_OTHER_BOXES, params).all() if other_boxes else []
     siblings = _group_siblings(account_id, [row for row in pin_rows if row.twinned], waiting)
     owners = dict(members)
@@ -757,7 +783,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
         events=activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner),
-        ended=[(p, pin_rules.rule_state(p, now)) for p in read_as(Pin, _PAGE_ENDED, params)],
+        ended=[(p, pin_rules.rule_state(p, now))
+               for p in (ended_rows if ended_rows is not None else read_as(Pin, _PAGE_ENDED, params))],
         members=members,
         other_boxes=[b for b in boxes if b.id != mailbox.id],
         zone_name=zone or "UTC",
@@ -813,7 +840,7 @@ class BoxReport:
 def box_report(account_id, mailbox_id, *, owner: bool) -> BoxReport:
     """The box's report, polled every few seconds beside its live part: 2 queries (the box
     with its gateway, its latest events), where mailbox_page takes 6 or more."""
-    mailbox, gateway, _zone = _page_box({"account_id": account_id, "box_id": _as_uuid(mailbox_id)})
+    mailbox, gateway, _zone, _ = _page_box({"account_id": account_id, "box_id": _as_uuid(mailbox_id)})
     return BoxReport(mailbox=mailbox, now=utcnow(), snapshot=box_snapshot(gateway, mailbox),
                      events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner))
 
@@ -859,10 +886,11 @@ def _hold_until(now: datetime, mark: versions.Mark, *, shown: Sequence[datetime 
     return versions.words_hold_until(now, shown, [*moments, *later])
 
 
-def _member_names(account_id) -> list[tuple[uuid.UUID, str]]:
-    """The household's members as (user id, the name they go by), by name."""
-    rows = read(_MEMBER_NAMES, {"account_id": account_id}).all()
-    return sorted(((r.id, r.display_name or r.email) for r in rows), key=lambda item: item[1].lower())
+def _member_names(rows: Sequence | None) -> list[tuple[uuid.UUID, str]]:
+    """The household's members as (user id, the name they go by), by name, from their rows
+    of (id, display name, email) as _MEMBERS_JSON reads them (ids as text)."""
+    return sorted(((_as_uuid(user_id), name or email) for user_id, name, email in rows or ()),
+                  key=lambda item: item[1].lower())
 
 
 def _group_siblings(account_id, grouped: list[Pin], waiting: str | None) -> dict:

@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from portal.extensions import db
 from portal.models import Gateway, Mailbox
@@ -29,6 +31,27 @@ def read(statement: sa.Executable, params: dict | None = None) -> sa.CursorResul
     session = db.session()
     session.flush()
     return session.connection().execute(statement, params or {})
+
+
+class json_rows(FunctionElement):
+    """An aggregate: the rows of its group as one JSON array of arrays, each the values of
+    `clauses` in order (no row: SQLite's [], PostgreSQL's NULL). A statement that reads one
+    row can carry a short list beside it this way, instead of a statement of its own: the
+    box page reads its household's members in its box's row (docs/performance.md, round 17).
+    Values come back as JSON has them: ids and times as text."""
+    type = sa.JSON()
+    name = "json_rows"
+    inherit_cache = True
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element, compiler, **kw):
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element, compiler, **kw):
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
 
 
 def every_column(model) -> sa.Select:

@@ -4,16 +4,19 @@ links to the next; a change made on a PIN lands back on the page that lists it; 
 on the last page; the live part polls its own page, and its version covers that page and
 the total. The API still lists every PIN of the box."""
 import re
+import uuid
+from datetime import timedelta
 
 import pytest
 
 from portal.extensions import db
-from portal.models import Membership, Pin, utcnow
+from portal.models import Membership, Pin, User, utcnow
 from portal.services import api_tokens, dashboard, versions
 from tests.plugins.devices import live_version_of
 from tests.plugins.text import visible_text
 
 POLL = {"HX-Request": "true", "X-IoTLock-Poll": "1"}
+ZOE = 'zoë "z" o\'neil \\ ☂'  # read back through JSON: quotes, a backslash, not ASCII
 LABEL = re.compile(r'<strong class="name" title="(P\d\d)">')
 
 
@@ -133,3 +136,40 @@ def test_the_api_still_lists_every_pin_of_the_box_and_reads_one_from_any_page(ap
     one = client.get(f"/api/v1/pins/{pin.id}", headers=auth)
     assert one.status_code == 200 and one.json["label"] == "P55"
     assert client.get(f"/api/v1/boxes/{box.id}", headers=auth).json["name"] == box.name
+
+
+def test_a_page_of_pins_comes_with_the_latest_ended_ones_and_the_members_by_name(app, kit, box):
+    """The box page reads its page of live PINs with the box's latest ended PINs in one
+    statement, and the household's members with the box: each keeps its own order (live
+    oldest first, ended newest first, members by name), on every page, past the end, and
+    when no live PIN is read at all (the API's box)."""
+    now = utcnow()
+    for n in range(8):  # P00..P07 ended, P07 last
+        pin = _pin(f"P{n:02d}")
+        pin.status, pin.removed_at = "removed", now - timedelta(minutes=10 - n)
+    zoe = User(email="zoe@example.com", password_hash="x", display_name=ZOE)
+    adam = User(email="adam@example.com", password_hash="x", display_name=None)
+    db.session.add_all([zoe, adam])
+    db.session.flush()
+    db.session.add_all([Membership(account_id=kit.account.id, user_id=zoe.id, role="member"),
+                        Membership(account_id=kit.account.id, user_id=adam.id, role="member")])
+    _pin("P30").assigned_to_id = zoe.id
+    db.session.commit()
+    ended = ["P07", "P06", "P05", "P04", "P03"]
+
+    def labels(page):
+        return [row.pin.label for row in page.pins], [pin.label for pin, _state in page.ended]
+
+    for asked, live in ((1, range(8, 33)), (2, range(33, 58)), (3, range(58, 60)), (99, range(58, 60))):
+        page = dashboard.mailbox_page(kit.account.id, box.id, pins_page=asked)
+        assert labels(page) == ([f"P{n:02d}" for n in live], ended), asked
+        assert page.pins_total == 52
+    assert [state for _pin_row, state in page.ended] == ["removed"] * 5
+    whole = dashboard.mailbox_page(kit.account.id, box.id)
+    assert labels(whole) == ([f"P{n:02d}" for n in range(8, 60)], ended)
+    none = dashboard.mailbox_page(kit.account.id, box.id, pins_slice=(0, 0))
+    assert labels(none) == ([], ended)
+    names = [name for _id, name in whole.members]
+    assert names == sorted([kit.user.display_name or kit.user.email, ZOE, "adam@example.com"], key=str.lower)
+    assert dict(whole.members)[zoe.id] == ZOE and all(isinstance(uid, uuid.UUID) for uid, _ in whole.members)
+    assert [row.owner for row in whole.pins if row.pin.label == "P30"] == [ZOE]
