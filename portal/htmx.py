@@ -39,8 +39,9 @@ def part_mark(account_id) -> versions.Mark | None:
 
 def poll_mark(account_id, *, shows_flashes: bool = False) -> versions.Mark | None:
     """Where the household stands, for a polled part's version: read for htmx requests only
-    (a full page carries no version; its first poll draws the part with one), and not while a
-    flash waits in a part that shows flashes (it must be drawn to show it). None: draw."""
+    (a full page that versions the part it holds reads household_mark: it shows its flashes
+    above its parts), and not while a flash waits in a part that shows flashes (it must be
+    drawn to show it). None: draw."""
     if not is_htmx():
         return None
     return part_mark(account_id) if shows_flashes else household_mark(account_id)

@@ -15,7 +15,7 @@ from portal.gateways.helpers import (
     see_other,
     user,
 )
-from portal.htmx import is_htmx, poll_mark, render, unchanged, versioned
+from portal.htmx import household_mark, is_htmx, poll_mark, render, unchanged, versioned
 from portal.mailboxes import bp
 from portal.mailboxes.forms import (
     WEEKDAYS,
@@ -80,9 +80,12 @@ def _not_found(_exc):
 
 
 def _page(mailbox_id, status=200, *, windows=None, windows_errors=None, **forms):
-    """The mailbox page with its forms (fresh ones unless a failed form is passed in)."""
+    """The mailbox page with its forms (fresh ones unless a failed form is passed in). Its
+    live part carries its version, so that its first poll is a 304 while nothing changed
+    (the page shows its flashes above the part, so the part shows none)."""
+    mark = household_mark(account_id())
     page = dashboard.mailbox_page(account_id(), mailbox_id, owner=g.membership.is_owner, pins_page=pins_page_asked(),
-                                  other_boxes=True)
+                                  other_boxes=True, mark=mark)
     pin_form = forms.get("pin_form") or PinForm(formdata=None)
     pin_form.assigned_to.choices = [("", "Nobody in particular")] + [(str(i), name) for i, name in page.members]
     pin_form.boxes.choices = [(str(b.id), b.name) for b in page.other_boxes]
@@ -97,6 +100,8 @@ def _page(mailbox_id, status=200, *, windows=None, windows_errors=None, **forms)
     })
     context = {
         "view": page,
+        "live_version": dashboard.live_version(dashboard.live_part(account_id(), page.mailbox.id, page.pins_page),
+                                               mark, page),
         "pin_form": pin_form,
         "keypad_form": forms.get("keypad_form") or KeypadForm(formdata=None),
         "safe_form": safe_form,

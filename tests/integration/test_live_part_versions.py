@@ -66,6 +66,39 @@ def test_the_version_follows_the_words_of_the_clock(kit, member_client, time_mac
             seen = now
 
 
+VERSION_IN_PART = re.compile(r'"If-None-Match": "\\"([^"\\]+)\\""')
+
+
+@pytest.mark.parametrize("asked, polled", [("", ""), ("?pins=2", "?pins=2"), ("?pins=99", "?pins=3"),
+                                           ("?pins=last", "?pins=3")])
+def test_the_page_carries_its_live_part_s_version_so_its_first_poll_is_a_304(kit, member_client, time_machine,
+                                                                             asked, polled):
+    """The whole page draws the live part with the version the part's poll would give it:
+    the first poll, a second later, is a 304 while nothing changed (it drew the part again),
+    on every page of PINs, the one a page past the end shows included."""
+    time_machine.move_to(utcnow(), tick=False)
+    _gateway, mailbox = kit.ready_mailbox()
+    for n in range(51):  # sent, waiting for the box: the part polls; 3 pages of PINs
+        kit.add_pin(mailbox, f"P{n:02d}", f"{4000 + n}", run=False)
+    db.session.commit()
+    page = member_client.get(f"/mailboxes/{mailbox.id}{asked}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and f'hx-get="/mailboxes/{mailbox.id}{polled}"' in html
+    [version] = VERSION_IN_PART.findall(re.search(r'<div id="mailbox-live"[^>]*>', html).group(0))
+    drawn = member_client.get(f"/mailboxes/{mailbox.id}{polled}", headers=POLL)
+    assert drawn.headers["ETag"] == f'"{version}"'  # what the poll draws, it versions the same
+
+    time_machine.move_to(utcnow() + timedelta(seconds=1), tick=False)
+    first = member_client.get(f"/mailboxes/{mailbox.id}{polled}", headers=dict(POLL, **{"If-None-Match": f'"{version}"'}))
+    assert first.status_code == 304
+
+    kit.add_pin(mailbox, "P51", "4051", run=False)  # a member adds a PIN
+    db.session.commit()
+    changed = member_client.get(f"/mailboxes/{mailbox.id}{polled}",
+                                headers=dict(POLL, **{"If-None-Match": f'"{version}"'}))
+    assert changed.status_code == 200 and changed.headers["ETag"] != f'"{version}"'
+
+
 def test_a_message_to_flash_is_never_answered_304(kit, member_client):
     gateway, mailbox = kit.ready_mailbox()
     kit.add_pin(mailbox, "Grandma", "4821")
