@@ -839,7 +839,7 @@ class BoxReport:
 
 def box_report(account_id, mailbox_id, *, owner: bool) -> BoxReport:
     """The box's report, polled every few seconds beside its live part: 2 queries (the box
-    with its gateway, its latest events), where mailbox_page takes 6 or more."""
+    with its gateway, its latest events), where mailbox_page takes 4 or more."""
     mailbox, gateway, _zone, _ = _page_box({"account_id": account_id, "box_id": _as_uuid(mailbox_id)})
     return BoxReport(mailbox=mailbox, now=utcnow(), snapshot=box_snapshot(gateway, mailbox),
                      events=activity.recent_for_mailbox(account_id, mailbox.id, limit=RECENT_EVENTS, owner=owner))
