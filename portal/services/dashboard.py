@@ -608,20 +608,15 @@ _TWINNED = (
                               among(_twin.status, LIVE_PIN_STATES))
     .exists().label("twinned")
 )
-# A page of the box's live PINs, each row with whether it has twins and (last) how many
-# there are in all. The box page's PINs, changes and events are read as rows, not objects
-# (rows.read_as): they are only shown.
-_PAGE_PINS = (
-    every_column(Pin).add_columns(_TWINNED, sa.func.count().over()).where(Pin.account_id == _ACCOUNT, _LIVE_HERE)
-    .order_by(Pin.created_at, Pin.id).limit(_PINS_LIMIT).offset(_PINS_OFFSET)
-)
 _ENDED_HERE = sa.and_(Pin.account_id == _ACCOUNT, Pin.mailbox_id == _BOX, Pin.status == PinState.REMOVED)
 _ENDED_ORDER = (Pin.removed_at.desc(), Pin.id)
 # The box's latest ended PINs (RECENT_ENDED of them), newest first.
 _PAGE_ENDED = every_column(Pin).where(_ENDED_HERE).order_by(*_ENDED_ORDER).limit(RECENT_ENDED)
-# The page of live PINs and the latest ended ones in one statement: each row is a PIN's
-# columns, then twinned, `part` (0: live, 1: ended), its place among its own, and (last,
-# as in _PAGE_PINS) the live PINs' total. Live ones come first, each part in its own order.
+# A page of the box's live PINs and its latest ended ones, in one statement: each row is a
+# PIN's columns, then whether it has twins, `part` (0: live, 1: ended), its place among its
+# own, and (last) how many live PINs there are in all. Live ones come first, each part in its
+# own order. The box page's PINs, changes and events are read as rows, not objects
+# (rows.read_as): they are only shown.
 _PAGE_PINS_AND_ENDED = sa.union_all(
     every_column(Pin).add_columns(
         _TWINNED, sa.literal(0).label("part"),

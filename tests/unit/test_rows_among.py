@@ -19,7 +19,7 @@ def test_among_binds_one_parameter_per_value_and_needs_no_rendering_at_execution
     # The hot statements of the box page and the dashboard use it for their states
     # (what remains expanding there is a list that varies: the household's gateways, say).
     dialect = sa.create_engine("sqlite://").dialect
-    for statement in (dashboard._PAGE_PINS, dashboard._PINS_COUNT, dashboard._GATEWAY_CHANGES,
+    for statement in (dashboard._PAGE_PINS_AND_ENDED, dashboard._PINS_COUNT, dashboard._GATEWAY_CHANGES,
                       dashboard._BOXES[(True, True)]):
         sql = str(statement.compile(dialect=dialect))
         assert "POSTCOMPILE_status" not in sql and "POSTCOMPILE_state" not in sql, sql
