@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -39,7 +39,17 @@ def _forget_enqueued(session) -> None:
     session.info.pop(_ENQUEUED, None)
 
 
-def enqueue(
+def enqueue(kind: str, payload: dict, **fields: Any) -> Job:
+    """Add a job to db.session WITHOUT committing: it is saved with the caller's change or
+    not at all. Jobs with the same `target` run strictly in id (enqueue) order. `fields`
+    (account_id, target, run_after, max_attempts) as job_row takes them."""
+    job = Job(**job_row(kind, payload, **fields))
+    db.session.add(job)
+    db.session.info[_ENQUEUED] = True
+    return job
+
+
+def job_row(
     kind: str,
     payload: dict,
     *,
@@ -47,26 +57,35 @@ def enqueue(
     target: str,
     run_after: datetime | None = None,
     max_attempts: int | None = None,
-) -> Job:
-    """Add a job to db.session WITHOUT committing: it is saved with the caller's change or
-    not at all. Jobs with the same `target` run strictly in id (enqueue) order."""
+) -> dict:
+    """A new job's columns, as enqueue saves them (insert_jobs takes a list of them)."""
     try:
         json.dumps(payload)
     except TypeError as exc:
         raise TypeError(f"job payload must be plain JSON (ids as str): {exc}") from None
-    job = Job(
-        kind=kind,
-        payload=payload,
-        account_id=account_id,
-        target=target,
-        state=JOB_QUEUED,
-        attempts=0,
-        max_attempts=max_attempts or current_app.config["JOB_MAX_ATTEMPTS"],
-        run_after=run_after or utcnow(),
-    )
-    db.session.add(job)
+    return {
+        "kind": kind,
+        "payload": payload,
+        "account_id": account_id,
+        "target": target,
+        "state": JOB_QUEUED,
+        "attempts": 0,
+        "max_attempts": max_attempts or current_app.config["JOB_MAX_ATTEMPTS"],
+        "run_after": run_after or utcnow(),
+    }
+
+
+# One INSERT for all the jobs of a change, their ids back in the order given.
+_INSERT_JOBS = sa.insert(Job).returning(Job.id, sort_by_parameter_order=True)
+
+
+def insert_jobs(rows: list[dict]) -> list[int]:
+    """Save these jobs (job_row's) now, in the caller's transaction, and give their ids in
+    order: for a change that saves its rows itself rather than through the session's flush
+    (pins.add_pin). Committed with the caller's change or not at all, as enqueue's."""
+    ids = list(db.session.connection().execute(_INSERT_JOBS, rows).scalars())
     db.session.info[_ENQUEUED] = True
-    return job
+    return ids
 
 
 def enqueue_household_link(account: Account) -> Job:

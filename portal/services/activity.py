@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -39,7 +40,17 @@ OWNERS_ONLY_KINDS = ("box.duress",)
 _ACTOR_FALLBACK = {"member": "A member", "box": "A box", "support": "IoTLock support", "system": "IoTLock"}
 
 
-def record(
+def record(account_id: uuid.UUID, **fields: Any) -> ActivityEvent:
+    """Add one event to the session (the caller commits it with the change it describes),
+    with the alert it raises, if any (portal/services/alerts.py). `fields` as event_row
+    takes them."""
+    event = ActivityEvent(**event_row(account_id, **fields))
+    db.session.add(event)
+    alerts.on_activity(event)
+    return event
+
+
+def event_row(
     account_id: uuid.UUID,
     *,
     kind: str,
@@ -51,31 +62,39 @@ def record(
     mailbox_id: uuid.UUID | None = None,
     details: dict | None = None,
     occurred_at: datetime | None = None,
-) -> ActivityEvent:
-    """Add one event to the session (the caller commits it with the change it describes),
-    with the alert it raises, if any (portal/services/alerts.py).
+) -> dict:
+    """An event's columns, as record saves them (record_rows takes a list of them).
     Summaries are plain words for the household: never PIN digits or secrets.
     `occurred_at`: when it happened, if not now (a box event read from the platform)."""
     if actor_kind not in ACTOR_KINDS:
         raise ValueError(f"unknown actor kind {actor_kind!r}")
     label = actor_label or (actor_user.email if actor_user is not None else None) or _ACTOR_FALLBACK[actor_kind]
-    event = ActivityEvent(
-        account_id=account_id,
-        kind=kind,
-        summary=summary,
-        actor_kind=actor_kind,
-        actor_user_id=actor_user.id if actor_user is not None else None,
-        actor_label=label[:254],
-        gateway_id=gateway_id,
-        mailbox_id=mailbox_id,
-        details=details or {},
-    )
     recorded_at = utcnow()
-    event.recorded_at = recorded_at
-    event.occurred_at = min(occurred_at, recorded_at) if occurred_at is not None else recorded_at
-    db.session.add(event)
-    alerts.on_activity(event)
-    return event
+    return {
+        "account_id": account_id,
+        "kind": kind,
+        "summary": summary,
+        "actor_kind": actor_kind,
+        "actor_user_id": actor_user.id if actor_user is not None else None,
+        "actor_label": label[:254],
+        "gateway_id": gateway_id,
+        "mailbox_id": mailbox_id,
+        "details": details or {},
+        "recorded_at": recorded_at,
+        "occurred_at": min(occurred_at, recorded_at) if occurred_at is not None else recorded_at,
+    }
+
+
+_INSERT_EVENTS = sa.insert(ActivityEvent)
+
+
+def record_rows(rows: list[dict]) -> None:
+    """Save these events (event_row's) now, in the caller's transaction, with the alerts
+    they raise: record's, for a change that saves its own rows in one INSERT a table
+    (deliveries.save_new_pins)."""
+    db.session.connection().execute(_INSERT_EVENTS, rows)
+    for row in rows:
+        alerts.on_activity(ActivityEvent(**row))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy import orm
 
 from portal import crypto
 from portal.extensions import db
@@ -198,9 +199,14 @@ def new_mailbox(**fields) -> Mailbox:
 def new_pin(*, paused: bool = False, **fields) -> Pin:
     """A new PIN, on its way to its box; or `paused`: made outside its hours for a seed
     gateway, so it waits off the box (no command) until its schedule puts it on."""
-    pin = Pin(status=P.PAUSED if paused else P.ADDING, **fields)
+    pin = Pin(**pin_row(paused=paused, **fields))
     db.session.add(pin)
     return pin
+
+
+def pin_row(*, paused: bool = False, **fields) -> dict:
+    """A new PIN's columns, in its first state (new_pin's; save_new_pins takes them)."""
+    return {"status": P.PAUSED if paused else P.ADDING, **fields}
 
 
 def queue_command(
@@ -226,22 +232,62 @@ def queue_command(
 def _new_command(account_id, gateway_id, action: str, job: Job, *, mailbox_id=None, pin_id=None,
                  requested_by: Actor | None = None, expires_at: datetime | None = None,
                  command_id: uuid.UUID | None = None) -> Command:
-    command = Command(
-        id=command_id or uuid.uuid4(),
-        account_id=account_id,
-        gateway_id=gateway_id,
-        mailbox_id=mailbox_id,
-        pin_id=pin_id,
-        action=action,
-        channel_key=ACTION_CHANNEL[action],
-        state=C.QUEUED,
-        requested_by_id=requested_by.id if requested_by else None,
-        created_at=utcnow(),
-        expires_at=expires_at,
-        job=job,
-    )
+    command = Command(**command_row(account_id, gateway_id, action, mailbox_id=mailbox_id, pin_id=pin_id,
+                                    requested_by=requested_by, expires_at=expires_at, command_id=command_id),
+                      job=job)
     db.session.add(command)
     return command
+
+
+def command_row(account_id, gateway_id, action: str, *, mailbox_id=None, pin_id=None,
+                requested_by: Actor | None = None, expires_at: datetime | None = None,
+                command_id: uuid.UUID | None = None) -> dict:
+    """A new command's columns, queued, without its job (save_new_pins takes them)."""
+    return {
+        "id": command_id or uuid.uuid4(),
+        "account_id": account_id,
+        "gateway_id": gateway_id,
+        "mailbox_id": mailbox_id,
+        "pin_id": pin_id,
+        "action": action,
+        "channel_key": ACTION_CHANNEL[action],
+        "state": C.QUEUED,
+        "requested_by_id": requested_by.id if requested_by else None,
+        "created_at": utcnow(),
+        "expires_at": expires_at,
+    }
+
+
+# The INSERTs of save_new_pins, built once.
+_INSERT_PINS = sa.insert(Pin)
+_INSERT_COMMANDS = sa.insert(Command)
+
+
+def save_new_pins(pins: list[dict], commands: list[dict]) -> list[Pin]:
+    """Save new PINs (pin_row's) and the commands that carry them to their boxes
+    (command_row's), each command with the job that sends it, now and in the caller's
+    transaction: one INSERT a table, without the session's unit of work, which took a
+    quarter of an add-PIN request (docs/performance.md, round 18). An IntegrityError (a PIN
+    with the same digits saved meanwhile) goes to the caller, who rolls back. The PINs come
+    back as the session's objects, as if read after their INSERT: a column left to its
+    default loads when first read."""
+    if commands:
+        job_ids = outbox.insert_jobs([
+            outbox.job_row(JOB_SEND, {"command_id": str(command["id"])}, account_id=command["account_id"],
+                           target=job_target(command["gateway_id"]))
+            for command in commands])
+        commands = [{**command, "job_id": job_id} for command, job_id in zip(commands, job_ids, strict=True)]
+    connection = db.session.connection()
+    connection.execute(_INSERT_PINS, pins)  # before their commands (commands.pin_id)
+    if commands:
+        connection.execute(_INSERT_COMMANDS, commands)
+    made = []
+    for row in pins:
+        pin = Pin(**row)
+        orm.make_transient_to_detached(pin)
+        db.session.add(pin)
+        made.append(pin)
+    return made
 
 
 def queue_removal(job_kind: str, payload: dict, *, account_id, gateway_id, action: str, mailbox_id=None,

@@ -247,47 +247,46 @@ def _add(account_id, zone: str, boxes: list[tuple[Mailbox, str]], actor: Actor, 
     waits = not pin_rules.rules_allow(rules, zone, now)
     group_id = uuid.uuid4()
     words = "" if rules.always else f" ({_lower_first(pin_rules.describe_rules(rules, zone, now))})"
-    made = []
-    # Everything is saved by one flush: each PIN is made with the id of the change that
-    # carries it (pins.command_id has no foreign key), so no UPDATE follows the inserts;
-    # the unit of work inserts the PINs before their changes (commands.pin_id). Under
-    # no_autoflush a read on the way (an alert's, say) flushes nothing, so the flush below
-    # alone may meet another member's PIN with the same digits.
-    with db.session.no_autoflush:
-        for mailbox, protocol in boxes:
-            pin_id = uuid.uuid4()
-            paused = waits and protocol == PROTOCOL_SEED
-            command_id = None if paused else uuid.uuid4()
-            pin = deliveries.new_pin(
-                id=pin_id,
-                account_id=account_id,
-                mailbox_id=mailbox.id,
-                label=label,
-                digits_digest=digests[mailbox.id],
-                digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
-                # How a sealed box names this PIN in its reports, instead of the digits.
-                ref=deliveries.new_pin_ref(),
-                created_by_id=actor.id,
-                created_at=now,
-                group_id=group_id,
-                purpose=purpose,
-                assigned_to_id=owner.id if owner is not None else None,
-                time_zone=zone,
-                paused=paused,
-                command_id=command_id,
-                **rule_columns,
-            )
-            if command_id is not None:
-                deliveries.queue_command(account_id=account_id, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
-                                         pin_id=pin_id, action="AUTH", requested_by=actor, command_id=command_id)
-            _log(pin, mailbox, actor, "pin.added", f"Added PIN “{label}” to “{mailbox.name}”{words}")
-            made.append(pin)
+    pin_rows, commands, events = [], [], []
+    for mailbox, protocol in boxes:
+        pin_id = uuid.uuid4()
+        paused = waits and protocol == PROTOCOL_SEED
+        # Each PIN is made with the id of the change that carries it (pins.command_id has no
+        # foreign key), so no UPDATE follows the inserts.
+        command_id = None if paused else uuid.uuid4()
+        pin_rows.append(deliveries.pin_row(
+            id=pin_id,
+            account_id=account_id,
+            mailbox_id=mailbox.id,
+            label=label,
+            digits_digest=digests[mailbox.id],
+            digits_enc=crypto.encrypt(digits, table="pins", column="digits_enc", row_id=pin_id),
+            # How a sealed box names this PIN in its reports, instead of the digits.
+            ref=deliveries.new_pin_ref(),
+            created_by_id=actor.id,
+            created_at=now,
+            group_id=group_id,
+            purpose=purpose,
+            assigned_to_id=owner.id if owner is not None else None,
+            time_zone=zone,
+            paused=paused,
+            command_id=command_id,
+            **rule_columns,
+        ))
+        if command_id is not None:
+            commands.append(deliveries.command_row(account_id, mailbox.gateway_id, "AUTH", mailbox_id=mailbox.id,
+                                                   pin_id=pin_id, requested_by=actor, command_id=command_id))
+        events.append(activity.event_row(
+            account_id, kind="pin.added", summary=f"Added PIN “{label}” to “{mailbox.name}”{words}",
+            actor_user=actor, gateway_id=mailbox.gateway_id, mailbox_id=mailbox.id,
+            details={"pin_id": str(pin_id)}))
     try:
-        db.session.flush()
+        made = deliveries.save_new_pins(pin_rows, commands)
     except IntegrityError:
         # Another member added the same digits a moment ago.
         db.session.rollback()
         raise _taken(purpose, None) from None
+    activity.record_rows(events)
     db.session.commit()
     return made
 

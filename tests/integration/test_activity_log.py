@@ -5,9 +5,10 @@ import io
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import utcnow
+from portal.models import ActivityEvent, Alert, utcnow
 from portal.services import activity
 from tests.plugins.accounts import PASSWORD, Auth
 
@@ -46,6 +47,27 @@ def test_record_labels_system_events_without_a_user(app, world):
     assert event.actor_label == "IoTLock"
     with pytest.raises(ValueError):
         activity.record(world["account"].id, kind="x.y", summary="?", actor_kind="robot")
+
+
+def test_events_saved_as_rows_are_the_events_record_saves_and_raise_their_alerts(app, world):
+    """record_rows (a change that saves its own rows, as add-PIN does) saves what record
+    would, in the caller's transaction, and raises the same alerts."""
+    account_id, owner = world["account"].id, world["owner"]
+    rows = [activity.event_row(account_id, kind="member.joined", summary=f"Joined #{i}", actor_user=owner)
+            for i in range(2)]
+    activity.record_rows(rows)
+    db.session.rollback()  # nothing is saved outside the caller's transaction
+    assert not db.session.scalars(sa.select(ActivityEvent).where(ActivityEvent.summary.startswith("Joined #"))).all()
+    activity.record_rows(rows)
+    db.session.commit()
+    saved = db.session.scalars(sa.select(ActivityEvent).where(ActivityEvent.summary.startswith("Joined #"))
+                               .order_by(ActivityEvent.id)).all()
+    assert [(e.summary, e.actor_label, e.actor_user_id, e.kind) for e in saved] == [
+        ("Joined #0", owner.email, owner.id, "member.joined"), ("Joined #1", owner.email, owner.id, "member.joined")]
+    assert saved[0].occurred_at == saved[0].recorded_at
+    raised = db.session.scalars(sa.select(Alert).where(Alert.account_id == account_id,
+                                                       Alert.kind == "member_joined")).all()
+    assert len(raised) == 2
 
 
 def test_events_are_listed_newest_first_and_paged(app, world):

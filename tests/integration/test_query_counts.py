@@ -5,12 +5,15 @@ loads raise in tests, so nothing can sneak in a query per row)."""
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from portal import crypto
 from portal.extensions import db
-from portal.models import ActivityEvent, Command, Gateway, Mailbox, Pin, utcnow
+from portal.jobs import outbox
+from portal.models import ActivityEvent, Command, Gateway, Job, Mailbox, Pin, utcnow
 from portal.services import pins
+from portal.services.errors import ValidationFailed
 from tests.plugins.accounts import PASSWORD, Auth
 from tests.plugins.queries import statements_of
 from tests.plugins.support import StaffHelper, isolated_client
@@ -135,8 +138,10 @@ def test_a_box_page_reads_a_pin_s_twins_only_when_it_has_some(kit, member_client
 
 
 def test_adding_a_pin_to_two_boxes_writes_each_row_once(kit):
-    """One flush saves the PINs, their changes, jobs and events: each PIN is inserted with
-    the id of its change, never updated after (the flush before it made an UPDATE a box)."""
+    """Add-PIN saves its rows itself, one INSERT a table (deliveries.save_new_pins), not
+    through the session's unit of work: each PIN is inserted with the id of its change, never
+    updated after, and each change with the job that sends it, the jobs in the boxes' order
+    (a gateway's jobs run in id order)."""
     gateway, front = kit.ready_mailbox("Front box")
     _gw, side = kit.ready_mailbox("Side gate", gateway=gateway)
     statements: list[str] = []
@@ -149,10 +154,44 @@ def test_adding_a_pin_to_two_boxes_writes_each_row_once(kit):
         made = pins.add_pin(kit.account.id, [front.id, side.id], kit.user, label="Both", digits="7310")
     finally:
         event.remove(db.engine, "before_cursor_execute", note)
+    inserts = [s for s in statements if s.startswith("INSERT INTO")]
     assert not [s for s in statements if s.startswith("UPDATE pins")], statements
-    assert sum(s.startswith("INSERT INTO pins") for s in statements) == 1, statements  # both in one
+    for table in ("pins", "commands", "activity_events"):
+        assert inserts.count(f"INSERT INTO {table}") == 1, statements  # both boxes' in one
+    # PostgreSQL: one; SQLite's RETURNING keeps no order, so SQLAlchemy inserts them one by one.
+    assert inserts.count("INSERT INTO jobs") == (1 if db.engine.dialect.name == "postgresql" else 2), statements
+    # The PINs came back as the session's objects, as read after their INSERT.
+    assert [sa.inspect(pin).persistent for pin in made] == [True, True]
+    assert [pin.mailbox_id for pin in made] == [front.id, side.id]
+    assert [pin.uses for pin in made] == [0, 0]  # left to its default: loaded when read
+    jobs = []
     for pin in made:
-        assert db.session.get(Command, pin.command_id).pin_id == pin.id
+        command = db.session.get(Command, pin.command_id)
+        assert (command.pin_id, command.mailbox_id, command.action, command.state) == (pin.id, pin.mailbox_id,
+                                                                                        "AUTH", "queued")
+        job = db.session.get(Job, command.job_id)
+        assert (job.payload, job.target, job.state) == ({"command_id": str(command.id)}, f"gateway:{gateway.id}",
+                                                        "queued")
+        jobs.append(job.id)
+    assert jobs == sorted(jobs)
+    added = db.session.scalars(sa.select(ActivityEvent.mailbox_id).where(ActivityEvent.kind == "pin.added")
+                               .order_by(ActivityEvent.id)).all()
+    assert added == [front.id, side.id]
+
+
+def test_adding_a_pin_wakes_the_worker_once_it_is_saved_and_not_when_refused(kit):
+    """The jobs add-PIN saves itself wake an in-process worker at the commit, as enqueue's
+    do; a refused add-PIN (digits taken) saves nothing and wakes nothing."""
+    _gateway, mailbox = kit.ready_mailbox("Front box")
+    outbox.wakeup.clear()
+    pins.add_pin(kit.account.id, [mailbox.id], kit.user, label="Grandma", digits="4821")
+    assert outbox.wakeup.is_set()
+    outbox.wakeup.clear()
+    jobs = db.session.scalar(sa.select(sa.func.count()).select_from(Job))
+    with pytest.raises(ValidationFailed):
+        pins.add_pin(kit.account.id, [mailbox.id], kit.user, label="Again", digits="4821")
+    assert not outbox.wakeup.is_set()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Job)) == jobs
 
 
 @pytest.mark.parametrize("part", ["mailbox-live", "dashboard", "gateway-live"])
