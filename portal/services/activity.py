@@ -5,15 +5,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Mailbox, utcnow
 from portal.services import alerts, versions
 from portal.services.paging import clamp_page
-from portal.services.rows import read_as
+from portal.services.rows import among, read_as
 from portal.services.scope import scoped
 from portal.services.visitors import Actor
 
@@ -111,8 +112,9 @@ class Page:
 
 def visible_to(*, owner: bool) -> sa.ColumnElement[bool]:
     """The events a member sees: owners all of them, other members none of OWNERS_ONLY_KINDS
-    (for every query that shows events, e.g. a box's latest event on the dashboard)."""
-    return sa.true() if owner else ActivityEvent.kind.not_in(OWNERS_ONLY_KINDS)
+    (for every query that shows events, e.g. a box's latest event on the dashboard). A fixed
+    list of kinds, so a statement built once is compiled once (rows.among)."""
+    return sa.true() if owner else sa.not_(among(ActivityEvent.kind, OWNERS_ONLY_KINDS))
 
 
 def _filtered(account_id: uuid.UUID | sa.BindParameter[uuid.UUID], mailbox_id=None, kind: str | None = None, *,
@@ -197,6 +199,24 @@ _RECENT_FOR_BOX = {
     .where(ActivityEvent.mailbox_id == sa.bindparam("mailbox_id")).limit(sa.bindparam("limit"))
     for owner in (False, True)
 }
+
+
+class LatestEvent(NamedTuple):
+    """A box's latest event as its live part shows it: its words and when it happened."""
+
+    summary: str
+    occurred_at: datetime
+
+
+def latest_of_box(box_id: sa.ColumnElement | orm.QueryableAttribute, account_id: sa.BindParameter[uuid.UUID], *,
+                  owner: bool) -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
+    """The summary and time of a box's latest event (`owner` as in list_events), as two
+    columns of a statement that reads the box, `box_id` being its id there: a box's live part
+    shows that one event, and reads it with its box rather than in a statement of its own
+    (LatestEvent makes them one)."""
+    latest = _filtered(account_id, owner=owner).where(ActivityEvent.mailbox_id == box_id).limit(1)
+    return (latest.with_only_columns(ActivityEvent.summary).scalar_subquery(),
+            latest.with_only_columns(ActivityEvent.occurred_at).scalar_subquery())
 
 
 def recent_for_mailbox(account_id: uuid.UUID, mailbox_id, limit: int = 20, *, owner: bool = False

@@ -596,6 +596,10 @@ _MEMBERS_JSON = (
     .scalar_subquery()
 )
 _PAGE_BOX_MEMBERS = _PAGE_BOX.add_columns(_MEMBERS_JSON)
+# The live part shows the box's latest event only: it comes in the box's row too, as the
+# owner or a member may see it.
+_PAGE_BOX_LATEST = {owner: _PAGE_BOX_MEMBERS.add_columns(*activity.latest_of_box(Mailbox.id, _ACCOUNT, owner=owner))
+                    for owner in (False, True)}
 _PINS_LIMIT: sa.BindParameter[int] = sa.bindparam("pins_limit")
 _PINS_OFFSET: sa.BindParameter[int] = sa.bindparam("pins_offset")
 _NO_LIMIT = 2**31 - 1
@@ -724,15 +728,18 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
                  mark: versions.Mark | None = None) -> MailboxPage:
     """One box: its PINs with their delivery states, recent unlocks and events: 4 queries
     (the box with its household's members; its page of live PINs with its latest ended ones;
-    their changes; its events), one more with `other_boxes` (2 more when some of its PINs are
-    also live on other boxes, added to several at once). `pins_page` (from 1): that page of
-    its live PINs (pins_per_page()); `pins_slice`: (offset, limit) of them instead; neither:
-    all of them. `events`: how many of its latest events to read (the live part shows the
-    last one only). `other_boxes`: also read the household's other boxes, for the add-PIN
-    form's list. `mark`: the one a polled part is versioned at, whose StreamIoT state the
-    page shows."""
+    their changes; its events), 3 for its latest event only (it comes with the box), one more
+    with `other_boxes` (2 more when some of its PINs are also live on other boxes, added to
+    several at once). `pins_page` (from 1): that page of its live PINs (pins_per_page());
+    `pins_slice`: (offset, limit) of them instead; neither: all of them. `events`: how many
+    of its latest events to read (the live part shows the last one only: an
+    activity.LatestEvent). `other_boxes`: also read the household's other boxes, for the
+    add-PIN form's list. `mark`: the one a polled part is versioned at, whose StreamIoT
+    state the page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
-    mailbox, gateway, zone, (member_rows,) = _page_box(params, _PAGE_BOX_MEMBERS)
+    latest_only = events == 1
+    mailbox, gateway, zone, (member_rows, *latest) = _page_box(
+        params, _PAGE_BOX_LATEST[owner] if latest_only else _PAGE_BOX_MEMBERS)
     ended_rows: list | None = None
 
     def fetch(values: dict) -> list:
@@ -777,7 +784,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
             for p in pins
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
-        events=activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner),
+        events=(([activity.LatestEvent(*latest)] if latest[0] is not None else []) if latest_only
+                else activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner)),
         ended=[(p, pin_rules.rule_state(p, now))
                for p in (ended_rows if ended_rows is not None else read_as(Pin, _PAGE_ENDED, params))],
         members=members,

@@ -4,9 +4,11 @@ while something can still change by itself and stop when everything is final."""
 import re
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from portal.extensions import db
 from portal.models import ActivityEvent, utcnow
-from portal.services import gateways, pins
+from portal.services import activity, dashboard, gateways, pins
 from tests.plugins.accounts import csrf_from
 from tests.plugins.text import visible_text
 
@@ -172,6 +174,36 @@ def test_an_offline_gateway_says_since_when_on_its_page_and_the_dashboard(kit, a
     assert "Offline" in page
     assert re.search(r"since\s*<time[^>]*>3 hours ago</time>", page)
     assert "Offline" in member_client.get("/gateways/").get_data(as_text=True)
+
+
+def test_a_box_s_live_part_reads_its_latest_event_with_the_box_as_owners_and_members_may_see_it(kit, member_client):
+    """The live part shows one event, read in the box's row (activity.latest_of_box): the one
+    the box's event list starts with, newest by when it happened; a duress opening for an
+    owner only, the event before it for a member; none for a box with no events."""
+    gateway, mailbox = kit.ready_mailbox()
+    _gw, quiet = kit.ready_mailbox("Side gate", gateway=gateway)
+    db.session.execute(sa.delete(ActivityEvent).where(ActivityEvent.mailbox_id == quiet.id))
+    now = utcnow() + timedelta(minutes=10)  # after the boxes' own "added" events
+    for kind, summary, ago in (("box.opened_pin", "Opened with the PIN “Grandma”", 2),
+                               ("box.closed", "Closed, read late", 5),
+                               ("box.duress", "Opened under duress", 1)):
+        db.session.add(ActivityEvent(account_id=kit.account.id, actor_kind="box", actor_label=mailbox.name,
+                                     kind=kind, summary=summary, gateway_id=gateway.id, mailbox_id=mailbox.id,
+                                     occurred_at=now - timedelta(minutes=ago), recorded_at=now))
+    db.session.commit()
+    for owner, expected in ((True, "Opened under duress"), (False, "Opened with the PIN “Grandma”")):
+        page = dashboard.mailbox_page(kit.account.id, mailbox.id, owner=owner, pins_page=1, events=1)
+        [listed] = activity.recent_for_mailbox(kit.account.id, mailbox.id, limit=1, owner=owner)
+        assert page.events == [activity.LatestEvent(expected, listed.occurred_at)]
+        assert listed.summary == expected
+        assert page.last_event.occurred_at == now - timedelta(minutes=1 if owner else 2)
+    assert dashboard.mailbox_page(kit.account.id, quiet.id, owner=True, pins_page=1, events=1).events == []
+    part = visible_text(member_client.get(f"/mailboxes/{mailbox.id}", headers={"HX-Request": "true"})
+                        .get_data(as_text=True))
+    assert "Last event Opened under duress" in part  # the household's owner
+    empty = visible_text(member_client.get(f"/mailboxes/{quiet.id}", headers={"HX-Request": "true"})
+                         .get_data(as_text=True))
+    assert "Last event Nothing yet" in empty
 
 
 def test_the_dashboard_shows_each_box_s_newest_event_as_its_page_does(kit, member_client):

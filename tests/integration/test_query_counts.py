@@ -73,7 +73,7 @@ def _household_with(make_household, email, boxes, pins_per_box):
 # What each page costs now (docs/architecture.md): a change that reads more must say so here.
 # "mailbox-poll": the live part polled after a change, with the version it showed (which no
 # longer holds), as htmx asks: the household's mark then rides with the login's statement.
-BUDGET = {"dashboard": 5, "gateway": 8, "mailbox": 7, "mailbox-live": 6, "mailbox-poll": 5, "mailbox-box": 3,
+BUDGET = {"dashboard": 5, "gateway": 8, "mailbox": 7, "mailbox-live": 5, "mailbox-poll": 4, "mailbox-box": 3,
           "activity": 3, "activity-box-events": 3}
 
 
