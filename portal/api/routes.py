@@ -240,7 +240,8 @@ def remove_gateway(gateway_id):
 # --- boxes ------------------------------------------------------------------------------------
 
 def _box(mailbox_id) -> dict:
-    page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner(), pins_slice=(0, 0))
+    page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner(), pins_slice=(0, 0),
+                                  events=0)
     return rep.box(page.mailbox, page.shown)
 
 
@@ -310,7 +311,7 @@ def _pin(pin_id) -> dict:
     shows it), not with every PIN of the box."""
     mailbox_id = pins.mailbox_id_of(_account_id(), pin_id)
     page = dashboard.mailbox_page(_account_id(), mailbox_id, with_snapshot=False, owner=_owner(),
-                                  pins_page=dashboard.pins_page_of(_account_id(), pin_id=pin_id))
+                                  pins_page=dashboard.pins_page_of(_account_id(), pin_id=pin_id), events=0)
     for row in page.pins:
         if str(row.pin.id) == str(pin_id):
             return rep.pin(row)
@@ -327,7 +328,7 @@ def list_pins(query, box_id):
     # The page read in the database: it costs the same at 10 PINs as at 10,000.
     start = _start(query)
     page = dashboard.mailbox_page(_account_id(), box_id, with_snapshot=False, owner=_owner(),
-                                  pins_slice=(start, query["limit"]))
+                                  pins_slice=(start, query["limit"]), events=0)
     return _page_of([rep.pin(row) for row in page.pins], start, page.pins_total, query, "api.list_pins",
                     box_id=box_id)
 

@@ -733,7 +733,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     several at once). `pins_page` (from 1): that page of its live PINs (pins_per_page());
     `pins_slice`: (offset, limit) of them instead; neither: all of them. `events`: how many
     of its latest events to read (the live part shows the last one only: an
-    activity.LatestEvent). `other_boxes`: also read the household's other boxes, for the
+    activity.LatestEvent; the API none, and reads none). `other_boxes`: also read the household's other boxes, for the
     add-PIN form's list. `mark`: the one a polled part is versioned at, whose StreamIoT
     state the page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
@@ -785,7 +785,8 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
         events=(([activity.LatestEvent(*latest)] if latest[0] is not None else []) if latest_only
-                else activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner)),
+                else activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner) if events > 0
+                else []),
         ended=[(p, pin_rules.rule_state(p, now))
                for p in (ended_rows if ended_rows is not None else read_as(Pin, _PAGE_ENDED, params))],
         members=members,

@@ -11,8 +11,8 @@ from sqlalchemy import event
 from portal import crypto
 from portal.extensions import db
 from portal.jobs import outbox
-from portal.models import ActivityEvent, Command, Gateway, Job, Mailbox, Pin, utcnow
-from portal.services import pins
+from portal.models import ActivityEvent, Command, Gateway, Job, Mailbox, Membership, Pin, utcnow
+from portal.services import api_tokens, pins
 from portal.services.errors import ValidationFailed
 from tests.plugins.accounts import PASSWORD, Auth
 from tests.plugins.queries import statements_of
@@ -197,6 +197,31 @@ def test_adding_a_pin_wakes_the_worker_once_it_is_saved_and_not_when_refused(kit
         pins.add_pin(kit.account.id, [mailbox.id], kit.user, label="Again", digits="4821")
     assert not outbox.wakeup.is_set()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Job)) == jobs
+
+
+def test_the_api_reads_a_box_and_its_pins_without_their_events(kit, app):
+    """A box and its PINs, as the API gives them, show none of the box's events: their reads
+    read none (mailbox_page(events=0))."""
+    _gateway, mailbox = kit.ready_mailbox("Front box")
+    [pin] = pins.add_pin(kit.account.id, [mailbox.id], kit.user, label="Grandma", digits="4821")
+    membership = db.session.scalars(sa.select(Membership).filter_by(user_id=kit.user.id)).one()
+    _token, secret = api_tokens.create_token(membership, kit.user, name="counts", scopes=["read"])
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    for path in (f"/api/v1/boxes/{mailbox.id}", f"/api/v1/boxes/{mailbox.id}/pins", f"/api/v1/pins/{pin.id}"):
+        client.get(path)  # warm up
+        statements: list[str] = []
+
+        def note(conn, cursor, statement, parameters, context, executemany, into=statements):
+            into.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            response = client.get(path)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", note)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        assert statements and not [s for s in statements if "FROM activity_events" in s], (path, statements)
 
 
 @pytest.mark.parametrize("part", ["mailbox-live", "dashboard", "gateway-live"])
