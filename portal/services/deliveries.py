@@ -196,16 +196,10 @@ def new_mailbox(**fields) -> Mailbox:
     return mailbox
 
 
-def new_pin(*, paused: bool = False, **fields) -> Pin:
-    """A new PIN, on its way to its box; or `paused`: made outside its hours for a seed
-    gateway, so it waits off the box (no command) until its schedule puts it on."""
-    pin = Pin(**pin_row(paused=paused, **fields))
-    db.session.add(pin)
-    return pin
-
-
 def pin_row(*, paused: bool = False, **fields) -> dict:
-    """A new PIN's columns, in its first state (new_pin's; save_new_pins takes them)."""
+    """A new PIN's columns (save_new_pins takes them), on its way to its box; or `paused`:
+    made outside its hours for a seed gateway, so it waits off the box (no command) until
+    its schedule puts it on."""
     return {"status": P.PAUSED if paused else P.ADDING, **fields}
 
 
