@@ -732,10 +732,10 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     with `other_boxes` (2 more when some of its PINs are also live on other boxes, added to
     several at once). `pins_page` (from 1): that page of its live PINs (pins_per_page());
     `pins_slice`: (offset, limit) of them instead; neither: all of them. `events`: how many
-    of its latest events to read (the live part shows the last one only: an
-    activity.LatestEvent; the API none, and reads none). `other_boxes`: also read the household's other boxes, for the
-    add-PIN form's list. `mark`: the one a polled part is versioned at, whose StreamIoT
-    state the page shows."""
+    of its latest events to read (the live part shows the last one only, an
+    activity.LatestEvent; the API none, and reads none). `other_boxes`: also read the
+    household's other boxes, for the add-PIN form's list. `mark`: the one a polled part is
+    versioned at, whose StreamIoT state the page shows."""
     params = {"account_id": account_id, "box_id": _as_uuid(mailbox_id)}
     latest_only = events == 1
     mailbox, gateway, zone, (member_rows, *latest) = _page_box(
@@ -769,6 +769,10 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
     siblings = _group_siblings(account_id, [row for row in pin_rows if row.twinned], waiting)
     owners = dict(members)
     safe_command = by_id.get(mailbox.safe_command_id) if mailbox.safe_command_id else None
+    if latest_only:
+        shown_events: list = [activity.LatestEvent(*latest)] if latest[0] is not None else []
+    else:
+        shown_events = activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner) if events else []
     page = MailboxPage(
         mailbox=mailbox,
         gateway=gateway,
@@ -784,9 +788,7 @@ def mailbox_page(account_id, mailbox_id, *, with_snapshot: bool = True, owner: b
             for p in pins
         ],
         unlocks=[(c, unlock_shown(c, waiting)) for c in unlocks],
-        events=(([activity.LatestEvent(*latest)] if latest[0] is not None else []) if latest_only
-                else activity.recent_for_mailbox(account_id, mailbox.id, limit=events, owner=owner) if events > 0
-                else []),
+        events=shown_events,
         ended=[(p, pin_rules.rule_state(p, now))
                for p in (ended_rows if ended_rows is not None else read_as(Pin, _PAGE_ENDED, params))],
         members=members,
