@@ -75,7 +75,6 @@ def _age(app, hours: int = 1) -> None:
 
 def _pages(client, seeded):
     mailbox, gateway = seeded["10x5"]["mailbox"], seeded["10x5"]["gateway"]
-    poll = POLL
     # A poll that draws its part: as htmx asks after a change (the mark rides with the login's statement).
     stale = {**POLL, **STALE}
     html = client.get(f"/mailboxes/{mailbox}").get_data(as_text=True)
@@ -86,7 +85,7 @@ def _pages(client, seeded):
 
         def request():
             # As htmx polls: with the version of the part it shows, new after each 200.
-            response = client.get(url, headers=dict(poll, **{"If-None-Match": shown["etag"]}))
+            response = client.get(url, headers={**POLL, "If-None-Match": shown["etag"]})
             shown["etag"] = response.headers.get("ETag", shown["etag"])
             ANSWERED[response.status_code] = ANSWERED.get(response.status_code, 0) + 1
             return response

@@ -407,12 +407,11 @@ def measure(backend: str, database_url: str, args) -> dict:
         anonymous = Browser(portal_port)
         anonymous.request("GET", "/login")
         fragment_path = f"/mailboxes/{seeded['10x5']['mailbox']}"
-        poll = POLL
-        shown = {"etag": mid.request("GET", fragment_path, **poll)[1].get("ETag") or ""}
+        shown = {"etag": mid.request("GET", fragment_path, **POLL)[1].get("ETag") or ""}
 
         def unchanged(w, i):
             # As htmx polls: with the version of the part it shows, new after each 200.
-            return ("GET", fragment_path, mid.headers(**poll, **{"If-None-Match": shown["etag"]}), None)
+            return ("GET", fragment_path, mid.headers(**POLL, **{"If-None-Match": shown["etag"]}), None)
 
         def follow(headers):
             if headers.get("ETag"):
@@ -441,7 +440,7 @@ def measure(backend: str, database_url: str, args) -> dict:
             ("dashboard 10x5", get(mid, "/gateways/")),
             ("dashboard 50x10", get(big, "/gateways/")),
             # As htmx polls after a change: with the version it showed, which no longer holds.
-            ("polling fragment, changed", get(mid, fragment_path, **poll, **STALE)),
+            ("polling fragment, changed", get(mid, fragment_path, **POLL, **STALE)),
             ("polling fragment, unchanged", unchanged),
             ("add-PIN POST, worker stopped", add_pin),
         ]
@@ -489,7 +488,7 @@ def measure(backend: str, database_url: str, args) -> dict:
                 body = _form(csrf_token=tokens[w], email=seeded["1"]["email"], password=PASSWORD)
                 return ("POST", "/login", logins[w].headers(**{"Content-Type": "application/x-www-form-urlencoded"}),
                         body)
-            return [get(mid, "/gateways/"), get(mid, fragment_path, **poll), add_pin][i % 3](w, i)
+            return [get(mid, "/gateways/"), get(mid, fragment_path, **POLL), add_pin][i % 3](w, i)
 
         burst = load(portal_port, mixed, args.burst_seconds, 8)
     finally:
