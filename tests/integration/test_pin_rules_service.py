@@ -146,12 +146,15 @@ def test_the_auth_carries_the_rules_in_the_household_zone(kit):
     owner = db.session.scalars(sa.select(Membership).where(Membership.user_id == kit.user.id)).one()
     accounts.set_time_zone(owner, kit.user, "Europe/Berlin")
     gateway, mailbox = kit.ready_mailbox()
-    ends = (utcnow() + timedelta(days=30)).astimezone(pin_rules.timezones.zone("Europe/Berlin"))
+    berlin = pin_rules.timezones.zone("Europe/Berlin")
+    # Noon, 30 days on: a wall-clock time that names one moment only (in the hour repeated
+    # when DST ends it names two, and the service takes the first: `ends` an hour off).
+    ends = (utcnow() + timedelta(days=30)).astimezone(berlin).replace(hour=12, minute=0, second=0, microsecond=0)
     # All day every day: a seed gateway gets it now (outside its hours it would wait).
     always_open = {"days": range(7), "from": "00:00", "until": "24:00"}
     pin = kit.add_pin(mailbox, "Cleaner", "5827", kind="weekly", windows=[always_open], ends=_local(ends), uses=20)
     assert pin.time_zone == "Europe/Berlin"
-    assert pin.ends_at == ends.replace(second=0, microsecond=0)
+    assert pin.ends_at == ends
     [pack] = _auth_records(kit, mailbox.channel_id)
     assert pack == [
         {"n": "AUTH", "u": "PIN", "v": 5827},

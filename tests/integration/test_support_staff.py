@@ -203,8 +203,11 @@ def test_totp_code_opens_the_console_and_the_same_step_cannot_be_replayed(client
     assert client.get("/support/").status_code == 302
 
 
-def test_codes_one_step_away_are_accepted_and_two_steps_away_refused(client, staff, enrolled):
+def test_codes_one_step_away_are_accepted_and_two_steps_away_refused(client, staff, enrolled, time_machine):
     user, secret = enrolled
+    # The clock stands 5 s into a 30-second step: the steps counted from `now` must not
+    # move on between reading it and the requests (then `now + 2` is one step away).
+    time_machine.move_to(utcnow().replace(second=5, microsecond=0) + timedelta(minutes=1), tick=False)
     totp = pyotp.TOTP(secret)
     now = totp.timecode(utcnow())
     assert staff.verify(secret, user.id, code=totp.generate_otp(now - 2)).status_code == 200
