@@ -210,15 +210,16 @@ class Pin(Base):
         sa.UniqueConstraint("mailbox_id", "digits_digest", name="uq_pins_mailbox_digest"),
         # A sealed box's answer names the PIN by its reference: one index lookup per answer.
         sa.Index("ix_pins_mailbox_ref", "mailbox_id", "ref"),
+        # A box's PINs in one state, the ended ones newest first: a box's pages and its count
+        # of live PINs read what they show, not the household's whole history of PINs (ended
+        # ones are kept). It also serves lookups by household (its first column), as the two
+        # above do by box.
+        sa.Index("ix_pins_box_state", "account_id", "mailbox_id", "status", "removed_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    mailbox_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
+    mailbox_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("mailboxes.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(sa.String(60))
     digits_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     digits_digest: Mapped[str] = mapped_column(sa.String(64))
@@ -269,20 +270,23 @@ class Command(Base):
     __tablename__ = "commands"
     __table_args__ = (
         sa.Index("ix_commands_state_channel", "state", "channel_id"),
-        # A box's recent unlocks and trace, and a household's pending/failed counts, stay
-        # index lookups however long the history grows (benchmarks/test_pages.py).
+        # A box's changes of one action (the worker's lookups, the support trace) stay index
+        # lookups however long the history grows (benchmarks/test_pages.py).
         sa.Index("ix_commands_mailbox_action_time", "mailbox_id", "action", "created_at"),
         sa.Index("ix_commands_account_state", "account_id", "state"),
         # A listed box's changes on their way and failed (the dashboard's rows).
         sa.Index("ix_commands_mailbox_state", "mailbox_id", "state"),
         # A device answer's candidates: the gateway's commands of that action still waiting.
         sa.Index("ix_commands_gateway_action_state", "gateway_id", "action", "state"),
+        # A household's changes by box (none: its gateways') and action, newest last: a box
+        # page's latest unlocks and a gateway page's own steps read what they show, not the
+        # household's whole history (tests/integration/test_history_cost.py). It also serves
+        # lookups by household (its first column).
+        sa.Index("ix_commands_account_box_action", "account_id", "mailbox_id", "action", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
     gateway_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("gateways.id", ondelete="CASCADE"), index=True
     )

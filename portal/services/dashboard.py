@@ -46,7 +46,7 @@ from portal.services.deliveries import (
 )
 from portal.services.errors import NotFound
 from portal.services.mailboxes import box_snapshot
-from portal.services.rows import BOX_ROW, GATEWAY_ROW, among, every_column, json_rows, read, read_as
+from portal.services.rows import BOX_ROW, GATEWAY_ROW, among, every_column, json_rows, read, read_as, unindexed
 from portal.services.scope import get_scoped, scoped
 from portal.services.visitors import Household
 
@@ -453,9 +453,9 @@ def gateway_page(account_id, gateway_id, *, owner: bool = False, mark: versions.
     """One gateway with its set-up steps and boxes: 5 queries (6 for owners: former members
     who had its keys; one fewer with the `mark` its live part is versioned at)."""
     gateway = get_scoped(Gateway, account_id, gateway_id)
-    setup = db.session.scalars(
+    setup = db.session.scalars(  # the household's changes of no box, by index: not its boxes' history
         scoped(Command, account_id)
-        .where(Command.gateway_id == gateway.id, Command.mailbox_id.is_(None))
+        .where(unindexed(Command.gateway_id) == gateway.id, Command.mailbox_id.is_(None))
         .order_by(Command.created_at)
     ).all()
     now = utcnow()
@@ -697,13 +697,17 @@ _PINS_BEFORE = (
            sa.or_(Pin.created_at < sa.bindparam("created_at"),
                   sa.and_(Pin.created_at == sa.bindparam("created_at"), Pin.id < sa.bindparam("pin_id"))))
 )
-# Each PIN's current change, safe mode's, and the latest unlocks, in one query.
-_PAGE_COMMANDS = every_column(Command).where(
-    Command.account_id == _ACCOUNT, Command.mailbox_id == _BOX,
-    sa.or_(Command.id.in_(sa.bindparam("command_ids", expanding=True)),
-           Command.id.in_(sa.select(Command.id)
-                          .where(Command.mailbox_id == _BOX, Command.action == "UNLOCK")
-                          .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).scalar_subquery())))
+# Each PIN's current change, safe mode's, and the latest unlocks, in one query of two parts,
+# each an index lookup (by id; ix_commands_account_box_action). As one filter (`id IN ...
+# OR id IN (the latest unlocks)`), both databases read every change the box ever had; the
+# first part is by id alone for SQLite too, which would take the box's index (rows.unindexed).
+_PAGE_COMMANDS = sa.union(
+    every_column(Command).where(unindexed(Command.account_id) == _ACCOUNT, unindexed(Command.mailbox_id) == _BOX,
+                                Command.id.in_(sa.bindparam("command_ids", expanding=True))),
+    every_column(Command).where(Command.account_id == _ACCOUNT, Command.mailbox_id == _BOX,
+                                Command.action == "UNLOCK")
+    .order_by(Command.created_at.desc()).limit(RECENT_UNLOCKS).subquery().select(),
+)
 # The household's boxes as (id, name) rows, columns rather than entities: a household of 50
 # boxes made 50 Mailbox objects on every box page, for the add-PIN form's list of them.
 _PAGE_OTHER_BOXES = (

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from portal.extensions import db
 from portal.models import Gateway, Mailbox
@@ -23,6 +24,29 @@ def among(column: sa.ColumnElement | orm.QueryableAttribute, values: tuple) -> s
     "expanding" parameter, whose SQL is rendered again at every execution (20-25 us of a
     statement on SQLite, for a hot statement that runs on every poll)."""
     return column.in_([sa.bindparam(None, value, type_=column.type) for value in values])
+
+
+class unindexed(sa.ColumnElement):
+    """`column`, for a filter no index may serve: SQLite's unary `+` (a no-op on the value),
+    the column itself elsewhere. SQLite plans without statistics and takes an index on the
+    household (a whole history of rows) over a lookup by id, or a box's changes in order;
+    PostgreSQL, which keeps statistics, chooses well alone (docs/architecture.md)."""
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: sa.ColumnElement | orm.QueryableAttribute):
+        self.column = sa.sql.coercions.expect(sa.sql.roles.ExpressionElementRole, column)
+        self.type = self.column.type
+
+
+@compiles(unindexed)
+def _unindexed(element, compiler, **kw):
+    return compiler.process(element.column, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element, compiler, **kw):
+    return f"+{compiler.process(element.column, **kw)}"
 
 
 def read(statement: sa.Executable, params: dict | None = None) -> sa.CursorResult:
